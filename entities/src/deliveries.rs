@@ -1,0 +1,33 @@
+//! Entity of `deliveries`: the durable job queue (one row per event per connector).
+
+use sea_orm::entity::prelude::*;
+
+/// One delivery job. The auto-increment `id` is the acceptance order, which is what
+/// per-record-key ordering is defined by; `(connector_id, event_id)` is unique so a
+/// re-published event is applied once per connector.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deliveries")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub connector_id: String,
+    pub event_id: String,
+    pub topic: String,
+    pub record_key: String,
+    /// The event payload as JSON text.
+    #[sea_orm(column_type = "Text")]
+    pub payload: String,
+    /// `pending` | `done` | `parked`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTimeUtc,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

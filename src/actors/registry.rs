@@ -1,0 +1,377 @@
+//! Registry: knows every connector by id, topic and webhook path; registers, replaces and
+//! removes them at run time; fans governance changes out to every supervisor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use super::governance::GovernanceChanged;
+use super::messages::{ChildKind, Fault, Wake};
+use super::shared::{ConnectorShared, Counters, Runtime};
+use super::status::ConnectorStatus;
+use super::supervisor::{self, ConnectorSupervisor, GetStatus, InjectChildFault};
+use crate::mapping::CompiledConnector;
+use crate::spec::{ConnectorSpec, LoadedSpec};
+use crate::storage::{self, StorageError};
+
+/// Where a connector came from: files are owned by the file system, the API may not
+/// replace or delete them (edit the file and restart instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    File,
+    Api,
+}
+
+struct Entry {
+    shared: Arc<ConnectorShared>,
+    origin: Origin,
+    origin_path: String,
+    addr: Addr<ConnectorSupervisor>,
+}
+
+pub struct Registry {
+    rt: Runtime,
+    governance_enabled: bool,
+    connectors: BTreeMap<String, Entry>,
+    by_topic: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("connector `{0}` already exists")]
+    Exists(String),
+    #[error("connector `{0}` does not exist")]
+    NotFound(String),
+    #[error("connector `{id}` comes from the file {path}; change the file instead")]
+    FileOwned { id: String, path: String },
+    #[error("webhook path {path} is already used by connector `{other}`")]
+    PathTaken { path: String, other: String },
+    #[error("connector `{id}` cannot be compiled: {reason}")]
+    Compile { id: String, reason: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn paused_key(id: &str) -> String {
+    format!("connector.{id}.paused")
+}
+
+impl Registry {
+    pub fn new(rt: Runtime, governance_enabled: bool) -> Self {
+        Self { rt, governance_enabled, connectors: BTreeMap::new(), by_topic: HashMap::new() }
+    }
+
+    fn reindex(&mut self) {
+        self.by_topic.clear();
+        for (id, e) in &self.connectors {
+            for topic in e.shared.spec.topics() {
+                self.by_topic.entry(topic).or_default().push(id.clone());
+            }
+        }
+    }
+
+    fn check_paths(&self, spec: &ConnectorSpec) -> Result<(), RegistryError> {
+        for path in spec.webhook_paths() {
+            if let Some((other, _)) =
+                self.connectors.iter().find(|(id, e)| **id != spec.id && e.shared.spec.webhook_paths().contains(&path))
+            {
+                return Err(RegistryError::PathTaken { path, other: other.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    fn build_shared(spec: ConnectorSpec, counters: Arc<Counters>) -> Result<Arc<ConnectorShared>, RegistryError> {
+        let compiled = CompiledConnector::compile(&spec)
+            .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
+        Ok(Arc::new(ConnectorShared {
+            spec: Arc::new(spec),
+            compiled: Arc::new(compiled),
+            paused: Arc::new(AtomicBool::new(false)),
+            counters,
+        }))
+    }
+
+    fn start(&mut self, loaded: LoadedSpec, origin: Origin, paused: bool) -> Result<(), RegistryError> {
+        let shared = Self::build_shared(loaded.spec, Arc::new(Counters::default()))?;
+        let id = shared.id().to_string();
+        let addr = ConnectorSupervisor::new(self.rt.clone(), shared.clone(), paused, self.governance_enabled).start();
+        self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, addr });
+        self.reindex();
+        Ok(())
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// One connector as listed by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorInfo {
+    pub id: String,
+    pub origin: Origin,
+    pub source: String,
+    pub config: serde_json::Value,
+}
+
+/// Register connectors loaded at start-up (files and the database), each with its persisted
+/// pause flag.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct Boot(pub Vec<(LoadedSpec, Origin, bool)>);
+
+impl Handler<Boot> for Registry {
+    type Result = Result<(), RegistryError>;
+    fn handle(&mut self, msg: Boot, _: &mut Context<Self>) -> Self::Result {
+        for (loaded, origin, paused) in msg.0 {
+            self.check_paths(&loaded.spec)?;
+            self.start(loaded, origin, paused)?;
+        }
+        Ok(())
+    }
+}
+
+/// Register (or, with `replace`, hot-reload) a connector from the API. The spec is stored
+/// before the connector runs, so it survives a restart of the service.
+#[derive(Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct Register {
+    pub loaded: LoadedSpec,
+    pub replace: bool,
+}
+
+impl Handler<Register> for Registry {
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.loaded.spec.id.clone();
+        let pre = match self.connectors.get(&id) {
+            Some(e) if e.origin == Origin::File => Err(RegistryError::FileOwned { id: id.clone(), path: e.origin_path.clone() }),
+            Some(_) if !msg.replace => Err(RegistryError::Exists(id.clone())),
+            _ => self.check_paths(&msg.loaded.spec),
+        };
+        let db = self.rt.db.clone();
+        let source = msg.loaded.source.clone();
+        let store_id = id.clone();
+        Box::pin(
+            async move {
+                pre?;
+                storage::save_connector(&db, &store_id, &source).await?;
+                Ok(())
+            }
+            .into_actor(self)
+            .map(move |res: Result<(), RegistryError>, act, _| {
+                res?;
+                if let Some(entry) = act.connectors.get_mut(&id) {
+                    let shared = Self::build_shared(msg.loaded.spec, entry.shared.counters.clone())?;
+                    entry.shared = shared.clone();
+                    entry.addr.do_send(supervisor::Replace(shared));
+                    act.reindex();
+                    tracing::info!(connector = %id, "connector replaced");
+                    Ok(false)
+                } else {
+                    act.start(msg.loaded, Origin::Api, false)?;
+                    tracing::info!(connector = %id, "connector registered");
+                    Ok(true)
+                }
+            }),
+        )
+    }
+}
+
+/// Remove a connector registered over the API. Its queued jobs stay in the database.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct Remove(pub String);
+
+impl Handler<Remove> for Registry {
+    type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
+    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
+        let pre = match self.connectors.get(&msg.0) {
+            None => Err(RegistryError::NotFound(msg.0.clone())),
+            Some(e) if e.origin == Origin::File => Err(RegistryError::FileOwned { id: msg.0.clone(), path: e.origin_path.clone() }),
+            Some(_) => Ok(()),
+        };
+        let db = self.rt.db.clone();
+        let id = msg.0.clone();
+        Box::pin(
+            async move {
+                pre?;
+                storage::delete_connector(&db, &id).await?;
+                Ok(())
+            }
+            .into_actor(self)
+            .map(move |res: Result<(), RegistryError>, act, _| {
+                res?;
+                if let Some(entry) = act.connectors.remove(&msg.0) {
+                    entry.addr.do_send(supervisor::Shutdown);
+                }
+                act.reindex();
+                tracing::info!(connector = %msg.0, "connector removed");
+                Ok(())
+            }),
+        )
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ConnectorInfo>")]
+pub struct List;
+
+impl Handler<List> for Registry {
+    type Result = Vec<ConnectorInfo>;
+    fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
+        self.connectors
+            .iter()
+            .map(|(id, e)| ConnectorInfo {
+                id: id.clone(),
+                origin: e.origin,
+                source: e.origin_path.clone(),
+                config: serde_json::to_value(&*e.shared.spec).unwrap_or_else(|_| json!(null)),
+            })
+            .collect()
+    }
+}
+
+/// The supervisor address of one connector.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ConnectorSupervisor>>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for Registry {
+    type Result = Option<Addr<ConnectorSupervisor>>;
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.get(&msg.0).map(|e| e.addr.clone())
+    }
+}
+
+/// Connectors listening on a topic, with their compiled mapping (for event intake).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<ConnectorShared>>")]
+pub struct Route(pub String);
+
+impl Handler<Route> for Registry {
+    type Result = Vec<Arc<ConnectorShared>>;
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
+        self.by_topic
+            .get(&msg.0)
+            .map(|ids| ids.iter().filter_map(|id| self.connectors.get(id)).map(|e| e.shared.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Wake the pushers of these connectors (jobs were just stored for them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeConnectors(pub Vec<String>);
+
+impl Handler<WakeConnectors> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: WakeConnectors, _: &mut Context<Self>) {
+        for id in msg.0 {
+            if let Some(e) = self.connectors.get(&id) {
+                e.addr.do_send(Wake);
+            }
+        }
+    }
+}
+
+/// Every connector's status (for `GET /connectors?expand=status` and `hms-sync status`).
+#[derive(Message)]
+#[rtype(result = "Vec<ConnectorStatus>")]
+pub struct AllStatus;
+
+impl Handler<AllStatus> for Registry {
+    type Result = ResponseFuture<Vec<ConnectorStatus>>;
+    fn handle(&mut self, _: AllStatus, _: &mut Context<Self>) -> Self::Result {
+        let addrs: Vec<_> = self.connectors.values().map(|e| e.addr.clone()).collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(addrs.len());
+            for a in addrs {
+                if let Ok(s) = a.send(GetStatus).await {
+                    out.push(s);
+                }
+            }
+            out
+        })
+    }
+}
+
+/// Pause or resume one connector; persisted so it survives a restart of the service.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct PauseConnector {
+    pub id: String,
+    pub paused: bool,
+}
+
+impl Handler<PauseConnector> for Registry {
+    type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
+    fn handle(&mut self, msg: PauseConnector, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.connectors.get(&msg.id).map(|e| e.addr.clone());
+        let db = self.rt.db.clone();
+        Box::pin(
+            async move {
+                let addr = addr.ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+                storage::put_setting(&db, &paused_key(&msg.id), &json!(msg.paused)).await?;
+                addr.do_send(supervisor::SetPaused(msg.paused));
+                Ok(())
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Reads the persisted per-connector pause flag.
+pub async fn load_paused(db: &storage::Db, id: &str) -> Result<bool, StorageError> {
+    Ok(storage::get_setting(db, &paused_key(id)).await?.and_then(|v| v.as_bool()).unwrap_or(false))
+}
+
+/// Test hook, forwarded to the connector's supervisor.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct FaultConnector {
+    pub id: String,
+    pub child: ChildKind,
+    pub fault: Fault,
+}
+
+impl Handler<FaultConnector> for Registry {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, msg: FaultConnector, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.connectors.get(&msg.id).map(|e| e.addr.clone());
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| format!("connector `{}` does not exist", msg.id))?;
+            addr.send(InjectChildFault { child: msg.child, fault: msg.fault }).await.map_err(|e| e.to_string())?
+        })
+    }
+}
+
+impl Handler<GovernanceChanged> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: GovernanceChanged, _: &mut Context<Self>) {
+        self.governance_enabled = msg.enabled;
+        for e in self.connectors.values() {
+            e.addr.do_send(supervisor::SetGovernance(msg.enabled));
+        }
+    }
+}
+
+/// Stop every connector (service shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+impl Handler<StopAll> for Registry {
+    type Result = ();
+    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
+        for e in self.connectors.values() {
+            e.addr.do_send(supervisor::Shutdown);
+        }
+    }
+}

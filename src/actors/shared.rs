@@ -1,0 +1,79 @@
+//! What a connector's actors share: the spec compiled once, the effective pause flag and
+//! the counters shown in its status. Plus [`Runtime`], the handles every actor gets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use actix::Addr;
+
+use crate::mapping::CompiledConnector;
+use crate::settings::SupervisionSettings;
+use crate::spec::ConnectorSpec;
+use crate::storage::Db;
+
+use super::ticket_writer::TicketWriter;
+
+/// Handles shared by the whole tree.
+#[derive(Clone)]
+pub struct Runtime {
+    pub db: Db,
+    pub tickets: Addr<TicketWriter>,
+    /// Global default restart intensity.
+    pub supervision: SupervisionSettings,
+    /// Test hooks (`POST /connectors/{id}/faults`) are honoured only when on.
+    pub fault_injection: bool,
+}
+
+/// Monotonic counters of one connector; kept across restarts and hot reloads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub delivered: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub parked: AtomicU64,
+    pub filtered: AtomicU64,
+    pub pulled: AtomicU64,
+    pub pull_failures: AtomicU64,
+}
+
+impl Counters {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "delivered": g(&self.delivered),
+            "failed_attempts": g(&self.failed_attempts),
+            "parked": g(&self.parked),
+            "filtered": g(&self.filtered),
+            "pulled": g(&self.pulled),
+            "pull_failures": g(&self.pull_failures),
+        })
+    }
+}
+
+/// One connector's spec and run-time flags, shared by its supervisor and children.
+pub struct ConnectorShared {
+    pub spec: Arc<ConnectorSpec>,
+    pub compiled: Arc<CompiledConnector>,
+    /// Paused by governance or by the operator: children do no outside I/O while set.
+    pub paused: Arc<AtomicBool>,
+    pub counters: Arc<Counters>,
+}
+
+impl ConnectorShared {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,64 @@
+//! The status of a connector as the admin API shows it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The connector's state as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorState {
+    Running,
+    Paused,
+    Restarting,
+    Failed,
+}
+
+/// One child's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildState {
+    Running,
+    Restarting,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildStatus {
+    pub kind: &'static str,
+    pub state: ChildState,
+    pub restarts: u64,
+    pub worker: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorStatus {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub direction: String,
+    pub state: ConnectorState,
+    /// Paused by an operator for this connector alone.
+    pub paused: bool,
+    /// `sync.enabled` is false: every connector holds.
+    pub governance_paused: bool,
+    pub children: Vec<ChildStatus>,
+    pub restarts: u64,
+    /// Why the connector is failed, or the last crash.
+    pub last_error: Option<LastError>,
+    /// Jobs accepted and not yet delivered or parked.
+    pub queue_depth: u64,
+    pub counters: serde_json::Value,
+    pub intensity: IntensityView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IntensityView {
+    pub max_restarts: u32,
+    pub within_secs: u64,
+    pub backoff_ms: u64,
+}

@@ -1,0 +1,408 @@
+//! ConnectorSupervisor: one per connector. Owns the connector's stable address, starts its
+//! children on the connector's own arbiter (thread), learns of their death through their
+//! guards and restarts them one-for-one with restart intensity and back-off (OTP style).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::child::ChildCtx;
+use super::intensity::{RestartWindow, Verdict};
+use super::messages::{ChildDied, ChildKind, Fault, InjectFault, StopChild, Wake};
+use super::puller::Puller;
+use super::pusher::Pusher;
+use super::retrier::Retrier;
+use super::shared::{ConnectorShared, Runtime};
+use super::status::{ChildState, ChildStatus, ConnectorState, ConnectorStatus, IntensityView, LastError};
+use crate::storage;
+
+/// A running child's address, by kind.
+enum ChildAddr {
+    Pusher(Addr<Pusher>),
+    Puller(Addr<Puller>),
+    Retrier(Addr<Retrier>),
+}
+
+impl ChildAddr {
+    fn stop(&self) {
+        match self {
+            ChildAddr::Pusher(a) => a.do_send(StopChild),
+            ChildAddr::Puller(a) => a.do_send(StopChild),
+            ChildAddr::Retrier(a) => a.do_send(StopChild),
+        }
+    }
+
+    fn fault(&self, fault: Fault) {
+        match self {
+            ChildAddr::Pusher(a) => a.do_send(InjectFault(fault)),
+            ChildAddr::Puller(a) => a.do_send(InjectFault(fault)),
+            ChildAddr::Retrier(a) => a.do_send(InjectFault(fault)),
+        }
+    }
+}
+
+struct Slot {
+    /// The generation of the child now expected alive; a death report of any other
+    /// generation is stale (a child we replaced on purpose) and ignored.
+    generation: u64,
+    state: ChildState,
+    restarts: u64,
+    addr: Option<ChildAddr>,
+}
+
+pub struct ConnectorSupervisor {
+    rt: Runtime,
+    shared: Arc<ConnectorShared>,
+    /// The thread the children run on: one per connector so a blocked or dead worker
+    /// never touches another connector.
+    arbiter: Option<ArbiterHandle>,
+    arbiters_started: u64,
+    slots: BTreeMap<ChildKind, Slot>,
+    next_generation: u64,
+    /// Bumped by every stop-all; a restart scheduled before it is void.
+    epoch: u64,
+    window: RestartWindow,
+    restarts: u64,
+    /// Set when restart intensity was exceeded; cleared by an operator's restart.
+    failed: Option<String>,
+    last_error: Option<LastError>,
+    local_paused: bool,
+    governance_enabled: bool,
+}
+
+impl ConnectorSupervisor {
+    pub fn new(rt: Runtime, shared: Arc<ConnectorShared>, local_paused: bool, governance_enabled: bool) -> Self {
+        let window = RestartWindow::new(shared.spec.supervision_with(rt.supervision));
+        let sup = Self {
+            rt,
+            shared,
+            arbiter: None,
+            arbiters_started: 0,
+            slots: BTreeMap::new(),
+            next_generation: 0,
+            epoch: 0,
+            window,
+            restarts: 0,
+            failed: None,
+            last_error: None,
+            local_paused,
+            governance_enabled,
+        };
+        sup.apply_pause();
+        sup
+    }
+
+    fn wanted(&self) -> Vec<ChildKind> {
+        let spec = &self.shared.spec;
+        let mut kinds = Vec::new();
+        if spec.pushes() {
+            kinds.push(ChildKind::Pusher);
+            kinds.push(ChildKind::Retrier);
+        }
+        if spec.pulls() {
+            kinds.push(ChildKind::Puller);
+        }
+        kinds
+    }
+
+    fn apply_pause(&self) {
+        let paused = self.local_paused || !self.governance_enabled;
+        self.shared.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The connector's arbiter, started anew when it died.
+    fn live_arbiter(&mut self) -> ArbiterHandle {
+        if let Some(handle) = &self.arbiter
+            && handle.spawn(async {})
+        {
+            return handle.clone();
+        }
+        let handle = Arbiter::new().handle();
+        self.arbiters_started += 1;
+        self.arbiter = Some(handle.clone());
+        handle
+    }
+
+    fn start_child(&mut self, kind: ChildKind, ctx: &mut Context<Self>) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let arbiter = self.live_arbiter();
+        let cx = ChildCtx::new(self.rt.clone(), self.shared.clone(), ctx.address(), kind, generation);
+        let addr = match kind {
+            ChildKind::Pusher => ChildAddr::Pusher(Pusher::start_in_arbiter(&arbiter, move |_| Pusher::new(cx))),
+            ChildKind::Puller => ChildAddr::Puller(Puller::start_in_arbiter(&arbiter, move |_| Puller::new(cx))),
+            ChildKind::Retrier => ChildAddr::Retrier(Retrier::start_in_arbiter(&arbiter, move |_| Retrier::new(cx))),
+        };
+        let slot = self.slots.entry(kind).or_insert(Slot { generation, state: ChildState::Running, restarts: 0, addr: None });
+        slot.generation = generation;
+        slot.state = ChildState::Running;
+        slot.addr = Some(addr);
+    }
+
+    fn start_all(&mut self, ctx: &mut Context<Self>) {
+        for kind in self.wanted() {
+            self.start_child(kind, ctx);
+        }
+    }
+
+    /// Stops every child on purpose: their generations are retired first so their death
+    /// reports are ignored.
+    fn stop_all(&mut self) {
+        self.epoch += 1;
+        for slot in self.slots.values_mut() {
+            slot.generation = 0;
+            slot.state = ChildState::Stopped;
+            if let Some(addr) = slot.addr.take() {
+                addr.stop();
+            }
+        }
+    }
+
+    fn state(&self) -> ConnectorState {
+        if self.failed.is_some() {
+            ConnectorState::Failed
+        } else if self.slots.values().any(|s| s.state == ChildState::Restarting) {
+            ConnectorState::Restarting
+        } else if self.shared.is_paused() {
+            ConnectorState::Paused
+        } else {
+            ConnectorState::Running
+        }
+    }
+
+    fn wake_children(&self) {
+        for slot in self.slots.values() {
+            match &slot.addr {
+                Some(ChildAddr::Pusher(a)) => a.do_send(Wake),
+                Some(ChildAddr::Puller(a)) => a.do_send(Wake),
+                _ => {}
+            }
+        }
+    }
+
+    fn status(&self, queue_depth: u64) -> ConnectorStatus {
+        let policy = self.window.policy();
+        let worker = format!("arbiter-{}", self.arbiters_started);
+        ConnectorStatus {
+            id: self.shared.id().to_string(),
+            direction: self.shared.spec.direction_name().to_string(),
+            state: self.state(),
+            paused: self.local_paused,
+            governance_paused: !self.governance_enabled,
+            children: self
+                .slots
+                .iter()
+                .map(|(k, s)| ChildStatus { kind: k.as_str(), state: s.state, restarts: s.restarts, worker: worker.clone() })
+                .collect(),
+            restarts: self.restarts,
+            last_error: self.last_error.clone(),
+            queue_depth,
+            counters: self.shared.counters.snapshot(),
+            intensity: IntensityView {
+                max_restarts: policy.max_restarts,
+                within_secs: policy.within_secs,
+                backoff_ms: policy.backoff_ms,
+            },
+        }
+    }
+}
+
+impl Actor for ConnectorSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(connector = %self.shared.id(), children = ?self.wanted(), "connector starting");
+        self.start_all(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.stop_all();
+        if let Some(arbiter) = self.arbiter.take() {
+            arbiter.stop();
+        }
+    }
+}
+
+impl Handler<ChildDied> for ConnectorSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildDied, ctx: &mut Context<Self>) {
+        let Some(slot) = self.slots.get_mut(&msg.kind) else { return };
+        if slot.generation != msg.generation {
+            return;
+        }
+        let why = match (msg.panicked, msg.reason) {
+            (true, Some(r)) => format!("{} panicked: {r}", msg.kind.as_str()),
+            (true, None) => format!("{} panicked", msg.kind.as_str()),
+            (false, Some(r)) => format!("{} stopped: {r}", msg.kind.as_str()),
+            (false, None) => format!("{} stopped unexpectedly", msg.kind.as_str()),
+        };
+        self.restarts += 1;
+        slot.restarts += 1;
+        slot.addr = None;
+        self.last_error = Some(LastError { message: why.clone(), at: Utc::now() });
+        match self.window.on_crash(Instant::now()) {
+            Verdict::Restart(delay) => {
+                slot.state = ChildState::Restarting;
+                slot.generation = 0;
+                tracing::warn!(connector = %self.shared.id(), child = msg.kind.as_str(), delay_ms = delay.as_millis() as u64, reason = %why, "child died; restarting");
+                let epoch = self.epoch;
+                ctx.run_later(delay, move |act, ctx| {
+                    let still_wanted = act.slots.get(&msg.kind).is_some_and(|s| s.state == ChildState::Restarting);
+                    if still_wanted && act.failed.is_none() && act.epoch == epoch {
+                        act.start_child(msg.kind, ctx);
+                    }
+                });
+            }
+            Verdict::GiveUp => {
+                let policy = self.window.policy();
+                let reason = format!(
+                    "restart intensity exceeded ({} restarts in {} s); last: {why}",
+                    policy.max_restarts, policy.within_secs
+                );
+                tracing::error!(connector = %self.shared.id(), reason = %reason, "connector failed; waiting for POST /connectors/{{id}}/restart");
+                self.stop_all();
+                self.failed = Some(reason.clone());
+                self.last_error = Some(LastError { message: reason, at: Utc::now() });
+            }
+        }
+    }
+}
+
+impl Handler<Wake> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {
+        self.wake_children();
+    }
+}
+
+/// Ask for the connector's status (queue depth is read from the database).
+#[derive(Message)]
+#[rtype(result = "ConnectorStatus")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for ConnectorSupervisor {
+    type Result = ResponseActFuture<Self, ConnectorStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let db = self.rt.db.clone();
+        let id = self.shared.id().to_string();
+        Box::pin(async move { storage::pending_count(&db, &id).await.unwrap_or(0) }.into_actor(self).map(|depth, act, _| act.status(depth)))
+    }
+}
+
+/// Pause or resume this connector (the Registry has persisted it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+impl Handler<SetPaused> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SetPaused, _: &mut Context<Self>) {
+        self.local_paused = msg.0;
+        self.apply_pause();
+        self.wake_children();
+    }
+}
+
+/// The global toggle changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetGovernance(pub bool);
+
+impl Handler<SetGovernance> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SetGovernance, _: &mut Context<Self>) {
+        self.governance_enabled = msg.0;
+        self.apply_pause();
+        self.wake_children();
+    }
+}
+
+/// An operator's restart: forget past crashes, leave `failed`, start fresh children.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
+impl Handler<Restart> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        tracing::info!(connector = %self.shared.id(), "restart requested");
+        self.stop_all();
+        self.window.reset();
+        self.failed = None;
+        self.start_all(ctx);
+    }
+}
+
+/// Hot reload: the same connector with a new spec. Queued jobs stay in the database and
+/// are picked up by the new children.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replace(pub Arc<ConnectorShared>);
+
+impl Handler<Replace> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Replace, ctx: &mut Context<Self>) {
+        self.stop_all();
+        self.slots.clear();
+        self.shared = msg.0;
+        self.window = RestartWindow::new(self.shared.spec.supervision_with(self.rt.supervision));
+        self.failed = None;
+        self.apply_pause();
+        self.start_all(ctx);
+    }
+}
+
+/// Stop the connector for good (deleted, or the service is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Test hook: make a child misbehave.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct InjectChildFault {
+    pub child: ChildKind,
+    pub fault: Fault,
+}
+
+impl Handler<InjectChildFault> for ConnectorSupervisor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: InjectChildFault, _: &mut Context<Self>) -> Self::Result {
+        if !self.rt.fault_injection {
+            return Err("fault injection is off".into());
+        }
+        if msg.fault == Fault::Arbiter {
+            let arbiter = self.arbiter.as_ref().ok_or("no worker thread running")?;
+            arbiter.stop();
+            return Ok(());
+        }
+        let slot = self.slots.get(&msg.child).ok_or_else(|| format!("connector has no {}", msg.child.as_str()))?;
+        let addr = slot.addr.as_ref().ok_or_else(|| format!("{} is not running", msg.child.as_str()))?;
+        addr.fault(msg.fault);
+        Ok(())
+    }
+}
+
+impl Handler<super::retrier::RetryScheduled> for ConnectorSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: super::retrier::RetryScheduled, _: &mut Context<Self>) {
+        if let Some(Slot { addr: Some(ChildAddr::Retrier(a)), .. }) = self.slots.get(&ChildKind::Retrier) {
+            a.do_send(msg);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Bearer-token check for admin routes, compared in constant time.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, ResponseError};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// The configured admin token; `None` means the service only listens on loopback.
+pub struct AdminToken(pub Option<String>);
+
+pub async fn require_token(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let expected = req.app_data::<web::Data<AdminToken>>().and_then(|t| t.0.clone());
+    if let Some(expected) = expected {
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            let err = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+            return Ok(req.into_response(err.error_response()));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}

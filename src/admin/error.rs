@@ -1,0 +1,86 @@
+//! One JSON error shape for every failure, and the one place that maps errors to statuses.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::actors::registry::RegistryError;
+use crate::spec::SpecErrors;
+use crate::storage::StorageError;
+
+/// `{"error_code": 404, "message": "…", "details": […]}` (Kafka Connect's shape, plus details).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), details: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({ "error_code": self.status.as_u16(), "message": self.message });
+        if let Some(d) = &self.details {
+            body["details"] = d.clone();
+        }
+        HttpResponse::build(self.status).json(body)
+    }
+}
+
+impl From<SpecErrors> for ApiError {
+    fn from(e: SpecErrors) -> Self {
+        let n = e.0.len();
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("connector is invalid ({n} error{})", if n == 1 { "" } else { "s" }),
+            details: serde_json::to_value(&e).ok(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let status = match &e {
+            RegistryError::Exists(_) | RegistryError::PathTaken { .. } | RegistryError::FileOwned { .. } => StatusCode::CONFLICT,
+            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+            RegistryError::Compile { .. } => StatusCode::BAD_REQUEST,
+            RegistryError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage error");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}"))
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        Self::internal(format!("runtime unavailable: {e}"))
+    }
+}

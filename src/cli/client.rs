@@ -1,0 +1,153 @@
+//! Thin clients of the admin API: status, pause/resume, restart, deploy, publish.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::ClientArgs;
+
+/// Sends one request to the service and returns the status and JSON answer.
+fn call(args: &ClientArgs, method: &str, path: &str, body: Option<(String, &str)>, headers: &[(&str, String)]) -> Result<(u16, Value), String> {
+    let url = format!("{}{}", args.url.trim_end_matches('/'), path);
+    let method = awc::http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let token = args.token.clone();
+    let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let body = body.map(|(b, ct)| (b, ct.to_string()));
+    actix_web::rt::System::new().block_on(async move {
+        let client = awc::Client::builder().timeout(std::time::Duration::from_secs(30)).finish();
+        let mut req = client.request(method, &url);
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        for (k, v) in headers {
+            req = req.insert_header((k, v));
+        }
+        let sent = match body {
+            Some((b, ct)) => req.insert_header(("Content-Type", ct)).send_body(b).await,
+            None => req.send().await,
+        };
+        let mut resp = sent.map_err(|e| format!("cannot reach hms-sync at {url}: {e}"))?;
+        let bytes = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| e.to_string())?;
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        Ok((resp.status().as_u16(), json))
+    })
+}
+
+/// Prints the answer; non-2xx becomes a non-zero exit with the server's message.
+fn finish(result: Result<(u16, Value), String>, print: impl FnOnce(&Value)) -> ExitCode {
+    match result {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            print(&body);
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let msg = body.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| body.to_string());
+            eprintln!("error: HTTP {status}: {msg}");
+            if let Some(details) = body.get("details").and_then(Value::as_array) {
+                for d in details {
+                    eprintln!("  {}", d.get("display").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format_detail(d)));
+                }
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn format_detail(d: &Value) -> String {
+    let g = |k: &str| d.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    format!("{}:{}:{}: {}: {}", g("file"), g("line"), g("column"), g("path"), g("message"))
+}
+
+fn pretty(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn status(args: &ClientArgs, id: Option<&str>) -> ExitCode {
+    match id {
+        Some(id) => finish(call(args, "GET", &format!("/connectors/{id}/status"), None, &[]), pretty),
+        None => {
+            let gov = call(args, "GET", "/governance", None, &[]);
+            if let Ok((200, g)) = &gov {
+                let on = g.get("sync_enabled").and_then(Value::as_bool).unwrap_or(true);
+                println!("sync: {}", if on { "enabled" } else { "PAUSED (governance)" });
+            }
+            finish(call(args, "GET", "/connectors?expand=status", None, &[]), print_table)
+        }
+    }
+}
+
+/// One line per connector: state, restarts, queue, ok/fail counts, last error.
+fn print_table(all: &Value) {
+    println!("{:<28} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  LAST ERROR", "CONNECTOR", "TYPE", "STATE", "RESTARTS", "QUEUE", "OK", "FAIL");
+    let Some(map) = all.as_object() else { return };
+    for (id, entry) in map {
+        let s = &entry["status"];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        let err = s["last_error"]["message"].as_str().unwrap_or("-");
+        println!(
+            "{:<28} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  {}",
+            id,
+            s["type"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            n(&s["restarts"]),
+            n(&s["queue_depth"]),
+            n(&s["counters"]["delivered"]),
+            n(&s["counters"]["failed_attempts"]),
+            err
+        );
+    }
+}
+
+pub fn set_paused(args: &ClientArgs, id: Option<&str>, paused: bool) -> ExitCode {
+    let verb = if paused { "pause" } else { "resume" };
+    match id {
+        Some(id) => finish(call(args, "PUT", &format!("/connectors/{id}/{verb}"), None, &[]), |_| println!("{id}: {verb}d")),
+        None => {
+            let body = serde_json::json!({ "sync_enabled": !paused }).to_string();
+            finish(call(args, "PUT", "/governance", Some((body, "application/json")), &[]), |_| {
+                println!("sync {}", if paused { "paused for every connector" } else { "resumed" })
+            })
+        }
+    }
+}
+
+pub fn restart(args: &ClientArgs, id: &str) -> ExitCode {
+    finish(call(args, "POST", &format!("/connectors/{id}/restart"), None, &[]), |_| println!("{id}: restarting"))
+}
+
+pub fn deploy(args: &ClientArgs, file: &Path) -> ExitCode {
+    let loaded = match crate::spec::load_file(file) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let id = loaded.spec.id.clone();
+    let body = Some((loaded.source, "application/yaml"));
+    finish(call(args, "PUT", &format!("/connectors/{id}"), body, &[]), |_| println!("{id}: deployed"))
+}
+
+pub fn publish(args: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> ExitCode {
+    let text = match data.strip_prefix('@') {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => data.to_string(),
+    };
+    if let Err(e) = serde_json::from_str::<Value>(&text) {
+        eprintln!("error: --data is not valid JSON: {e}");
+        return ExitCode::from(2);
+    }
+    let headers: Vec<(&str, String)> = id.map(|i| ("Idempotency-Key", i.to_string())).into_iter().collect();
+    finish(call(args, "POST", &format!("/events/{topic}"), Some((text, "application/json")), &headers), pretty)
+}

@@ -1,0 +1,100 @@
+//! The command line (clap): `up`, `validate`, and thin clients of the admin API.
+
+mod client;
+mod up;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hms-sync keeps HMS and the outside systems around it in sync.
+#[derive(Debug, Parser)]
+#[command(name = "hms-sync", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Settings file (TOML or YAML); environment variables HMS_SYNC__SECTION__KEY override it.
+    #[arg(long, global = true, env = "HMS_SYNC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: load connectors, start them, serve the admin API.
+    Up(up::UpArgs),
+    /// Check connector files; prints every error with file:line:column and exits non-zero.
+    Validate {
+        /// Connector files (YAML or JSON).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show the status of every connector, or of one.
+    Status {
+        id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Pause syncing: every connector (governance), or one connector by id.
+    Pause {
+        id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume syncing: every connector (governance), or one connector by id.
+    Resume {
+        id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restart a connector (also the way out of the `failed` state).
+    Restart {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Register a connector file on a running service, or replace it there.
+    Deploy {
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Publish an HMS event on a topic, like the seed's `hms-bus publish`.
+    Publish {
+        topic: String,
+        /// The event as JSON, or @FILE to read it from a file.
+        #[arg(long)]
+        data: String,
+        /// Event id (Idempotency-Key): publishing the same id twice delivers once.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Where the running service is.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Base URL of the service.
+    #[arg(long, env = "HMS_SYNC_URL", default_value = "http://127.0.0.1:7500")]
+    pub url: String,
+    /// Admin bearer token, when the service has one.
+    #[arg(long, env = "HMS_SYNC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Runs the parsed command; the exit code says whether it worked.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Up(args) => up::run(cli.config.as_deref(), args),
+        Command::Validate { files } => validate::run(&files),
+        Command::Status { id, client } => client::status(&client, id.as_deref()),
+        Command::Pause { id, client } => client::set_paused(&client, id.as_deref(), true),
+        Command::Resume { id, client } => client::set_paused(&client, id.as_deref(), false),
+        Command::Restart { id, client } => client::restart(&client, &id),
+        Command::Deploy { file, client } => client::deploy(&client, &file),
+        Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
+    }
+}

@@ -1,0 +1,61 @@
+//! `hms-sync up`: run the service until SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::settings::Settings;
+use crate::startup::Application;
+use crate::telemetry;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Folder of connector files (default ./connectors).
+    #[arg(long, value_name = "DIR")]
+    pub connectors: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on (default 7500).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Database URL: sqlite:PATH or postgres://… (default: a SQLite file in ./data).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
+    let mut settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = args.connectors {
+        settings.connectors.dir = dir;
+    }
+    if let Some(host) = args.host {
+        settings.server.host = host;
+    }
+    if let Some(port) = args.port {
+        settings.server.port = port;
+    }
+    if let Some(url) = args.database {
+        settings.database.url = Some(url);
+    }
+    telemetry::init(&settings.log.format, &settings.log.level);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        println!("hms-sync is up on http://127.0.0.1:{} (Ctrl-C to stop)", app.port());
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

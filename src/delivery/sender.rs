@@ -1,0 +1,80 @@
+//! Sends one rendered request with awc and turns the answer into an [`Outcome`].
+
+use std::time::{Duration, Instant};
+
+use crate::mapping::RenderedRequest;
+
+use super::outcome::{parse_retry_after, Outcome};
+
+/// One attempt's result with what the ticket and metrics need.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub latency: Duration,
+}
+
+/// Builds the client a connector uses for its whole life (one per actor, per NOTES.md:
+/// clones share the pool, a client per request would open a connection per request).
+pub fn client(timeout: Duration) -> awc::Client {
+    awc::Client::builder().timeout(timeout).disable_redirects().finish()
+}
+
+/// Sends `req` carrying `idempotency_key`, reads the whole body (so the connection goes
+/// back to the pool) and classifies the answer.
+pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: &str) -> Attempt {
+    let started = Instant::now();
+    let outcome = match build(client, req, idempotency_key) {
+        Err(error) => Outcome::Permanent { error },
+        Ok(request) => {
+            let sent = match &req.body {
+                Some(body) => request.send_json(body).await,
+                None => request.send().await,
+            };
+            match sent {
+                Err(e) => Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None },
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                    let body = resp.body().limit(64 * 1024).await.unwrap_or_default();
+                    let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                    Outcome::from_status(status, retry_after, excerpt.trim())
+                }
+            }
+        }
+    };
+    Attempt { outcome, latency: started.elapsed() }
+}
+
+fn build(client: &awc::Client, req: &RenderedRequest, key: &str) -> Result<awc::ClientRequest, String> {
+    let method = awc::http::Method::from_bytes(req.method.as_bytes()).map_err(|e| format!("bad method {}: {e}", req.method))?;
+    let uri: awc::http::Uri = req.url.parse().map_err(|e| format!("bad URL {:?}: {e}", req.url))?;
+    let mut request = client.request(method, uri);
+    if !key.is_empty() {
+        request = request.insert_header(("Idempotency-Key", key));
+    }
+    for (name, value) in &req.headers {
+        request = request.insert_header((name.as_str(), value.as_str()));
+    }
+    Ok(request)
+}
+
+/// GETs (or sends) `req` and parses the answer as JSON: used by the Puller.
+pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest) -> Result<serde_json::Value, Outcome> {
+    let request = build(client, req, "").map_err(|error| Outcome::Permanent { error })?;
+    let mut resp = match &req.body {
+        Some(body) => request.send_json(body).await,
+        None => request.send().await,
+    }
+    .map_err(|e| Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None })?;
+    let status = resp.status().as_u16();
+    let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None })?;
+    if !(200..300).contains(&status) {
+        let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        return Err(Outcome::from_status(status, None, excerpt.trim()));
+    }
+    serde_json::from_slice(&body).map_err(|e| Outcome::Permanent { error: format!("the answer is not JSON: {e}") })
+}

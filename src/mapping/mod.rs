@@ -1,0 +1,8 @@
+//! Mapping: templates, filters and mapping tables compiled once per connector and applied
+//! to events. Pure: no I/O; secrets are passed in, never looked up here.
+
+pub mod compiled;
+pub mod fields;
+pub mod selector;
+
+pub use compiled::{CompiledConnector, MappingError, RenderedRequest, Secrets};

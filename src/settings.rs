@@ -1,0 +1,199 @@
+//! Typed settings, layered by the `config` crate: built-in defaults, an optional file,
+//! then `HMS_SYNC__SECTION__KEY` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the service can be told at start-up. Every field has a default so that
+/// `hms-sync up` needs no setup at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the default SQLite file lives.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub connectors: ConnectorsSettings,
+    pub supervision: SupervisionSettings,
+    pub log: LogSettings,
+    pub tickets: TicketSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (tests do this).
+    pub port: u16,
+    /// Bearer token for the admin API. Without one the service refuses any
+    /// non-loopback `host`, so an open admin API is never exposed by accident.
+    pub admin_token: Option<String>,
+    /// Largest request body accepted (events, webhooks, connector documents).
+    pub max_body_bytes: usize,
+    /// actix-web worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Routes `POST /connectors/{id}/faults`, which crashes connector children on demand.
+    /// For tests and drills only; off by default.
+    pub fault_injection: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite:PATH` or `postgres://…`. Empty: `sqlite:{data_dir}/hms-sync.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectorsSettings {
+    /// Connector files (`*.yaml`, `*.yml`, `*.json`) loaded at start-up.
+    pub dir: PathBuf,
+}
+
+/// OTP-style restart intensity, the default for connectors that do not set their own.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionSettings {
+    /// At most this many restarts…
+    pub max_restarts: u32,
+    /// …within this many seconds; one more and the connector is `failed`.
+    pub within_secs: u64,
+    /// Wait before the first restart; doubles with each restart inside the window.
+    pub backoff_ms: u64,
+    /// Cap of that doubling.
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter such as `info` or `hms_sync=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TicketSettings {
+    /// Tickets written per transaction at most.
+    pub batch_size: usize,
+    /// How long the TicketWriter waits to fill a batch.
+    pub flush_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            connectors: ConnectorsSettings { dir: PathBuf::from("./connectors") },
+            supervision: SupervisionSettings::default(),
+            log: LogSettings { format: "text".into(), level: "info".into() },
+            tickets: TicketSettings { batch_size: 500, flush_ms: 20 },
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 7500,
+            admin_token: None,
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+            fault_injection: false,
+        }
+    }
+}
+
+impl Default for ConnectorsSettings {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("./connectors") }
+    }
+}
+
+impl Default for SupervisionSettings {
+    fn default() -> Self {
+        Self { max_restarts: 5, within_secs: 60, backoff_ms: 200, max_backoff_ms: 10_000 }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Default for TicketSettings {
+    fn default() -> Self {
+        Self { batch_size: 500, flush_ms: 20 }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (TOML or YAML by extension) when given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::Config::try_from(&Self::default())?);
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder
+            .add_source(
+                config::Environment::with_prefix("HMS_SYNC")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// The database URL in force: the configured one or the SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) if !url.trim().is_empty() => url.clone(),
+            _ => format!("sqlite:{}", self.data_dir.join("hms-sync.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_setup() {
+        let s = Settings::load(None).unwrap();
+        assert_eq!(s.server.port, 7500);
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.connectors.dir, PathBuf::from("./connectors"));
+        assert!(s.database_url().starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("hms-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[server]\nport = 9999\n[supervision]\nmax_restarts = 2\n").unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.server.port, 9999);
+        assert_eq!(s.supervision.max_restarts, 2);
+        assert_eq!(s.supervision.within_secs, 60);
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("hms-settings-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[server]\nprot = 1\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+}

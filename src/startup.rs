@@ -1,0 +1,159 @@
+//! Builds the whole service (database, actors, HTTP server) and runs it until a signal.
+//! Tests build it on port 0 with a fresh database, exactly as `hms-sync up` does.
+
+use std::net::{IpAddr, TcpListener};
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::governance::{self, SetListener};
+use crate::actors::registry::{self, Boot, Origin, StopAll};
+use crate::actors::shared::Runtime;
+use crate::actors::ticket_writer::FlushTickets;
+use crate::actors::{panics, Governance, Registry, TicketWriter};
+use crate::admin::{self, AppState};
+use crate::settings::Settings;
+use crate::spec::{self, LoadedSpec, SpecErrors};
+use crate::storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("refusing to listen on {0} without an admin token: set server.admin_token (HMS_SYNC__SERVER__ADMIN_TOKEN) or listen on 127.0.0.1")]
+    OpenAdmin(String),
+    #[error("invalid connectors; nothing was started:\n{0}")]
+    Specs(SpecErrors),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error("cannot start connectors: {0}")]
+    Registry(#[from] registry::RegistryError),
+    #[error("runtime error: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+/// A built service, listening, not yet serving.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: AppState,
+    tickets: Addr<TicketWriter>,
+}
+
+/// Refuses a non-loopback address when the admin API has no token.
+fn check_exposure(settings: &Settings) -> Result<(), StartupError> {
+    let host = &settings.server.host;
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if settings.server.admin_token.as_deref().unwrap_or("").is_empty() && !loopback {
+        return Err(StartupError::OpenAdmin(host.clone()));
+    }
+    Ok(())
+}
+
+/// Connector files, then connectors registered over the API earlier; every error of every
+/// source at once.
+async fn load_connectors(settings: &Settings, db: &storage::Db) -> Result<Vec<(LoadedSpec, Origin)>, StartupError> {
+    let mut errors = Vec::new();
+    let mut all: Vec<(LoadedSpec, Origin)> = match spec::load_dir(&settings.connectors.dir) {
+        Ok(files) => files.into_iter().map(|l| (l, Origin::File)).collect(),
+        Err(e) => {
+            errors.extend(e.0);
+            Vec::new()
+        }
+    };
+    for stored in storage::list_connectors(db).await? {
+        let origin = format!("<database:{}>", stored.id);
+        match spec::parse(&origin, &stored.source) {
+            Ok(spec) if all.iter().any(|(l, _)| l.spec.id == spec.id) => errors.push(spec::SpecError {
+                file: origin.clone(),
+                line: 1,
+                column: 1,
+                path: "id".into(),
+                message: format!("`{}` is registered over the API and also defined by a file; delete one", spec.id),
+            }),
+            Ok(spec) => all.push((LoadedSpec { spec, source: stored.source, origin }, Origin::Api)),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if errors.is_empty() { Ok(all) } else { Err(StartupError::Specs(SpecErrors(errors))) }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        panics::install_hook();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        check_exposure(&settings)?;
+        let db = storage::connect(&settings.database_url()).await?;
+        let connectors = load_connectors(&settings, &db).await?;
+        let enabled = governance::load_enabled(&db).await?;
+        let tickets = TicketWriter::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms)).start();
+        let rt = Runtime {
+            db: db.clone(),
+            tickets: tickets.clone(),
+            supervision: settings.supervision,
+            fault_injection: settings.server.fault_injection,
+        };
+        let mut boot = Vec::with_capacity(connectors.len());
+        for (loaded, origin) in connectors {
+            let paused = registry::load_paused(&db, &loaded.spec.id).await?;
+            boot.push((loaded, origin, paused));
+        }
+        let registry = Registry::new(rt, enabled).start();
+        registry.send(Boot(boot)).await??;
+        let governance = Governance::new(db.clone(), enabled).start();
+        governance.send(SetListener(registry.clone().recipient())).await?;
+        let state = AppState { db, registry, governance, fault_injection: settings.server.fault_injection };
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
+        let server = Self::server(listener, state.clone(), &settings)?;
+        tracing::info!(port, "hms-sync listening");
+        Ok(Self { port, server, state, tickets })
+    }
+
+    fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {
+        let token = settings.server.admin_token.clone().filter(|t| !t.is_empty());
+        let limit = settings.server.max_body_bytes;
+        let routes_state = state.clone();
+        let mut http = HttpServer::new(move || {
+            let token = token.clone();
+            let st = routes_state.clone();
+            App::new()
+                .app_data(web::Data::new(st.clone()))
+                .app_data(web::PayloadConfig::new(limit))
+                .app_data(web::JsonConfig::default().limit(limit))
+                .configure(move |cfg| admin::routes(cfg, &st, token))
+        })
+        .shutdown_timeout(10);
+        if settings.server.workers > 0 {
+            http = http.workers(settings.server.workers);
+        }
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        Ok(http.listen(listener).map_err(|source| StartupError::Bind { addr, source })?.run())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server as a signal would (tests, embedding).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT/SIGTERM (actix-web stops accepting and finishes open requests),
+    /// then stops every connector and writes the tickets still buffered. Jobs in flight
+    /// stay `pending` in the database and are sent again after the next start.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        tracing::info!("shutting down: stopping connectors, flushing tickets");
+        let _ = self.state.registry.send(StopAll).await;
+        let _ = self.tickets.send(FlushTickets).await;
+        result
+    }
+}

@@ -1,0 +1,300 @@
+//! The durable delivery queue (`deliveries` table): enqueue with group commit and
+//! idempotency, per-record-key heads, retry scheduling, completion and parking.
+//!
+//! A job's life: `pending` (attempts 0, due now) → delivered: `done`; failed and retryable:
+//! still `pending` with a later `next_attempt_at`; failed for good: `parked` (kept, listable,
+//! replayable). Rows are never deleted here, so the queue is also the delivery history.
+
+use chrono::{DateTime, Utc};
+use entities::deliveries::{ActiveModel, Column, Entity, Model};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait,
+};
+
+use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_text};
+
+const PENDING: &str = "pending";
+const DONE: &str = "done";
+const PARKED: &str = "parked";
+
+/// Rows per `INSERT`: large enough to amortize round trips, small enough to stay in
+/// PostgreSQL's fast range (NOTES.md: batches of 100–500) and far below bind-parameter limits.
+const CHUNK: usize = 200;
+
+/// A job to enqueue: one event for one connector.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewDelivery {
+    pub connector_id: String,
+    /// Unique per connector; a second job with the same id is dropped (idempotency).
+    pub event_id: String,
+    pub topic: String,
+    /// Jobs with the same key are delivered strictly in acceptance order.
+    pub record_key: String,
+    pub payload: serde_json::Value,
+}
+
+/// A stored job. `id` is the acceptance order.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: i64,
+    pub connector_id: String,
+    pub event_id: String,
+    pub topic: String,
+    pub record_key: String,
+    pub payload: serde_json::Value,
+    /// `pending` | `done` | `parked`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<Model> for Delivery {
+    type Error = StorageError;
+    fn try_from(m: Model) -> Result<Self, StorageError> {
+        let payload = from_json_text(&m.payload, &format!("payload of delivery {}", m.id))?;
+        Ok(Self {
+            id: m.id,
+            connector_id: m.connector_id,
+            event_id: m.event_id,
+            topic: m.topic,
+            record_key: m.record_key,
+            payload,
+            status: m.status,
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at,
+            last_error: m.last_error,
+            created_at: m.created_at,
+        })
+    }
+}
+
+fn convert(rows: Vec<Model>) -> Result<Vec<Delivery>, StorageError> {
+    rows.into_iter().map(Delivery::try_from).collect()
+}
+
+/// Stores `jobs` as pending, due now, in ONE transaction (group commit: one fsync for the
+/// whole slice, which is what lets durable acceptance keep up with publishers). Returns how
+/// many rows were inserted: a job whose `(connector_id, event_id)` is already queued — or
+/// repeated within `jobs` — is skipped silently (`ON CONFLICT DO NOTHING`), so re-publishing
+/// an event is harmless. Jobs get ids in slice order.
+pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let t = now();
+    let txn = begin_write(db).await?;
+    let mut inserted = 0;
+    for chunk in jobs.chunks(CHUNK) {
+        let rows = chunk.iter().map(|j| ActiveModel {
+            connector_id: Set(j.connector_id.clone()),
+            event_id: Set(j.event_id.clone()),
+            topic: Set(j.topic.clone()),
+            record_key: Set(j.record_key.clone()),
+            payload: Set(to_json_text(&j.payload)),
+            status: Set(PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(t),
+            last_error: Set(None),
+            created_at: Set(t),
+            updated_at: Set(t),
+            ..Default::default()
+        });
+        let stmt = Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([Column::ConnectorId, Column::EventId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .into_query();
+        inserted += txn.execute(&stmt).await?.rows_affected();
+    }
+    txn.commit().await?;
+    Ok(inserted)
+}
+
+/// `NOT EXISTS (an older pending job of the same connector and record key)`, correlated
+/// with the outer `deliveries` row. Served by the (connector_id, status, record_key, id) index.
+fn is_head() -> SelectStatement {
+    let p = Alias::new("p");
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(Entity, p.clone())
+        .and_where(
+            Expr::col((p.clone(), Column::ConnectorId)).equals((Entity, Column::ConnectorId)),
+        )
+        .and_where(Expr::col((p.clone(), Column::Status)).eq(PENDING))
+        .and_where(Expr::col((p.clone(), Column::RecordKey)).equals((Entity, Column::RecordKey)))
+        .and_where(Expr::col((p, Column::Id)).lt(Expr::col((Entity, Column::Id))))
+        .to_owned()
+}
+
+/// The pending jobs of `connector_id` that may be attempted at `now`, ordered by id, at most
+/// `limit`: each is the OLDEST pending job of its record key, and due.
+///
+/// Only heads are returned so that per-key order survives retries: while the head of a key
+/// waits for its retry, later jobs of that key wait behind it, and other keys keep flowing.
+/// A job that is `done` or `parked` no longer blocks its key.
+pub async fn due_heads(
+    db: &Db,
+    connector_id: &str,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Delivery>, StorageError> {
+    let rows = Entity::find()
+        .filter(Column::ConnectorId.eq(connector_id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::NextAttemptAt.lte(micros(now)))
+        .filter(Expr::exists(is_head()).not())
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    convert(rows)
+}
+
+/// When the next job of `connector_id` becomes due: the earliest `next_attempt_at` among
+/// pending HEADS of their keys (see [`due_heads`]), `None` when nothing is pending.
+///
+/// Heads only, on purpose: a job queued behind a head that waits for a retry has an old
+/// `next_attempt_at` but cannot run; counting it would make a scheduler wake up at once,
+/// find nothing in `due_heads`, and spin.
+pub async fn next_due_at(
+    db: &Db,
+    connector_id: &str,
+) -> Result<Option<DateTime<Utc>>, StorageError> {
+    let t = Entity::find()
+        .select_only()
+        .column(Column::NextAttemptAt)
+        .filter(Column::ConnectorId.eq(connector_id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Expr::exists(is_head()).not())
+        .order_by_asc(Column::NextAttemptAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(db)
+        .await?;
+    Ok(t)
+}
+
+/// How many jobs of `connector_id` are pending (the backlog, for status and metrics).
+pub async fn pending_count(db: &Db, connector_id: &str) -> Result<u64, StorageError> {
+    Ok(Entity::find()
+        .filter(Column::ConnectorId.eq(connector_id))
+        .filter(Column::Status.eq(PENDING))
+        .count(db)
+        .await?)
+}
+
+/// Sets columns of job `id` if it is still `pending`. A job already done, parked or gone is
+/// left alone: a late report from a stale attempt must not resurrect or overwrite it.
+async fn update_pending(db: &Db, id: i64, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
+    let mut q = Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::value(now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PENDING));
+    for (c, e) in set {
+        q = q.col_expr(c, e);
+    }
+    q.exec(db).await?;
+    Ok(())
+}
+
+/// Marks job `id` delivered after `attempts` attempts; its key's next job becomes the head.
+pub async fn complete(db: &Db, id: i64, attempts: i32) -> Result<(), StorageError> {
+    update_pending(
+        db,
+        id,
+        vec![
+            (Column::Status, Expr::value(DONE)),
+            (Column::Attempts, Expr::value(attempts)),
+        ],
+    )
+    .await
+}
+
+/// Records a failed attempt of job `id` and when to try again. It stays the head of its key,
+/// so later jobs of that key wait for it.
+pub async fn reschedule(
+    db: &Db,
+    id: i64,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StorageError> {
+    update_pending(
+        db,
+        id,
+        vec![
+            (Column::Attempts, Expr::value(attempts)),
+            (Column::NextAttemptAt, Expr::value(micros(next_attempt_at))),
+            (Column::LastError, Expr::value(error)),
+        ],
+    )
+    .await
+}
+
+/// Parks job `id` (retries exhausted, or a failure no retry can fix). It is kept for a human
+/// and no longer blocks its key.
+pub async fn park(db: &Db, id: i64, attempts: i32, error: &str) -> Result<(), StorageError> {
+    update_pending(
+        db,
+        id,
+        vec![
+            (Column::Status, Expr::value(PARKED)),
+            (Column::Attempts, Expr::value(attempts)),
+            (Column::LastError, Expr::value(error)),
+        ],
+    )
+    .await
+}
+
+/// Job `id`, whatever its status.
+pub async fn get_delivery(db: &Db, id: i64) -> Result<Option<Delivery>, StorageError> {
+    Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Delivery::try_from)
+        .transpose()
+}
+
+/// Parked jobs, oldest first, with `id > after_id`, optionally of one connector (for
+/// `GET /parked`).
+pub async fn list_parked(
+    db: &Db,
+    connector_id: Option<&str>,
+    after_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Delivery>, StorageError> {
+    let rows = Entity::find()
+        .filter(Column::Status.eq(PARKED))
+        .apply_if(connector_id, |q, c| q.filter(Column::ConnectorId.eq(c)))
+        .apply_if(after_id, |q, a| q.filter(Column::Id.gt(a)))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    convert(rows)
+}
+
+/// Puts parked job `id` back in the queue: pending, due now, attempts reset to 0 so it gets
+/// its full retry budget again. It keeps its id, so it is again ordered before any later job
+/// of its key. Returns `false` if `id` is not a parked job.
+pub async fn replay_parked(db: &Db, id: i64) -> Result<bool, StorageError> {
+    let t = now();
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::Attempts, Expr::value(0))
+        .col_expr(Column::NextAttemptAt, Expr::value(t))
+        .col_expr(Column::UpdatedAt, Expr::value(t))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PARKED))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}

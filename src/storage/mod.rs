@@ -1,0 +1,320 @@
+//! Storage: opening the database (SQLite or PostgreSQL), its error type, and the data access
+//! functions of every table, re-exported here.
+//!
+//! Every function is a plain `async fn(db: &Db, …) -> Result<_, StorageError>`: the database,
+//! not memory, is the truth, so actors call these directly and stay stateless across restarts.
+//!
+//! Conventions shared by the table modules:
+//! - JSON is kept in `text` columns and (de)serialized here; a row that does not parse is
+//!   reported as [`StorageError::Corrupt`] rather than silently dropped.
+//! - Every timestamp written is UTC truncated to whole microseconds ([`now`], [`micros`]),
+//!   the precision of PostgreSQL's `timestamptz`. Both backends then hold exactly the value
+//!   the caller sees, which the ticket hash chain needs (a hash recomputed from a row must match).
+
+mod connectors;
+mod cursors;
+mod deliveries;
+mod settings;
+mod tickets;
+
+pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
+pub use cursors::{load_cursor, save_cursor};
+pub use deliveries::{
+    Delivery, NewDelivery, complete, due_heads, enqueue, get_delivery, list_parked, next_due_at,
+    park, pending_count, replay_parked, reschedule,
+};
+pub use settings::{get_setting, put_setting};
+pub use tickets::{
+    GENESIS_HASH, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
+    prune_tickets, ticket_row_hash,
+};
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseTransaction, DbBackend, DbErr, RuntimeErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+/// The connection pool every storage function takes (cheap to clone, `Send + Sync`).
+pub type Db = sea_orm::DatabaseConnection;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A query failed (constraint, lost connection, locked database, …).
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// The database could not be opened. `url` has its password redacted.
+    #[error("cannot connect to database {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    /// The database opened but its schema could not be brought up to date.
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate { url: String, source: DbErr },
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error(
+        "unsupported database URL {0}: expected sqlite:PATH, sqlite://PATH, sqlite::memory: or postgres://…"
+    )]
+    UnsupportedUrl(String),
+    /// The directory for a SQLite file could not be created.
+    #[error("cannot create directory {path} for database {url}: {source}")]
+    CreateDir {
+        path: String,
+        url: String,
+        source: std::io::Error,
+    },
+    /// A stored value is not what this version wrote (bad JSON, broken hash chain, …).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// The current time as stored: UTC, whole microseconds (see the module docs).
+pub(crate) fn now() -> DateTime<Utc> {
+    micros(Utc::now())
+}
+
+/// `t` truncated to whole microseconds, the precision both backends keep.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// Serializes a JSON value for a `text` column.
+pub(crate) fn to_json_text(v: &serde_json::Value) -> String {
+    // Serializing a `Value` to a string cannot fail (its map keys are always strings).
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Parses a JSON `text` column; `what` names the row for the error message.
+pub(crate) fn from_json_text(text: &str, what: &str) -> Result<serde_json::Value, StorageError> {
+    serde_json::from_str(text)
+        .map_err(|e| StorageError::Corrupt(format!("{what}: invalid JSON: {e}")))
+}
+
+/// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction
+/// that reads first and writes later fails with `SQLITE_BUSY` when another writer got in
+/// between (busy_timeout cannot help there); taking the write lock up front makes
+/// concurrent writers queue on busy_timeout instead.
+pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageError> {
+    let opts = TransactionOptions {
+        sqlite_transaction_mode: (db.get_database_backend() == DbBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    Ok(db.begin_with_options(opts).await?)
+}
+
+/// Opens the database at `url` and brings its schema up to date.
+///
+/// - `sqlite:PATH` / `sqlite://PATH` (relative) / `sqlite:///abs/path`: the parent
+///   directory and the file are created if missing; WAL journal (readers never block the
+///   writer), `synchronous = NORMAL` (durable at checkpoints, safe against corruption in WAL
+///   mode, and far fewer fsyncs), `busy_timeout` 5 s, foreign keys on, a pool of 8
+///   (sea-orm's SQLite default is 1, which serializes every reader behind the writer).
+///   `sqlite::memory:` gets a pool of 1: each in-memory connection would otherwise share one
+///   cache and trip over table locks.
+/// - `postgres://…` / `postgresql://…`: a pool of 16.
+///
+/// Then runs `migrations::Migrator::up`, which is a no-op when the schema is current.
+/// Errors name the URL with its password redacted.
+pub async fn connect(url: &str) -> Result<Db, StorageError> {
+    let shown = redact_url(url);
+    let mut opts = ConnectOptions::new(url.to_owned());
+    // sqlx logs statements through the `log` crate, which nothing here forwards to
+    // `tracing`; turning it off saves formatting every statement for nobody.
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        let file = sqlite_file(url);
+        match &file {
+            Some(path) => {
+                if let Some(dir) = Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                        path: dir.display().to_string(),
+                        url: shown.clone(),
+                        source,
+                    })?;
+                }
+                opts.max_connections(8).min_connections(1);
+            }
+            None => {
+                opts.max_connections(1).min_connections(1);
+            }
+        }
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        opts.max_connections(16);
+    } else {
+        return Err(StorageError::UnsupportedUrl(shown));
+    }
+    let db = match Database::connect(opts).await {
+        Ok(db) => db,
+        Err(source) => {
+            let source = explain_pool_timeout(url, source).await;
+            return Err(StorageError::Connect { url: shown, source });
+        }
+    };
+    {
+        use migrations::MigratorTrait;
+        migrations::Migrator::up(&db, None)
+            .await
+            .map_err(|source| StorageError::Migrate { url: shown, source })?;
+    }
+    Ok(db)
+}
+
+/// sqlx's pool retries refused or unreachable PostgreSQL connections until its timeout and
+/// then reports only "pool timed out", which does not say why. In that case one direct
+/// connection attempt recovers the real reason (connection refused, unknown host, bad
+/// password, missing database, …) for the error message.
+async fn explain_pool_timeout(url: &str, err: DbErr) -> DbErr {
+    use sea_orm::sqlx::{Connection, postgres::PgConnection};
+    let timed_out = matches!(&err, DbErr::Conn(RuntimeErr::SqlxError(e))
+        if matches!(**e, sea_orm::sqlx::Error::PoolTimedOut));
+    if !timed_out || url.starts_with("sqlite:") {
+        return err;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url)).await {
+        Ok(Err(reason)) => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(reason))),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            err
+        }
+        Err(_) => err,
+    }
+}
+
+/// The file a `sqlite:` URL names, or `None` for an in-memory database. Mirrors how sqlx
+/// reads the URL (prefix stripped, query string cut, percent-decoded).
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory");
+    (!in_memory).then(|| percent_decode(path))
+}
+
+/// Minimal `%XX` decoding for file paths in URLs.
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` with any password replaced by `***`: the one in `user:password@host` and any
+/// `password=` / `sslpassword=` query parameter. Safe to log and to put in errors.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// `"sqlite"` or `"postgres"` ([`connect`] opens nothing else), for logs, status and metrics.
+pub fn backend_name(db: &Db) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgres",
+        DbBackend::MySql => "mysql",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr3t@db.example:5432/hms"),
+            "postgres://app:***@db.example:5432/hms"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/postgres"),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?user=a&password=x&sslmode=require"),
+            "postgres://h/db?user=a&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/hms.db?mode=rwc"),
+            "sqlite://data/hms.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_file("sqlite:data/hms.db").as_deref(),
+            Some("data/hms.db")
+        );
+        assert_eq!(
+            sqlite_file("sqlite://data/hms.db").as_deref(),
+            Some("data/hms.db")
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/h%20s.db?mode=rwc").as_deref(),
+            Some("/var/lib/h s.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://?mode=memory"), None);
+    }
+}

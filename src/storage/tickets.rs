@@ -1,0 +1,381 @@
+//! Sync tickets (`sync_tickets` table): the append-only, hash-chained audit trail of every
+//! change that crossed, with filtered listing for the API and retention pruning.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entities::sync_tickets::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
+};
+use sha2::{Digest, Sha256};
+
+use super::{Db, StorageError, begin_write, from_json_text, micros, now};
+
+/// `prev_hash` of the very first ticket: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Rows per `INSERT` (see `deliveries::CHUNK`).
+const CHUNK: usize = 200;
+
+/// Key of the PostgreSQL transaction-level advisory lock that serializes appenders, so two
+/// instances cannot both chain onto the same last ticket. The two-int4 form lives in a key
+/// space apart from single-bigint advisory locks (used for puller ownership).
+const PG_CHAIN_LOCK: (i32, i32) = (0x484D53, 1); // "HMS", 1
+
+/// A ticket to append.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewTicket {
+    pub connector_id: String,
+    pub event_id: Option<String>,
+    pub delivery_id: Option<i64>,
+    pub hms_id: Option<String>,
+    pub external_id: Option<String>,
+    /// `outbound` | `inbound`.
+    pub direction: String,
+    /// `completed` | `parked` | `skipped` | `conflict`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A stored ticket, shaped for the API (`"ticketId": "SYNC-991"`, camelCase keys).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    pub id: i64,
+    /// `SYNC-{id}`: the name users quote to support.
+    pub ticket_id: String,
+    pub connector_id: String,
+    pub event_id: Option<String>,
+    pub delivery_id: Option<i64>,
+    pub hms_id: Option<String>,
+    pub external_id: Option<String>,
+    pub direction: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub detail: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl TryFrom<Model> for Ticket {
+    type Error = StorageError;
+    fn try_from(m: Model) -> Result<Self, StorageError> {
+        let detail = match &m.detail {
+            Some(text) => Some(from_json_text(text, &format!("detail of ticket {}", m.id))?),
+            None => None,
+        };
+        Ok(Self {
+            id: m.id,
+            ticket_id: format!("SYNC-{}", m.id),
+            connector_id: m.connector_id,
+            event_id: m.event_id,
+            delivery_id: m.delivery_id,
+            hms_id: m.hms_id,
+            external_id: m.external_id,
+            direction: m.direction,
+            status: m.status,
+            reason: m.reason,
+            attempts: m.attempts,
+            last_error: m.last_error,
+            detail,
+            created_at: m.created_at,
+            prev_hash: m.prev_hash,
+            hash: m.hash,
+        })
+    }
+}
+
+/// Which tickets [`list_tickets`] returns. `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub connector_id: Option<String>,
+    pub status: Option<String>,
+    pub direction: Option<String>,
+    /// `created_at >= since`.
+    pub since: Option<DateTime<Utc>>,
+    /// `created_at < until`.
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset pagination: only `id > after_id` (pass the last id of the previous page).
+    pub after_id: Option<i64>,
+    /// Page size; 0 means no limit.
+    pub limit: u64,
+}
+
+/// Appends `tickets` in ONE transaction and returns their ids, in slice order.
+///
+/// Each ticket is chained to the one before it (by id): `prev_hash` is the previous
+/// ticket's `hash` ([`GENESIS_HASH`] for the first ticket ever), and
+///
+/// ```text
+/// hash = lowercase_hex(SHA-256(prev_hash ‖ content))
+/// ```
+///
+/// where `prev_hash` is its 64 ASCII hex characters and `content` is this UTF-8 JSON text,
+/// with no whitespace and the keys in exactly this (sorted) order:
+///
+/// ```text
+/// {"attempts":3,"connector_id":"…","created_at":"2026-11-22T10:00:00.123456Z",
+///  "delivery_id":42|null,"detail":<detail column text>|null,"direction":"…",
+///  "event_id":"…"|null,"external_id":"…"|null,"hms_id":"…"|null,"last_error":"…"|null,
+///  "reason":"…"|null,"status":"…"}
+/// ```
+///
+/// - strings are escaped as `serde_json` does (only `"`, `\` and control characters:
+///   `\b \f \n \r \t`, others as lowercase `\u00XX`; all other characters literal UTF-8);
+/// - numbers are plain decimal integers;
+/// - `created_at` is UTC with exactly 6 fractional digits and `Z` (timestamps are stored
+///   truncated to microseconds, so the column gives back exactly this value);
+/// - `detail` is the `detail` column's text inserted verbatim. It is stored as canonical
+///   JSON (object keys sorted by byte order, recursively, no whitespace), so a verifier
+///   needs no JSON library to recompute the hash from a row; see [`ticket_row_hash`].
+///
+/// `id` is not hashed (it is assigned by the database); the chain order is the id order.
+/// Appenders are serialized (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction-level
+/// advisory lock), so concurrent writers and several instances cannot fork the chain.
+pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if tickets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = begin_write(db).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let (a, b) = PG_CHAIN_LOCK;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({a}, {b})"))
+            .await?;
+    }
+    let last: Option<(i64, String)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Hash)
+        .order_by_desc(Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    let (last_id, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+
+    let t = now();
+    let mut rows = Vec::with_capacity(tickets.len());
+    for n in tickets {
+        let mut row = Model {
+            id: 0,
+            connector_id: n.connector_id.clone(),
+            event_id: n.event_id.clone(),
+            delivery_id: n.delivery_id,
+            hms_id: n.hms_id.clone(),
+            external_id: n.external_id.clone(),
+            direction: n.direction.clone(),
+            status: n.status.clone(),
+            reason: n.reason.clone(),
+            attempts: n.attempts,
+            last_error: n.last_error.clone(),
+            detail: n.detail.as_ref().map(canonical_json),
+            created_at: t,
+            prev_hash: prev,
+            hash: String::new(),
+        };
+        row.hash = ticket_row_hash(&row);
+        prev = row.hash.clone();
+        rows.push(row);
+    }
+    let expected: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
+
+    for chunk in rows.chunks(CHUNK) {
+        let models = chunk.iter().cloned().map(|m| ActiveModel {
+            id: NotSet,
+            ..to_active(m)
+        });
+        let stmt = Entity::insert_many(models).into_query();
+        txn.execute(&stmt).await?;
+    }
+
+    // Read the new ids back (ids are only known after the insert, and SQLite has no
+    // RETURNING here). Holding the chain lock, the rows after `last_id` are exactly ours;
+    // comparing hashes proves they got ids in slice order, so the chain follows id order.
+    let written: Vec<(i64, String)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Hash)
+        .filter(Column::Id.gt(last_id))
+        .order_by_asc(Column::Id)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if written.len() != expected.len() || written.iter().zip(&expected).any(|((_, h), e)| h != e) {
+        return Err(StorageError::Corrupt(format!(
+            "ticket chain: expected {} new tickets after id {last_id} in order, found {}",
+            expected.len(),
+            written.len()
+        )));
+    }
+    txn.commit().await?;
+    Ok(written.into_iter().map(|(id, _)| id).collect())
+}
+
+fn to_active(m: Model) -> ActiveModel {
+    ActiveModel {
+        id: Set(m.id),
+        connector_id: Set(m.connector_id),
+        event_id: Set(m.event_id),
+        delivery_id: Set(m.delivery_id),
+        hms_id: Set(m.hms_id),
+        external_id: Set(m.external_id),
+        direction: Set(m.direction),
+        status: Set(m.status),
+        reason: Set(m.reason),
+        attempts: Set(m.attempts),
+        last_error: Set(m.last_error),
+        detail: Set(m.detail),
+        created_at: Set(m.created_at),
+        prev_hash: Set(m.prev_hash),
+        hash: Set(m.hash),
+    }
+}
+
+/// The hash a stored ticket row must carry, recomputed from its columns and its own
+/// `prev_hash` (the exact recipe is on [`append_tickets`]). A verifier walks the table in id
+/// order checking `row.hash == ticket_row_hash(row)` and `row.prev_hash == previous.hash`.
+pub fn ticket_row_hash(row: &Model) -> String {
+    fn s(out: &mut String, v: &str) {
+        out.push_str(&serde_json::Value::from(v).to_string());
+    }
+    fn opt(out: &mut String, v: &Option<String>) {
+        match v {
+            Some(v) => s(out, v),
+            None => out.push_str("null"),
+        }
+    }
+    let mut c = String::with_capacity(256);
+    c.push_str("{\"attempts\":");
+    c.push_str(&row.attempts.to_string());
+    c.push_str(",\"connector_id\":");
+    s(&mut c, &row.connector_id);
+    c.push_str(",\"created_at\":");
+    s(
+        &mut c,
+        &micros(row.created_at).to_rfc3339_opts(SecondsFormat::Micros, true),
+    );
+    c.push_str(",\"delivery_id\":");
+    c.push_str(&row.delivery_id.map_or("null".to_owned(), |d| d.to_string()));
+    c.push_str(",\"detail\":");
+    c.push_str(row.detail.as_deref().unwrap_or("null"));
+    c.push_str(",\"direction\":");
+    s(&mut c, &row.direction);
+    c.push_str(",\"event_id\":");
+    opt(&mut c, &row.event_id);
+    c.push_str(",\"external_id\":");
+    opt(&mut c, &row.external_id);
+    c.push_str(",\"hms_id\":");
+    opt(&mut c, &row.hms_id);
+    c.push_str(",\"last_error\":");
+    opt(&mut c, &row.last_error);
+    c.push_str(",\"reason\":");
+    opt(&mut c, &row.reason);
+    c.push_str(",\"status\":");
+    s(&mut c, &row.status);
+    c.push('}');
+
+    let mut h = Sha256::new();
+    h.update(row.prev_hash.as_bytes());
+    h.update(c.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Canonical JSON: object keys sorted by byte order (recursively), no whitespace, scalars
+/// as `serde_json` writes them. Independent of serde_json's `preserve_order` feature,
+/// which another crate in the build could switch on.
+fn canonical_json(v: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
+/// Tickets matching `f`, ordered by id ascending (keyset pagination with `after_id`).
+pub async fn list_tickets(db: &Db, f: &TicketFilter) -> Result<Vec<Ticket>, StorageError> {
+    let mut q = Entity::find()
+        .apply_if(f.connector_id.as_deref(), |q, v| {
+            q.filter(Column::ConnectorId.eq(v))
+        })
+        .apply_if(f.status.as_deref(), |q, v| q.filter(Column::Status.eq(v)))
+        .apply_if(f.direction.as_deref(), |q, v| {
+            q.filter(Column::Direction.eq(v))
+        })
+        .apply_if(f.since, |q, v| q.filter(Column::CreatedAt.gte(micros(v))))
+        .apply_if(f.until, |q, v| q.filter(Column::CreatedAt.lt(micros(v))))
+        .apply_if(f.after_id, |q, v| q.filter(Column::Id.gt(v)))
+        .order_by_asc(Column::Id);
+    if f.limit > 0 {
+        q = q.limit(f.limit);
+    }
+    q.all(db).await?.into_iter().map(Ticket::try_from).collect()
+}
+
+/// Ticket `id` (the number in `SYNC-{id}`).
+pub async fn get_ticket(db: &Db, id: i64) -> Result<Option<Ticket>, StorageError> {
+    Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Ticket::try_from)
+        .transpose()
+}
+
+/// Deletes tickets created before `before` (retention, 30 days by default) and returns how
+/// many. The newest ticket is always kept so the chain continues from its hash instead of
+/// restarting at genesis; a verifier starts from the oldest remaining ticket's `prev_hash`.
+pub async fn prune_tickets(db: &Db, before: DateTime<Utc>) -> Result<u64, StorageError> {
+    let txn = begin_write(db).await?;
+    let newest: Option<i64> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .order_by_desc(Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    let Some(newest) = newest else {
+        return Ok(0);
+    };
+    let res = Entity::delete_many()
+        .filter(Column::CreatedAt.lt(micros(before)))
+        .filter(Column::Id.lt(newest))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(res.rows_affected)
+}

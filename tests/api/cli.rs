@@ -1,0 +1,67 @@
+//! The real binary: `validate`, `--help`, and the thin clients against a running app.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hms-sync"))
+}
+
+#[test]
+fn validate_accepts_the_examples_and_reports_bad_files() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
+    let out = bin().args(["validate", &format!("{examples}/gis-ddot.yaml"), &format!("{examples}/notes-calendar.yaml")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: "));
+
+    let dir = temp_dir("cli-validate");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "id: b\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://x/{{ a' } }\n").unwrap();
+    let out = bin().args(["validate", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:4:") && err.contains("map.to.url"), "{err}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in ["up", "validate", "status", "pause", "resume", "restart", "deploy", "publish"] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{cmd}");
+    }
+}
+
+#[actix_web::test]
+async fn thin_clients_drive_a_running_service() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("cli-client");
+    std::fs::write(dir.join("connectors/a.yaml"), outbound_yaml("a", "permit.updated", &fake, "")).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let url = app.base.clone();
+    let run = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            actix_web::rt::task::spawn_blocking(move || bin().args(&args).env("HMS_SYNC_URL", url).output().unwrap()).await.unwrap()
+        }
+    };
+    let out = run(vec!["pause".into()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(app.call("GET", "/governance", None).await.1, json!({"sync_enabled": false}));
+    let out = run(vec!["status".into()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("PAUSED") && text.contains("a ") && text.contains("paused"), "{text}");
+    run(vec!["resume".into()]).await;
+    run(vec!["pause".into(), "a".into()]).await;
+    assert_eq!(app.status("a").await["paused"], true);
+    run(vec!["resume".into(), "a".into()]).await;
+    let out = run(vec!["publish".into(), "permit.updated".into(), "--data".into(), r#"{"permitId":"RW-481","status":"APPROVED"}"#.into()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fake.wait_for(1).await;
+    let out = run(vec!["status".into(), "nope".into()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

@@ -1,0 +1,104 @@
+//! `/connectors`: register at run time (YAML and JSON), validation errors with positions,
+//! conflicts, hot replace, delete, persistence across restarts, start-up refusal.
+
+use hms_sync::startup::{Application, StartupError};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn register_list_replace_delete_and_survive_a_restart() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("crud");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("GET", "/connectors", None).await, (200, json!([])));
+
+    let yaml = outbound_yaml("ddot.gis.outbound.v1", "permit.updated", &fake, "");
+    let (code, body) = app.call("POST", "/connectors", Some(&yaml)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["config"]["retry"]["backoffMs"], 20, "camelCase keys come back as written");
+    assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 409, "the id exists");
+    assert_eq!(app.call("GET", "/connectors", None).await.1, json!(["ddot.gis.outbound.v1"]));
+    let (code, info) = app.call("GET", "/connectors/ddot.gis.outbound.v1", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(info["origin"], "api");
+    let listed = app.call("GET", "/connectors?expand=status", None).await.1;
+    assert_eq!(listed["ddot.gis.outbound.v1"]["status"]["state"], "running", "{listed}");
+
+    // JSON is accepted too; PUT replaces (hot reload) and keeps the id.
+    let json_doc = json!({
+        "id": "ddot.gis.outbound.v1", "type": "outbound",
+        "trigger": {"topic": "permit.created"},
+        "map": {"to": {"url": format!("{}/v2/{{{{ permitId }}}}", fake.base), "method": "PUT"}}
+    });
+    let (code, body) = app.call("PUT", "/connectors/ddot.gis.outbound.v1", Some(&json_doc.to_string())).await;
+    assert_eq!(code, 200, "{body}");
+    app.publish("permit.created", json!({"permitId": "RW-9"})).await;
+    let got = fake.wait_for(1).await;
+    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("PUT", "/v2/RW-9"));
+
+    // Registered at run time → still there after a restart of the service.
+    let settings = app.stop().await;
+    let app = TestApp::spawn(settings).await;
+    assert_eq!(app.call("GET", "/connectors", None).await.1, json!(["ddot.gis.outbound.v1"]));
+    assert_eq!(app.call("DELETE", "/connectors/ddot.gis.outbound.v1", None).await.0, 204);
+    assert_eq!(app.call("GET", "/connectors/ddot.gis.outbound.v1", None).await.0, 404);
+    assert_eq!(app.call("DELETE", "/connectors/ddot.gis.outbound.v1", None).await.0, 404);
+    let settings = app.stop().await;
+    let app = TestApp::spawn(settings).await;
+    assert_eq!(app.call("GET", "/connectors", None).await.1, json!([]), "deletion persisted");
+}
+
+#[actix_web::test]
+async fn an_invalid_document_gets_400_with_every_error() {
+    let dir = temp_dir("invalid");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let bad = "id: x\ntype: outbound\ntrigger: { topic: t }\nmap:\n  to:\n    url: http://127.0.0.1:1/a\nretry: { max: many, backof: 3 }\n";
+    let (code, body) = app.call("POST", "/connectors", Some(bad)).await;
+    assert_eq!(code, 400, "{body}");
+    let details = body["details"].as_array().expect("details list");
+    assert_eq!(details.len(), 2, "both errors at once: {body}");
+    let max = details.iter().find(|d| d["path"] == "retry.max").expect("retry.max error");
+    assert_eq!((max["line"].as_u64(), max["column"].as_u64()), (Some(7), Some(15)));
+    assert!(details.iter().any(|d| d["path"] == "retry.backof" && d["message"].as_str().unwrap().contains("backoffMs")), "{body}");
+    assert_eq!(app.call("GET", "/connectors", None).await.1, json!([]), "nothing registered");
+}
+
+#[actix_web::test]
+async fn file_connectors_are_owned_by_their_files() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("files");
+    std::fs::write(dir.join("connectors/a.yaml"), outbound_yaml("a", "t", &fake, "")).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let (code, body) = app.call("DELETE", "/connectors/a", None).await;
+    assert_eq!(code, 409);
+    assert!(body["message"].as_str().unwrap().contains("a.yaml"), "{body}");
+    let (code, _) = app.call("PUT", "/connectors/a", Some(&outbound_yaml("a", "t2", &fake, ""))).await;
+    assert_eq!(code, 409);
+}
+
+#[actix_web::test]
+async fn start_up_refuses_bad_files_and_lists_every_error() {
+    let dir = temp_dir("refuse");
+    std::fs::write(dir.join("connectors/one.yaml"), "id: one\ntype: sideways\n").unwrap();
+    std::fs::write(dir.join("connectors/two.json"), "{\"id\": \"two\", \"type\": \"outbound\", \"colour\": 1}").unwrap();
+    let err = Application::build(test_settings(&dir)).await.err().expect("refuses to start");
+    let StartupError::Specs(errors) = &err else { panic!("unexpected error: {err}") };
+    let text = err.to_string();
+    assert!(errors.0.iter().any(|e| e.file.ends_with("one.yaml") && e.path == "type"), "{text}");
+    assert!(errors.0.iter().any(|e| e.file.ends_with("two.json") && e.path == "colour"), "{text}");
+}
+
+#[actix_web::test]
+async fn the_shipped_examples_start() {
+    let dir = temp_dir("examples");
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
+    let mut settings = test_settings(&dir);
+    settings.connectors.dir = examples.into();
+    let app = TestApp::spawn(settings).await;
+    let (_, ids) = app.call("GET", "/connectors", None).await;
+    for id in ["ddot.gis.outbound.v1", "NotesCalendar", "appointment"] {
+        assert!(ids.as_array().unwrap().iter().any(|i| i == id), "{id} missing from {ids}");
+    }
+    assert_eq!(app.call("GET", "/readyz", None).await.0, 200);
+}

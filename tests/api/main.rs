@@ -1,0 +1,10 @@
+//! Integration tests: the real application on port 0, a fresh database, a fake external
+//! system on port 0, all over HTTP. One binary so it compiles and links once.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod connectors;
+mod governance;
+mod supervision;

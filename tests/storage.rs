@@ -1,0 +1,173 @@
+//! Integration test of `hms_sync::storage`: one suite, run on a SQLite temp file and on a
+//! throw-away PostgreSQL database.
+//!
+//! PostgreSQL: the admin URL is `postgres://postgres@127.0.0.1:5432/postgres` unless
+//! `HMS_SYNC_TEST_PG_ADMIN` says otherwise. When it is unreachable the test fails if `CI` is
+//! set (a missing service must not pass silently there) and is skipped with a message on
+//! stderr otherwise.
+//!
+//! The suite itself lives in `tests/storage/` (one file per area), run in order on one
+//! database by [`suite`].
+
+#[path = "storage/queue.rs"]
+mod queue;
+#[path = "storage/state.rs"]
+mod state;
+#[path = "storage/tickets.rs"]
+mod tickets;
+
+use std::time::Duration;
+
+use hms_sync::storage::{self, Db};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
+
+const DEFAULT_PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    // A missing sub-directory checks that `connect` creates it.
+    let path = dir.path().join("nested/dir/hms.db");
+    let url = format!("sqlite://{}", path.display());
+    let db = storage::connect(&url).await.unwrap();
+    assert!(path.exists(), "database file created");
+    assert_eq!(storage::backend_name(&db), "sqlite");
+
+    let mode = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal", "SQLite must run in WAL mode");
+    let fk = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA foreign_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i32>(0)
+        .unwrap();
+    assert_eq!(fk, 1, "foreign keys on");
+
+    // Re-opening (which migrates again) is a no-op.
+    let again = storage::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    again.close().await.unwrap();
+
+    suite(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_suite() {
+    let admin_url =
+        std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| DEFAULT_PG_ADMIN.to_owned());
+    let mut opts = ConnectOptions::new(admin_url.clone());
+    opts.max_connections(1)
+        .connect_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    let admin = match Database::connect(opts).await {
+        Ok(db) => db,
+        Err(e) => {
+            let shown = storage::redact_url(&admin_url);
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL not reachable at {shown} (required because CI is set): {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL not reachable at {shown}: {e}");
+            return;
+        }
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("hms_test_{}_{nanos}", std::process::id());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = with_database(&admin_url, &name);
+
+    // Run the suite in its own task so the database is dropped even when it panics.
+    let run = tokio::spawn(async move {
+        let db = storage::connect(&url).await.unwrap();
+        assert_eq!(storage::backend_name(&db), "postgres");
+        let again = storage::connect(&url).await.unwrap();
+        again.close().await.unwrap();
+        suite(&db).await;
+        db.close().await.unwrap();
+    })
+    .await;
+
+    let dropped = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+    dropped.unwrap();
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(i) => &base[..authority_end + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// Everything, against one freshly migrated database.
+async fn suite(db: &Db) {
+    state::migrations_are_idempotent(db).await;
+    state::connectors(db).await;
+    state::settings(db).await;
+    state::cursors(db).await;
+    queue::enqueue_dedupes(db).await;
+    queue::heads_and_retries(db).await;
+    tickets::tickets(db).await;
+}
+
+#[test]
+fn database_name_replaced_in_admin_url() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+}
+
+/// A connection error names the URL, hides the password and says why.
+#[tokio::test]
+async fn connect_errors_are_explained() {
+    let err = storage::connect("postgres://app:hunter2@127.0.0.1:1/hms")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("postgres://app:***@127.0.0.1:1/hms"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(
+        !msg.contains("pool timed out"),
+        "the real reason is given: {msg}"
+    );
+    let err = storage::connect("mysql://x@h/db").await.unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported database URL"),
+        "{err}"
+    );
+}

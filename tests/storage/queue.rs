@@ -1,0 +1,164 @@
+//! Suite part: the delivery queue (idempotent enqueue, per-key heads, retries, parking).
+
+use chrono::Utc;
+use hms_sync::storage::{self, Db, NewDelivery};
+use serde_json::json;
+
+fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
+    NewDelivery {
+        connector_id: connector.to_owned(),
+        event_id: event.to_owned(),
+        topic: "permit.updated".to_owned(),
+        record_key: key.to_owned(),
+        payload: json!({"permitId": key, "event": event}),
+    }
+}
+
+pub async fn enqueue_dedupes(db: &Db) {
+    let jobs = [
+        job("dup", "e1", "k"),
+        job("dup", "e2", "k"),
+        job("dup", "e1", "k"),
+    ];
+    assert_eq!(
+        storage::enqueue(db, &jobs).await.unwrap(),
+        2,
+        "duplicate in the slice skipped"
+    );
+    assert_eq!(
+        storage::enqueue(db, &jobs).await.unwrap(),
+        0,
+        "already queued"
+    );
+    // Same event id, other connector: a separate job.
+    assert_eq!(
+        storage::enqueue(db, &[job("dup2", "e1", "k")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(storage::enqueue(db, &[]).await.unwrap(), 0);
+    assert_eq!(storage::pending_count(db, "dup").await.unwrap(), 2);
+
+    // More than one insert chunk, in one call.
+    let many: Vec<NewDelivery> = (0..450)
+        .map(|i| job("bulk", &format!("e{i}"), &format!("k{}", i % 7)))
+        .collect();
+    assert_eq!(storage::enqueue(db, &many).await.unwrap(), 450);
+    assert_eq!(storage::pending_count(db, "bulk").await.unwrap(), 450);
+    let heads = storage::due_heads(db, "bulk", Utc::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(heads.len(), 7, "one head per key");
+    let events: Vec<&str> = heads.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(events, ["e0", "e1", "e2", "e3", "e4", "e5", "e6"]);
+    assert_eq!(heads[0].payload, json!({"permitId": "k0", "event": "e0"}));
+}
+
+pub async fn heads_and_retries(db: &Db) {
+    let c = "ddot.gis.outbound.v1";
+    let n = storage::enqueue(
+        db,
+        &[
+            job(c, "e1", "A"),
+            job(c, "e2", "B"),
+            job(c, "e3", "A"),
+            job(c, "e4", "C"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(storage::pending_count(db, c).await.unwrap(), 4);
+    let heads = storage::due_heads(db, c, Utc::now(), 10).await.unwrap();
+    let ev = |h: &[storage::Delivery]| h.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ev(&heads), ["e1", "e2", "e4"], "only heads of keys, by id");
+    assert!(heads.windows(2).all(|w| w[0].id < w[1].id));
+    let (e1, e2, e4) = (heads[0].clone(), heads[1].clone(), heads[2].clone());
+    assert_eq!((e1.status.as_str(), e1.attempts), ("pending", 0));
+    assert_eq!(
+        ev(&storage::due_heads(db, c, Utc::now(), 2).await.unwrap()),
+        ["e1", "e2"],
+        "limit"
+    );
+
+    // The head of A waits for a retry: A is blocked, B and C still flow.
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    storage::reschedule(db, e1.id, 1, later, "503 Service Unavailable")
+        .await
+        .unwrap();
+    assert_eq!(
+        ev(&storage::due_heads(db, c, Utc::now(), 10).await.unwrap()),
+        ["e2", "e4"]
+    );
+    let got = storage::get_delivery(db, e1.id).await.unwrap().unwrap();
+    assert_eq!(got.attempts, 1);
+    assert_eq!(got.last_error.as_deref(), Some("503 Service Unavailable"));
+    assert!((got.next_attempt_at - later).num_milliseconds().abs() < 1);
+
+    // complete and park take jobs out of the heads.
+    storage::complete(db, e2.id, 1).await.unwrap();
+    storage::park(db, e4.id, 5, "400 Bad Request")
+        .await
+        .unwrap();
+    assert!(
+        storage::due_heads(db, c, Utc::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(storage::pending_count(db, c).await.unwrap(), 2, "e1 and e3");
+    let parked = storage::get_delivery(db, e4.id).await.unwrap().unwrap();
+    assert_eq!((parked.status.as_str(), parked.attempts), ("parked", 5));
+    assert_eq!(
+        storage::get_delivery(db, e2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "done"
+    );
+    // A late report about a finished job changes nothing.
+    storage::reschedule(db, e2.id, 9, later, "late")
+        .await
+        .unwrap();
+    assert_eq!(
+        storage::get_delivery(db, e2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "done"
+    );
+
+    // Only heads count for "next due": e3 is older but stuck behind e1.
+    let next = storage::next_due_at(db, c).await.unwrap().unwrap();
+    assert!(
+        (next - later).num_milliseconds().abs() < 1,
+        "next due is e1's retry"
+    );
+    let heads = storage::due_heads(db, c, later + chrono::Duration::seconds(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(ev(&heads), ["e1"]);
+    storage::complete(db, e1.id, 2).await.unwrap();
+    assert_eq!(
+        ev(&storage::due_heads(db, c, Utc::now(), 10).await.unwrap()),
+        ["e3"],
+        "A continues in order"
+    );
+    assert_eq!(storage::pending_count(db, c).await.unwrap(), 1);
+
+    // Parked jobs are listable and replayable.
+    let parked = storage::list_parked(db, Some(c), None, 10).await.unwrap();
+    assert_eq!(ev(&parked), ["e4"]);
+    assert!(storage::replay_parked(db, e4.id).await.unwrap());
+    assert!(!storage::replay_parked(db, e4.id).await.unwrap());
+    assert_eq!(
+        ev(&storage::due_heads(db, c, Utc::now(), 10).await.unwrap()),
+        ["e3", "e4"]
+    );
+    storage::complete(db, 0, 1).await.unwrap(); // unknown id: no error
+    assert_eq!(storage::next_due_at(db, "nobody").await.unwrap(), None);
+    assert!(storage::get_delivery(db, -1).await.unwrap().is_none());
+}

@@ -1,0 +1,222 @@
+//! Pusher: delivers a connector's jobs. It takes the head job of each record key (so one
+//! key's changes arrive in order, through retries too), sends up to `concurrency` keys in
+//! parallel, and writes each outcome to the database before taking more.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use serde_json::json;
+
+use super::child::ChildCtx;
+use super::messages::{Fault, InjectFault, StopChild, Wake};
+use super::puller::INBOUND_TOPIC;
+use super::retrier::RetryScheduled;
+use super::shared::Counters;
+use super::ticket_writer::WriteTicket;
+use crate::delivery::{sender, Decision, Outcome};
+use crate::mapping::compiled::{masked_secrets, resolve_secrets};
+use crate::storage::{self, Delivery, NewTicket};
+
+/// A safety net: look at the queue this often even if nobody woke us (another instance
+/// may have enqueued, a wake may have been lost during a restart).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+pub struct Pusher {
+    cx: ChildCtx,
+    /// Created in `started` on the connector's own thread (awc clients are not `Send`).
+    client: Option<awc::Client>,
+    in_flight_keys: HashSet<String>,
+    in_flight_ids: HashSet<i64>,
+    /// A queue query is running; a wake meanwhile sets `again`.
+    polling: bool,
+    again: bool,
+}
+
+impl Pusher {
+    pub fn new(cx: ChildCtx) -> Self {
+        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), polling: false, again: false }
+    }
+
+    fn capacity(&self) -> usize {
+        self.cx.shared.spec.concurrency_limit().saturating_sub(self.in_flight_ids.len())
+    }
+
+    /// Reads due head jobs and starts a delivery for each key not already in flight.
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.cx.shared.is_paused() || self.capacity() == 0 {
+            return;
+        }
+        if self.polling {
+            self.again = true;
+            return;
+        }
+        self.polling = true;
+        let db = self.cx.rt.db.clone();
+        let id = self.cx.id().to_string();
+        let limit = (self.capacity() + self.in_flight_ids.len()) as u64;
+        ctx.spawn(async move { storage::due_heads(&db, &id, Utc::now(), limit).await }.into_actor(self).map(
+            |res, act, ctx| {
+                act.polling = false;
+                match res {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            if act.capacity() == 0 {
+                                break;
+                            }
+                            if !act.in_flight_ids.contains(&job.id) && !act.in_flight_keys.contains(&job.record_key) {
+                                act.deliver(job, ctx);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(connector = %act.cx.id(), error = %e, "cannot read the delivery queue"),
+                }
+                if std::mem::take(&mut act.again) {
+                    act.poll(ctx);
+                }
+            },
+        ));
+    }
+
+    fn deliver(&mut self, job: Delivery, ctx: &mut Context<Self>) {
+        self.in_flight_ids.insert(job.id);
+        self.in_flight_keys.insert(job.record_key.clone());
+        let Some(client) = self.client.clone() else { return };
+        let shared = self.cx.shared.clone();
+        let db = self.cx.rt.db.clone();
+        let tickets = self.cx.rt.tickets.clone();
+        let supervisor = self.cx.supervisor.clone();
+        let fut = async move {
+            let span = tracing::info_span!("delivery", connector = %shared.id(), event = %job.event_id, job = job.id);
+            let _enter = span.enter();
+            let names = shared.spec.secret_names();
+            let attempts = job.attempts + 1;
+            let inbound = job.topic == INBOUND_TOPIC;
+            let render = |secrets: &crate::mapping::Secrets| {
+                if inbound { shared.compiled.render_hms(&job.payload, secrets) } else { shared.compiled.render(&job.payload, secrets) }
+            };
+            let (outcome, detail, secrets) = match resolve_secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
+                render(&secrets).map_err(|e| e.to_string()).map(|r| (r, secrets))
+            }) {
+                Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
+                Ok((None, s)) => (Outcome::Permanent { error: "connector has no request to send".into() }, json!({}), s),
+                Ok((Some(req), secrets)) => {
+                    let attempt = sender::send(&client, &req, &format!("{}:{}", shared.id(), job.event_id)).await;
+                    let detail = json!({ "method": req.method, "latency_ms": attempt.latency.as_millis() as u64 });
+                    (attempt.outcome, detail, secrets)
+                }
+            };
+            let scrub = |text: &str| scrub_secrets(text, &secrets);
+            let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
+            // The other side's id: the URL written to (secrets masked), or for a pulled
+            // record its external id (the record key).
+            let target = render(&masked_secrets(&names)).ok().flatten().map(|r| r.url);
+            let (hms_id, external_id, direction) = if inbound {
+                (target, Some(job.record_key.clone()), "inbound")
+            } else {
+                (Some(job.record_key.clone()), target, "outbound")
+            };
+            let ticket = |status: &str, error: Option<String>| NewTicket {
+                connector_id: shared.id().to_string(),
+                event_id: Some(job.event_id.clone()),
+                delivery_id: Some(job.id),
+                hms_id: hms_id.clone(),
+                external_id: external_id.clone(),
+                direction: direction.into(),
+                status: status.into(),
+                reason: None,
+                attempts,
+                last_error: error,
+                detail: Some(detail.clone()),
+            };
+            let stored = match &decision {
+                Decision::Done => {
+                    Counters::inc(&shared.counters.delivered);
+                    tracing::info!(status = ?outcome, "delivered");
+                    let r = storage::complete(&db, job.id, attempts).await;
+                    tickets.do_send(WriteTicket(ticket("completed", None)));
+                    r
+                }
+                Decision::RetryIn(delay) => {
+                    Counters::inc(&shared.counters.failed_attempts);
+                    let error = scrub(&outcome_error(&outcome));
+                    tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
+                    let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
+                    let r = storage::reschedule(&db, job.id, attempts, at, &error).await;
+                    supervisor.do_send(RetryScheduled { at });
+                    r
+                }
+                Decision::Park(reason) => {
+                    Counters::inc(&shared.counters.failed_attempts);
+                    Counters::inc(&shared.counters.parked);
+                    let reason = scrub(reason);
+                    tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
+                    let r = storage::park(&db, job.id, attempts, &reason).await;
+                    tickets.do_send(WriteTicket(ticket("parked", Some(reason))));
+                    r
+                }
+            };
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
+            }
+            (job.id, job.record_key)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(id, key), act, ctx| {
+            act.in_flight_ids.remove(&id);
+            act.in_flight_keys.remove(&key);
+            act.poll(ctx);
+        }));
+    }
+}
+
+fn outcome_error(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Delivered { status } => format!("HTTP {status}"),
+        Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error.clone(),
+    }
+}
+
+/// Replaces every secret value in `text` with its `${NAME}`: an error message may quote a
+/// URL or header that carried one, and errors end up in tickets and logs.
+pub fn scrub_secrets(text: &str, secrets: &crate::mapping::Secrets) -> String {
+    secrets
+        .iter()
+        .filter(|(_, v)| v.len() >= 4)
+        .fold(text.to_string(), |acc, (name, value)| acc.replace(value.as_str(), &format!("${{{name}}}")))
+}
+
+impl Actor for Pusher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.client = Some(sender::client(self.cx.shared.spec.timeout()));
+        ctx.run_interval(IDLE_POLL, |act, ctx| act.poll(ctx));
+        self.poll(ctx);
+    }
+}
+
+impl Handler<Wake> for Pusher {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.poll(ctx);
+    }
+}
+
+impl Handler<StopChild> for Pusher {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<InjectFault> for Pusher {
+    type Result = ();
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
+        match msg.0 {
+            Fault::Panic => panic!("injected fault in pusher of {}", self.cx.id()),
+            _ => ctx.stop(),
+        }
+    }
+}
+

@@ -1,0 +1,129 @@
+//! `/connectors`: list, register, replace, delete, status, pause, resume, restart
+//! (shaped like Kafka Connect's REST API).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::messages::{ChildKind, Fault};
+use crate::actors::registry::{AllStatus, FaultConnector, List, Lookup, PauseConnector, Register, Remove};
+use crate::actors::supervisor::{GetStatus, Restart};
+use crate::spec::{self, LoadedSpec};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// `status` and/or `info`, comma-separated or repeated, as in Kafka Connect.
+    pub expand: Option<String>,
+}
+
+pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let infos = state.registry.send(List).await?;
+    let expand = q.expand.clone().unwrap_or_default();
+    let (want_status, want_info) = (expand.contains("status"), expand.contains("info"));
+    if !want_status && !want_info {
+        return Ok(HttpResponse::Ok().json(infos.iter().map(|i| &i.id).collect::<Vec<_>>()));
+    }
+    let statuses = if want_status { state.registry.send(AllStatus).await? } else { Vec::new() };
+    let mut out = BTreeMap::new();
+    for info in infos {
+        let mut entry = serde_json::Map::new();
+        if want_info {
+            entry.insert("info".into(), serde_json::to_value(&info).unwrap_or_default());
+        }
+        if let Some(s) = statuses.iter().find(|s| s.id == info.id) {
+            entry.insert("status".into(), serde_json::to_value(s).unwrap_or_default());
+        }
+        out.insert(info.id, entry);
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let infos = state.registry.send(List).await?;
+    let info = infos.into_iter().find(|i| i.id == *id).ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+/// Parses a YAML or JSON connector document sent in a request body.
+fn parse_body(body: &[u8]) -> Result<LoadedSpec, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the connector document is not UTF-8"))?;
+    let spec = spec::parse("<request>", text)?;
+    Ok(LoadedSpec { spec, source: text.to_string(), origin: "<api>".to_string() })
+}
+
+pub async fn create(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let loaded = parse_body(&body)?;
+    let id = loaded.spec.id.clone();
+    let config = serde_json::to_value(&loaded.spec).unwrap_or_default();
+    state.registry.send(Register { loaded, replace: false }).await??;
+    Ok(HttpResponse::Created().insert_header(("Location", format!("/connectors/{id}"))).json(json!({ "id": id, "config": config })))
+}
+
+pub async fn replace(state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let loaded = parse_body(&body)?;
+    if loaded.spec.id != *id {
+        return Err(ApiError::bad_request(format!("the document's id `{}` differs from the URL's `{id}`", loaded.spec.id)));
+    }
+    let config = serde_json::to_value(&loaded.spec).unwrap_or_default();
+    let created = state.registry.send(Register { loaded, replace: true }).await??;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(HttpResponse::build(status).json(json!({ "id": *id, "config": config })))
+}
+
+pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.registry.send(Remove(id.into_inner())).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(addr.send(GetStatus).await?))
+}
+
+pub async fn pause(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_paused(state, id.into_inner(), true).await
+}
+
+pub async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_paused(state, id.into_inner(), false).await
+}
+
+async fn set_paused(state: web::Data<AppState>, id: String, paused: bool) -> Result<HttpResponse, ApiError> {
+    state.registry.send(PauseConnector { id: id.clone(), paused }).await??;
+    Ok(HttpResponse::Accepted().json(json!({ "id": id, "paused": paused })))
+}
+
+pub async fn restart(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
+    addr.send(Restart).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "id": *id, "restarting": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultBody {
+    pub child: ChildKind,
+    pub fault: Fault,
+}
+
+/// Test hook (only routed with `server.fault_injection = true`).
+pub async fn fault(state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let body: FaultBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("expected {{\"child\": \"pusher|puller|retrier\", \"fault\": \"panic|stop|arbiter\"}}: {e}"))
+    })?;
+    state
+        .registry
+        .send(FaultConnector { id: id.clone(), child: body.child, fault: body.fault })
+        .await?
+        .map_err(ApiError::bad_request)?;
+    Ok(HttpResponse::Accepted().json(json!({ "id": *id, "injected": body.fault })))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("connector `{id}` does not exist"))
+}

@@ -1,0 +1,83 @@
+//! The retry policy, pure: exponential back-off with jitter, `Retry-After`, park after max.
+
+use std::time::Duration;
+
+use super::Outcome;
+
+/// A connector's `retry` block, in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt; the job is parked after `1 + max` attempts.
+    pub max: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+/// What to do with a job after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Done,
+    RetryIn(Duration),
+    Park(String),
+}
+
+impl RetryPolicy {
+    /// `attempts` counts the attempt just made (1 for the first). `jitter` is in [0, 1):
+    /// the delay is drawn from the upper half of the exponential step ("equal jitter"),
+    /// which spreads a crowd of retries without ever retrying sooner than half the step.
+    pub fn decide(&self, outcome: &Outcome, attempts: u32, jitter: f64) -> Decision {
+        match outcome {
+            Outcome::Delivered { .. } => Decision::Done,
+            Outcome::Permanent { error } => Decision::Park(error.clone()),
+            Outcome::Retryable { error, .. } if attempts > self.max => {
+                Decision::Park(format!("gave up after {attempts} attempts: {error}"))
+            }
+            Outcome::Retryable { retry_after, .. } => {
+                let step = self.step(attempts);
+                let jittered = step / 2 + step.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
+                Decision::RetryIn(retry_after.map_or(jittered, |ra| ra.max(jittered)))
+            }
+        }
+    }
+
+    fn step(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        Duration::from_millis(self.backoff_ms.saturating_mul(1u64 << doublings).min(self.max_backoff_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: RetryPolicy = RetryPolicy { max: 3, backoff_ms: 1000, max_backoff_ms: 3000 };
+
+    fn retryable(ra: Option<u64>) -> Outcome {
+        Outcome::Retryable { error: "HTTP 503".into(), retry_after: ra.map(Duration::from_secs) }
+    }
+
+    #[test]
+    fn backs_off_exponentially_with_bounded_jitter_and_cap() {
+        assert_eq!(P.decide(&retryable(None), 1, 0.0), Decision::RetryIn(Duration::from_millis(500)));
+        assert_eq!(P.decide(&retryable(None), 1, 0.999_999), Decision::RetryIn(Duration::from_nanos(999_999_500)));
+        assert_eq!(P.decide(&retryable(None), 2, 0.0), Decision::RetryIn(Duration::from_millis(1000)));
+        assert_eq!(P.decide(&retryable(None), 3, 0.0), Decision::RetryIn(Duration::from_millis(1500)), "capped at 3 s");
+    }
+
+    #[test]
+    fn parks_after_max_retries() {
+        assert!(matches!(P.decide(&retryable(None), 4, 0.5), Decision::Park(e) if e.contains("4 attempts")));
+    }
+
+    #[test]
+    fn retry_after_wins_when_longer() {
+        assert_eq!(P.decide(&retryable(Some(7)), 1, 0.0), Decision::RetryIn(Duration::from_secs(7)));
+        assert_eq!(P.decide(&retryable(Some(0)), 2, 0.0), Decision::RetryIn(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn permanent_parks_at_once_and_success_is_done() {
+        assert_eq!(P.decide(&Outcome::Permanent { error: "HTTP 400".into() }, 1, 0.0), Decision::Park("HTTP 400".into()));
+        assert_eq!(P.decide(&Outcome::Delivered { status: 200 }, 1, 0.0), Decision::Done);
+    }
+}

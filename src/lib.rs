@@ -1,0 +1,26 @@
+//! hms-sync: a supervised, actor-based runtime that keeps HMS and the outside systems
+//! around it in sync.
+//!
+//! # Layout
+//! - [`settings`]: typed settings layered by the `config` crate.
+//! - [`startup`]: builds the service (database, actors, HTTP server) and runs it.
+//! - [`spec`]: connector files — model, pure validation, loading.
+//! - [`mapping`]: templates, filters and mapping tables, compiled once per connector.
+//! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
+//! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
+//!   Governance.
+//! - [`storage`]: data access over sea-orm (SQLite or PostgreSQL).
+//! - [`admin`]: the admin HTTP API.
+//! - [`cli`]: the `hms-sync` command line.
+//! - [`telemetry`]: the tracing subscriber.
+
+pub mod actors;
+pub mod admin;
+pub mod cli;
+pub mod delivery;
+pub mod mapping;
+pub mod settings;
+pub mod spec;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

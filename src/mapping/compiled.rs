@@ -1,0 +1,287 @@
+//! A connector's templates and filter, compiled once with minijinja, rendered per event.
+//!
+//! `${NAME}` secrets are rewritten to `{{ __secrets.NAME }}` before compiling, so a secret
+//! is a *value* of the render context, never template source: an event payload that
+//! contains `${OTHER}` stays literal text and cannot pull another secret out.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior, Value as JValue};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spec::templates::{is_secret_name, url_to_template};
+use crate::spec::{ConnectorSpec, RequestSpec};
+
+/// Secret values by name; for a dry run every value is a mask.
+pub type Secrets = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum MappingError {
+    #[error("template `{field}` cannot render: {reason}")]
+    Render { field: String, reason: String },
+    #[error("filter cannot be evaluated: {0}")]
+    Filter(String),
+    #[error("secret ${{{0}}} is not set in the environment")]
+    MissingSecret(String),
+}
+
+/// The exact HTTP request a connector would send for one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RenderedRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+/// Templates of one request, compiled.
+struct RequestTemplates {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+/// Everything of a connector that turns an event into a request.
+pub struct CompiledConnector {
+    env: Environment<'static>,
+    filter: Option<String>,
+    key: Option<String>,
+    /// `map.to`: HMS event → request to the external system.
+    request: Option<RequestTemplates>,
+    /// `map.hms`: inbound record → request applying it to HMS.
+    hms: Option<RequestTemplates>,
+    /// `source.pull`: cursor → request to the external change feed.
+    pull: Option<RequestTemplates>,
+    mapping: Vec<(String, String)>,
+}
+
+/// `${NAME}` → `{{ __secrets.NAME }}`.
+fn secrets_to_vars(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) if is_secret_name(&after[..end]) => {
+                out.push_str(&rest[..start]);
+                out.push_str("{{ __secrets.");
+                out.push_str(&after[..end]);
+                out.push_str(" }}");
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..start + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Compiles one request's templates under names prefixed with `prefix`.
+fn compile_request(
+    add: &mut impl FnMut(String, String) -> Result<(), MappingError>,
+    prefix: &str,
+    req: &RequestSpec,
+) -> Result<RequestTemplates, MappingError> {
+    let url = format!("{prefix}.url");
+    add(url.clone(), url_to_template(&req.url))?;
+    let mut headers = Vec::new();
+    for (name, value) in &req.headers {
+        let tname = format!("{prefix}.headers.{name}");
+        add(tname.clone(), value.clone())?;
+        headers.push((name.clone(), tname));
+    }
+    let body = match &req.body {
+        Some(body) => Some(register_body(add, &format!("{prefix}.body"), body)?),
+        None => None,
+    };
+    Ok(RequestTemplates { method: req.method.clone(), url, headers, body })
+}
+
+impl CompiledConnector {
+    /// Compiles every template of the spec. The spec was validated, so an error here is a
+    /// bug or a spec changed under us; it is reported, never a panic.
+    pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut add = |name: String, source: String| {
+            env.add_template_owned(name.clone(), secrets_to_vars(&source))
+                .map_err(|e| MappingError::Render { field: name, reason: e.to_string() })
+        };
+        let request = spec.outbound_request().map(|r| compile_request(&mut add, "map.to", r)).transpose()?;
+        let hms = spec.hms_request().map(|r| compile_request(&mut add, "map.hms", r)).transpose()?;
+        let pull = spec.pull_view().map(|p| compile_request(&mut add, "source.pull", &p.request)).transpose()?;
+        let key = match &spec.key {
+            Some(k) => {
+                add("key".into(), k.clone())?;
+                Some("key".to_string())
+            }
+            None => None,
+        };
+        drop(add);
+        Ok(Self { env, filter: spec.filter().map(str::to_string), key, request, hms, pull, mapping: spec.mapping_pairs() })
+    }
+
+    /// Does the event pass the connector's filter? `object` is the payload.
+    pub fn matches(&self, topic: &str, payload: &Value) -> Result<bool, MappingError> {
+        let Some(expr) = &self.filter else { return Ok(true) };
+        let compiled = self.env.compile_expression(expr).map_err(|e| MappingError::Filter(e.to_string()))?;
+        let ctx = minijinja::context! { object => JValue::from_serialize(payload), topic => topic };
+        let result = compiled.eval(ctx).map_err(|e| MappingError::Filter(e.to_string()))?;
+        Ok(result.is_true())
+    }
+
+    /// The record key used for ordering; `fallback` (the event id) when the spec has none.
+    pub fn record_key(&self, payload: &Value, fallback: &str) -> Result<String, MappingError> {
+        match &self.key {
+            Some(name) => self.render_str(name, payload, &Secrets::new()),
+            None => Ok(fallback.to_string()),
+        }
+    }
+
+    /// Renders the outbound request (`map.to`) for an HMS event. Without a body template
+    /// the body is the event mapped through the mapping table (or the event itself).
+    pub fn render(&self, payload: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        let Some(req) = &self.request else { return Ok(None) };
+        let default_body = if self.mapping.is_empty() { payload.clone() } else { crate::mapping::fields::map_out(payload, &self.mapping) };
+        self.render_request(req, payload, default_body, secrets).map(Some)
+    }
+
+    /// Renders the request that applies an inbound record (already in HMS fields) to HMS.
+    pub fn render_hms(&self, record: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        let Some(req) = &self.hms else { return Ok(None) };
+        self.render_request(req, record, record.clone(), secrets).map(Some)
+    }
+
+    /// Renders the change-feed request for the current cursor (`{{ cursor }}`).
+    pub fn render_pull(&self, cursor: &Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
+        let req = self.pull.as_ref().ok_or_else(|| MappingError::Render { field: "source.pull".into(), reason: "connector has no pull".into() })?;
+        let ctx = serde_json::json!({ "cursor": cursor });
+        self.render_request(req, &ctx, Value::Null, secrets)
+    }
+
+    fn render_request(&self, req: &RequestTemplates, payload: &Value, default_body: Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
+        let url = self.render_str(&req.url, payload, secrets)?;
+        let mut headers = Vec::with_capacity(req.headers.len());
+        for (name, tname) in &req.headers {
+            headers.push((name.clone(), self.render_str(tname, payload, secrets)?));
+        }
+        let body = match &req.body {
+            Some(shape) => Some(self.render_value(shape, payload, secrets)?.unwrap_or(Value::Null)),
+            None if default_body.is_null() => None,
+            None => Some(default_body),
+        };
+        let body = if req.method == "GET" || req.method == "DELETE" { None } else { body };
+        Ok(RenderedRequest { method: req.method.clone(), url, headers, body })
+    }
+
+    fn render_str(&self, name: &str, payload: &Value, secrets: &Secrets) -> Result<String, MappingError> {
+        let tmpl = self.env.get_template(name).map_err(|e| render_err(name, e))?;
+        let mut ctx = match payload {
+            Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), JValue::from_serialize(v))).collect(),
+            _ => BTreeMap::new(),
+        };
+        ctx.insert("__secrets".into(), JValue::from_serialize(secrets));
+        ctx.insert("event".into(), JValue::from_serialize(payload));
+        tmpl.render(ctx).map_err(|e| render_err(name, e))
+    }
+
+    /// Walks the body shape. A string that is one single `{{ x }}` keeps x's JSON type, and
+    /// when x is absent from the event the field is left out (`None`): a PATCH then leaves
+    /// that field alone instead of failing the whole change (the seed's permit event has no
+    /// `endDate`). Any other template with a missing field fails the render.
+    fn render_value(&self, shape: &Value, payload: &Value, secrets: &Secrets) -> Result<Option<Value>, MappingError> {
+        Ok(Some(match shape {
+            Value::String(name) => match single_placeholder(&self.source_of(name)) {
+                Some(path) => return Ok(crate::mapping::fields::get_path(payload, &path).cloned()),
+                None => Value::String(self.render_str(name, payload, secrets)?),
+            },
+            Value::Array(items) => Value::Array(
+                items.iter().map(|v| Ok(self.render_value(v, payload, secrets)?.unwrap_or(Value::Null))).collect::<Result<_, MappingError>>()?,
+            ),
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (k, v) in map {
+                    if let Some(rendered) = self.render_value(v, payload, secrets)? {
+                        out.insert(k.clone(), rendered);
+                    }
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }))
+    }
+
+    fn source_of(&self, name: &str) -> String {
+        self.env.get_template(name).map(|t| t.source().to_string()).unwrap_or_default()
+    }
+}
+
+fn render_err(name: &str, e: minijinja::Error) -> MappingError {
+    MappingError::Render { field: name.to_string(), reason: e.to_string() }
+}
+
+/// Registers every string of a body shape as a template named by its path; the returned
+/// shape holds template names where the strings were.
+fn register_body(
+    add: &mut impl FnMut(String, String) -> Result<(), MappingError>,
+    path: &str,
+    value: &Value,
+) -> Result<Value, MappingError> {
+    Ok(match value {
+        Value::String(s) => {
+            add(path.to_string(), s.clone())?;
+            Value::String(path.to_string())
+        }
+        Value::Array(items) => Value::Array(
+            items.iter().enumerate().map(|(i, v)| register_body(add, &format!("{path}[{i}]"), v)).collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| Ok((k.clone(), register_body(add, &format!("{path}.{k}"), v)?))).collect::<Result<_, MappingError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// `"{{ a.b }}"` → `Some("a.b")`: a body value that is only a placeholder keeps its type.
+fn single_placeholder(source: &str) -> Option<String> {
+    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let ok = !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    ok.then(|| inner.to_string())
+}
+
+/// The values of every secret the spec names, from the environment, at send time.
+pub fn resolve_secrets(names: &[String]) -> Result<Secrets, MappingError> {
+    names
+        .iter()
+        .map(|n| std::env::var(n).map(|v| (n.clone(), v)).map_err(|_| MappingError::MissingSecret(n.clone())))
+        .collect()
+}
+
+/// Masks for a dry run: the request shows where each secret goes, never its value.
+pub fn masked_secrets(names: &[String]) -> Secrets {
+    names.iter().map(|n| (n.clone(), format!("${{{n}:****}}"))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_become_context_variables() {
+        assert_eq!(secrets_to_vars("Bearer ${ARC_TOKEN}"), "Bearer {{ __secrets.ARC_TOKEN }}");
+        assert_eq!(secrets_to_vars("${bad} and $5"), "${bad} and $5");
+    }
+
+    #[test]
+    fn single_placeholder_detection() {
+        assert_eq!(single_placeholder("{{ amount }}"), Some("amount".into()));
+        assert_eq!(single_placeholder("{{ a.b }}"), Some("a.b".into()));
+        assert_eq!(single_placeholder("x {{ a }}"), None);
+        assert_eq!(single_placeholder("{{ a | upper }}"), None);
+    }
+}

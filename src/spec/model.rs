@@ -1,0 +1,286 @@
+//! The typed connector spec: what a validated connector file means. Built only by
+//! [`super::build`] from a document that passed validation, so every value here is usable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::delivery::RetryPolicy;
+use crate::settings::SupervisionSettings;
+
+/// Which way changes flow (`type:` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    /// HMS → external: events on the trigger topic become requests to the external system.
+    #[serde(rename = "outbound")]
+    Outbound,
+    /// External → HMS: pulled (or pushed) records are applied to HMS.
+    #[serde(rename = "inbound")]
+    Inbound,
+    /// Both of the above on one record set.
+    #[serde(rename = "two-way")]
+    TwoWay,
+}
+
+impl Direction {
+    pub const NAMES: [&'static str; 3] = ["outbound", "inbound", "two-way"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "outbound" => Some(Self::Outbound),
+            "inbound" => Some(Self::Inbound),
+            "two-way" => Some(Self::TwoWay),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// Which HMS events a connector takes (`trigger:`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trigger {
+    /// One topic, or several (`topic: [a, b]`).
+    pub topic: Vec<String>,
+    /// A minijinja expression over `object` (the payload) and `topic`, e.g. the seed's
+    /// `object.agency == "DDOT"`. Events for which it is false are counted, not delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+/// One HTTP request template (`map.to`, `map.hms`, `source.pull`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestSpec {
+    /// `{{ field }}` template; the seed's single-brace `{field}` is accepted too.
+    pub url: String,
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// Header templates, in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub headers: Vec<(String, String)>,
+    /// Body shape: every string in it is a template. `None`: the (mapped) record itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// `map:` — how an event becomes a request, and how an inbound record is applied to HMS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapSpec {
+    /// The schema the event is in (the seed's `from: canonical`); informational.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The request to the external system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<RequestSpec>,
+    /// The request that applies an inbound change to HMS (the seed's `applyHMS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hms: Option<RequestSpec>,
+}
+
+/// `source.pull:` — the ETL pull of an external change feed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSpec {
+    pub request: RequestSpec,
+    /// Interval between pulls.
+    #[serde(serialize_with = "duration_text")]
+    pub every: Duration,
+    /// JSONPath-style selector of the records in the answer (`$.changes`).
+    pub records: String,
+    /// Field of a record holding its external id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// Field of a record holding its version (the cursor advances to the greatest seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_field: Option<String>,
+    /// Cursor before the first pull.
+    pub initial_cursor: Value,
+}
+
+/// `source:` — where inbound changes come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullSpec>,
+}
+
+/// `retry:` — the seed's `{ max, backoffMs }` plus an optional cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySpec {
+    pub max: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self { max: 5, backoff_ms: 1000, max_backoff_ms: 5 * 60 * 1000 }
+    }
+}
+
+/// `supervision:` — this connector's own restart intensity; unset keys take the global one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisionSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+}
+
+/// Default per-request timeout (issue: 15 s).
+pub const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+/// Default number of record keys delivered in parallel.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+
+/// A validated connector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorSpec {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub direction: Direction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// Record-key template: jobs of one key are delivered in acceptance order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Mapping table, HMS field → external field, in file order (used both ways).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub mapping: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceSpec>,
+    pub retry: RetrySpec,
+    pub timeout_ms: u64,
+    pub concurrency: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<SupervisionSpec>,
+}
+
+fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
+fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    let ms = d.as_millis();
+    let text = if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") };
+    s.serialize_str(&text)
+}
+
+impl ConnectorSpec {
+    pub fn direction_name(&self) -> &'static str {
+        self.direction.as_str()
+    }
+
+    /// Topics this connector listens on (empty for a purely inbound connector).
+    pub fn topics(&self) -> Vec<String> {
+        self.trigger.as_ref().map(|t| t.topic.clone()).unwrap_or_default()
+    }
+
+    pub fn filter(&self) -> Option<&str> {
+        self.trigger.as_ref().and_then(|t| t.filter.as_deref())
+    }
+
+    /// The request sent to the external system for an HMS event.
+    pub fn outbound_request(&self) -> Option<&RequestSpec> {
+        self.map.as_ref().and_then(|m| m.to.as_ref())
+    }
+
+    /// The request that applies an inbound record to HMS.
+    pub fn hms_request(&self) -> Option<&RequestSpec> {
+        self.map.as_ref().and_then(|m| m.hms.as_ref())
+    }
+
+    pub fn pull_view(&self) -> Option<&PullSpec> {
+        self.source.as_ref().and_then(|s| s.pull.as_ref())
+    }
+
+    /// Does this connector deliver jobs (outbound requests or inbound applies)?
+    pub fn pushes(&self) -> bool {
+        self.outbound_request().is_some() || self.hms_request().is_some()
+    }
+
+    /// Does it poll an external change feed?
+    pub fn pulls(&self) -> bool {
+        self.pull_view().is_some()
+    }
+
+    /// Webhook paths this connector serves (none yet: inbound webhooks are their own issue).
+    pub fn webhook_paths(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    pub fn mapping_pairs(&self) -> Vec<(String, String)> {
+        self.mapping.clone()
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { max: self.retry.max, backoff_ms: self.retry.backoff_ms, max_backoff_ms: self.retry.max_backoff_ms }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn concurrency_limit(&self) -> usize {
+        self.concurrency.max(1) as usize
+    }
+
+    /// This connector's restart intensity: its own keys over the global defaults.
+    pub fn supervision_with(&self, global: SupervisionSettings) -> SupervisionSettings {
+        let own = self.supervision.unwrap_or_default();
+        SupervisionSettings {
+            max_restarts: own.max_restarts.unwrap_or(global.max_restarts),
+            within_secs: own.within_secs.unwrap_or(global.within_secs),
+            backoff_ms: own.backoff_ms.unwrap_or(global.backoff_ms),
+            max_backoff_ms: own.max_backoff_ms.unwrap_or(global.max_backoff_ms),
+        }
+    }
+
+    /// Every `${NAME}` the connector's requests use, sorted and deduplicated. Resolved from
+    /// the environment at send time only.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names = BTreeMap::new();
+        let requests = [self.outbound_request(), self.hms_request(), self.pull_view().map(|p| &p.request)];
+        for req in requests.into_iter().flatten() {
+            let mut texts = vec![req.url.as_str()];
+            texts.extend(req.headers.iter().map(|(_, v)| v.as_str()));
+            for text in texts {
+                for n in super::templates::secret_refs(text) {
+                    names.insert(n, ());
+                }
+            }
+            if let Some(body) = &req.body {
+                collect_body_secrets(body, &mut names);
+            }
+        }
+        names.into_keys().collect()
+    }
+}
+
+fn collect_body_secrets(v: &Value, out: &mut BTreeMap<String, ()>) {
+    match v {
+        Value::String(s) => out.extend(super::templates::secret_refs(s).into_iter().map(|n| (n, ()))),
+        Value::Array(items) => items.iter().for_each(|i| collect_body_secrets(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_body_secrets(i, out)),
+        _ => {}
+    }
+}

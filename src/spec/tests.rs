@@ -1,0 +1,97 @@
+//! The validation table: documents that must be accepted, and documents that must be
+//! refused with a given error (path, position, message).
+
+use super::*;
+
+fn errors(text: &str) -> Vec<SpecError> {
+    parse("t.yaml", text).expect_err("should be refused").0
+}
+
+fn has(errs: &[SpecError], path: &str, needle: &str) -> bool {
+    errs.iter().any(|e| e.path == path && e.message.contains(needle))
+}
+
+#[test]
+fn the_shipped_examples_are_accepted() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
+    let all = load_dir(std::path::Path::new(dir)).expect("examples are valid");
+    let ids: Vec<_> = all.iter().map(|l| l.spec.id.as_str()).collect();
+    assert_eq!(ids, ["appointment", "ddot.gis.outbound.v1", "NotesCalendar"]);
+    let gis = &all[1].spec;
+    assert_eq!(gis.filter(), Some("object.agency == \"DDOT\""));
+    assert_eq!(gis.retry_policy().max, 5);
+    assert_eq!(gis.retry.backoff_ms, 3000);
+    assert_eq!(gis.secret_names(), ["ARC_TOKEN"]);
+    let notes = &all[2].spec;
+    assert_eq!(notes.mapping[1], ("startAt".to_string(), "BeginTime".to_string()));
+    assert_eq!(notes.pull_view().unwrap().every, std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn json_documents_are_accepted() {
+    let spec = parse(
+        "c.json",
+        r#"{"id": "a", "type": "outbound", "trigger": {"topic": ["x", "y"]}, "map": {"to": {"url": "http://h/{{ id }}"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(spec.topics(), ["x", "y"]);
+    assert_eq!(spec.outbound_request().unwrap().method, "POST");
+}
+
+#[test]
+fn refused_documents_say_where_and_what() {
+    let bad = "id: x\ntype: outbound\ntrigger: { topic: t }\nmap:\n  to:\n    url: http://127.0.0.1:1/a\nretry: { max: many, backof: 3 }\n";
+    let errs = errors(bad);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    let max = errs.iter().find(|e| e.path == "retry.max").unwrap();
+    assert_eq!((max.line, max.column), (7, 15));
+    assert!(max.message.contains("whole number") && max.message.contains("many"), "{max}");
+    assert!(has(&errs, "retry.backof", "did you mean `backoffMs`"), "{errs:?}");
+    assert_eq!(errs[0].to_string(), format!("t.yaml:7:15: retry.max: {}", max.message));
+
+    let table: &[(&str, &str, &str)] = &[
+        ("type: outbound\n", "id", "missing required key `id`"),
+        ("id: 'a b'\ntype: outbound\n", "id", "letters, digits"),
+        ("id: a\ntype: sideways\n", "type", "unknown type `sideways`"),
+        ("id: a\ntype: outbound\nmap: { to: { url: 'http://h' } }\n", "trigger", "missing required key `trigger`"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\n", "map", "missing required key `map`"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t, filter: 'a ==' }\nmap: { to: { url: 'http://h' } }\n", "trigger.filter", "invalid filter"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'ftp://h' } }\n", "map.to.url", "http://"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h', method: FETCH } }\n", "map.to.method", "unknown method"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h', body: { a: '{{ x' } } }\n", "map.to.body.a", "invalid template"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\ncolour: red\n", "colour", "unknown key"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\nsource: { pull: { url: 'http://h' } }\n", "source", "has no source"),
+        ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\n", "source", "missing required key `source`"),
+        ("id: a\ntype: two-way\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\nsource: { pull: { url: 'http://h' } }\n", "map.hms", "missing required key `hms`"),
+        ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h', every: soon } }\n", "source.pull.every", "duration"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\nretry: { backoffMs: 10, maxBackoffMs: 5 }\n", "retry.maxBackoffMs", "at least backoffMs"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\ntimeoutMs: 0\n", "timeoutMs", "from 1 to"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\nsupervision: { maxRestart: 1 }\n", "supervision.maxRestart", "did you mean `maxRestarts`"),
+        ("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h', headers: { X: 1 } } }\n", "map.to.headers.X", "expected a string"),
+        ("- just\n- a list\n", "", "expected a mapping"),
+        ("id: [unclosed\n", "", "not valid YAML"),
+        ("", "", "empty"),
+    ];
+    for (doc, path, needle) in table {
+        let errs = errors(doc);
+        assert!(has(&errs, path, needle), "document {doc:?}: wanted `{path}` with {needle:?}, got {errs:?}");
+        assert!(errs.iter().all(|e| e.line >= 1 && e.column >= 1 && e.file == "t.yaml"));
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let errs = errors("id: 'no good'\ntype: nope\ncolour: 1\nretry: { max: -1 }\n");
+    for path in ["id", "type", "colour", "retry.max"] {
+        assert!(errs.iter().any(|e| e.path == path), "{path} missing from {errs:?}");
+    }
+}
+
+#[test]
+fn the_config_round_trips_with_the_files_key_names() {
+    let spec = parse("t.yaml", "id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' } }\nretry: { max: 2, backoffMs: 20 }\n").unwrap();
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["retry"]["backoffMs"], 20);
+    assert_eq!(json["type"], "outbound");
+    assert_eq!(json["timeoutMs"], 15000);
+}

@@ -1,0 +1,140 @@
+//! OTP-style supervision: crashed children restart with their state from the database,
+//! intensity turns a crash loop into `failed`, an operator restart recovers, and one
+//! connector's crash leaves the others alone.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn app_with(connectors: &[(&str, String)]) -> (TestApp, FakeSystem) {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("sup");
+    for (name, yaml) in connectors {
+        std::fs::write(dir.join("connectors").join(name), yaml.replace("{FAKE}", &fake.base)).unwrap();
+    }
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    (app, fake)
+}
+
+fn gis(id: &str, extra: &str) -> String {
+    format!(
+        "id: {id}\ntype: outbound\ntrigger: {{ topic: permit.updated }}\nkey: \"{{{{ permitId }}}}\"\nmap:\n  to:\n    url: \"{{FAKE}}/{id}/{{permitId}}\"\n    method: PATCH\nretry: {{ max: 3, backoffMs: 20 }}\n{extra}"
+    )
+}
+
+async fn child(app: &TestApp, id: &str, kind: &str) -> serde_json::Value {
+    let s = app.status(id).await;
+    s["children"].as_array().unwrap().iter().find(|c| c["kind"] == kind).cloned().expect("child listed")
+}
+
+#[actix_web::test]
+async fn a_panicking_pusher_is_restarted_and_work_resumes() {
+    let (app, fake) = app_with(&[("gis.yaml", gis("gis", ""))]).await;
+    app.wait_state("gis", "running").await;
+    app.fault("gis", "pusher", "panic").await;
+    let status = poll_until("a restart to be counted", WAIT, || async {
+        let s = app.status("gis").await;
+        (s["restarts"] == 1 && s["state"] == "running").then_some(s)
+    })
+    .await;
+    assert!(status["last_error"]["message"].as_str().unwrap().contains("pusher panicked: injected fault"), "{status}");
+    assert_eq!(child(&app, "gis", "pusher").await["restarts"], 1);
+    assert_eq!(child(&app, "gis", "retrier").await["restarts"], 0, "one-for-one: the retrier was not touched");
+    app.publish("permit.updated", json!({"permitId": "RW-1", "status": "APPROVED"})).await;
+    let got = fake.wait_for(1).await;
+    assert_eq!(got[0].path, "/gis/RW-1");
+}
+
+#[actix_web::test]
+async fn a_stopped_child_and_a_dead_arbiter_are_restarted() {
+    let (app, fake) = app_with(&[("gis.yaml", gis("gis", ""))]).await;
+    app.wait_state("gis", "running").await;
+    app.fault("gis", "retrier", "stop").await;
+    poll_until("retrier restarted", WAIT, || async {
+        let c = child(&app, "gis", "retrier").await;
+        (c["restarts"] == 1 && c["state"] == "running").then_some(())
+    })
+    .await;
+    let before = app.status("gis").await["children"][0]["worker"].clone();
+    app.fault("gis", "pusher", "arbiter").await;
+    let s = poll_until("both children restarted on a new worker", WAIT, || async {
+        let s = app.status("gis").await;
+        (s["restarts"] == 3 && s["state"] == "running").then_some(s)
+    })
+    .await;
+    assert_ne!(s["children"][0]["worker"], before, "children moved to a fresh arbiter: {s}");
+    app.publish("permit.updated", json!({"permitId": "RW-2"})).await;
+    fake.wait_for(1).await;
+}
+
+#[actix_web::test]
+async fn past_the_intensity_the_connector_fails_until_restarted() {
+    let extra = "supervision: { maxRestarts: 2, withinSecs: 60, backoffMs: 10 }\n";
+    let (app, fake) = app_with(&[("gis.yaml", gis("gis", extra))]).await;
+    app.wait_state("gis", "running").await;
+    for n in 1..=2u64 {
+        app.fault("gis", "pusher", "panic").await;
+        poll_until("restart", WAIT, || async {
+            let s = app.status("gis").await;
+            (s["restarts"] == n && s["state"] == "running").then_some(())
+        })
+        .await;
+    }
+    app.fault("gis", "pusher", "panic").await;
+    let failed = app.wait_state("gis", "failed").await;
+    let why = failed["last_error"]["message"].as_str().unwrap();
+    assert!(why.contains("restart intensity exceeded (2 restarts in 60 s)"), "{why}");
+    assert!(failed["children"].as_array().unwrap().iter().all(|c| c["state"] == "stopped"), "{failed}");
+
+    // Work accepted while failed waits in the database…
+    app.publish("permit.updated", json!({"permitId": "RW-3"})).await;
+    poll_until("the job to be queued", WAIT, || async { (app.status("gis").await["queue_depth"] == 1).then_some(()) }).await;
+    assert!(fake.received().is_empty(), "a failed connector sends nothing");
+    // …and an operator's restart brings the connector back and drains it.
+    let (code, _) = app.call("POST", "/connectors/gis/restart", None).await;
+    assert_eq!(code, 202);
+    app.wait_state("gis", "running").await;
+    let got = fake.wait_for(1).await;
+    assert_eq!(got[0].path, "/gis/RW-3");
+}
+
+#[actix_web::test]
+async fn a_crash_in_one_connector_leaves_the_others_untouched() {
+    let (app, fake) = app_with(&[("a.yaml", gis("a", "")), ("b.yaml", gis("b", ""))]).await;
+    app.wait_state("a", "running").await;
+    app.wait_state("b", "running").await;
+    app.fault("a", "pusher", "arbiter").await;
+    poll_until("a restarted", WAIT, || async {
+        let s = app.status("a").await;
+        (s["restarts"].as_u64().unwrap() >= 1 && s["state"] == "running").then_some(())
+    })
+    .await;
+    let b = app.status("b").await;
+    assert_eq!(b["restarts"], 0, "{b}");
+    assert!(b["last_error"].is_null());
+    app.publish("permit.updated", json!({"permitId": "RW-4"})).await;
+    let got = fake.wait_for(2).await;
+    let mut paths: Vec<_> = got.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/a/RW-4", "/b/RW-4"]);
+}
+
+#[actix_web::test]
+async fn pending_work_survives_a_restart_of_the_service() {
+    let (app, fake) = app_with(&[("gis.yaml", gis("gis", ""))]).await;
+    let (code, _) = app.call("PUT", "/connectors/gis/pause", None).await;
+    assert_eq!(code, 202);
+    app.wait_state("gis", "paused").await;
+    app.publish("permit.updated", json!({"permitId": "RW-5"})).await;
+    poll_until("queued", WAIT, || async { (app.status("gis").await["queue_depth"] == 1).then_some(()) }).await;
+    let settings = app.stop().await;
+    assert!(fake.received().is_empty());
+
+    let app = TestApp::spawn(settings).await;
+    let s = app.wait_state("gis", "paused").await;
+    assert_eq!(s["queue_depth"], 1, "the job was reloaded from the database: {s}");
+    app.call("PUT", "/connectors/gis/resume", None).await;
+    let got = fake.wait_for(1).await;
+    assert_eq!(got[0].path, "/gis/RW-5");
+    poll_until("queue drained", WAIT, || async { (app.status("gis").await["queue_depth"] == 0).then_some(()) }).await;
+}

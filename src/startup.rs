@@ -123,7 +123,9 @@ impl Application {
                 .app_data(web::Data::new(st.clone()))
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
+                .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(admin::error::json_error_body))
                 .configure(move |cfg| admin::routes(cfg, &st, token))
+                .default_service(web::to(admin::error::no_route))
         })
         .shutdown_timeout(10);
         if settings.server.workers > 0 {

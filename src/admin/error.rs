@@ -1,6 +1,9 @@
 //! One JSON error shape for every failure, and the one place that maps errors to statuses.
 
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -83,4 +86,31 @@ impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         Self::internal(format!("runtime unavailable: {e}"))
     }
+}
+
+/// Gives every error response the one JSON shape, including those actix-web makes itself
+/// (body over the limit → 413, unknown route, a malformed path), so clients never parse
+/// plain text.
+pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let message = match res.response().error() {
+        Some(e) => e.to_string(),
+        None => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let (req, _) = res.into_parts();
+    let resp = ApiError::new(status, message).error_response();
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()))
+}
+
+/// The answer for a route that does not exist.
+pub async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())))
 }

@@ -65,3 +65,45 @@ async fn thin_clients_drive_a_running_service() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
+
+/// `hms-sync up` takes its settings from a file and from `HMS_SYNC__…` variables, serves,
+/// and stops cleanly on SIGTERM.
+#[test]
+fn up_reads_settings_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("cli-up");
+    let config = dir.join("hms-sync.toml");
+    std::fs::write(&config, "[server]\nport = 1\n[supervision]\nmax_restarts = 7\n").unwrap();
+    let mut child = bin()
+        .args(["up", "--config", config.to_str().unwrap()])
+        .env("HMS_SYNC__SERVER__PORT", "0")
+        .env("HMS_SYNC__DATA_DIR", dir.join("data"))
+        .env("HMS_SYNC__CONNECTORS__DIR", dir.join("connectors"))
+        .env("HMS_SYNC__LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    assert_ne!(port, 1, "the environment overrides the file");
+    assert!(dir.join("data/hms-sync.db").exists(), "the SQLite file is under the data dir");
+    let health = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(health.is_ok(), "the service listens on {port}");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "hms-sync did not stop after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+}

@@ -102,3 +102,22 @@ async fn the_shipped_examples_start() {
     }
     assert_eq!(app.call("GET", "/readyz", None).await.0, 200);
 }
+
+#[actix_web::test]
+async fn every_error_is_json_even_actix_webs_own() {
+    let dir = temp_dir("json-errors");
+    let mut settings = test_settings(&dir);
+    settings.server.max_body_bytes = 1024;
+    let app = TestApp::spawn(settings).await;
+    let (code, body) = app.call("GET", "/no/such/route", None).await;
+    assert_eq!(code, 404);
+    assert_eq!(body["error_code"], 404);
+    assert!(body["message"].as_str().unwrap().contains("/no/such/route"), "{body}");
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(4096));
+    let (code, body) = app.call("POST", "/events/permit.updated", Some(&big)).await;
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(body["error_code"], 413, "{body}");
+    let (code, body) = app.call("POST", "/events/permit.updated", Some("{not json")).await;
+    assert_eq!(code, 400);
+    assert!(body["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+}

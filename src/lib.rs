@@ -5,6 +5,7 @@
 //! - [`settings`]: typed settings layered by the `config` crate.
 //! - [`startup`]: builds the service (database, actors, HTTP server) and runs it.
 //! - [`spec`]: connector files — model, pure validation, loading.
+//! - [`bus`]: publishing an HMS event: match, store durably (group commit), acknowledge.
 //! - [`mapping`]: templates, filters and mapping tables, compiled once per connector.
 //! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
 //! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
@@ -16,6 +17,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod bus;
 pub mod cli;
 pub mod delivery;
 pub mod mapping;

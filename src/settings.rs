@@ -18,6 +18,7 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub log: LogSettings,
     pub tickets: TicketSettings,
+    pub intake: IntakeSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +85,22 @@ pub struct TicketSettings {
     pub flush_ms: u64,
 }
 
+/// Group commit of accepted events: one transaction takes what arrived meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Delivery jobs per transaction at most.
+    pub batch_rows: usize,
+    /// How long the first waiting publisher may wait for others to join its transaction.
+    pub batch_wait_ms: u64,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self { batch_rows: 500, batch_wait_ms: 2 }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -94,6 +111,7 @@ impl Default for Settings {
             supervision: SupervisionSettings::default(),
             log: LogSettings { format: "text".into(), level: "info".into() },
             tickets: TicketSettings { batch_size: 500, flush_ms: 20 },
+            intake: IntakeSettings::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod governance;
+pub mod intake;
 pub mod intensity;
 pub mod messages;
 pub mod panics;

@@ -250,6 +250,18 @@ impl Handler<Lookup> for Registry {
     }
 }
 
+/// One connector's spec and compiled mapping (for dry runs).
+#[derive(Message)]
+#[rtype(result = "Option<Arc<ConnectorShared>>")]
+pub struct GetShared(pub String);
+
+impl Handler<GetShared> for Registry {
+    type Result = Option<Arc<ConnectorShared>>;
+    fn handle(&mut self, msg: GetShared, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.get(&msg.0).map(|e| e.shared.clone())
+    }
+}
+
 /// Connectors listening on a topic, with their compiled mapping (for event intake).
 #[derive(Message)]
 #[rtype(result = "Vec<Arc<ConnectorShared>>")]

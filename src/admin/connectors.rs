@@ -11,7 +11,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::messages::{ChildKind, Fault};
-use crate::actors::registry::{AllStatus, FaultConnector, List, Lookup, PauseConnector, Register, Remove};
+use crate::actors::registry::{AllStatus, FaultConnector, GetShared, List, Lookup, PauseConnector, Register, Remove};
 use crate::actors::supervisor::{GetStatus, Restart};
 use crate::spec::{self, LoadedSpec};
 
@@ -126,4 +126,20 @@ pub async fn fault(state: web::Data<AppState>, id: web::Path<String>, body: web:
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("connector `{id}` does not exist"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestQuery {
+    /// The topic the event is published on; the connector's first topic by default.
+    pub topic: Option<String>,
+}
+
+/// Dry run: the request this connector would send for the event in the body (secrets
+/// masked), or why it would be filtered or parked. Sends nothing, stores nothing.
+pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Query<TestQuery>, req: actix_web::HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let event: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the event is not valid JSON: {e}")))?;
+    let shared = state.registry.send(GetShared(id.clone())).await?.ok_or_else(|| not_found(&id))?;
+    let event_id = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("<event-id>");
+    Ok(HttpResponse::Ok().json(crate::mapping::dry_run::dry_run(&shared.spec, q.topic.as_deref(), &event, event_id)))
 }

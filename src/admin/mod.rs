@@ -7,19 +7,25 @@ pub mod error;
 pub mod events;
 pub mod governance;
 pub mod health;
+pub mod parked;
+pub mod tickets;
 
 use actix::Addr;
 use actix_web::web;
 
-use crate::actors::{Governance, Registry};
+use crate::actors::{Governance, Registry, TicketWriter};
+use crate::bus::Bus;
 use crate::storage::Db;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Event intake (matching, durable group-committed store).
+    pub bus: Bus,
     pub registry: Addr<Registry>,
     pub governance: Addr<Governance>,
+    pub tickets: Addr<TicketWriter>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,
 }
@@ -40,9 +46,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, token: Option<Stri
         .route("/connectors/{id}/pause", web::put().to(connectors::pause))
         .route("/connectors/{id}/resume", web::put().to(connectors::resume))
         .route("/connectors/{id}/restart", web::post().to(connectors::restart))
+        .route("/connectors/{id}/test", web::post().to(connectors::test))
         .route("/governance", web::get().to(governance::get))
         .route("/governance", web::put().to(governance::put))
-        .route("/events/{topic}", web::post().to(events::publish));
+        .route("/events/{topic}", web::post().to(events::publish))
+        .route("/tickets", web::get().to(tickets::list))
+        .route("/tickets/{id}", web::get().to(tickets::get))
+        .route("/parked", web::get().to(parked::list))
+        .route("/parked/{id}", web::get().to(parked::get))
+        .route("/parked/{id}", web::delete().to(parked::discard))
+        .route("/parked/{id}/replay", web::post().to(parked::replay));
     if state.fault_injection {
         admin = admin.route("/connectors/{id}/faults", web::post().to(connectors::fault));
     }

@@ -133,21 +133,89 @@ pub fn deploy(args: &ClientArgs, file: &Path) -> ExitCode {
     finish(call(args, "PUT", &format!("/connectors/{id}"), body, &[]), |_| println!("{id}: deployed"))
 }
 
-pub fn publish(args: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> ExitCode {
+/// `--data` text: JSON, or `@FILE` to read it from a file; checked to be JSON.
+fn read_data(data: &str) -> Result<String, String> {
     let text = match data.strip_prefix('@') {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {path}: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
         None => data.to_string(),
     };
-    if let Err(e) = serde_json::from_str::<Value>(&text) {
-        eprintln!("error: --data is not valid JSON: {e}");
-        return ExitCode::from(2);
-    }
+    serde_json::from_str::<Value>(&text).map_err(|e| format!("--data is not valid JSON: {e}"))?;
+    Ok(text)
+}
+
+pub fn publish(args: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> ExitCode {
+    let text = match read_data(data) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let headers: Vec<(&str, String)> = id.map(|i| ("Idempotency-Key", i.to_string())).into_iter().collect();
     finish(call(args, "POST", &format!("/events/{topic}"), Some((text, "application/json")), &headers), pretty)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+pub fn tickets(args: &ClientArgs, query: &[(&str, Option<String>)], json: bool) -> ExitCode {
+    let result = call(args, "GET", &format!("/tickets{}", query_string(query)), None, &[]);
+    finish(result, |page| {
+        if json {
+            return pretty(page);
+        }
+        println!("{:<10} {:<26} {:<9} {:<10} {:<20} {:<40} {:>3}  ERROR", "TICKET", "CONNECTOR", "DIRECTION", "STATUS", "HMS ID", "EXTERNAL ID", "TRY");
+        for t in page["tickets"].as_array().into_iter().flatten() {
+            let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<10} {:<26} {:<9} {:<10} {:<20} {:<40} {:>3}  {}",
+                s("ticketId"), s("connectorId"), s("direction"), s("status"), s("hmsId"), s("externalId"), t["attempts"].as_i64().unwrap_or(0), s("lastError")
+            );
+        }
+        if let Some(next) = page["next"].as_str() {
+            println!("(more: --cursor {next})");
+        }
+    })
+}
+
+pub fn parked(args: &ClientArgs, connector: Option<&str>) -> ExitCode {
+    let query = query_string(&[("connector", connector.map(str::to_string))]);
+    finish(call(args, "GET", &format!("/parked{query}"), None, &[]), |page| {
+        println!("{:>6} {:<26} {:<24} {:>3}  LAST ERROR", "JOB", "CONNECTOR", "RECORD KEY", "TRY");
+        for j in page["parked"].as_array().into_iter().flatten() {
+            println!(
+                "{:>6} {:<26} {:<24} {:>3}  {}",
+                j["id"].as_i64().unwrap_or(0),
+                j["connectorId"].as_str().unwrap_or("-"),
+                j["recordKey"].as_str().unwrap_or("-"),
+                j["attempts"].as_i64().unwrap_or(0),
+                j["lastError"].as_str().unwrap_or("-")
+            );
+        }
+    })
+}
+
+pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>) -> ExitCode {
+    let body = match data.map(read_data).transpose() {
+        Ok(Some(text)) => format!("{{\"payload\": {text}}}"),
+        Ok(None) => String::new(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(call(args, "POST", &format!("/parked/{id}/replay"), Some((body, "application/json")), &[]), |_| println!("job {id}: replayed"))
+}
+
+pub fn discard(args: &ClientArgs, id: i64) -> ExitCode {
+    finish(call(args, "DELETE", &format!("/parked/{id}"), None, &[]), |_| println!("job {id}: discarded"))
 }

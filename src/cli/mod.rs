@@ -1,6 +1,7 @@
 //! The command line (clap): `up`, `validate`, and thin clients of the admin API.
 
 mod client;
+mod test_cmd;
 mod up;
 mod validate;
 
@@ -60,6 +61,74 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Dry run: show the exact request a connector file would send for an event (read from
+    /// standard input or --event), secrets masked. Sends nothing, stores nothing.
+    /// Exit code 0: would send; 3: filtered out; 1: would be parked or invalid file.
+    Test {
+        file: PathBuf,
+        /// The event as a JSON file (default: standard input).
+        #[arg(long, value_name = "FILE")]
+        event: Option<PathBuf>,
+        /// The topic it is published on (default: the connector's first topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// The event id, shown in the Idempotency-Key.
+        #[arg(long)]
+        id: Option<String>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sync tickets, newest last (filters combine).
+    Tickets {
+        #[arg(long)]
+        connector: Option<String>,
+        /// completed, parked, skipped or conflict.
+        #[arg(long)]
+        status: Option<String>,
+        /// outbound or inbound.
+        #[arg(long)]
+        direction: Option<String>,
+        /// Only tickets created at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only tickets created before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Start after this cursor (the `next` of a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List parked jobs (failed past their retries or refused for good).
+    Parked {
+        #[arg(long)]
+        connector: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send a parked job again, optionally with an edited event.
+    Replay {
+        /// The parked job's id.
+        id: i64,
+        /// Replacement event as JSON, or @FILE.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Discard a parked job for good (kept as history, ticketed as skipped).
+    Discard {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Publish an HMS event on a topic, like the seed's `hms-bus publish`.
     Publish {
         topic: String,
@@ -96,5 +165,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restart { id, client } => client::restart(&client, &id),
         Command::Deploy { file, client } => client::deploy(&client, &file),
         Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
+        Command::Test { file, event, topic, id, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), json),
+        Command::Tickets { connector, status, direction, since, until, cursor, limit, json, client } => {
+            let query = [("connector", connector), ("status", status), ("direction", direction), ("since", since), ("until", until), ("cursor", cursor), ("limit", Some(limit.to_string()))];
+            client::tickets(&client, &query, json)
+        }
+        Command::Parked { connector, client } => client::parked(&client, connector.as_deref()),
+        Command::Replay { id, data, client } => client::replay(&client, id, data.as_deref()),
+        Command::Discard { id, client } => client::discard(&client, id),
     }
 }

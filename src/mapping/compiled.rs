@@ -46,7 +46,8 @@ struct RequestTemplates {
 /// Everything of a connector that turns an event into a request.
 pub struct CompiledConnector {
     env: Environment<'static>,
-    filter: Option<String>,
+    /// The trigger filter, compiled once (see [`CompiledConnector::matches`]).
+    filter: Option<Environment<'static>>,
     key: Option<String>,
     /// `map.to`: HMS event → request to the external system.
     request: Option<RequestTemplates>,
@@ -56,6 +57,9 @@ pub struct CompiledConnector {
     pull: Option<RequestTemplates>,
     mapping: Vec<(String, String)>,
 }
+
+/// Name of the filter template in its environment.
+const FILTER: &str = "filter";
 
 /// `${NAME}` → `{{ __secrets.NAME }}`.
 fn secrets_to_vars(text: &str) -> String {
@@ -123,16 +127,28 @@ impl CompiledConnector {
             None => None,
         };
         drop(add);
-        Ok(Self { env, filter: spec.filter().map(str::to_string), key, request, hms, pull, mapping: spec.mapping_pairs() })
+        let filter = match spec.filter() {
+            Some(expr) => {
+                // Compiled once as `{% if (expr) %}1{% endif %}`, in an environment of its own
+                // with lenient undefined: a missing field is simply false in a filter.
+                let mut fenv = Environment::new();
+                fenv.add_template_owned(FILTER, format!("{{% if ({expr}) %}}1{{% endif %}}"))
+                    .map_err(|e| MappingError::Filter(e.to_string()))?;
+                Some(fenv)
+            }
+            None => None,
+        };
+        Ok(Self { env, filter, key, request, hms, pull, mapping: spec.mapping_pairs() })
     }
 
-    /// Does the event pass the connector's filter? `object` is the payload.
-    pub fn matches(&self, topic: &str, payload: &Value) -> Result<bool, MappingError> {
-        let Some(expr) = &self.filter else { return Ok(true) };
-        let compiled = self.env.compile_expression(expr).map_err(|e| MappingError::Filter(e.to_string()))?;
+    /// Does the event pass the connector's filter? `object` is the payload, `topic` the
+    /// topic. A field the event lacks is undefined (falsy), so such an event does not match
+    /// rather than failing; an expression that errors at run time does not match either.
+    pub fn matches(&self, topic: &str, payload: &Value) -> bool {
+        let Some(env) = &self.filter else { return true };
+        let Ok(tmpl) = env.get_template(FILTER) else { return false };
         let ctx = minijinja::context! { object => JValue::from_serialize(payload), topic => topic };
-        let result = compiled.eval(ctx).map_err(|e| MappingError::Filter(e.to_string()))?;
-        Ok(result.is_true())
+        tmpl.render(ctx).is_ok_and(|out| out == "1")
     }
 
     /// The record key used for ordering; `fallback` (the event id) when the spec has none.
@@ -187,7 +203,27 @@ impl CompiledConnector {
         };
         ctx.insert("__secrets".into(), JValue::from_serialize(secrets));
         ctx.insert("event".into(), JValue::from_serialize(payload));
-        tmpl.render(ctx).map_err(|e| render_err(name, e))
+        tmpl.render(ctx).map_err(|e| {
+            if e.kind() != minijinja::ErrorKind::UndefinedError {
+                return render_err(name, e);
+            }
+            // Name the fields the event lacks: more useful to an operator than "undefined".
+            let mut missing: Vec<String> = tmpl
+                .undeclared_variables(true)
+                .into_iter()
+                .filter(|v| v != "__secrets" && !v.starts_with("__secrets.") && crate::mapping::fields::get_path(payload, v.strip_prefix("event.").unwrap_or(v)).is_none())
+                .collect();
+            missing.sort();
+            // `a` and `a.b` both missing: report the deepest.
+            let deepest: Vec<&String> = missing.iter().filter(|m| !missing.iter().any(|o| o.starts_with(&format!("{m}.")))).collect();
+            match deepest.as_slice() {
+                [] => render_err(name, e),
+                fields => MappingError::Render {
+                    field: name.to_string(),
+                    reason: format!("the event has no {}", fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")),
+                },
+            }
+        })
     }
 
     /// Walks the body shape. A string that is one single `{{ x }}` keeps x's JSON type, and

@@ -18,6 +18,7 @@ use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_
 const PENDING: &str = "pending";
 const DONE: &str = "done";
 const PARKED: &str = "parked";
+const DISCARDED: &str = "discarded";
 
 /// Rows per `INSERT`: large enough to amortize round trips, small enough to stay in
 /// PostgreSQL's fast range (NOTES.md: batches of 100–500) and far below bind-parameter limits.
@@ -46,7 +47,7 @@ pub struct Delivery {
     pub topic: String,
     pub record_key: String,
     pub payload: serde_json::Value,
-    /// `pending` | `done` | `parked`.
+    /// `pending` | `done` | `parked` | `discarded`.
     pub status: String,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
@@ -283,18 +284,39 @@ pub async fn list_parked(
 }
 
 /// Puts parked job `id` back in the queue: pending, due now, attempts reset to 0 so it gets
-/// its full retry budget again. It keeps its id, so it is again ordered before any later job
-/// of its key. Returns `false` if `id` is not a parked job.
-pub async fn replay_parked(db: &Db, id: i64) -> Result<bool, StorageError> {
+/// its full retry budget again, its payload replaced when `payload` is given (an operator's
+/// fix). It keeps its id, so it is again ordered before any later job of its key. Returns
+/// the job as it now is, or `None` if `id` is not a parked job.
+pub async fn replay_parked(db: &Db, id: i64, payload: Option<&serde_json::Value>) -> Result<Option<Delivery>, StorageError> {
     let t = now();
-    let res = Entity::update_many()
+    let mut q = Entity::update_many()
         .col_expr(Column::Status, Expr::value(PENDING))
         .col_expr(Column::Attempts, Expr::value(0))
         .col_expr(Column::NextAttemptAt, Expr::value(t))
         .col_expr(Column::UpdatedAt, Expr::value(t))
         .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PARKED));
+    if let Some(p) = payload {
+        q = q.col_expr(Column::Payload, Expr::value(to_json_text(p)));
+    }
+    if q.exec(db).await?.rows_affected == 0 {
+        return Ok(None);
+    }
+    get_delivery(db, id).await
+}
+
+/// Discards parked job `id` for good (an operator decided it must not be sent). The row is
+/// kept as history with status `discarded`. Returns the job, or `None` if it is not parked.
+pub async fn discard_parked(db: &Db, id: i64) -> Result<Option<Delivery>, StorageError> {
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(DISCARDED))
+        .col_expr(Column::UpdatedAt, Expr::value(now()))
+        .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(PARKED))
         .exec(db)
         .await?;
-    Ok(res.rows_affected > 0)
+    if res.rows_affected == 0 {
+        return Ok(None);
+    }
+    get_delivery(db, id).await
 }

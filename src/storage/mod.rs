@@ -20,7 +20,7 @@ mod tickets;
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Delivery, NewDelivery, complete, due_heads, enqueue, get_delivery, list_parked, next_due_at,
+    Delivery, NewDelivery, complete, discard_parked, due_heads, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, replay_parked, reschedule,
 };
 pub use settings::{get_setting, put_setting};

@@ -1,0 +1,85 @@
+//! `/parked`: jobs that failed past their retries (or for good at once), kept for a human:
+//! list, look at, replay (optionally with an edited payload), discard.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::actors::registry::WakeConnectors;
+use crate::actors::ticket_writer::WriteTicket;
+use crate::storage::{self, Delivery, NewTicket};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkedQuery {
+    pub connector: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
+    let q = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let jobs = storage::list_parked(&state.db, q.connector.as_deref(), q.cursor, limit).await?;
+    let next = (jobs.len() as u64 == limit).then(|| jobs.last().map(|j| j.id)).flatten();
+    Ok(HttpResponse::Ok().json(json!({ "parked": jobs, "next": next })))
+}
+
+async fn parked_job(state: &AppState, id: i64) -> Result<Delivery, ApiError> {
+    match storage::get_delivery(&state.db, id).await? {
+        Some(job) if job.status == "parked" => Ok(job),
+        Some(job) => Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is {}, not parked", job.status))),
+        None => Err(ApiError::not_found(format!("parked job {id} does not exist"))),
+    }
+}
+
+pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(parked_job(&state, *id).await?))
+}
+
+/// Optional body: `{"payload": {…}}` replaces the event before it is sent again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    pub payload: Option<Value>,
+}
+
+pub async fn replay(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let edit: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody { payload: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected nothing or {{\"payload\": {{…}}}}: {e}")))?
+    };
+    parked_job(&state, *id).await?;
+    let job = storage::replay_parked(&state.db, *id, edit.payload.as_ref())
+        .await?
+        .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
+    state.registry.do_send(WakeConnectors(vec![job.connector_id.clone()]));
+    tracing::info!(connector = %job.connector_id, job = job.id, edited = edit.payload.is_some(), "parked job replayed");
+    Ok(HttpResponse::Accepted().json(job))
+}
+
+pub async fn discard(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    parked_job(&state, *id).await?;
+    let job = storage::discard_parked(&state.db, *id)
+        .await?
+        .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
+    state.tickets.do_send(WriteTicket(NewTicket {
+        connector_id: job.connector_id.clone(),
+        event_id: Some(job.event_id.clone()),
+        delivery_id: Some(job.id),
+        hms_id: Some(job.record_key.clone()),
+        external_id: None,
+        direction: if job.topic == crate::actors::puller::INBOUND_TOPIC { "inbound" } else { "outbound" }.into(),
+        status: "skipped".into(),
+        reason: Some("discarded by an operator".into()),
+        attempts: job.attempts,
+        last_error: job.last_error.clone(),
+        detail: None,
+    }));
+    tracing::info!(connector = %job.connector_id, job = job.id, "parked job discarded");
+    Ok(HttpResponse::NoContent().finish())
+}

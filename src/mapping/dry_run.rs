@@ -1,0 +1,126 @@
+//! Dry run: what a connector would do with one event — the exact request (secrets masked),
+//! or why the event would be filtered out or the job parked. Pure apart from reading which
+//! secrets are set (never their values): no network, no database.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::compiled::{CompiledConnector, RenderedRequest, masked_secrets};
+use crate::spec::ConnectorSpec;
+
+/// The verdict for one event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub connector: String,
+    /// `send`, `filtered` or `rejected`.
+    pub verdict: &'static str,
+    /// Why it is filtered or rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_key: Option<String>,
+    /// The request that would be sent, `Idempotency-Key` included, secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RenderedRequest>,
+    /// Secrets the request needs that are not set in this environment: at send time the
+    /// job would be parked for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_secrets: Vec<String>,
+}
+
+/// Runs `event` (published on `topic`, or on the connector's first topic) through `spec`.
+pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_id: &str) -> DryRun {
+    let mut out = DryRun {
+        connector: spec.id.clone(),
+        verdict: "rejected",
+        reason: None,
+        record_key: None,
+        request: None,
+        missing_secrets: Vec::new(),
+    };
+    let compiled = match CompiledConnector::compile(spec) {
+        Ok(c) => c,
+        Err(e) => {
+            out.reason = Some(e.to_string());
+            return out;
+        }
+    };
+    let topics = spec.topics();
+    let topic = topic.map(str::to_string).or_else(|| topics.first().cloned()).unwrap_or_default();
+    if !topics.contains(&topic) {
+        out.verdict = "filtered";
+        out.reason = Some(format!("the connector does not listen on topic `{topic}` (it listens on: {})", topics.join(", ")));
+        return out;
+    }
+    if !compiled.matches(&topic, event) {
+        out.verdict = "filtered";
+        out.reason = Some(format!("the filter `{}` is false for this event", spec.filter().unwrap_or_default()));
+        return out;
+    }
+    out.record_key = compiled.record_key(event, event_id).ok();
+    let names = spec.secret_names();
+    out.missing_secrets = names.iter().filter(|n| std::env::var_os(n).is_none()).cloned().collect();
+    match compiled.render(event, &masked_secrets(&names)) {
+        Ok(Some(mut req)) => {
+            req.headers.push(("Idempotency-Key".into(), format!("{}:{event_id}", spec.id)));
+            if req.body.is_some() {
+                req.headers.push(("Content-Type".into(), "application/json".into()));
+            }
+            out.verdict = "send";
+            out.request = Some(req);
+        }
+        Ok(None) => out.reason = Some("the connector has no outbound request (map.to)".into()),
+        Err(e) => out.reason = Some(format!("the job would be parked: {e}")),
+    }
+    out
+}
+
+/// The request as text, the way it would go on the wire (for `hms-sync test`).
+pub fn format_request(req: &RenderedRequest) -> String {
+    let mut text = format!("{} {}\n", req.method, req.url);
+    for (name, value) in &req.headers {
+        text.push_str(&format!("{name}: {value}\n"));
+    }
+    if let Some(body) = &req.body {
+        text.push('\n');
+        text.push_str(&serde_json::to_string_pretty(body).unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn gis() -> ConnectorSpec {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors/gis-ddot.yaml");
+        crate::spec::load_file(std::path::Path::new(path)).unwrap().spec
+    }
+
+    #[test]
+    fn shows_the_exact_request_with_secrets_masked() {
+        let event = json!({"permitId": "RW-481", "agency": "DDOT", "startDate": "2024-05-10", "status": "APPROVED"});
+        let run = dry_run(&gis(), None, &event, "e1");
+        assert_eq!(run.verdict, "send", "{run:?}");
+        let req = run.request.unwrap();
+        assert_eq!(req.method, "PATCH");
+        assert_eq!(req.url, "https://services.arcgis.com/item/roadwork/RW-481");
+        assert!(req.headers.contains(&("Authorization".into(), "Bearer ${ARC_TOKEN:****}".into())), "{:?}", req.headers);
+        assert!(req.headers.contains(&("Idempotency-Key".into(), "ddot.gis.outbound.v1:e1".into())));
+        assert_eq!(req.body, Some(json!({"start_date": "2024-05-10", "status": "APPROVED"})), "endDate is absent: left out");
+    }
+
+    #[test]
+    fn says_why_an_event_is_filtered_or_rejected() {
+        let run = dry_run(&gis(), None, &json!({"permitId": "RW-1", "agency": "DCPS"}), "e");
+        assert_eq!((run.verdict, run.reason.as_deref()), ("filtered", Some("the filter `object.agency == \"DDOT\"` is false for this event")));
+        let run = dry_run(&gis(), Some("fee.created"), &json!({}), "e");
+        assert_eq!(run.verdict, "filtered");
+        let run = dry_run(&gis(), None, &json!({"agency": "DDOT"}), "e");
+        assert_eq!(run.verdict, "rejected");
+        assert!(run.reason.unwrap().contains("permitId"), "the missing field is named");
+    }
+}

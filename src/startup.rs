@@ -131,6 +131,9 @@ impl Application {
                 .configure(move |cfg| admin::routes(cfg, &st, token))
                 .default_service(web::to(admin::error::no_route))
         })
+        // Signals are handled by the caller (`hms-sync up`), so an embedding program or a
+        // test decides itself what stops the service.
+        .disable_signals()
         .shutdown_timeout(10);
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);

@@ -46,9 +46,11 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
         settings.database.url = Some(url);
     }
     telemetry::init(&settings.log.format, &settings.log.level);
+    let host = settings.server.host.clone();
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-        println!("hms-sync is up on http://127.0.0.1:{} (Ctrl-C to stop)", app.port());
+        stop_on_signals(app.server_handle()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        println!("hms-sync is up on http://{host}:{} (Ctrl-C to stop)", app.port());
         app.run_until_stopped().await.map_err(|e| e.to_string())
     });
     match result {
@@ -58,4 +60,23 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// SIGINT and SIGTERM stop the server gracefully: it stops accepting, finishes open
+/// requests, then `run_until_stopped` stops the connectors and flushes tickets. The
+/// handlers are in place before the "up" line is printed, so a signal sent as soon as the
+/// service says it is up is never lost.
+fn stop_on_signals(handle: actix_web::dev::ServerHandle) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    actix_web::rt::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stopping");
+        handle.stop(true).await;
+    });
+    Ok(())
 }

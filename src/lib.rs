@@ -8,6 +8,7 @@
 //! - [`bus`]: publishing an HMS event: match, store durably (group commit), acknowledge.
 //! - [`mapping`]: templates, filters and mapping tables, compiled once per connector.
 //! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
+//! - [`demo`]: `up --demo`: the built-in demo target and a first sync to show.
 //! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
 //!   Governance.
 //! - [`storage`]: data access over sea-orm (SQLite or PostgreSQL).
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod delivery;
+pub mod demo;
 pub mod mapping;
 pub mod settings;
 pub mod spec;

@@ -19,6 +19,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub tickets: TicketSettings,
     pub intake: IntakeSettings,
+    pub delivery: DeliverySettings,
+    pub demo: DemoSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +97,24 @@ pub struct IntakeSettings {
     pub batch_wait_ms: u64,
 }
 
+/// How requests leave the process.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Send every outside request to this base URL instead (path and query kept, the real
+    /// URL in the `X-Hms-Sync-Target` header): a staging capture, or the demo target.
+    pub redirect_to: Option<String>,
+}
+
+/// `hms-sync up --demo`: built-in demo target on loopback, and a first event published.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Serve `/demo/…`, redirect outside requests there, fill in missing secrets with
+    /// placeholders. Never for production.
+    pub enabled: bool,
+}
+
 impl Default for IntakeSettings {
     fn default() -> Self {
         Self { batch_rows: 500, batch_wait_ms: 2 }
@@ -112,6 +132,8 @@ impl Default for Settings {
             log: LogSettings { format: "text".into(), level: "info".into() },
             tickets: TicketSettings { batch_size: 500, flush_ms: 20 },
             intake: IntakeSettings::default(),
+            delivery: DeliverySettings::default(),
+            demo: DemoSettings::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::actors::{panics, Governance, Registry, TicketWriter};
 use crate::actors::intake::Intake;
 use crate::admin::{self, AppState};
 use crate::bus::Bus;
+use crate::delivery::Egress;
 use crate::settings::Settings;
 use crate::spec::{self, LoadedSpec, SpecErrors};
 use crate::storage;
@@ -81,11 +82,27 @@ async fn load_connectors(settings: &Settings, db: &storage::Db) -> Result<Vec<(L
     if errors.is_empty() { Ok(all) } else { Err(StartupError::Specs(SpecErrors(errors))) }
 }
 
+/// Secrets and redirect in force: `--demo` sends everything to the built-in demo target on
+/// this port and fills in missing secrets, unless a redirect is configured.
+fn egress(settings: &Settings, port: u16) -> Egress {
+    let demo = settings.demo.enabled;
+    let redirect = match &settings.delivery.redirect_to {
+        Some(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ if demo => Some(format!("http://127.0.0.1:{port}{}", crate::demo::SINK_PATH)),
+        _ => None,
+    };
+    Egress { redirect_to: redirect.map(Into::into), demo_secrets: demo }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         panics::install_hook();
         let _ = rustls::crypto::ring::default_provider().install_default();
         check_exposure(&settings)?;
+        // Bound first: the demo's redirect target is this very port.
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
         let db = storage::connect(&settings.database_url()).await?;
         let connectors = load_connectors(&settings, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
@@ -95,6 +112,7 @@ impl Application {
             tickets: tickets.clone(),
             supervision: settings.supervision,
             fault_injection: settings.server.fault_injection,
+            egress: egress(&settings, port),
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {
@@ -107,10 +125,9 @@ impl Application {
         governance.send(SetListener(registry.clone().recipient())).await?;
         let intake = Intake::new(db.clone(), registry.clone(), settings.intake.batch_rows, Duration::from_millis(settings.intake.batch_wait_ms)).start();
         let bus = Bus::new(registry.clone(), intake);
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), fault_injection: settings.server.fault_injection };
-        let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), fault_injection: settings.server.fault_injection,
+            demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
+        };
         let server = Self::server(listener, state.clone(), &settings)?;
         tracing::info!(port, "hms-sync listening");
         Ok(Self { port, server, state, tickets })

@@ -9,6 +9,7 @@ pub fn init(format: &str, level: &str) {
     let _ = if format.eq_ignore_ascii_case("json") {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.with_target(false).try_init()
+        // Colours only on a terminal: logs piped to a file or a collector stay plain text.
+        builder.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
 }

@@ -11,8 +11,7 @@ use serde_json::Value;
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
 use super::shared::{ConnectorShared, Counters};
-use crate::delivery::{sender, Outcome};
-use crate::mapping::compiled::resolve_secrets;
+use crate::delivery::{sender, Egress, Outcome};
 use crate::mapping::{fields, selector};
 use crate::storage::{self, Db, NewDelivery};
 
@@ -41,7 +40,8 @@ impl Puller {
         let shared = self.cx.shared.clone();
         let db = self.cx.rt.db.clone();
         let cursor = self.cursor.clone();
-        ctx.spawn(async move { pull_once(&client, &shared, &db, cursor).await }.into_actor(self).map(|res, act, _| {
+        let egress = self.cx.rt.egress.clone();
+        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, cursor).await }.into_actor(self).map(|res, act, _| {
             act.running = false;
             match res {
                 Ok((cursor, stored)) => {
@@ -60,11 +60,11 @@ impl Puller {
 }
 
 /// One pull: fetch, select, store, then advance and persist the cursor.
-async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, cursor: Value) -> Result<(Value, usize), String> {
+async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, cursor: Value) -> Result<(Value, usize), String> {
     let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
-    let secrets = resolve_secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
+    let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
     let req = shared.compiled.render_pull(&cursor, &secrets).map_err(|e| e.to_string())?;
-    let body = sender::fetch_json(client, &req).await.map_err(|o| match o {
+    let body = sender::fetch_json(client, &req, egress).await.map_err(|o| match o {
         Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
         Outcome::Delivered { status } => format!("HTTP {status}"),
     })?;

@@ -3,20 +3,23 @@
 //! parallel, and writes each outcome to the database before taking more.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
 use super::puller::INBOUND_TOPIC;
 use super::retrier::RetryScheduled;
-use super::shared::Counters;
+use super::shared::{ConnectorShared, Counters, Runtime};
+use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::WriteTicket;
 use crate::delivery::{sender, Decision, Outcome};
-use crate::mapping::compiled::{masked_secrets, resolve_secrets};
+use crate::mapping::compiled::masked_secrets;
 use crate::storage::{self, Delivery, NewTicket};
 
 /// A safety net: look at the queue this often even if nobody woke us (another instance
@@ -83,91 +86,101 @@ impl Pusher {
         self.in_flight_ids.insert(job.id);
         self.in_flight_keys.insert(job.record_key.clone());
         let Some(client) = self.client.clone() else { return };
-        let shared = self.cx.shared.clone();
-        let db = self.cx.rt.db.clone();
-        let tickets = self.cx.rt.tickets.clone();
-        let supervisor = self.cx.supervisor.clone();
-        let fut = async move {
-            let span = tracing::info_span!("delivery", connector = %shared.id(), event = %job.event_id, job = job.id);
-            let _enter = span.enter();
-            let names = shared.spec.secret_names();
-            let attempts = job.attempts + 1;
-            let inbound = job.topic == INBOUND_TOPIC;
-            let render = |secrets: &crate::mapping::Secrets| {
-                if inbound { shared.compiled.render_hms(&job.payload, secrets) } else { shared.compiled.render(&job.payload, secrets) }
-            };
-            let (outcome, detail, secrets) = match resolve_secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
-                render(&secrets).map_err(|e| e.to_string()).map(|r| (r, secrets))
-            }) {
-                Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
-                Ok((None, s)) => (Outcome::Permanent { error: "connector has no request to send".into() }, json!({}), s),
-                Ok((Some(req), secrets)) => {
-                    let attempt = sender::send(&client, &req, &format!("{}:{}", shared.id(), job.event_id)).await;
-                    let detail = json!({ "method": req.method, "latency_ms": attempt.latency.as_millis() as u64 });
-                    (attempt.outcome, detail, secrets)
-                }
-            };
-            let scrub = |text: &str| scrub_secrets(text, &secrets);
-            let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
-            // The other side's id: the URL written to (secrets masked), or for a pulled
-            // record its external id (the record key).
-            let target = render(&masked_secrets(&names)).ok().flatten().map(|r| r.url);
-            let (hms_id, external_id, direction) = if inbound {
-                (target, Some(job.record_key.clone()), "inbound")
-            } else {
-                (Some(job.record_key.clone()), target, "outbound")
-            };
-            let ticket = |status: &str, error: Option<String>| NewTicket {
-                connector_id: shared.id().to_string(),
-                event_id: Some(job.event_id.clone()),
-                delivery_id: Some(job.id),
-                hms_id: hms_id.clone(),
-                external_id: external_id.clone(),
-                direction: direction.into(),
-                status: status.into(),
-                reason: None,
-                attempts,
-                last_error: error,
-                detail: Some(detail.clone()),
-            };
-            let stored = match &decision {
-                Decision::Done => {
-                    Counters::inc(&shared.counters.delivered);
-                    tracing::info!(status = ?outcome, "delivered");
-                    let r = storage::complete(&db, job.id, attempts).await;
-                    tickets.do_send(WriteTicket(ticket("completed", None)));
-                    r
-                }
-                Decision::RetryIn(delay) => {
-                    Counters::inc(&shared.counters.failed_attempts);
-                    let error = scrub(&outcome_error(&outcome));
-                    tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
-                    let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
-                    let r = storage::reschedule(&db, job.id, attempts, at, &error).await;
-                    supervisor.do_send(RetryScheduled { at });
-                    r
-                }
-                Decision::Park(reason) => {
-                    Counters::inc(&shared.counters.failed_attempts);
-                    Counters::inc(&shared.counters.parked);
-                    let reason = scrub(reason);
-                    tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
-                    let r = storage::park(&db, job.id, attempts, &reason).await;
-                    tickets.do_send(WriteTicket(ticket("parked", Some(reason))));
-                    r
-                }
-            };
-            if let Err(e) = stored {
-                tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
-            }
-            (job.id, job.record_key)
-        };
+        let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id);
+        let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|(id, key), act, ctx| {
             act.in_flight_ids.remove(&id);
             act.in_flight_keys.remove(&key);
             act.poll(ctx);
         }));
     }
+}
+
+/// One attempt of one job: render (secrets from the environment now), send, classify,
+/// then record the outcome in the database and, when final, as a ticket. Returns the job's
+/// id and key so the Pusher can let the key's next job go.
+async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, job: Delivery) -> (i64, String) {
+    let inbound = job.topic == INBOUND_TOPIC;
+    let render = |secrets: &crate::mapping::Secrets| {
+        if inbound { shared.compiled.render_hms(&job.payload, secrets) } else { shared.compiled.render(&job.payload, secrets) }
+    };
+    let names = shared.spec.secret_names();
+    let attempts = job.attempts + 1;
+    // What logs and tickets may show: the request with every secret masked.
+    let masked = render(&masked_secrets(&names)).ok().flatten();
+    let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
+        render(&secrets).map_err(|e| e.to_string())?.map(|r| (r, secrets)).ok_or_else(|| "connector has no request for this job".to_string())
+    });
+    let (outcome, detail, secrets) = match prepared {
+        Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
+        Ok((req, secrets)) => {
+            let key = format!("{}:{}", shared.id(), job.event_id);
+            let sent = sender::send(&client, &req, &key, &rt.egress).await;
+            let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
+            match sent.status {
+                // The seed's console line: `[connector] PATCH https://… 200 OK`.
+                Some(code) => tracing::info!("{} {} {} {}", req.method, shown_url, code, reason_phrase(code)),
+                None => tracing::info!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&outcome_error(&sent.outcome), &secrets)),
+            }
+            let detail = json!({ "method": req.method, "status": sent.status, "latency_ms": sent.latency.as_millis() as u64 });
+            (sent.outcome, detail, secrets)
+        }
+    };
+    let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
+    // The other side's id: the URL written to (secrets masked), or for a pulled record its
+    // external id (the record key).
+    let target = masked.map(|r| r.url);
+    let (hms_id, external_id, direction) =
+        if inbound { (target, Some(job.record_key.clone()), "inbound") } else { (Some(job.record_key.clone()), target, "outbound") };
+    let ticket = |status: &str, error: Option<String>| NewTicket {
+        connector_id: shared.id().to_string(),
+        event_id: Some(job.event_id.clone()),
+        delivery_id: Some(job.id),
+        hms_id: hms_id.clone(),
+        external_id: external_id.clone(),
+        direction: direction.into(),
+        status: status.into(),
+        reason: None,
+        attempts,
+        last_error: error,
+        detail: Some(detail.clone()),
+    };
+    let db = &rt.db;
+    let stored = match &decision {
+        Decision::Done => {
+            Counters::inc(&shared.counters.delivered);
+            let r = storage::complete(db, job.id, attempts).await;
+            rt.tickets.do_send(WriteTicket(ticket("completed", None)));
+            r
+        }
+        Decision::RetryIn(delay) => {
+            Counters::inc(&shared.counters.failed_attempts);
+            let error = scrub_secrets(&outcome_error(&outcome), &secrets);
+            tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
+            let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
+            let r = storage::reschedule(db, job.id, attempts, at, &error).await;
+            supervisor.do_send(RetryScheduled { at });
+            r
+        }
+        Decision::Park(reason) => {
+            Counters::inc(&shared.counters.failed_attempts);
+            Counters::inc(&shared.counters.parked);
+            let reason = scrub_secrets(reason, &secrets);
+            tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
+            let r = storage::park(db, job.id, attempts, &reason).await;
+            rt.tickets.do_send(WriteTicket(ticket("parked", Some(reason))));
+            r
+        }
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
+    }
+    (job.id, job.record_key)
+}
+
+/// `OK`, `Not Found`, …: the words after the status code in the log line.
+fn reason_phrase(code: u16) -> &'static str {
+    awc::http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("")
 }
 
 fn outcome_error(outcome: &Outcome) -> String {

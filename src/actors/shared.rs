@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use actix::Addr;
 
+use crate::delivery::Egress;
 use crate::mapping::CompiledConnector;
 use crate::settings::SupervisionSettings;
 use crate::spec::ConnectorSpec;
@@ -22,6 +23,8 @@ pub struct Runtime {
     pub supervision: SupervisionSettings,
     /// Test hooks (`POST /connectors/{id}/faults`) are honoured only when on.
     pub fault_injection: bool,
+    /// Secrets and redirect for every outside request.
+    pub egress: Egress,
 }
 
 /// Monotonic counters of one connector; kept across restarts and hot reloads.

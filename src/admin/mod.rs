@@ -28,12 +28,17 @@ pub struct AppState {
     pub tickets: Addr<TicketWriter>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,
+    /// The demo target, served only with `--demo`.
+    pub demo: Option<web::Data<crate::demo::DemoSink>>,
 }
 
 /// Registers every route. Admin routes sit behind the bearer token when one is set;
 /// probes stay open so an orchestrator can call them.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, token: Option<String>) {
     cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz));
+    if let Some(sink) = &state.demo {
+        crate::demo::routes(cfg, sink.clone());
+    }
     let mut admin = web::scope("")
         .wrap(actix_web::middleware::from_fn(auth::require_token))
         .app_data(web::Data::new(auth::AdminToken(token)))

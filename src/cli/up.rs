@@ -23,6 +23,10 @@ pub struct UpArgs {
     /// Database URL: sqlite:PATH or postgres://… (default: a SQLite file in ./data).
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// Show a sync with no outside system: every request goes to a built-in demo target on
+    /// loopback, missing secrets get placeholders, and the seed's permit event is published.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
@@ -45,12 +49,25 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
     if let Some(url) = args.database {
         settings.database.url = Some(url);
     }
+    if args.demo {
+        settings.demo.enabled = true;
+    }
     telemetry::init(&settings.log.format, &settings.log.level);
     let host = settings.server.host.clone();
+    let demo = settings.demo.enabled;
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await.map_err(|e| e.to_string())?;
         stop_on_signals(app.server_handle()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        println!("hms-sync is up on http://{host}:{} (Ctrl-C to stop)", app.port());
+        let base = format!("http://{host}:{}", app.port());
+        println!("hms-sync is up on {base} (Ctrl-C to stop)");
+        if demo {
+            let state = app.state().clone();
+            actix_web::rt::spawn(async move {
+                if let Err(e) = crate::demo::show_a_sync(&state.bus, &state.db, &base).await {
+                    eprintln!("demo: {e}");
+                }
+            });
+        }
         app.run_until_stopped().await.map_err(|e| e.to_string())
     });
     match result {

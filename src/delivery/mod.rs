@@ -1,9 +1,11 @@
 //! Delivery: sending a rendered request with awc, classifying the outcome, and the pure
 //! retry policy that decides what happens after a failure.
 
+pub mod egress;
 pub mod outcome;
 pub mod retry;
 pub mod sender;
 
+pub use egress::Egress;
 pub use outcome::Outcome;
 pub use retry::{Decision, RetryPolicy};

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::mapping::RenderedRequest;
 
+use super::egress::{Egress, TARGET_HEADER};
 use super::outcome::{parse_retry_after, Outcome};
 
 /// One attempt's result with what the ticket and metrics need.
@@ -11,6 +12,8 @@ use super::outcome::{parse_retry_after, Outcome};
 pub struct Attempt {
     pub outcome: Outcome,
     pub latency: Duration,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
 }
 
 /// Builds the client a connector uses for its whole life (one per actor, per NOTES.md:
@@ -21,9 +24,10 @@ pub fn client(timeout: Duration) -> awc::Client {
 
 /// Sends `req` carrying `idempotency_key`, reads the whole body (so the connection goes
 /// back to the pool) and classifies the answer.
-pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: &str) -> Attempt {
+pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: &str, egress: &Egress) -> Attempt {
     let started = Instant::now();
-    let outcome = match build(client, req, idempotency_key) {
+    let mut status_seen = None;
+    let outcome = match build(client, req, idempotency_key, egress) {
         Err(error) => Outcome::Permanent { error },
         Ok(request) => {
             let sent = match &req.body {
@@ -34,6 +38,7 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
                 Err(e) => Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None },
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
+                    status_seen = Some(status);
                     let retry_after = resp
                         .headers()
                         .get("retry-after")
@@ -46,13 +51,17 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
             }
         }
     };
-    Attempt { outcome, latency: started.elapsed() }
+    Attempt { outcome, latency: started.elapsed(), status: status_seen }
 }
 
-fn build(client: &awc::Client, req: &RenderedRequest, key: &str) -> Result<awc::ClientRequest, String> {
+fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress) -> Result<awc::ClientRequest, String> {
     let method = awc::http::Method::from_bytes(req.method.as_bytes()).map_err(|e| format!("bad method {}: {e}", req.method))?;
-    let uri: awc::http::Uri = req.url.parse().map_err(|e| format!("bad URL {:?}: {e}", req.url))?;
+    let (url, original) = egress.route(&req.url);
+    let uri: awc::http::Uri = url.parse().map_err(|e| format!("bad URL {:?}: {e}", req.url))?;
     let mut request = client.request(method, uri);
+    if let Some(original) = original {
+        request = request.insert_header((TARGET_HEADER, original));
+    }
     if !key.is_empty() {
         request = request.insert_header(("Idempotency-Key", key));
     }
@@ -63,8 +72,8 @@ fn build(client: &awc::Client, req: &RenderedRequest, key: &str) -> Result<awc::
 }
 
 /// GETs (or sends) `req` and parses the answer as JSON: used by the Puller.
-pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest) -> Result<serde_json::Value, Outcome> {
-    let request = build(client, req, "").map_err(|error| Outcome::Permanent { error })?;
+pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<serde_json::Value, Outcome> {
+    let request = build(client, req, "", egress).map_err(|error| Outcome::Permanent { error })?;
     let mut resp = match &req.body {
         Some(body) => request.send_json(body).await,
         None => request.send().await,

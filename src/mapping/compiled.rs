@@ -290,14 +290,6 @@ fn single_placeholder(source: &str) -> Option<String> {
     ok.then(|| inner.to_string())
 }
 
-/// The values of every secret the spec names, from the environment, at send time.
-pub fn resolve_secrets(names: &[String]) -> Result<Secrets, MappingError> {
-    names
-        .iter()
-        .map(|n| std::env::var(n).map(|v| (n.clone(), v)).map_err(|_| MappingError::MissingSecret(n.clone())))
-        .collect()
-}
-
 /// Masks for a dry run: the request shows where each secret goes, never its value.
 pub fn masked_secrets(names: &[String]) -> Secrets {
     names.iter().map(|n| (n.clone(), format!("${{{n}:****}}"))).collect()

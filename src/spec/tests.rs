@@ -95,3 +95,34 @@ fn the_config_round_trips_with_the_files_key_names() {
     assert_eq!(json["type"], "outbound");
     assert_eq!(json["timeoutMs"], 15000);
 }
+
+/// Seed 002's connector exactly as the user's document prints it (section 3.1).
+const SEED_002: &str = r#"# connectors/gis-ddot.yaml
+id: ddot.gis.outbound.v1
+type: outbound
+trigger: 
+  topic: permit.updated           # HMS event bus
+  filter: object.agency == "DDOT"
+map:
+  from: canonical                 # see Chapter 13
+  to: 
+    url: "https://services.arcgis.com/item/roadwork/{permitId}"
+    method: PATCH
+    headers: { "Authorization": "Bearer ${ARC_TOKEN}" }
+    body:
+      start_date: "{{ startDate }}"        # template vars
+      end_date:   "{{ endDate }}"
+      status:     "{{ status }}"
+retry:
+  max: 5
+  backoffMs: 3000
+"#;
+
+#[test]
+fn the_seed_connector_is_accepted_exactly_as_written() {
+    let spec = parse("gis-ddot.yaml", SEED_002).expect("the seed's own text is valid");
+    assert_eq!(spec.id, "ddot.gis.outbound.v1");
+    let req = spec.outbound_request().unwrap();
+    assert_eq!((req.method.as_str(), req.url.as_str()), ("PATCH", "https://services.arcgis.com/item/roadwork/{permitId}"));
+    assert_eq!(spec.map.as_ref().unwrap().from.as_deref(), Some("canonical"));
+}

@@ -1,0 +1,66 @@
+//! Egress: how requests leave the process. Where secrets come from (the environment, or
+//! demo placeholders) and whether every request is redirected to one base URL (the
+//! built-in demo target, a staging capture) instead of the host the connector names.
+
+use std::sync::Arc;
+
+use crate::mapping::{MappingError, Secrets};
+
+/// Header telling a redirect target which URL the connector really named.
+pub const TARGET_HEADER: &str = "X-Hms-Sync-Target";
+
+#[derive(Debug, Clone, Default)]
+pub struct Egress {
+    /// Base URL every request goes to instead (path and query kept), e.g.
+    /// `http://127.0.0.1:7500/demo/sink`.
+    pub redirect_to: Option<Arc<str>>,
+    /// A secret missing from the environment becomes `demo-NAME` instead of parking the
+    /// job. Only `hms-sync up --demo` sets it.
+    pub demo_secrets: bool,
+}
+
+impl Egress {
+    /// The values of `names` from the environment, read at send time and never stored.
+    pub fn secrets(&self, names: &[String]) -> Result<Secrets, MappingError> {
+        names
+            .iter()
+            .map(|n| match std::env::var(n) {
+                Ok(v) => Ok((n.clone(), v)),
+                Err(_) if self.demo_secrets => Ok((n.clone(), format!("demo-{n}"))),
+                Err(_) => Err(MappingError::MissingSecret(n.clone())),
+            })
+            .collect()
+    }
+
+    /// The URL to really call for `url`, and the original when it was redirected.
+    pub fn route(&self, url: &str) -> (String, Option<String>) {
+        let Some(base) = &self.redirect_to else { return (url.to_string(), None) };
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let path = url[after_scheme..].find('/').map_or("/", |i| &url[after_scheme + i..]);
+        (format!("{}{path}", base.trim_end_matches('/')), Some(url.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_keeps_path_and_query() {
+        let e = Egress { redirect_to: Some("http://127.0.0.1:7500/demo/sink/".into()), demo_secrets: false };
+        assert_eq!(
+            e.route("https://services.arcgis.com/item/roadwork/RW-481?f=json"),
+            ("http://127.0.0.1:7500/demo/sink/item/roadwork/RW-481?f=json".into(), Some("https://services.arcgis.com/item/roadwork/RW-481?f=json".into()))
+        );
+        assert_eq!(e.route("https://state.api.gov").0, "http://127.0.0.1:7500/demo/sink/");
+        assert_eq!(Egress::default().route("https://h/x"), ("https://h/x".into(), None));
+    }
+
+    #[test]
+    fn demo_secrets_fill_in_only_what_is_missing() {
+        let names = vec!["HMS_SYNC_TEST_SURELY_UNSET_SECRET".to_string()];
+        assert!(Egress::default().secrets(&names).is_err());
+        let demo = Egress { redirect_to: None, demo_secrets: true };
+        assert_eq!(demo.secrets(&names).unwrap()["HMS_SYNC_TEST_SURELY_UNSET_SECRET"], "demo-HMS_SYNC_TEST_SURELY_UNSET_SECRET");
+    }
+}

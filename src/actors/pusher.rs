@@ -17,10 +17,10 @@ use super::puller::INBOUND_TOPIC;
 use super::retrier::RetryScheduled;
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::supervisor::ConnectorSupervisor;
-use super::ticket_writer::WriteTicket;
+use super::ticket_writer::RecordOutcome;
 use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
-use crate::storage::{self, Delivery, NewTicket};
+use crate::storage::{self, Delivery, JobUpdate, NewTicket};
 
 /// A safety net: look at the queue this often even if nobody woke us (another instance
 /// may have enqueued, a wake may have been lost during a restart).
@@ -145,35 +145,39 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         last_error: error,
         detail: Some(detail.clone()),
     };
-    let db = &rt.db;
-    let stored = match &decision {
+    let (update, ticket) = match &decision {
         Decision::Done => {
             Counters::inc(&shared.counters.delivered);
-            let r = storage::complete(db, job.id, attempts).await;
-            rt.tickets.do_send(WriteTicket(ticket("completed", None)));
-            r
+            (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
         Decision::RetryIn(delay) => {
             Counters::inc(&shared.counters.failed_attempts);
             let error = scrub_secrets(&outcome_error(&outcome), &secrets);
             tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
-            let r = storage::reschedule(db, job.id, attempts, at, &error).await;
-            supervisor.do_send(RetryScheduled { at });
-            r
+            (JobUpdate::Reschedule { id: job.id, attempts, at, error }, None)
         }
         Decision::Park(reason) => {
             Counters::inc(&shared.counters.failed_attempts);
             Counters::inc(&shared.counters.parked);
             let reason = scrub_secrets(reason, &secrets);
             tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
-            let r = storage::park(db, job.id, attempts, &reason).await;
-            rt.tickets.do_send(WriteTicket(ticket("parked", Some(reason))));
-            r
+            (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket("parked", Some(reason))))
         }
     };
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
+    let retry_at = match &update {
+        JobUpdate::Reschedule { at, .. } => Some(*at),
+        _ => None,
+    };
+    // The key stays in flight until the outcome is durable, so its next job cannot overtake.
+    match rt.tickets.send(RecordOutcome { update, ticket }).await {
+        Ok(Ok(())) => {
+            if let Some(at) = retry_at {
+                supervisor.do_send(RetryScheduled { at });
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again"),
+        Err(e) => tracing::error!(error = %e, "ticket writer unavailable; the job stays pending and will be sent again"),
     }
     (job.id, job.record_key)
 }

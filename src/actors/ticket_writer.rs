@@ -1,68 +1,103 @@
-//! TicketWriter: collects sync tickets from every connector and writes them in batches
-//! (one transaction per batch), keeping the hash chain in one writer.
+//! TicketWriter: the one writer of delivery outcomes and sync tickets. Every Pusher hands
+//! in "job N is done (or rescheduled, or parked), and here is its ticket"; the writer
+//! group-commits whatever arrived meanwhile in ONE transaction (outcomes and hash-chained
+//! tickets together) and then answers each Pusher. A job is therefore never `done` without
+//! its ticket, and durable outcomes cost one commit per batch, not one per job.
 
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
-use crate::storage::{self, Db, NewTicket};
+use crate::storage::{self, Db, JobUpdate, NewTicket};
+
+struct Entry {
+    update: Option<JobUpdate>,
+    ticket: Option<NewTicket>,
+    /// Who waits for the commit; `None` for a fire-and-forget ticket.
+    reply: Option<oneshot::Sender<Result<(), String>>>,
+}
 
 pub struct TicketWriter {
     db: Db,
-    buffer: Vec<NewTicket>,
+    buffer: Vec<Entry>,
     batch_size: usize,
     flush_after: Duration,
-    /// A flush is already scheduled or running; avoids piling up timers.
-    flush_pending: bool,
-    /// Written so far (for status and tests).
+    /// A write is running; arrivals wait for the next batch (that is the group).
+    writing: bool,
+    flush_scheduled: bool,
+    /// Tickets written so far.
     written: u64,
 }
 
 impl TicketWriter {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, flush_pending: false, written: 0 }
+        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0 }
     }
 
-    fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration) {
-        if !self.flush_pending {
-            self.flush_pending = true;
-            ctx.run_later(delay, |act, ctx| act.write_batch(ctx));
+    fn push(&mut self, entry: Entry, ctx: &mut Context<Self>) {
+        self.buffer.push(entry);
+        self.schedule(ctx);
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.buffer.is_empty() {
+            return;
+        }
+        if self.buffer.len() >= self.batch_size || self.flush_after.is_zero() {
+            self.write_batch(ctx);
+        } else if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(self.flush_after, |act, ctx| {
+                act.flush_scheduled = false;
+                if !act.writing {
+                    act.write_batch(ctx);
+                }
+            });
         }
     }
 
-    /// Writes up to one batch; on a database error the tickets go back to the front of the
-    /// buffer and the write is tried again later: a ticket is never dropped.
+    /// Writes up to one batch. On a database error, waiting Pushers are told (their jobs stay
+    /// pending and are sent again: at least once); fire-and-forget tickets go back to the
+    /// front of the buffer and are tried again later: a ticket is never dropped.
     fn write_batch(&mut self, ctx: &mut Context<Self>) {
         let take = self.buffer.len().min(self.batch_size);
         if take == 0 {
-            self.flush_pending = false;
             return;
         }
-        let batch: Vec<NewTicket> = self.buffer.drain(..take).collect();
+        let batch: Vec<Entry> = self.buffer.drain(..take).collect();
+        let updates: Vec<JobUpdate> = batch.iter().filter_map(|e| e.update.clone()).collect();
+        let tickets: Vec<NewTicket> = batch.iter().filter_map(|e| e.ticket.clone()).collect();
+        self.writing = true;
         let db = self.db.clone();
-        ctx.wait(
-            async move {
-                let res = storage::append_tickets(&db, &batch).await;
-                (batch, res)
-            }
-            .into_actor(self)
-            .map(|(batch, res), act, ctx| {
-                act.flush_pending = false;
-                match res {
-                    Ok(ids) => act.written += ids.len() as u64,
-                    Err(e) => {
-                        tracing::error!(error = %e, tickets = batch.len(), "ticket batch failed; will retry");
-                        act.buffer.splice(0..0, batch);
-                        act.schedule(ctx, Duration::from_millis(500));
-                        return;
+        ctx.spawn(async move { storage::record_outcomes(&db, &updates, &tickets).await }.into_actor(self).map(move |res, act, ctx| {
+            act.writing = false;
+            match res {
+                Ok(ids) => {
+                    act.written += ids.len() as u64;
+                    for e in batch {
+                        if let Some(reply) = e.reply {
+                            let _ = reply.send(Ok(()));
+                        }
                     }
+                    act.schedule(ctx);
                 }
-                if !act.buffer.is_empty() {
-                    let delay = if act.buffer.len() >= act.batch_size { Duration::ZERO } else { act.flush_after };
-                    act.schedule(ctx, delay);
+                Err(e) => {
+                    tracing::error!(error = %e, entries = batch.len(), "cannot record outcomes and tickets; will retry the tickets");
+                    let mut retry = Vec::new();
+                    for entry in batch {
+                        match entry.reply {
+                            Some(reply) => {
+                                let _ = reply.send(Err(e.to_string()));
+                            }
+                            None => retry.push(entry),
+                        }
+                    }
+                    act.buffer.splice(0..0, retry);
+                    ctx.run_later(Duration::from_millis(500), |act, ctx| act.schedule(ctx));
                 }
-            }),
-        );
+            }
+        }));
     }
 }
 
@@ -70,7 +105,7 @@ impl Actor for TicketWriter {
     type Context = Context<Self>;
 }
 
-/// Record this ticket (batched).
+/// Record this ticket (batched, fire and forget).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WriteTicket(pub NewTicket);
@@ -78,13 +113,29 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for TicketWriter {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.buffer.push(msg.0);
-        let delay = if self.buffer.len() >= self.batch_size { Duration::ZERO } else { self.flush_after };
-        self.schedule(ctx, delay);
+        self.push(Entry { update: None, ticket: Some(msg.0), reply: None }, ctx);
     }
 }
 
-/// Write everything buffered now; answers with the count written so far. Used at shutdown.
+/// Record a job's outcome and, when final, its ticket; answers after the commit.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RecordOutcome {
+    pub update: JobUpdate,
+    pub ticket: Option<NewTicket>,
+}
+
+impl Handler<RecordOutcome> for TicketWriter {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.push(Entry { update: Some(msg.update), ticket: msg.ticket, reply: Some(tx) }, ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
+    }
+}
+
+/// Write everything buffered now; answers with the count of tickets written so far. Used
+/// at shutdown.
 #[derive(Message)]
 #[rtype(result = "u64")]
 pub struct FlushTickets;
@@ -92,19 +143,23 @@ pub struct FlushTickets;
 impl Handler<FlushTickets> for TicketWriter {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
-        let batch: Vec<NewTicket> = std::mem::take(&mut self.buffer);
+        let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
+        let updates: Vec<JobUpdate> = batch.iter().filter_map(|e| e.update.clone()).collect();
+        let tickets: Vec<NewTicket> = batch.iter().filter_map(|e| e.ticket.clone()).collect();
         let db = self.db.clone();
-        Box::pin(async move { (storage::append_tickets(&db, &batch).await, batch) }.into_actor(self).map(
-            |(res, batch), act, _| {
-                match res {
-                    Ok(ids) => act.written += ids.len() as u64,
-                    Err(e) => {
-                        tracing::error!(error = %e, "ticket flush failed");
-                        act.buffer.splice(0..0, batch);
-                    }
+        Box::pin(async move { storage::record_outcomes(&db, &updates, &tickets).await }.into_actor(self).map(move |res, act, _| {
+            let outcome = res.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            if let Ok(ids) = &res {
+                act.written += ids.len() as u64;
+            } else if let Err(e) = &res {
+                tracing::error!(error = %e, "final flush of outcomes and tickets failed");
+            }
+            for e in batch {
+                if let Some(reply) = e.reply {
+                    let _ = reply.send(outcome.clone());
                 }
-                act.written
-            },
-        ))
+            }
+            act.written
+        }))
     }
 }

@@ -194,7 +194,7 @@ pub async fn pending_count(db: &Db, connector_id: &str) -> Result<u64, StorageEr
 
 /// Sets columns of job `id` if it is still `pending`. A job already done, parked or gone is
 /// left alone: a late report from a stale attempt must not resurrect or overwrite it.
-async fn update_pending(db: &Db, id: i64, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
+async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
     let mut q = Entity::update_many()
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
@@ -202,57 +202,67 @@ async fn update_pending(db: &Db, id: i64, set: Vec<(Column, Expr)>) -> Result<()
     for (c, e) in set {
         q = q.col_expr(c, e);
     }
-    q.exec(db).await?;
+    q.exec(c).await?;
     Ok(())
 }
 
-/// Marks job `id` delivered after `attempts` attempts; its key's next job becomes the head.
+/// What one attempt did to a job (see [`apply_update`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobUpdate {
+    /// Delivered after `attempts` attempts; its key's next job becomes the head.
+    Complete { id: i64, attempts: i32 },
+    /// Failed; try again at `at`. It stays the head of its key, so later jobs wait for it.
+    Reschedule { id: i64, attempts: i32, at: DateTime<Utc>, error: String },
+    /// Failed for good: kept for a human, no longer blocking its key.
+    Park { id: i64, attempts: i32, error: String },
+}
+
+/// Applies `update` on `c` (the database or a transaction).
+pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Result<(), StorageError> {
+    match update {
+        JobUpdate::Complete { id, attempts } => {
+            update_pending(c, *id, vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
+        }
+        JobUpdate::Reschedule { id, attempts, at, error } => {
+            update_pending(
+                c,
+                *id,
+                vec![
+                    (Column::Attempts, Expr::value(*attempts)),
+                    (Column::NextAttemptAt, Expr::value(micros(*at))),
+                    (Column::LastError, Expr::value(error.as_str())),
+                ],
+            )
+            .await
+        }
+        JobUpdate::Park { id, attempts, error } => {
+            update_pending(
+                c,
+                *id,
+                vec![
+                    (Column::Status, Expr::value(PARKED)),
+                    (Column::Attempts, Expr::value(*attempts)),
+                    (Column::LastError, Expr::value(error.as_str())),
+                ],
+            )
+            .await
+        }
+    }
+}
+
+/// Marks job `id` delivered after `attempts` attempts.
 pub async fn complete(db: &Db, id: i64, attempts: i32) -> Result<(), StorageError> {
-    update_pending(
-        db,
-        id,
-        vec![
-            (Column::Status, Expr::value(DONE)),
-            (Column::Attempts, Expr::value(attempts)),
-        ],
-    )
-    .await
+    apply_update(db, &JobUpdate::Complete { id, attempts }).await
 }
 
-/// Records a failed attempt of job `id` and when to try again. It stays the head of its key,
-/// so later jobs of that key wait for it.
-pub async fn reschedule(
-    db: &Db,
-    id: i64,
-    attempts: i32,
-    next_attempt_at: DateTime<Utc>,
-    error: &str,
-) -> Result<(), StorageError> {
-    update_pending(
-        db,
-        id,
-        vec![
-            (Column::Attempts, Expr::value(attempts)),
-            (Column::NextAttemptAt, Expr::value(micros(next_attempt_at))),
-            (Column::LastError, Expr::value(error)),
-        ],
-    )
-    .await
+/// Records a failed attempt of job `id` and when to try again.
+pub async fn reschedule(db: &Db, id: i64, attempts: i32, next_attempt_at: DateTime<Utc>, error: &str) -> Result<(), StorageError> {
+    apply_update(db, &JobUpdate::Reschedule { id, attempts, at: next_attempt_at, error: error.to_string() }).await
 }
 
-/// Parks job `id` (retries exhausted, or a failure no retry can fix). It is kept for a human
-/// and no longer blocks its key.
+/// Parks job `id` (retries exhausted, or a failure no retry can fix).
 pub async fn park(db: &Db, id: i64, attempts: i32, error: &str) -> Result<(), StorageError> {
-    update_pending(
-        db,
-        id,
-        vec![
-            (Column::Status, Expr::value(PARKED)),
-            (Column::Attempts, Expr::value(attempts)),
-            (Column::LastError, Expr::value(error)),
-        ],
-    )
-    .await
+    apply_update(db, &JobUpdate::Park { id, attempts, error: error.to_string() }).await
 }
 
 /// Job `id`, whatever its status.

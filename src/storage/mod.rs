@@ -20,7 +20,7 @@ mod tickets;
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Delivery, NewDelivery, complete, discard_parked, due_heads, enqueue, get_delivery, list_parked, next_due_at,
+    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, replay_parked, reschedule,
 };
 pub use settings::{get_setting, put_setting};
@@ -70,6 +70,21 @@ pub enum StorageError {
     /// A stored value is not what this version wrote (bad JSON, broken hash chain, …).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+}
+
+/// Records job outcomes and tickets in ONE write transaction: a job is never `done` without
+/// its ticket, nor ticketed without its new state, whatever crashes in between.
+pub async fn record_outcomes(db: &Db, updates: &[JobUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if updates.is_empty() && tickets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = begin_write(db).await?;
+    for u in updates {
+        apply_update(&txn, u).await?;
+    }
+    let ids = tickets::append_in(&txn, tickets).await?;
+    txn.commit().await?;
+    Ok(ids)
 }
 
 /// The current time as stored: UTC, whole microseconds (see the module docs).

@@ -8,6 +8,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait,
 };
+use sea_orm::DatabaseTransaction;
 use sha2::{Digest, Sha256};
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now};
@@ -145,6 +146,17 @@ pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, 
         return Ok(Vec::new());
     }
     let txn = begin_write(db).await?;
+    let ids = append_in(&txn, tickets).await?;
+    txn.commit().await?;
+    Ok(ids)
+}
+
+/// [`append_tickets`] inside the caller's write transaction (so a job's outcome and its
+/// ticket commit together). The caller commits.
+pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if tickets.is_empty() {
+        return Ok(Vec::new());
+    }
     if txn.get_database_backend() == DbBackend::Postgres {
         let (a, b) = PG_CHAIN_LOCK;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({a}, {b})"))
@@ -157,7 +169,7 @@ pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, 
         .order_by_desc(Column::Id)
         .limit(1)
         .into_tuple()
-        .one(&txn)
+        .one(txn)
         .await?;
     let (last_id, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
 
@@ -206,7 +218,7 @@ pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, 
         .filter(Column::Id.gt(last_id))
         .order_by_asc(Column::Id)
         .into_tuple()
-        .all(&txn)
+        .all(txn)
         .await?;
     if written.len() != expected.len() || written.iter().zip(&expected).any(|((_, h), e)| h != e) {
         return Err(StorageError::Corrupt(format!(
@@ -215,7 +227,6 @@ pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, 
             written.len()
         )));
     }
-    txn.commit().await?;
     Ok(written.into_iter().map(|(id, _)| id).collect())
 }
 

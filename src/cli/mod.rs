@@ -1,5 +1,6 @@
 //! The command line (clap): `up`, `validate`, and thin clients of the admin API.
 
+mod bench;
 mod client;
 mod test_cmd;
 mod up;
@@ -129,6 +130,10 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Benchmark: a local sink and the real service on loopback; publish N events with C
+    /// concurrent publishers, wait until all are delivered and ticketed, report events/s,
+    /// latency and memory. Build with --release for real figures.
+    Bench(bench::BenchArgs),
     /// Publish an HMS event on a topic, like the seed's `hms-bus publish`.
     Publish {
         topic: String,
@@ -165,6 +170,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restart { id, client } => client::restart(&client, &id),
         Command::Deploy { file, client } => client::deploy(&client, &file),
         Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
+        Command::Bench(args) => bench::run(args),
         Command::Test { file, event, topic, id, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), json),
         Command::Tickets { connector, status, direction, since, until, cursor, limit, json, client } => {
             let query = [("connector", connector), ("status", status), ("direction", direction), ("since", since), ("until", until), ("cursor", cursor), ("limit", Some(limit.to_string()))];

@@ -26,7 +26,7 @@ pub use deliveries::{
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
     GENESIS_HASH, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
-    prune_tickets, ticket_row_hash,
+    prune_tickets, ticket_count, ticket_row_hash,
 };
 
 use std::path::Path;

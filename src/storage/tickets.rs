@@ -390,3 +390,9 @@ pub async fn prune_tickets(db: &Db, before: DateTime<Utc>) -> Result<u64, Storag
     txn.commit().await?;
     Ok(res.rows_affected)
 }
+
+/// How many tickets there are (for the benchmark and status).
+pub async fn ticket_count(db: &Db) -> Result<u64, StorageError> {
+    use sea_orm::PaginatorTrait;
+    Ok(Entity::find().count(db).await?)
+}

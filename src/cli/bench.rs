@@ -1,0 +1,223 @@
+//! `hms-sync bench`: the outbound benchmark. Starts a local sink (the external system) and
+//! the real service on loopback with a fresh database, publishes N events over HTTP from C
+//! concurrent publishers (optionally paced to a rate), waits until every event is delivered
+//! AND ticketed, and reports throughput, publish→delivered latency and peak RSS.
+//! `--idle-connectors N` instead reports the resident memory of an idle service with N
+//! connectors. Everything stays on 127.0.0.1.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use clap::Args;
+use serde_json::json;
+
+use crate::settings::Settings;
+use crate::startup::Application;
+use crate::storage;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events to publish.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrent HTTP publishers.
+    #[arg(long, default_value_t = 32)]
+    pub publishers: usize,
+    /// Pace publishing to this many events per second in total (default: as fast as the
+    /// service accepts them).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Record keys delivered in parallel by the connector.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: u32,
+    /// Database URL (default: a SQLite file in a fresh temporary folder).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Measure idle memory with this many connectors instead of throughput.
+    #[arg(long, value_name = "N")]
+    pub idle_connectors: Option<usize>,
+}
+
+/// Arrival time of each event at the sink, by event number.
+struct SinkState {
+    arrived: Mutex<Vec<Option<Instant>>>,
+    count: AtomicUsize,
+}
+
+async fn sink(state: web::Data<SinkState>, n: web::Path<usize>) -> HttpResponse {
+    let now = Instant::now();
+    if let Ok(mut arrived) = state.arrived.lock()
+        && let Some(slot) = arrived.get_mut(*n)
+        && slot.is_none()
+    {
+        *slot = Some(now);
+        state.count.fetch_add(1, Ordering::Relaxed);
+    }
+    HttpResponse::Ok().json(json!({ "ok": true }))
+}
+
+fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32) -> String {
+    format!(
+        "id: {id}\ntype: outbound\ntrigger: {{ topic: {topic} }}\nkey: \"{{{{ n }}}}\"\nconcurrency: {concurrency}\nmap:\n  to:\n    url: \"{sink}/events/{{{{ n }}}}\"\n    method: POST\nretry: {{ max: 5, backoffMs: 50 }}\n"
+    )
+}
+
+/// Resident memory now and at its peak, in KiB, from /proc/self/status.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn settings_in(dir: &Path, database: Option<String>) -> Settings {
+    let mut s = Settings::default();
+    s.server.port = 0;
+    s.data_dir = dir.join("data");
+    s.connectors.dir = dir.join("connectors");
+    s.database.url = database;
+    s.log.level = "warn".into();
+    s
+}
+
+pub fn run(args: BenchArgs) -> ExitCode {
+    crate::telemetry::init("text", "warn");
+    let dir = std::env::temp_dir().join(format!("hms-sync-bench-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(dir.join("connectors")) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let result = actix_web::rt::System::new().block_on(async {
+        match args.idle_connectors {
+            Some(n) => idle(&dir, n, args.database.clone()).await,
+            None => throughput(&dir, &args).await,
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
+    for i in 0..n {
+        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1);
+        std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
+    }
+    let (before, _) = rss_kib();
+    let started = Instant::now();
+    let app = Application::build(settings_in(dir, database)).await.map_err(|e| e.to_string())?;
+    let ready_in = started.elapsed();
+    let handle = app.server_handle();
+    let running = actix_web::rt::spawn(app.run_until_stopped());
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let (idle_rss, _) = rss_kib();
+    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    println!("idle with {n} connector(s): RSS {:.1} MiB ({:.1} MiB before start), {threads} threads, ready in {:.2} s", idle_rss as f64 / 1024.0, before as f64 / 1024.0, ready_in.as_secs_f64());
+    handle.stop(true).await;
+    let _ = running.await;
+    Ok(())
+}
+
+async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
+    let n = args.events;
+    let state = web::Data::new(SinkState { arrived: Mutex::new(vec![None; n]), count: AtomicUsize::new(0) });
+    let sink_state = state.clone();
+    let sink_server = HttpServer::new(move || App::new().app_data(sink_state.clone()).route("/events/{n}", web::post().to(sink)))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .map_err(|e| e.to_string())?;
+    let sink_url = format!("http://127.0.0.1:{}", sink_server.addrs()[0].port());
+    let sink_server = sink_server.run();
+    let sink_handle = sink_server.handle();
+    actix_web::rt::spawn(sink_server);
+
+    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency)).map_err(|e| e.to_string())?;
+    let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let db = app.state().db.clone();
+    let backend = storage::backend_name(&db);
+    let handle = app.server_handle();
+    let running = actix_web::rt::spawn(app.run_until_stopped());
+
+    let starts: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut publishers = Vec::new();
+    for _ in 0..args.publishers.max(1) {
+        let (starts, next, base, rate) = (starts.clone(), next.clone(), base.clone(), args.rate);
+        publishers.push(actix_web::rt::spawn(async move {
+            let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), String>(());
+                }
+                if let Some(rate) = rate {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+                    actix_web::rt::time::sleep_until(due.into()).await;
+                }
+                let sent = Instant::now();
+                if let Ok(mut s) = starts.lock() {
+                    s[i] = Some(sent);
+                }
+                let mut resp = client
+                    .post(format!("{base}/events/bench.event"))
+                    .insert_header(("Idempotency-Key", format!("bench-{i}")))
+                    .send_json(&json!({ "n": i }))
+                    .await
+                    .map_err(|e| format!("publish {i}: {e}"))?;
+                let _ = resp.body().await;
+                if resp.status().as_u16() != 202 {
+                    return Err(format!("publish {i}: HTTP {}", resp.status()));
+                }
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.map_err(|e| e.to_string())??;
+    }
+    let accepted_in = t0.elapsed();
+    // Wait (bounded) until every event is delivered and ticketed.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let delivered = state.count.load(Ordering::Relaxed);
+        let tickets = storage::ticket_count(&db).await.map_err(|e| e.to_string())? as usize;
+        if delivered >= n && tickets >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out: {delivered} of {n} delivered, {tickets} ticketed"));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done_in = t0.elapsed();
+    let (_, peak) = rss_kib();
+    let mut latencies: Vec<Duration> = {
+        let starts = starts.lock().map_err(|_| "lock poisoned")?;
+        let arrived = state.arrived.lock().map_err(|_| "lock poisoned")?;
+        starts.iter().zip(arrived.iter()).filter_map(|(s, a)| Some(a.as_ref()?.saturating_duration_since(*s.as_ref()?))).collect()
+    };
+    latencies.sort();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("hms-sync bench: {n} events, {} publishers, rate {}, connector concurrency {}, {backend}", args.publishers, args.rate.map_or("max".to_string(), |r| format!("{r}/s")), args.concurrency);
+    println!("  accepted (202, durable)  {:>8.0} events/s  ({:.2} s)", n as f64 / accepted_in.as_secs_f64(), accepted_in.as_secs_f64());
+    println!("  delivered and ticketed   {:>8.0} events/s  ({:.2} s)", n as f64 / done_in.as_secs_f64(), done_in.as_secs_f64());
+    println!("  publish -> delivered     p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", ms(pct(0.50)), ms(pct(0.99)), ms(pct(1.0)));
+    println!("  peak RSS                 {:.1} MiB", peak as f64 / 1024.0);
+    handle.stop(true).await;
+    sink_handle.stop(true).await;
+    let _ = running.await;
+    Ok(())
+}

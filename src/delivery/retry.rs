@@ -7,7 +7,8 @@ use super::Outcome;
 /// A connector's `retry` block, in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt; the job is parked after `1 + max` attempts.
+    /// Attempts in all, the first included: after `max` failed attempts the job is parked
+    /// (the seed: "after `max` attempts it parks the job"). At least 1.
     pub max: u32,
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -29,7 +30,7 @@ impl RetryPolicy {
         match outcome {
             Outcome::Delivered { .. } => Decision::Done,
             Outcome::Permanent { error } => Decision::Park(error.clone()),
-            Outcome::Retryable { error, .. } if attempts > self.max => {
+            Outcome::Retryable { error, .. } if attempts >= self.max.max(1) => {
                 Decision::Park(format!("gave up after {attempts} attempts: {error}"))
             }
             Outcome::Retryable { retry_after, .. } => {
@@ -50,7 +51,7 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const P: RetryPolicy = RetryPolicy { max: 3, backoff_ms: 1000, max_backoff_ms: 3000 };
+    const P: RetryPolicy = RetryPolicy { max: 4, backoff_ms: 1000, max_backoff_ms: 3000 };
 
     fn retryable(ra: Option<u64>) -> Outcome {
         Outcome::Retryable { error: "HTTP 503".into(), retry_after: ra.map(Duration::from_secs) }
@@ -65,8 +66,11 @@ mod tests {
     }
 
     #[test]
-    fn parks_after_max_retries() {
+    fn parks_after_max_attempts() {
+        assert!(matches!(P.decide(&retryable(None), 3, 0.5), Decision::RetryIn(_)), "attempt 3 of 4 is retried");
         assert!(matches!(P.decide(&retryable(None), 4, 0.5), Decision::Park(e) if e.contains("4 attempts")));
+        let once = RetryPolicy { max: 1, ..P };
+        assert!(matches!(once.decide(&retryable(None), 1, 0.5), Decision::Park(_)), "max 1: no retry");
     }
 
     #[test]

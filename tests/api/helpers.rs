@@ -1,11 +1,15 @@
-//! `spawn_app`, a scriptable fake external system, and bounded polling.
+//! `spawn_app`, a scriptable fake external system, the real binary as a child process, and
+//! bounded polling.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use hms_sync::admin::AppState;
 use hms_sync::settings::Settings;
 use hms_sync::startup::Application;
 use serde_json::Value;
@@ -28,6 +32,37 @@ where
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// One HTTP request to `base` + `path`; the status and the raw answer.
+pub async fn http(
+    client: &awc::Client,
+    base: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let mut resp = match body {
+        Some(b) => req.send_body(b.to_string()).await,
+        None => req.send().await,
+    }
+    .unwrap_or_else(|e| panic!("request {path} reaches the app: {e}"));
+    let bytes = resp.body().limit(16 << 20).await.unwrap();
+    (resp.status().as_u16(), bytes.to_vec())
+}
+
+fn to_json(bytes: &[u8]) -> Value {
+    if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).unwrap_or(Value::Null) }
+}
+
 /// A running application and what a test needs to talk to it.
 pub struct TestApp {
     pub base: String,
@@ -35,6 +70,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub client: awc::Client,
     pub token: Option<String>,
+    state: AppState,
     handle: actix_web::dev::ServerHandle,
     join: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -68,9 +104,15 @@ impl TestApp {
         let app = Application::build(settings.clone()).await.expect("application builds");
         let port = app.port();
         let handle = app.server_handle();
+        let state = app.state().clone();
         let join = actix_web::rt::spawn(app.run_until_stopped());
         let token = settings.server.admin_token.clone();
-        TestApp { base: format!("http://127.0.0.1:{port}"), port, settings, client: awc::Client::default(), token, handle, join: Some(join) }
+        TestApp { base: format!("http://127.0.0.1:{port}"), port, settings, client: awc::Client::default(), token, state, handle, join: Some(join) }
+    }
+
+    /// The application's shared state: the in-process [`Bus`](hms_sync::bus::Bus), the database…
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// Stops the service as SIGTERM would, and waits until it is down.
@@ -83,19 +125,13 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
-        if let Some(t) = &self.token {
-            req = req.insert_header(("Authorization", format!("Bearer {t}")));
-        }
-        let mut resp = match body {
-            Some(b) => req.send_body(b.to_string()).await,
-            None => req.send().await,
-        }
-        .expect("request reaches the app");
-        let bytes = resp.body().limit(16 << 20).await.unwrap();
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        (resp.status().as_u16(), json)
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`call`](Self::call) with extra request headers.
+    pub async fn call_with(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let (code, bytes) = http(&self.client, &self.base, self.token.as_deref(), method, path, body, headers).await;
+        (code, to_json(&bytes))
     }
 
     pub async fn status(&self, id: &str) -> Value {
@@ -106,6 +142,13 @@ impl TestApp {
 
     pub async fn publish(&self, topic: &str, event: Value) -> Value {
         let (code, body) = self.call("POST", &format!("/events/{topic}"), Some(&event.to_string())).await;
+        assert_eq!(code, 202, "publish: {body}");
+        body
+    }
+
+    /// Publishes with an `Idempotency-Key` (the event id).
+    pub async fn publish_id(&self, topic: &str, event: Value, id: &str) -> Value {
+        let (code, body) = self.call_with("POST", &format!("/events/{topic}"), Some(&event.to_string()), &[("Idempotency-Key", id)]).await;
         assert_eq!(code, 202, "publish: {body}");
         body
     }
@@ -124,22 +167,90 @@ impl TestApp {
         })
         .await
     }
+
+    /// The tickets matching `query` (e.g. `connector=a&status=completed`), first page.
+    pub async fn tickets(&self, query: &str) -> Vec<Value> {
+        let (code, body) = self.call("GET", &format!("/tickets?{query}"), None).await;
+        assert_eq!(code, 200, "tickets: {body}");
+        body["tickets"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `query` matches at least `n` tickets.
+    pub async fn wait_tickets(&self, query: &str, n: usize) -> Vec<Value> {
+        poll_until(&format!("{n} ticket(s) for {query}"), WAIT, || async {
+            let t = self.tickets(query).await;
+            (t.len() >= n).then_some(t)
+        })
+        .await
+    }
+
+    /// The parked jobs of a connector.
+    pub async fn parked(&self, connector: &str) -> Vec<Value> {
+        let (code, body) = self.call("GET", &format!("/parked?connector={connector}"), None).await;
+        assert_eq!(code, 200, "parked: {body}");
+        body["parked"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until a connector has at least `n` parked jobs.
+    pub async fn wait_parked(&self, connector: &str, n: usize) -> Vec<Value> {
+        poll_until(&format!("{n} parked job(s) of {connector}"), WAIT, || async {
+            let p = self.parked(connector).await;
+            (p.len() >= n).then_some(p)
+        })
+        .await
+    }
 }
 
 /// A request the fake external system received.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
+    /// Path and query.
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
+    /// The status the fake answered (for a stall: the 200 sent after it).
+    pub status: u16,
+}
+
+impl Received {
+    /// A header's value; the name is matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One scripted answer of the fake system.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reply {
+    /// This status, JSON body `{"ok": …}`.
+    Status(u16),
+    /// This status with `Retry-After: secs`.
+    RetryAfter(u16, u64),
+    /// Sleeps this long (longer than the connector's timeout), then answers 200.
+    Stall(Duration),
+    /// This status with the request's path and query as the (text) body, the way some
+    /// servers quote the request in their error pages.
+    EchoUrl(u16),
+}
+
+impl From<u16> for Reply {
+    fn from(s: u16) -> Self {
+        Reply::Status(s)
+    }
 }
 
 #[derive(Default)]
 struct FakeState {
     received: Vec<Received>,
-    /// Statuses to answer, in order; when empty: 200.
-    script: Vec<u16>,
+    /// Answers, in order; when empty: 200.
+    script: VecDeque<Reply>,
+    /// Answers for requests whose path starts with a prefix, before the general script.
+    by_path: Vec<(String, VecDeque<Reply>)>,
+    /// When set, every request gets this answer (scripts untouched) until cleared.
+    always: Option<Reply>,
 }
 
 /// The external system: records every request, answers as scripted.
@@ -159,6 +270,7 @@ impl FakeSystem {
         })
         .workers(1)
         .disable_signals()
+        .shutdown_timeout(1)
         .bind(("127.0.0.1", 0))
         .unwrap();
         let port = server.addrs()[0].port();
@@ -166,8 +278,34 @@ impl FakeSystem {
         FakeSystem { base: format!("http://127.0.0.1:{port}"), state }
     }
 
+    /// Answers the next requests with these statuses, in order (then 200).
     pub fn fail_next(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().script.extend_from_slice(statuses);
+        self.state.lock().unwrap().script.extend(statuses.iter().map(|s| Reply::Status(*s)));
+    }
+
+    /// Appends answers to the script.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Answers for requests whose path starts with `prefix`, in order (then the general
+    /// script, then 200).
+    pub fn script_path(&self, prefix: &str, replies: impl IntoIterator<Item = Reply>) {
+        let mut st = self.state.lock().unwrap();
+        let replies: VecDeque<Reply> = replies.into_iter().collect();
+        match st.by_path.iter_mut().find(|(p, _)| p == prefix) {
+            Some((_, q)) => q.extend(replies),
+            None => st.by_path.push((prefix.to_string(), replies)),
+        }
+    }
+
+    /// Every request gets `reply` until [`answer_normally`](Self::answer_normally).
+    pub fn answer_always(&self, reply: Reply) {
+        self.state.lock().unwrap().always = Some(reply);
+    }
+
+    pub fn answer_normally(&self) {
+        self.state.lock().unwrap().always = None;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -181,18 +319,55 @@ impl FakeSystem {
         })
         .await
     }
+
+    /// Waits until some received request satisfies `pred`; returns everything received.
+    pub async fn wait_until(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        poll_until(what, WAIT, || {
+            let r = self.received();
+            let ok = pred(&r);
+            async move { ok.then_some(r) }
+        })
+        .await
+    }
 }
 
 async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<FakeState>>>) -> HttpResponse {
-    let mut st = state.lock().unwrap();
-    st.received.push(Received {
-        method: req.method().to_string(),
-        path: req.uri().to_string(),
-        headers: req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    let status = if st.script.is_empty() { 200 } else { st.script.remove(0) };
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(serde_json::json!({"ok": status < 300}))
+    let path = req.uri().to_string();
+    let reply = {
+        let mut st = state.lock().unwrap();
+        let reply = if let Some(r) = st.always {
+            r
+        } else if let Some(r) = st.by_path.iter_mut().find(|(p, q)| path.starts_with(p.as_str()) && !q.is_empty()).and_then(|(_, q)| q.pop_front()) {
+            r
+        } else {
+            st.script.pop_front().unwrap_or(Reply::Status(200))
+        };
+        let status = match reply {
+            Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) => s,
+            Reply::Stall(_) => 200,
+        };
+        st.received.push(Received {
+            method: req.method().to_string(),
+            path: path.clone(),
+            headers: req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect(),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            at: Instant::now(),
+            status,
+        });
+        reply
+    };
+    let code = |s: u16| actix_web::http::StatusCode::from_u16(s).unwrap();
+    match reply {
+        Reply::Status(s) => HttpResponse::build(code(s)).json(serde_json::json!({"ok": s < 300})),
+        Reply::RetryAfter(s, secs) => {
+            HttpResponse::build(code(s)).insert_header(("Retry-After", secs.to_string())).json(serde_json::json!({"ok": false}))
+        }
+        Reply::Stall(d) => {
+            actix_web::rt::time::sleep(d).await;
+            HttpResponse::Ok().json(serde_json::json!({"ok": true}))
+        }
+        Reply::EchoUrl(s) => HttpResponse::build(code(s)).content_type("text/plain").body(format!("cannot handle {path}")),
+    }
 }
 
 /// An outbound connector aimed at the fake system.
@@ -211,4 +386,150 @@ retry: {{ max: 3, backoffMs: 20 }}
 {extra}"#,
         base = fake.base
     )
+}
+
+/// The `hms-sync` binary built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hms-sync"))
+}
+
+/// `hms-sync up` as a child process, on port 0, with its data and connectors under `dir`.
+/// Killed (SIGKILL) when dropped if still running, so a failing test leaves nothing behind.
+pub struct Service {
+    pub child: Child,
+    pub base: String,
+    pub port: u16,
+    pub client: awc::Client,
+}
+
+impl Service {
+    /// Starts the binary with `env` on top of the test's settings; `stderr` is where its
+    /// log goes. Waits (bounded) for its "up" line and returns once it listens.
+    pub async fn up(dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> Service {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = bin();
+        cmd.arg("up")
+            .env_remove("RUST_LOG")
+            .env_remove("HMS_SYNC_CONFIG")
+            .env("HMS_SYNC__SERVER__PORT", "0")
+            .env("HMS_SYNC__DATA_DIR", dir.join("data"))
+            .env("HMS_SYNC__CONNECTORS__DIR", dir.join("connectors"))
+            .env("HMS_SYNC__LOG__LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("hms-sync starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        // Reads the first line, then drains stdout until the process ends.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut service = Service { child, base: String::new(), port: 0, client: awc::Client::default() };
+        let line = poll_until("hms-sync to print its `up` line", Duration::from_secs(30), || {
+            let got = rx.try_recv().ok();
+            let exited = if got.is_none() { service.child.try_wait().ok().flatten() } else { None };
+            assert!(exited.is_none(), "hms-sync exited before it was up: {exited:?}");
+            async move { got }
+        })
+        .await;
+        let port: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        service.port = port;
+        service.base = format!("http://127.0.0.1:{port}");
+        service
+    }
+
+    pub async fn call_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let (code, bytes) = http(&self.client, &self.base, None, method, path, body, &[]).await;
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (code, bytes) = http(&self.client, &self.base, None, method, path, body, &[]).await;
+        (code, to_json(&bytes))
+    }
+
+    /// `kill -KILL`: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let ok = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -KILL");
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    /// `kill -TERM` and waits (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -TERM");
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "hms-sync did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` to its end with `stdin` as its standard input, at most `timeout` (killed and
+/// failed past it); stdout and stderr captured.
+pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> std::process::Output {
+    use std::io::{Read, Write};
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the command starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+        // Dropped here: the command sees the end of its input.
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
 }

@@ -6,5 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod connectors;
+mod durability;
 mod governance;
+mod outbound;
 mod supervision;

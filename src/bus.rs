@@ -2,6 +2,8 @@
 //! the API) and code that embeds the runtime: match an HMS event to connectors (topic +
 //! filter), store one delivery job per match durably, then acknowledge.
 
+use std::sync::Arc;
+
 use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
@@ -9,6 +11,7 @@ use serde_json::Value;
 use crate::actors::intake::{Intake, StoreJobs};
 use crate::actors::registry::{Registry, Route};
 use crate::actors::shared::Counters;
+use crate::metrics::Metrics;
 use crate::storage::NewDelivery;
 
 /// A cloneable handle to publish events in-process.
@@ -16,6 +19,7 @@ use crate::storage::NewDelivery;
 pub struct Bus {
     registry: Addr<Registry>,
     intake: Addr<Intake>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the bus did with an event.
@@ -43,8 +47,8 @@ pub enum PublishError {
 const MAX_ID_LEN: usize = 200;
 
 impl Bus {
-    pub fn new(registry: Addr<Registry>, intake: Addr<Intake>) -> Self {
-        Self { registry, intake }
+    pub fn new(registry: Addr<Registry>, intake: Addr<Intake>, metrics: Arc<Metrics>) -> Self {
+        Self { registry, intake, metrics }
     }
 
     /// Publishes `payload` on `topic`. `event_id` makes re-publishing idempotent (the same id
@@ -65,6 +69,7 @@ impl Bus {
         for shared in routes {
             if !shared.compiled.matches(topic, &payload) {
                 Counters::inc(&shared.counters.filtered);
+                self.metrics.filtered.with_label_values(&[shared.id()]).inc();
                 accepted.filtered.push(shared.id().to_string());
                 continue;
             }
@@ -85,6 +90,9 @@ impl Bus {
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?
             .map_err(|e| PublishError::Unavailable(e.0))?;
+        for id in &accepted.connectors {
+            self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
+        }
         Ok(accepted)
     }
 }

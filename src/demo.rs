@@ -93,6 +93,7 @@ pub fn seed_event() -> Value {
 /// it, and its ticket once delivered (waits at most 15 s).
 pub async fn show_a_sync(bus: &Bus, db: &Db, base: &str) -> Result<(), String> {
     let event = seed_event();
+    let published_at = chrono::Utc::now() - chrono::Duration::seconds(1);
     let accepted = bus.publish("permit.updated", event.clone(), None).await.map_err(|e| e.to_string())?;
     println!("demo: published permit.updated {event} as event {}", accepted.event_id);
     if accepted.connectors.is_empty() {
@@ -102,7 +103,7 @@ pub async fn show_a_sync(bus: &Bus, db: &Db, base: &str) -> Result<(), String> {
     println!("demo: stored for {} before the publisher got its 202", accepted.connectors.join(", "));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let filter = TicketFilter { limit: 100, ..TicketFilter::default() };
+        let filter = TicketFilter { since: Some(published_at), limit: 100, ..TicketFilter::default() };
         let tickets = storage::list_tickets(db, &filter).await.map_err(|e| e.to_string())?;
         if let Some(t) = tickets.iter().find(|t| t.event_id.as_deref() == Some(accepted.event_id.as_str())) {
             println!(

@@ -7,6 +7,7 @@
 //! - [`spec`]: connector files — model, pure validation, loading.
 //! - [`bus`]: publishing an HMS event: match, store durably (group commit), acknowledge.
 //! - [`mapping`]: templates, filters and mapping tables, compiled once per connector.
+//! - [`metrics`]: Prometheus metrics, labelled by connector.
 //! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
 //! - [`demo`]: `up --demo`: the built-in demo target and a first sync to show.
 //! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod delivery;
 pub mod demo;
 pub mod mapping;
+pub mod metrics;
 pub mod settings;
 pub mod spec;
 pub mod startup;

@@ -21,6 +21,7 @@ pub struct Settings {
     pub intake: IntakeSettings,
     pub delivery: DeliverySettings,
     pub demo: DemoSettings,
+    pub alerts: AlertSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +86,10 @@ pub struct TicketSettings {
     pub batch_size: usize,
     /// How long the TicketWriter waits to fill a batch.
     pub flush_ms: u64,
+    /// Tickets older than this many days are pruned (the hash chain keeps an anchor).
+    pub retention_days: u32,
+    /// How often pruning runs.
+    pub prune_every_secs: u64,
 }
 
 /// Group commit of accepted events: one transaction takes what arrived meanwhile.
@@ -115,6 +120,25 @@ pub struct DemoSettings {
     pub enabled: bool,
 }
 
+/// Alerts: the seed's `rate(sync.fail) > 3 per 5m`, per connector, and one per parked job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Where alerts are POSTed as JSON; without one they are logged, counted and shown in
+    /// the connector's status only.
+    pub url: Option<String>,
+    /// `rate(sync.fail) > N per DURATION` (s, m, h).
+    pub rule: String,
+    /// At most one alert of a kind per connector in this many seconds.
+    pub min_interval_secs: u64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self { url: None, rule: "rate(sync.fail) > 3 per 5m".into(), min_interval_secs: 300 }
+    }
+}
+
 impl Default for IntakeSettings {
     fn default() -> Self {
         Self { batch_rows: 500, batch_wait_ms: 2 }
@@ -130,10 +154,11 @@ impl Default for Settings {
             connectors: ConnectorsSettings { dir: PathBuf::from("./connectors") },
             supervision: SupervisionSettings::default(),
             log: LogSettings { format: "text".into(), level: "info".into() },
-            tickets: TicketSettings { batch_size: 500, flush_ms: 20 },
+            tickets: TicketSettings::default(),
             intake: IntakeSettings::default(),
             delivery: DeliverySettings::default(),
             demo: DemoSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -171,7 +196,7 @@ impl Default for LogSettings {
 
 impl Default for TicketSettings {
     fn default() -> Self {
-        Self { batch_size: 500, flush_ms: 20 }
+        Self { batch_size: 500, flush_ms: 20, retention_days: 30, prune_every_secs: 3600 }
     }
 }
 

@@ -2,6 +2,7 @@
 //! Tests build it on port 0 with a fresh database, exactly as `hms-sync up` does.
 
 use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -10,12 +11,14 @@ use actix_web::{web, App, HttpServer};
 use crate::actors::governance::{self, SetListener};
 use crate::actors::registry::{self, Boot, Origin, StopAll};
 use crate::actors::shared::Runtime;
-use crate::actors::ticket_writer::FlushTickets;
+use crate::actors::ticket_writer::{FlushTickets, Retention};
 use crate::actors::{panics, Governance, Registry, TicketWriter};
+use crate::actors::alerter::{Alerter, FailRule};
 use crate::actors::intake::Intake;
 use crate::admin::{self, AppState};
 use crate::bus::Bus;
 use crate::delivery::Egress;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::spec::{self, LoadedSpec, SpecErrors};
 use crate::storage;
@@ -24,6 +27,8 @@ use crate::storage;
 pub enum StartupError {
     #[error("refusing to listen on {0} without an admin token: set server.admin_token (HMS_SYNC__SERVER__ADMIN_TOKEN) or listen on 127.0.0.1")]
     OpenAdmin(String),
+    #[error("invalid settings: {0}")]
+    Settings(String),
     #[error("invalid connectors; nothing was started:\n{0}")]
     Specs(SpecErrors),
     #[error("cannot listen on {addr}: {source}")]
@@ -106,13 +111,25 @@ impl Application {
         let db = storage::connect(&settings.database_url()).await?;
         let connectors = load_connectors(&settings, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
-        let tickets = TicketWriter::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms)).start();
+        let retention = Retention {
+            keep: chrono::Duration::days(i64::from(settings.tickets.retention_days)),
+            every: Duration::from_secs(settings.tickets.prune_every_secs.max(1)),
+        };
+        let tickets = TicketWriter::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
+            .with_retention(retention)
+            .start();
+        let metrics = Arc::new(Metrics::new());
+        let rule = FailRule::parse(&settings.alerts.rule).map_err(StartupError::Settings)?;
+        let alert_url = settings.alerts.url.clone().filter(|u| !u.trim().is_empty());
+        let alerts = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone()).start();
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),
             supervision: settings.supervision,
             fault_injection: settings.server.fault_injection,
             egress: egress(&settings, port),
+            metrics: metrics.clone(),
+            alerts,
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {
@@ -124,8 +141,8 @@ impl Application {
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
         let intake = Intake::new(db.clone(), registry.clone(), settings.intake.batch_rows, Duration::from_millis(settings.intake.batch_wait_ms)).start();
-        let bus = Bus::new(registry.clone(), intake);
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), fault_injection: settings.server.fault_injection,
+        let bus = Bus::new(registry.clone(), intake, metrics.clone());
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
@@ -180,6 +197,12 @@ impl Application {
         tracing::info!("shutting down: stopping connectors, flushing tickets");
         let _ = self.state.registry.send(StopAll).await;
         let _ = self.tickets.send(FlushTickets).await;
+        // Close the pool while the runtime still runs: queries in flight finish and hand
+        // their connections back here, instead of being dropped after the runtime is gone
+        // (sqlx panics when a pooled connection is dropped outside a runtime).
+        if tokio::time::timeout(Duration::from_secs(5), self.state.db.clone().close()).await.is_err() {
+            tracing::warn!("database connections still busy after 5 s; closing anyway");
+        }
         result
     }
 }

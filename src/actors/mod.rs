@@ -1,6 +1,7 @@
 //! The actor tree: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, plus the
 //! TicketWriter and Governance singletons. See `docs/architecture.md` for the picture.
 
+pub mod alerter;
 pub mod child;
 pub mod governance;
 pub mod intake;

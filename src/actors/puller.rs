@@ -13,6 +13,7 @@ use super::messages::{Fault, InjectFault, StopChild, Wake};
 use super::shared::{ConnectorShared, Counters};
 use crate::delivery::{sender, Egress, Outcome};
 use crate::mapping::{fields, selector};
+use crate::metrics::Metrics;
 use crate::storage::{self, Db, NewDelivery};
 
 /// The topic of jobs that carry a record from the outside into HMS.
@@ -41,7 +42,8 @@ impl Puller {
         let db = self.cx.rt.db.clone();
         let cursor = self.cursor.clone();
         let egress = self.cx.rt.egress.clone();
-        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, cursor).await }.into_actor(self).map(|res, act, _| {
+        let metrics = self.cx.rt.metrics.clone();
+        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, &metrics, cursor).await }.into_actor(self).map(|res, act, _| {
             act.running = false;
             match res {
                 Ok((cursor, stored)) => {
@@ -60,7 +62,7 @@ impl Puller {
 }
 
 /// One pull: fetch, select, store, then advance and persist the cursor.
-async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, cursor: Value) -> Result<(Value, usize), String> {
+async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value) -> Result<(Value, usize), String> {
     let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
     let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
     let req = shared.compiled.render_pull(&cursor, &secrets).map_err(|e| e.to_string())?;
@@ -81,7 +83,7 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
         let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
         jobs.push(NewDelivery {
             connector_id: shared.id().to_string(),
-            event_id: format!("pull:{key}:{}", scalar_text(&version)),
+            event_id: pulled_event_id(&key, &version, record),
             topic: INBOUND_TOPIC.into(),
             record_key: key,
             payload,
@@ -92,7 +94,21 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
         storage::save_cursor(db, shared.id(), &next).await.map_err(|e| e.to_string())?;
     }
     Counters::add(&shared.counters.pulled, records.len() as u64);
+    metrics.pulled(shared.id());
     Ok((next, jobs.len()))
+}
+
+/// The id of a pulled change: the record's id and version, so the same change read twice
+/// (lookback, a crash before the cursor was saved) is stored once, while a new version is
+/// a new job. Without a version field the record's content stands for its version.
+fn pulled_event_id(key: &str, version: &Value, record: &Value) -> String {
+    if version.is_null() {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(record.to_string().as_bytes());
+        format!("pull:{key}:#{}", hex::encode(&digest[..12]))
+    } else {
+        format!("pull:{key}:{}", scalar_text(version))
+    }
 }
 
 /// Orders cursor values: numbers by value, anything else by its text.

@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::Instrument;
 
+use super::alerter::{FailureSeen, JobParked};
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
 use super::puller::INBOUND_TOPIC;
@@ -116,6 +117,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         Ok((req, secrets)) => {
             let key = format!("{}:{}", shared.id(), job.event_id);
             let sent = sender::send(&client, &req, &key, &rt.egress).await;
+            rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
             match sent.status {
                 // The seed's console line: `[connector] PATCH https://… 200 OK`.
@@ -148,10 +150,13 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     let (update, ticket) = match &decision {
         Decision::Done => {
             Counters::inc(&shared.counters.delivered);
+            rt.metrics.ok.with_label_values(&[shared.id()]).inc();
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
         Decision::RetryIn(delay) => {
             Counters::inc(&shared.counters.failed_attempts);
+            rt.metrics.fail.with_label_values(&[shared.id()]).inc();
+            rt.alerts.do_send(FailureSeen(shared.id().to_string()));
             let error = scrub_secrets(&outcome_error(&outcome), &secrets);
             tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
@@ -160,8 +165,12 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         Decision::Park(reason) => {
             Counters::inc(&shared.counters.failed_attempts);
             Counters::inc(&shared.counters.parked);
+            rt.metrics.fail.with_label_values(&[shared.id()]).inc();
+            rt.metrics.parked.with_label_values(&[shared.id()]).inc();
+            rt.alerts.do_send(FailureSeen(shared.id().to_string()));
             let reason = scrub_secrets(reason, &secrets);
             tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
+            rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
             (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket("parked", Some(reason))))
         }
     };

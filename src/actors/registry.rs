@@ -203,6 +203,8 @@ impl Handler<Remove> for Registry {
             async move {
                 pre?;
                 storage::delete_connector(&db, &id).await?;
+                // A connector registered again under this id starts unpaused.
+                storage::put_setting(&db, &paused_key(&id), &json!(false)).await?;
                 Ok(())
             }
             .into_actor(self)
@@ -259,6 +261,18 @@ impl Handler<GetShared> for Registry {
     type Result = Option<Arc<ConnectorShared>>;
     fn handle(&mut self, msg: GetShared, _: &mut Context<Self>) -> Self::Result {
         self.connectors.get(&msg.0).map(|e| e.shared.clone())
+    }
+}
+
+/// The ids of connectors that pull (for the pull-lag gauge).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Pullers;
+
+impl Handler<Pullers> for Registry {
+    type Result = Vec<String>;
+    fn handle(&mut self, _: Pullers, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.iter().filter(|(_, e)| e.shared.spec.pulls()).map(|(id, _)| id.clone()).collect()
     }
 }
 

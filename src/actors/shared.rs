@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use actix::Addr;
 
 use crate::delivery::Egress;
+use crate::metrics::Metrics;
 use crate::mapping::CompiledConnector;
 use crate::settings::SupervisionSettings;
 use crate::spec::ConnectorSpec;
 use crate::storage::Db;
 
+use super::alerter::Alerter;
 use super::ticket_writer::TicketWriter;
 
 /// Handles shared by the whole tree.
@@ -25,6 +27,9 @@ pub struct Runtime {
     pub fault_injection: bool,
     /// Secrets and redirect for every outside request.
     pub egress: Egress,
+    pub metrics: Arc<Metrics>,
+    /// Fail-rate and parked-job alerts.
+    pub alerts: Addr<Alerter>,
 }
 
 /// Monotonic counters of one connector; kept across restarts and hot reloads.

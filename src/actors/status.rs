@@ -54,6 +54,8 @@ pub struct ConnectorStatus {
     pub queue_depth: u64,
     pub counters: serde_json::Value,
     pub intensity: IntensityView,
+    /// The connector's recent alerts, oldest first.
+    pub alerts: Vec<super::alerter::AlertRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,4 +63,5 @@ pub struct IntensityView {
     pub max_restarts: u32,
     pub within_secs: u64,
     pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
 }

@@ -187,7 +187,7 @@ impl ConnectorSupervisor {
         }
     }
 
-    fn status(&self, queue_depth: u64) -> ConnectorStatus {
+    fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>) -> ConnectorStatus {
         let policy = self.window.policy();
         let worker = format!("arbiter-{}", self.arbiters_started);
         ConnectorStatus {
@@ -209,7 +209,9 @@ impl ConnectorSupervisor {
                 max_restarts: policy.max_restarts,
                 within_secs: policy.within_secs,
                 backoff_ms: policy.backoff_ms,
+                max_backoff_ms: policy.max_backoff_ms,
             },
+            alerts,
         }
     }
 }
@@ -246,6 +248,7 @@ impl Handler<ChildDied> for ConnectorSupervisor {
         };
         self.restarts += 1;
         slot.restarts += 1;
+        self.rt.metrics.restarts.with_label_values(&[self.shared.id()]).inc();
         slot.addr = None;
         self.last_error = Some(LastError { message: why.clone(), at: Utc::now() });
         match self.window.on_crash(Instant::now()) {
@@ -293,7 +296,16 @@ impl Handler<GetStatus> for ConnectorSupervisor {
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
         let db = self.rt.db.clone();
         let id = self.shared.id().to_string();
-        Box::pin(async move { storage::pending_count(&db, &id).await.unwrap_or(0) }.into_actor(self).map(|depth, act, _| act.status(depth)))
+        let alerts = self.rt.alerts.clone();
+        Box::pin(
+            async move {
+                let depth = storage::pending_count(&db, &id).await.unwrap_or(0);
+                let recent = alerts.send(super::alerter::RecentAlerts(id)).await.unwrap_or_default();
+                (depth, recent)
+            }
+            .into_actor(self)
+            .map(|(depth, recent), act, _| act.status(depth, recent)),
+        )
     }
 }
 

@@ -28,11 +28,37 @@ pub struct TicketWriter {
     flush_scheduled: bool,
     /// Tickets written so far.
     written: u64,
+    /// Retention: tickets older than this are pruned (the chain keeps an anchor).
+    retention: Option<Retention>,
+}
+
+/// How long tickets are kept, and how often old ones are pruned.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep: chrono::Duration,
+    pub every: Duration,
 }
 
 impl TicketWriter {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0 }
+        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0, retention: None }
+    }
+
+    /// Prune tickets older than `retention.keep`, every `retention.every`.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let Some(r) = self.retention else { return };
+        let db = self.db.clone();
+        let before = chrono::Utc::now() - r.keep;
+        ctx.spawn(async move { storage::prune_tickets(&db, before).await }.into_actor(self).map(|res, _, _| match res {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "tickets past retention pruned; the chain keeps its anchor"),
+            Err(e) => tracing::error!(error = %e, "cannot prune old tickets; will try again"),
+        }));
     }
 
     fn push(&mut self, entry: Entry, ctx: &mut Context<Self>) {
@@ -103,6 +129,13 @@ impl TicketWriter {
 
 impl Actor for TicketWriter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(r) = self.retention {
+            self.prune(ctx);
+            ctx.run_interval(r.every, |act, ctx| act.prune(ctx));
+        }
+    }
 }
 
 /// Record this ticket (batched, fire and forget).

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod governance;
 pub mod health;
+pub mod metrics;
 pub mod parked;
 pub mod tickets;
 
@@ -26,6 +27,7 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     pub governance: Addr<Governance>,
     pub tickets: Addr<TicketWriter>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,
     /// The demo target, served only with `--demo`.
@@ -35,7 +37,9 @@ pub struct AppState {
 /// Registers every route. Admin routes sit behind the bearer token when one is set;
 /// probes stay open so an orchestrator can call them.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, token: Option<String>) {
-    cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz));
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics));
     if let Some(sink) = &state.demo {
         crate::demo::routes(cfg, sink.clone());
     }
@@ -56,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, token: Option<Stri
         .route("/governance", web::put().to(governance::put))
         .route("/events/{topic}", web::post().to(events::publish))
         .route("/tickets", web::get().to(tickets::list))
+        .route("/tickets/verify", web::get().to(tickets::verify))
         .route("/tickets/{id}", web::get().to(tickets::get))
         .route("/parked", web::get().to(parked::list))
         .route("/parked/{id}", web::get().to(parked::get))

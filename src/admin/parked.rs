@@ -16,15 +16,19 @@ use crate::storage::{self, Delivery, NewTicket};
 pub struct ParkedQuery {
     pub connector: Option<String>,
     /// The `next` cursor of the previous page.
-    pub cursor: Option<i64>,
+    pub cursor: Option<String>,
     pub limit: Option<u64>,
 }
 
 pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
     let q = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let jobs = storage::list_parked(&state.db, q.connector.as_deref(), q.cursor, limit).await?;
-    let next = (jobs.len() as u64 == limit).then(|| jobs.last().map(|j| j.id)).flatten();
+    let after = match &q.cursor {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
+        None => None,
+    };
+    let jobs = storage::list_parked(&state.db, q.connector.as_deref(), after, limit).await?;
+    let next = (jobs.len() as u64 == limit).then(|| jobs.last().map(|j| j.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "parked": jobs, "next": next })))
 }
 

@@ -54,6 +54,12 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<TicketQuery>,
     Ok(HttpResponse::Ok().json(json!({ "tickets": tickets, "next": next })))
 }
 
+/// Walks the hash chain; `ok: false` names the first broken link. 200 either way: the
+/// answer is the report.
+pub async fn verify(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(storage::verify_chain(&state.db).await?))
+}
+
 /// `SYNC-12` or `12`.
 pub fn parse_ticket_id(text: &str) -> Option<i64> {
     text.strip_prefix("SYNC-").unwrap_or(text).parse().ok()

@@ -219,3 +219,18 @@ pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>) -> ExitCode {
 pub fn discard(args: &ClientArgs, id: i64) -> ExitCode {
     finish(call(args, "DELETE", &format!("/parked/{id}"), None, &[]), |_| println!("job {id}: discarded"))
 }
+
+pub fn audit_verify(args: &ClientArgs) -> ExitCode {
+    match call(args, "GET", "/tickets/verify", None, &[]) {
+        Ok((200, report)) if report["ok"] == Value::Bool(true) => {
+            println!("ok: {} ticket(s) verified, chain anchored at {}", report["checked"], report["anchor"].as_str().unwrap_or("?"));
+            ExitCode::SUCCESS
+        }
+        Ok((200, report)) => {
+            let b = &report["firstBroken"];
+            println!("BROKEN at {} (after {} ticket(s) checked): {}", b["ticketId"].as_str().unwrap_or("?"), report["checked"], b["reason"].as_str().unwrap_or("?"));
+            ExitCode::from(1)
+        }
+        other => finish(other, pretty),
+    }
+}

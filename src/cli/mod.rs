@@ -107,6 +107,12 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Audit trail: `hms-sync audit verify` walks the tickets' hash chain and reports the
+    /// first broken link (exit code 1 when broken).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// List parked jobs (failed past their retries or refused for good).
     Parked {
         #[arg(long)]
@@ -148,6 +154,15 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Verify the tickets' hash chain.
+    Verify {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 /// Where the running service is.
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
@@ -176,6 +191,7 @@ pub fn run(cli: Cli) -> ExitCode {
             let query = [("connector", connector), ("status", status), ("direction", direction), ("since", since), ("until", until), ("cursor", cursor), ("limit", Some(limit.to_string()))];
             client::tickets(&client, &query, json)
         }
+        Command::Audit { action: AuditAction::Verify { client } } => client::audit_verify(&client),
         Command::Parked { connector, client } => client::parked(&client, connector.as_deref()),
         Command::Replay { id, data, client } => client::replay(&client, id, data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),

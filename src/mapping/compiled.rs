@@ -112,6 +112,8 @@ impl CompiledConnector {
     pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Requests are JSON and URLs, never HTML: no escaping whatever a template is named.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         let mut add = |name: String, source: String| {
             env.add_template_owned(name.clone(), secrets_to_vars(&source))
                 .map_err(|e| MappingError::Render { field: name, reason: e.to_string() })
@@ -176,6 +178,8 @@ impl CompiledConnector {
     /// Renders the change-feed request for the current cursor (`{{ cursor }}`).
     pub fn render_pull(&self, cursor: &Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
         let req = self.pull.as_ref().ok_or_else(|| MappingError::Render { field: "source.pull".into(), reason: "connector has no pull".into() })?;
+        // Before the first pull with no initialCursor the cursor is empty, not `none`.
+        let cursor = if cursor.is_null() { Value::String(String::new()) } else { cursor.clone() };
         let ctx = serde_json::json!({ "cursor": cursor });
         self.render_request(req, &ctx, Value::Null, secrets)
     }
@@ -233,7 +237,10 @@ impl CompiledConnector {
     fn render_value(&self, shape: &Value, payload: &Value, secrets: &Secrets) -> Result<Option<Value>, MappingError> {
         Ok(Some(match shape {
             Value::String(name) => match single_placeholder(&self.source_of(name)) {
-                Some(path) => return Ok(crate::mapping::fields::get_path(payload, &path).cloned()),
+                Some(path) => {
+                    let path = path.strip_prefix("event.").unwrap_or(&path);
+                    return Ok(crate::mapping::fields::get_path(payload, path).cloned());
+                }
                 None => Value::String(self.render_str(name, payload, secrets)?),
             },
             Value::Array(items) => Value::Array(
@@ -286,7 +293,8 @@ fn register_body(
 /// `"{{ a.b }}"` → `Some("a.b")`: a body value that is only a placeholder keeps its type.
 fn single_placeholder(source: &str) -> Option<String> {
     let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let ok = !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    // A lone secret (`${NAME}` became `__secrets.NAME`) renders as text like any other.
+    let ok = !inner.is_empty() && !inner.starts_with("__secrets.") && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
     ok.then(|| inner.to_string())
 }
 

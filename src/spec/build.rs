@@ -87,20 +87,25 @@ fn direction(cx: &mut Cx, o: &Obj) -> Option<Direction> {
 fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
     let sends_out = matches!(spec.direction, Direction::Outbound | Direction::TwoWay);
     let takes_in = matches!(spec.direction, Direction::Inbound | Direction::TwoWay);
-    let ty = spec.direction.as_str();
+    // "an outbound", "an inbound", "a two-way": the article that reads right.
+    let ty = match spec.direction {
+        Direction::Outbound => "an outbound",
+        Direction::Inbound => "an inbound",
+        Direction::TwoWay => "a two-way",
+    };
     if sends_out && spec.trigger.is_none() && !o.has("trigger") {
-        o.missing(cx, "trigger", &format!("the HMS topic a {ty} connector listens on, e.g. {{ topic: permit.updated }}"));
+        o.missing(cx, "trigger", &format!("the HMS topic {ty} connector listens on, e.g. {{ topic: permit.updated }}"));
     }
     if sends_out && spec.outbound_request().is_none() && !o.has("map") {
-        o.missing(cx, "map", &format!("`map.to`, the request a {ty} connector sends"));
+        o.missing(cx, "map", &format!("`map.to`, the request {ty} connector sends"));
     } else if sends_out && spec.outbound_request().is_none() && spec.map.is_some() {
-        cx.error(o.get("map").unwrap_or(o.node), "map.to", format!("missing required key `to`: a {ty} connector needs the request it sends"));
+        cx.error(o.get("map").unwrap_or(o.node), "map.to", format!("missing required key `to`: {ty} connector needs the request it sends"));
     }
     if takes_in && spec.pull_view().is_none() && !o.has("source") {
-        o.missing(cx, "source", &format!("where a {ty} connector's changes come from, e.g. source.pull"));
+        o.missing(cx, "source", &format!("where {ty} connector's changes come from, e.g. source.pull"));
     }
     if takes_in && spec.hms_request().is_none() && spec.map.is_some() {
-        cx.error(o.get("map").unwrap_or(o.node), "map.hms", format!("missing required key `hms`: a {ty} connector needs the request that applies a change to HMS"));
+        cx.error(o.get("map").unwrap_or(o.node), "map.hms", format!("missing required key `hms`: {ty} connector needs the request that applies a change to HMS"));
     } else if takes_in && !o.has("map") {
         o.missing(cx, "map", &format!("`map.hms`, the request that applies a change to HMS"));
     }
@@ -114,10 +119,10 @@ fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
     }
     if !takes_in {
         if let Some(node) = o.get("source") {
-            cx.error(node, "source", format!("a {ty} connector has no source; use type: two-way to take changes in too"));
+            cx.error(node, "source", format!("{ty} connector has no source; use type: two-way to take changes in too"));
         }
         if let Some(node) = o.get("map").filter(|_| spec.hms_request().is_some()) {
-            cx.error(node, "map.hms", format!("a {ty} connector applies nothing to HMS; use type: two-way"));
+            cx.error(node, "map.hms", format!("{ty} connector applies nothing to HMS; use type: two-way"));
         }
     }
 }
@@ -159,13 +164,13 @@ fn topics(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Vec<String>> {
 fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     let o = Obj::open(cx, node, path, MAP_KEYS)?;
     let from = o.string(cx, "from");
-    let to = o.get("to").and_then(|n| request(cx, n, &o.path_of("to"), REQUEST_KEYS).map(|(r, _)| r));
-    let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS).map(|(r, _)| r));
+    let to = o.get("to").and_then(|n| request(cx, n, &o.path_of("to"), REQUEST_KEYS, "POST").map(|(r, _)| r));
+    let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     Some(MapSpec { from, to, hms })
 }
 
 /// A request template; also returns the opened mapping so callers can read extra keys.
-fn request<'a, 'y>(cx: &mut Cx, node: &'a MarkedYaml<'y>, path: &str, keys: &[&str]) -> Option<(RequestSpec, Obj<'a, 'y>)> {
+fn request<'a, 'y>(cx: &mut Cx, node: &'a MarkedYaml<'y>, path: &str, keys: &[&str], default_method: &str) -> Option<(RequestSpec, Obj<'a, 'y>)> {
     let o = Obj::open(cx, node, path, keys)?;
     let url = o.required_string(cx, "url", "the URL template, e.g. https://host/items/{{ id }}");
     if let (Some(u), Some(n)) = (&url, o.get("url")) {
@@ -176,7 +181,7 @@ fn request<'a, 'y>(cx: &mut Cx, node: &'a MarkedYaml<'y>, path: &str, keys: &[&s
         template(cx, n, &o.path_of("url"), &url_to_template(u));
     }
     let method = match o.string(cx, "method") {
-        None => "POST".to_string(),
+        None => default_method.to_string(),
         Some(m) => {
             let upper = m.to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str())
@@ -242,7 +247,7 @@ fn source(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<SourceSpec> {
 }
 
 fn pull(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<PullSpec> {
-    let (request, o) = request(cx, node, path, PULL_KEYS)?;
+    let (request, o) = request(cx, node, path, PULL_KEYS, "GET")?;
     let every = match o.get("every") {
         None => Some(Duration::from_secs(30)),
         Some(n) => match duration(n) {
@@ -294,7 +299,7 @@ fn retry(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RetrySpec> {
     let o = Obj::open(cx, node, path, RETRY_KEYS)?;
     let d = RetrySpec::default();
     let before = cx.errors.len();
-    let max = o.uint(cx, "max", 0, 100).map_or(d.max, |m| m as u32);
+    let max = o.uint(cx, "max", 1, 100).map_or(d.max, |m| m as u32);
     let backoff_ms = o.uint(cx, "backoffMs", 1, DAY_MS).unwrap_or(d.backoff_ms);
     let max_backoff_ms = o.uint(cx, "maxBackoffMs", 1, DAY_MS).unwrap_or(d.max_backoff_ms.max(backoff_ms));
     if max_backoff_ms < backoff_ms
@@ -307,10 +312,16 @@ fn retry(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RetrySpec> {
 
 fn supervision(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<SupervisionSpec> {
     let o = Obj::open(cx, node, path, SUPERVISION_KEYS)?;
-    Some(SupervisionSpec {
+    let spec = SupervisionSpec {
         max_restarts: o.uint(cx, "maxRestarts", 0, 10_000).map(|v| v as u32),
         within_secs: o.uint(cx, "withinSecs", 1, 86_400),
         backoff_ms: o.uint(cx, "backoffMs", 0, DAY_MS),
         max_backoff_ms: o.uint(cx, "maxBackoffMs", 0, DAY_MS),
-    })
+    };
+    if let (Some(b), Some(m), Some(n)) = (spec.backoff_ms, spec.max_backoff_ms, o.get("maxBackoffMs"))
+        && m < b
+    {
+        cx.error(n, &o.path_of("maxBackoffMs"), format!("expected at least backoffMs ({b}), found {m}"));
+    }
+    Some(spec)
 }

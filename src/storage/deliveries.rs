@@ -330,3 +330,18 @@ pub async fn discard_parked(db: &Db, id: i64) -> Result<Option<Delivery>, Storag
     }
     get_delivery(db, id).await
 }
+
+/// `(connector, status, count)` of pending and parked jobs, for metrics.
+pub async fn queue_stats(db: &Db) -> Result<Vec<(String, String, i64)>, StorageError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::ConnectorId)
+        .column(Column::Status)
+        .column_as(Expr::col(Column::Id).count(), "n")
+        .filter(Column::Status.is_in([PENDING, PARKED]))
+        .group_by(Column::ConnectorId)
+        .group_by(Column::Status)
+        .into_tuple::<(String, String, i64)>()
+        .all(db)
+        .await?)
+}

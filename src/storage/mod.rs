@@ -21,11 +21,11 @@ pub use connectors::{StoredConnector, delete_connector, list_connectors, save_co
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
     Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, enqueue, get_delivery, list_parked, next_due_at,
-    park, pending_count, replay_parked, reschedule,
+    park, pending_count, queue_stats, replay_parked, reschedule,
 };
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
-    GENESIS_HASH, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
+    ANCHOR_KEY, BrokenLink, ChainReport, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,
 };
 

@@ -19,8 +19,8 @@ pub async fn get_setting(db: &Db, key: &str) -> Result<Option<serde_json::Value>
 }
 
 /// Stores `value` under `key`, replacing any previous value (one atomic upsert).
-pub async fn put_setting(
-    db: &Db,
+pub async fn put_setting<C: ConnectionTrait>(
+    db: &C,
     key: &str,
     value: &serde_json::Value,
 ) -> Result<(), StorageError> {

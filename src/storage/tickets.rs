@@ -366,9 +366,14 @@ pub async fn get_ticket(db: &Db, id: i64) -> Result<Option<Ticket>, StorageError
         .transpose()
 }
 
+/// Settings key of the retention anchor: the hash of the newest ticket ever pruned, which
+/// the oldest remaining ticket's `prev_hash` must equal.
+pub const ANCHOR_KEY: &str = "tickets.anchor_hash";
+
 /// Deletes tickets created before `before` (retention, 30 days by default) and returns how
 /// many. The newest ticket is always kept so the chain continues from its hash instead of
-/// restarting at genesis; a verifier starts from the oldest remaining ticket's `prev_hash`.
+/// restarting at genesis. The hash of the newest deleted ticket is kept as the anchor
+/// ([`ANCHOR_KEY`]), in the same transaction, so what remains still verifies.
 pub async fn prune_tickets(db: &Db, before: DateTime<Utc>) -> Result<u64, StorageError> {
     let txn = begin_write(db).await?;
     let newest: Option<i64> = Entity::find()
@@ -382,13 +387,82 @@ pub async fn prune_tickets(db: &Db, before: DateTime<Utc>) -> Result<u64, Storag
     let Some(newest) = newest else {
         return Ok(0);
     };
+    let last_pruned: Option<String> = Entity::find()
+        .select_only()
+        .column(Column::Hash)
+        .filter(Column::CreatedAt.lt(micros(before)))
+        .filter(Column::Id.lt(newest))
+        .order_by_desc(Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    let Some(anchor) = last_pruned else {
+        return Ok(0);
+    };
     let res = Entity::delete_many()
         .filter(Column::CreatedAt.lt(micros(before)))
         .filter(Column::Id.lt(newest))
         .exec(&txn)
         .await?;
+    super::settings::put_setting(&txn, ANCHOR_KEY, &serde_json::Value::String(anchor)).await?;
     txn.commit().await?;
     Ok(res.rows_affected)
+}
+
+/// The first link of the chain that does not hold.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokenLink {
+    pub id: i64,
+    pub ticket_id: String,
+    pub reason: String,
+}
+
+/// The result of walking the whole chain.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainReport {
+    pub ok: bool,
+    /// Tickets checked (up to and including the first broken one).
+    pub checked: u64,
+    /// What the oldest remaining ticket must chain to: genesis, or the retention anchor.
+    pub anchor: String,
+    pub first_broken: Option<BrokenLink>,
+}
+
+/// Walks every ticket in id order and reports the first broken link: a row whose content
+/// no longer matches its hash (edited), or whose `prev_hash` is not the hash before it
+/// (deleted, inserted or reordered rows).
+pub async fn verify_chain(db: &Db) -> Result<ChainReport, StorageError> {
+    let anchor = super::settings::get_setting(db, ANCHOR_KEY)
+        .await?
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| GENESIS_HASH.to_owned());
+    let mut prev = anchor.clone();
+    let mut checked = 0u64;
+    let mut after = i64::MIN;
+    loop {
+        let page = Entity::find().filter(Column::Id.gt(after)).order_by_asc(Column::Id).limit(1000).all(db).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for row in page {
+            checked += 1;
+            let reason = if row.prev_hash != prev {
+                Some(format!("prev_hash {} does not match the hash before it ({prev}): a ticket before it was deleted, inserted or edited", row.prev_hash))
+            } else if ticket_row_hash(&row) != row.hash {
+                Some("its content does not match its hash: the ticket was edited".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                let first_broken = Some(BrokenLink { id: row.id, ticket_id: format!("SYNC-{}", row.id), reason });
+                return Ok(ChainReport { ok: false, checked, anchor, first_broken });
+            }
+            prev = row.hash;
+        }
+    }
+    Ok(ChainReport { ok: true, checked, anchor, first_broken: None })
 }
 
 /// How many tickets there are (for the benchmark and status).

@@ -188,12 +188,33 @@ pub async fn tickets(db: &Db) {
         22
     );
 
+    let report = storage::verify_chain(db).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 22);
+
     // Retention keeps the newest ticket so the chain goes on from its hash.
     assert_eq!(storage::prune_tickets(db, future).await.unwrap(), 21);
+    let report = storage::verify_chain(db).await.unwrap();
+    assert!(report.ok, "what remains still verifies against the anchor: {report:?}");
+    assert_eq!(report.anchor, rows[rows.len() - 2].hash);
     let next = storage::append_tickets(db, &[ticket("lotus", "conflict", "inbound", 3)])
         .await
         .unwrap();
     let t = storage::get_ticket(db, next[0]).await.unwrap().unwrap();
     assert_eq!(t.prev_hash, rows.last().unwrap().hash);
     assert!(storage::get_ticket(db, ids[0]).await.unwrap().is_none());
+
+    // Tampering: an edited row and a deleted row are both reported, at the first bad link.
+    let more = storage::append_tickets(db, &[ticket("lotus", "completed", "outbound", 4), ticket("lotus", "completed", "outbound", 5)])
+        .await
+        .unwrap();
+    assert!(storage::verify_chain(db).await.unwrap().ok);
+    let mut edited: sync_tickets::ActiveModel = sync_tickets::Entity::find_by_id(more[0]).one(db).await.unwrap().unwrap().into();
+    edited.status = sea_orm::ActiveValue::Set("parked".into());
+    sea_orm::ActiveModelTrait::update(edited, db).await.unwrap();
+    let report = storage::verify_chain(db).await.unwrap();
+    assert!(!report.ok);
+    let broken = report.first_broken.unwrap();
+    assert_eq!(broken.id, more[0]);
+    assert!(broken.reason.contains("edited"), "{}", broken.reason);
 }

@@ -1,0 +1,195 @@
+//! Alerter: the seed's `rate(sync.fail) > 3 per 5m` rule, per connector, plus an alert for
+//! every parked job. Alerts are POSTed as JSON to the configured URL, rate-limited per
+//! connector and kind, counted in metrics, and kept (the last few) for the status API.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// Alerts kept per connector for its status.
+const KEEP: usize = 10;
+
+/// A parsed `rate(sync.fail) > N per W` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailRule {
+    /// Alert when MORE than this many failures fall in the window.
+    pub threshold: u32,
+    pub window: Duration,
+}
+
+impl FailRule {
+    /// Parses `rate(sync.fail) > 3 per 5m` (`s`, `m`, `h`; spaces are free).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expected = "expected `rate(sync.fail) > N per DURATION`, e.g. `rate(sync.fail) > 3 per 5m`";
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let rest = compact.strip_prefix("rate(sync.fail)>").ok_or_else(|| format!("alert rule `{text}`: {expected}"))?;
+        let (n, window) = rest.split_once("per").ok_or_else(|| format!("alert rule `{text}`: {expected}"))?;
+        let threshold = n.parse::<u32>().map_err(|_| format!("alert rule `{text}`: `{n}` is not a whole number; {expected}"))?;
+        let split = window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len());
+        let (num, unit) = window.split_at(split);
+        let num: u64 = num.parse().map_err(|_| format!("alert rule `{text}`: bad window `{window}`; {expected}"))?;
+        let secs = match unit {
+            "s" => num,
+            "m" => num * 60,
+            "h" => num * 3600,
+            _ => return Err(format!("alert rule `{text}`: bad window unit `{unit}` (s, m or h); {expected}")),
+        };
+        if secs == 0 {
+            return Err(format!("alert rule `{text}`: the window must be longer than zero"));
+        }
+        Ok(Self { threshold, window: Duration::from_secs(secs) })
+    }
+}
+
+/// One alert as sent and as shown in status.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertRecord {
+    pub alert: &'static str,
+    /// `fail-rate` or `parked`.
+    pub kind: &'static str,
+    pub connector: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+    /// Whether it reached the alert URL (`None`: no URL configured).
+    pub delivered: Option<bool>,
+}
+
+pub struct Alerter {
+    rule: FailRule,
+    url: Option<String>,
+    min_interval: Duration,
+    metrics: std::sync::Arc<Metrics>,
+    client: Option<awc::Client>,
+    failures: HashMap<String, VecDeque<Instant>>,
+    last_sent: HashMap<(String, &'static str), Instant>,
+    recent: HashMap<String, VecDeque<AlertRecord>>,
+}
+
+impl Alerter {
+    pub fn new(rule: FailRule, url: Option<String>, min_interval: Duration, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self { rule, url, min_interval, metrics, client: None, failures: HashMap::new(), last_sent: HashMap::new(), recent: HashMap::new() }
+    }
+
+    /// Raises an alert unless one of the same kind for the connector went out within
+    /// `min_interval`.
+    fn raise(&mut self, connector: &str, kind: &'static str, message: String, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let key = (connector.to_string(), kind);
+        if self.last_sent.get(&key).is_some_and(|t| now.duration_since(*t) < self.min_interval) {
+            return;
+        }
+        self.last_sent.insert(key, now);
+        self.metrics.alerts.with_label_values(&[connector, kind]).inc();
+        tracing::warn!(connector, kind, message = %message, "alert");
+        let record = AlertRecord { alert: "sync.failure", kind, connector: connector.to_string(), message, at: Utc::now(), delivered: None };
+        let index = {
+            let list = self.recent.entry(connector.to_string()).or_default();
+            if list.len() == KEEP {
+                list.pop_front();
+            }
+            list.push_back(record.clone());
+            list.len() - 1
+        };
+        let (Some(url), Some(client)) = (self.url.clone(), self.client.clone()) else { return };
+        let connector = connector.to_string();
+        ctx.spawn(
+            async move {
+                match client.post(&url).send_json(&record).await {
+                    Ok(mut resp) => {
+                        let _ = resp.body().await;
+                        resp.status().is_success()
+                    }
+                    Err(_) => false,
+                }
+            }
+            .into_actor(self)
+            .map(move |ok, act, _| {
+                if !ok {
+                    tracing::warn!(connector = %connector, "the alert could not be delivered to the alert URL");
+                }
+                if let Some(r) = act.recent.get_mut(&connector).and_then(|l| l.get_mut(index)) {
+                    r.delivered = Some(ok);
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for Alerter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        self.client = Some(awc::Client::builder().timeout(Duration::from_secs(10)).finish());
+    }
+}
+
+/// A delivery attempt of `connector` failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FailureSeen(pub String);
+
+impl Handler<FailureSeen> for Alerter {
+    type Result = ();
+    fn handle(&mut self, msg: FailureSeen, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let window = self.rule.window;
+        let seen = self.failures.entry(msg.0.clone()).or_default();
+        seen.push_back(now);
+        while seen.front().is_some_and(|t| now.duration_since(*t) > window) {
+            seen.pop_front();
+        }
+        let count = seen.len();
+        if count > self.rule.threshold as usize {
+            let message = format!("{count} failed deliveries in the last {} s (rule: more than {})", window.as_secs(), self.rule.threshold);
+            self.raise(&msg.0, "fail-rate", message, ctx);
+        }
+    }
+}
+
+/// A job of `connector` was parked.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobParked {
+    pub connector: String,
+    pub job: i64,
+    pub reason: String,
+}
+
+impl Handler<JobParked> for Alerter {
+    type Result = ();
+    fn handle(&mut self, msg: JobParked, ctx: &mut Context<Self>) {
+        let message = format!("job {} parked: {}", msg.job, msg.reason);
+        self.raise(&msg.connector, "parked", message, ctx);
+    }
+}
+
+/// The recent alerts of one connector, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<AlertRecord>")]
+pub struct RecentAlerts(pub String);
+
+impl Handler<RecentAlerts> for Alerter {
+    type Result = Vec<AlertRecord>;
+    fn handle(&mut self, msg: RecentAlerts, _: &mut Context<Self>) -> Self::Result {
+        self.recent.get(&msg.0).map(|l| l.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_seed_rule() {
+        assert_eq!(FailRule::parse("rate(sync.fail) > 3 per 5m"), Ok(FailRule { threshold: 3, window: Duration::from_secs(300) }));
+        assert_eq!(FailRule::parse("rate(sync.fail)>0 per 30s").unwrap().window, Duration::from_secs(30));
+        for bad in ["rate(sync.ok) > 3 per 5m", "rate(sync.fail) > x per 5m", "rate(sync.fail) > 3 per 5d", "rate(sync.fail) > 3", "rate(sync.fail) > 3 per 0m"] {
+            assert!(FailRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

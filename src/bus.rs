@@ -8,8 +8,8 @@ use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actors::intake::{Intake, StoreJobs};
-use crate::actors::registry::{Registry, Route};
+use crate::actors::registry::{Registry, Route, WakeConnectors};
+use crate::actors::ticket_writer::{StoreJobs, TicketWriter};
 use crate::actors::shared::Counters;
 use crate::metrics::Metrics;
 use crate::storage::NewDelivery;
@@ -18,7 +18,7 @@ use crate::storage::NewDelivery;
 #[derive(Clone)]
 pub struct Bus {
     registry: Addr<Registry>,
-    intake: Addr<Intake>,
+    writer: Addr<TicketWriter>,
     metrics: Arc<Metrics>,
 }
 
@@ -47,8 +47,8 @@ pub enum PublishError {
 const MAX_ID_LEN: usize = 200;
 
 impl Bus {
-    pub fn new(registry: Addr<Registry>, intake: Addr<Intake>, metrics: Arc<Metrics>) -> Self {
-        Self { registry, intake, metrics }
+    pub fn new(registry: Addr<Registry>, writer: Addr<TicketWriter>, metrics: Arc<Metrics>) -> Self {
+        Self { registry, writer, metrics }
     }
 
     /// Publishes `payload` on `topic`. `event_id` makes re-publishing idempotent (the same id
@@ -85,11 +85,15 @@ impl Bus {
             });
             accepted.connectors.push(shared.id().to_string());
         }
-        self.intake
+        if jobs.is_empty() {
+            return Ok(accepted);
+        }
+        self.writer
             .send(StoreJobs(jobs))
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?
-            .map_err(|e| PublishError::Unavailable(e.0))?;
+            .map_err(PublishError::Unavailable)?;
+        self.registry.do_send(WakeConnectors(accepted.connectors.clone()));
         for id in &accepted.connectors {
             self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
         }

@@ -18,7 +18,6 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub log: LogSettings,
     pub tickets: TicketSettings,
-    pub intake: IntakeSettings,
     pub delivery: DeliverySettings,
     pub demo: DemoSettings,
     pub alerts: AlertSettings,
@@ -82,24 +81,16 @@ pub struct LogSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TicketSettings {
-    /// Tickets written per transaction at most.
+    /// Rows (accepted jobs, outcomes, tickets) per transaction, about at most.
     pub batch_size: usize,
-    /// How long the TicketWriter waits to fill a batch.
+    /// How long the writer waits to fill a batch when it is idle. 0: write at once; while
+    /// a transaction runs the next batch gathers anyway (group commit), so waiting only
+    /// adds latency unless commits are expensive (a remote PostgreSQL).
     pub flush_ms: u64,
     /// Tickets older than this many days are pruned (the hash chain keeps an anchor).
     pub retention_days: u32,
     /// How often pruning runs.
     pub prune_every_secs: u64,
-}
-
-/// Group commit of accepted events: one transaction takes what arrived meanwhile.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IntakeSettings {
-    /// Delivery jobs per transaction at most.
-    pub batch_rows: usize,
-    /// How long the first waiting publisher may wait for others to join its transaction.
-    pub batch_wait_ms: u64,
 }
 
 /// How requests leave the process.
@@ -139,11 +130,6 @@ impl Default for AlertSettings {
     }
 }
 
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        Self { batch_rows: 500, batch_wait_ms: 2 }
-    }
-}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -155,7 +141,6 @@ impl Default for Settings {
             supervision: SupervisionSettings::default(),
             log: LogSettings { format: "text".into(), level: "info".into() },
             tickets: TicketSettings::default(),
-            intake: IntakeSettings::default(),
             delivery: DeliverySettings::default(),
             demo: DemoSettings::default(),
             alerts: AlertSettings::default(),
@@ -196,7 +181,7 @@ impl Default for LogSettings {
 
 impl Default for TicketSettings {
     fn default() -> Self {
-        Self { batch_size: 500, flush_ms: 20, retention_days: 30, prune_every_secs: 3600 }
+        Self { batch_size: 500, flush_ms: 0, retention_days: 30, prune_every_secs: 3600 }
     }
 }
 

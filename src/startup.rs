@@ -14,7 +14,6 @@ use crate::actors::shared::Runtime;
 use crate::actors::ticket_writer::{FlushTickets, Retention};
 use crate::actors::{panics, Governance, Registry, TicketWriter};
 use crate::actors::alerter::{Alerter, FailRule};
-use crate::actors::intake::Intake;
 use crate::admin::{self, AppState};
 use crate::bus::Bus;
 use crate::delivery::Egress;
@@ -140,8 +139,7 @@ impl Application {
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let intake = Intake::new(db.clone(), registry.clone(), settings.intake.batch_rows, Duration::from_millis(settings.intake.batch_wait_ms)).start();
-        let bus = Bus::new(registry.clone(), intake, metrics.clone());
+        let bus = Bus::new(registry.clone(), tickets.clone(), metrics.clone());
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };

@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
+mod m20261123_000001_due_index;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
@@ -13,7 +14,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration)]
     }
 }
 

@@ -4,7 +4,6 @@
 pub mod alerter;
 pub mod child;
 pub mod governance;
-pub mod intake;
 pub mod intensity;
 pub mod messages;
 pub mod panics;

@@ -59,8 +59,9 @@ impl Pusher {
         self.polling = true;
         let db = self.cx.rt.db.clone();
         let id = self.cx.id().to_string();
-        let limit = (self.capacity() + self.in_flight_ids.len()) as u64;
-        ctx.spawn(async move { storage::due_heads(&db, &id, Utc::now(), limit).await }.into_actor(self).map(
+        let limit = self.capacity() as u64;
+        let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
+        ctx.spawn(async move { storage::due_heads_except(&db, &id, Utc::now(), limit, &in_flight).await }.into_actor(self).map(
             |res, act, ctx| {
                 act.polling = false;
                 match res {
@@ -216,7 +217,7 @@ impl Actor for Pusher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.client = Some(sender::client(self.cx.shared.spec.timeout()));
+        self.client = Some(sender::client(self.cx.shared.spec.timeout(), self.cx.shared.spec.concurrency_limit()));
         ctx.run_interval(IDLE_POLL, |act, ctx| act.poll(ctx));
         self.poll(ctx);
     }

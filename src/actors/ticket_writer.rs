@@ -1,17 +1,20 @@
-//! TicketWriter: the one writer of delivery outcomes and sync tickets. Every Pusher hands
-//! in "job N is done (or rescheduled, or parked), and here is its ticket"; the writer
-//! group-commits whatever arrived meanwhile in ONE transaction (outcomes and hash-chained
-//! tickets together) and then answers each Pusher. A job is therefore never `done` without
-//! its ticket, and durable outcomes cost one commit per batch, not one per job.
+//! TicketWriter: the one writer of the hot path. Publishers hand in accepted jobs, Pushers
+//! hand in "job N is done (or rescheduled, or parked), and here is its ticket"; the writer
+//! group-commits whatever arrived meanwhile in ONE transaction and then answers each of
+//! them. So a 202 means stored, a job is never `done` without its ticket, durability costs
+//! one commit per batch rather than per event, and SQLite's single write lock is never
+//! fought over by several writers (a loser would sleep in SQLite's busy handler).
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::storage::{self, Db, JobUpdate, NewTicket};
+use crate::storage::{self, Db, JobUpdate, NewDelivery, NewTicket};
 
 struct Entry {
+    /// Newly accepted delivery jobs.
+    jobs: Vec<NewDelivery>,
     update: Option<JobUpdate>,
     ticket: Option<NewTicket>,
     /// Who waits for the commit; `None` for a fire-and-forget ticket.
@@ -87,16 +90,30 @@ impl TicketWriter {
     /// pending and are sent again: at least once); fire-and-forget tickets go back to the
     /// front of the buffer and are tried again later: a ticket is never dropped.
     fn write_batch(&mut self, ctx: &mut Context<Self>) {
-        let take = self.buffer.len().min(self.batch_size);
+        // Whole entries, up to about `batch_size` rows (a publisher's jobs are not split).
+        let mut take = 0;
+        let mut rows = 0;
+        for e in &self.buffer {
+            if take > 0 && rows >= self.batch_size {
+                break;
+            }
+            rows += e.jobs.len() + 1;
+            take += 1;
+        }
         if take == 0 {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        let updates: Vec<JobUpdate> = batch.iter().filter_map(|e| e.update.clone()).collect();
-        let tickets: Vec<NewTicket> = batch.iter().filter_map(|e| e.ticket.clone()).collect();
+        let (jobs, updates, tickets) = split(&batch);
         self.writing = true;
         let db = self.db.clone();
-        ctx.spawn(async move { storage::record_outcomes(&db, &updates, &tickets).await }.into_actor(self).map(move |res, act, ctx| {
+        let sizes = (jobs.len(), updates.len(), tickets.len());
+        ctx.spawn(async move {
+            let started = std::time::Instant::now();
+            let res = storage::write_batch(&db, &jobs, &updates, &tickets).await;
+            tracing::debug!(jobs = sizes.0, updates = sizes.1, tickets = sizes.2, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
+            res
+        }.into_actor(self).map(move |res, act, ctx| {
             act.writing = false;
             match res {
                 Ok(ids) => {
@@ -127,6 +144,14 @@ impl TicketWriter {
     }
 }
 
+/// The parts of a batch, in the order they are written.
+fn split(batch: &[Entry]) -> (Vec<NewDelivery>, Vec<JobUpdate>, Vec<NewTicket>) {
+    let jobs = batch.iter().flat_map(|e| e.jobs.iter().cloned()).collect();
+    let updates = batch.iter().filter_map(|e| e.update.clone()).collect();
+    let tickets = batch.iter().filter_map(|e| e.ticket.clone()).collect();
+    (jobs, updates, tickets)
+}
+
 impl Actor for TicketWriter {
     type Context = Context<Self>;
 
@@ -146,7 +171,7 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for TicketWriter {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { update: None, ticket: Some(msg.0), reply: None }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: None, ticket: Some(msg.0), reply: None }, ctx);
     }
 }
 
@@ -162,8 +187,25 @@ impl Handler<RecordOutcome> for TicketWriter {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { update: Some(msg.update), ticket: msg.ticket, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), ticket: msg.ticket, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
+    }
+}
+
+/// Store these accepted jobs durably; answers once they are committed.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct StoreJobs(pub Vec<NewDelivery>);
+
+impl Handler<StoreJobs> for TicketWriter {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, msg: StoreJobs, ctx: &mut Context<Self>) -> Self::Result {
+        if msg.0.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.push(Entry { jobs: msg.0, update: None, ticket: None, reply: Some(tx) }, ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())) })
     }
 }
 
@@ -177,10 +219,9 @@ impl Handler<FlushTickets> for TicketWriter {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let updates: Vec<JobUpdate> = batch.iter().filter_map(|e| e.update.clone()).collect();
-        let tickets: Vec<NewTicket> = batch.iter().filter_map(|e| e.ticket.clone()).collect();
+        let (jobs, updates, tickets) = split(&batch);
         let db = self.db.clone();
-        Box::pin(async move { storage::record_outcomes(&db, &updates, &tickets).await }.into_actor(self).map(move |res, act, _| {
+        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &tickets).await }.into_actor(self).map(move |res, act, _| {
             let outcome = res.as_ref().map(|_| ()).map_err(|e| e.to_string());
             if let Ok(ids) = &res {
                 act.written += ids.len() as u64;

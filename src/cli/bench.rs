@@ -86,6 +86,7 @@ fn settings_in(dir: &Path, database: Option<String>) -> Settings {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
+    // RUST_LOG overrides, e.g. hms_sync::actors::ticket_writer=debug shows every batch.
     crate::telemetry::init("text", "warn");
     let dir = std::env::temp_dir().join(format!("hms-sync-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(dir.join("connectors")) {
@@ -128,6 +129,35 @@ async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), Stri
     Ok(())
 }
 
+/// One publisher: takes the next event number until all are taken, optionally paced.
+async fn publish_loop(starts: Arc<Mutex<Vec<Option<Instant>>>>, next: Arc<AtomicUsize>, base: String, n: usize, rate: Option<u64>, t0: Instant) -> Result<(), String> {
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            return Ok(());
+        }
+        if let Some(rate) = rate {
+            let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+            actix_web::rt::time::sleep_until(due.into()).await;
+        }
+        let sent = Instant::now();
+        if let Ok(mut s) = starts.lock() {
+            s[i] = Some(sent);
+        }
+        let mut resp = client
+            .post(format!("{base}/events/bench.event"))
+            .insert_header(("Idempotency-Key", format!("bench-{i}")))
+            .send_json(&json!({ "n": i }))
+            .await
+            .map_err(|e| format!("publish {i}: {e}"))?;
+        let _ = resp.body().await;
+        if resp.status().as_u16() != 202 {
+            return Err(format!("publish {i}: HTTP {}", resp.status()));
+        }
+    }
+}
+
 async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let n = args.events;
     let state = web::Data::new(SinkState { arrived: Mutex::new(vec![None; n]), count: AtomicUsize::new(0) });
@@ -151,42 +181,30 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let running = actix_web::rt::spawn(app.run_until_stopped());
 
     let starts: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let starts_w = starts.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
-    let mut publishers = Vec::new();
-    for _ in 0..args.publishers.max(1) {
-        let (starts, next, base, rate) = (starts.clone(), next.clone(), base.clone(), args.rate);
-        publishers.push(actix_web::rt::spawn(async move {
-            let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<(), String>(());
-                }
-                if let Some(rate) = rate {
-                    let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
-                    actix_web::rt::time::sleep_until(due.into()).await;
-                }
-                let sent = Instant::now();
-                if let Ok(mut s) = starts.lock() {
-                    s[i] = Some(sent);
-                }
-                let mut resp = client
-                    .post(format!("{base}/events/bench.event"))
-                    .insert_header(("Idempotency-Key", format!("bench-{i}")))
-                    .send_json(&json!({ "n": i }))
-                    .await
-                    .map_err(|e| format!("publish {i}: {e}"))?;
-                let _ = resp.body().await;
-                if resp.status().as_u16() != 202 {
-                    return Err(format!("publish {i}: HTTP {}", resp.status()));
-                }
+    // The publishers run on a thread of their own, as an outside client would: on the
+    // service's main arbiter they would compete with its actors for one thread.
+    let publisher_thread = actix::Arbiter::new();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let (publishers, rate) = (args.publishers.max(1), args.rate);
+    publisher_thread.spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..publishers {
+            let (starts, next, base) = (starts_w.clone(), next.clone(), base.clone());
+            tasks.push(actix_web::rt::spawn(publish_loop(starts, next, base, n, rate, t0)));
+        }
+        let mut result = Ok(());
+        for t in tasks {
+            if let Err(e) = t.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                result = Err(e);
             }
-        }));
-    }
-    for p in publishers {
-        p.await.map_err(|e| e.to_string())??;
-    }
+        }
+        let _ = done_tx.send(result);
+    });
+    done_rx.await.map_err(|_| "the publisher thread stopped".to_string())??;
+    publisher_thread.stop();
     let accepted_in = t0.elapsed();
     // Wait (bounded) until every event is delivered and ticketed.
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -18,8 +18,11 @@ pub struct Attempt {
 
 /// Builds the client a connector uses for its whole life (one per actor, per NOTES.md:
 /// clones share the pool, a client per request would open a connection per request).
-pub fn client(timeout: Duration) -> awc::Client {
-    awc::Client::builder().timeout(timeout).disable_redirects().finish()
+/// `connections` caps the pool: one per record key the connector sends in parallel, so a
+/// busy connector neither queues behind awc's default limit nor opens more than it uses.
+pub fn client(timeout: Duration, connections: usize) -> awc::Client {
+    let connector = awc::Connector::new().limit(connections.max(1)).timeout(timeout);
+    awc::Client::builder().connector(connector).timeout(timeout).disable_redirects().finish()
 }
 
 /// Sends `req` carrying `idempotency_key`, reads the whole body (so the connection goes

@@ -88,8 +88,15 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
     if jobs.is_empty() {
         return Ok(0);
     }
-    let t = now();
     let txn = begin_write(db).await?;
+    let inserted = insert_in(&txn, jobs).await?;
+    txn.commit().await?;
+    Ok(inserted)
+}
+
+/// [`enqueue`] inside the caller's write transaction; the caller commits.
+pub(crate) async fn insert_in(txn: &sea_orm::DatabaseTransaction, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
+    let t = now();
     let mut inserted = 0;
     for chunk in jobs.chunks(CHUNK) {
         let rows = chunk.iter().map(|j| ActiveModel {
@@ -107,15 +114,10 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
             ..Default::default()
         });
         let stmt = Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([Column::ConnectorId, Column::EventId])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::columns([Column::ConnectorId, Column::EventId]).do_nothing().to_owned())
             .into_query();
         inserted += txn.execute(&stmt).await?.rows_affected();
     }
-    txn.commit().await?;
     Ok(inserted)
 }
 
@@ -147,10 +149,23 @@ pub async fn due_heads(
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<Delivery>, StorageError> {
+    due_heads_except(db, connector_id, now, limit, &[]).await
+}
+
+/// [`due_heads`] leaving out the jobs in `except` (those already in flight), so a busy
+/// Pusher reads only jobs it can start.
+pub async fn due_heads_except(
+    db: &Db,
+    connector_id: &str,
+    now: DateTime<Utc>,
+    limit: u64,
+    except: &[i64],
+) -> Result<Vec<Delivery>, StorageError> {
     let rows = Entity::find()
         .filter(Column::ConnectorId.eq(connector_id))
         .filter(Column::Status.eq(PENDING))
         .filter(Column::NextAttemptAt.lte(micros(now)))
+        .apply_if((!except.is_empty()).then_some(except), |q, ids| q.filter(Column::Id.is_not_in(ids.iter().copied())))
         .filter(Expr::exists(is_head()).not())
         .order_by_asc(Column::Id)
         .limit(limit)
@@ -248,6 +263,31 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
             .await
         }
     }
+}
+
+/// Applies many updates on `c`: completions with the same attempt count in one statement
+/// each (they are most of a busy batch), the rest one by one.
+pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUpdate]) -> Result<(), StorageError> {
+    let mut completed: std::collections::BTreeMap<i32, Vec<i64>> = std::collections::BTreeMap::new();
+    for u in updates {
+        match u {
+            JobUpdate::Complete { id, attempts } => completed.entry(*attempts).or_default().push(*id),
+            other => apply_update(c, other).await?,
+        }
+    }
+    for (attempts, ids) in completed {
+        for chunk in ids.chunks(CHUNK) {
+            Entity::update_many()
+                .col_expr(Column::Status, Expr::value(DONE))
+                .col_expr(Column::Attempts, Expr::value(attempts))
+                .col_expr(Column::UpdatedAt, Expr::value(now()))
+                .filter(Column::Id.is_in(chunk.iter().copied()))
+                .filter(Column::Status.eq(PENDING))
+                .exec(c)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Marks job `id` delivered after `attempts` attempts.

@@ -20,7 +20,7 @@ mod tickets;
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, enqueue, get_delivery, list_parked, next_due_at,
+    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
 pub use settings::{get_setting, put_setting};
@@ -72,16 +72,17 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// Records job outcomes and tickets in ONE write transaction: a job is never `done` without
-/// its ticket, nor ticketed without its new state, whatever crashes in between.
-pub async fn record_outcomes(db: &Db, updates: &[JobUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
-    if updates.is_empty() && tickets.is_empty() {
+/// Writes one group-committed batch in ONE transaction: newly accepted jobs, job outcomes and
+/// tickets. A job is never `done` without its ticket, nor ticketed without its new state,
+/// whatever crashes in between; and SQLite's single writer lock is taken once per batch
+/// instead of being fought over by several writers. Returns the new tickets' ids.
+pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if jobs.is_empty() && updates.is_empty() && tickets.is_empty() {
         return Ok(Vec::new());
     }
     let txn = begin_write(db).await?;
-    for u in updates {
-        apply_update(&txn, u).await?;
-    }
+    deliveries::insert_in(&txn, jobs).await?;
+    deliveries::apply_updates_in(&txn, updates).await?;
     let ids = tickets::append_in(&txn, tickets).await?;
     txn.commit().await?;
     Ok(ids)

@@ -88,7 +88,8 @@ impl Pusher {
         self.in_flight_ids.insert(job.id);
         self.in_flight_keys.insert(job.record_key.clone());
         let Some(client) = self.client.clone() else { return };
-        let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id);
+        // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
+        let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
         let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|(id, key), act, ctx| {
             act.in_flight_ids.remove(&id);
@@ -113,6 +114,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
         render(&secrets).map_err(|e| e.to_string())?.map(|r| (r, secrets)).ok_or_else(|| "connector has no request for this job".to_string())
     });
+    let mut line = String::new();
     let (outcome, detail, secrets) = match prepared {
         Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
         Ok((req, secrets)) => {
@@ -120,11 +122,12 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             let sent = sender::send(&client, &req, &key, &rt.egress).await;
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
-            match sent.status {
-                // The seed's console line: `[connector] PATCH https://… 200 OK`.
-                Some(code) => tracing::info!("{} {} {} {}", req.method, shown_url, code, reason_phrase(code)),
-                None => tracing::info!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&outcome_error(&sent.outcome), &secrets)),
-            }
+            // The seed's console line, `[connector] PATCH https://… 200 OK`; logged once the
+            // outcome is recorded, so the span carries the ticket id too.
+            line = match sent.status {
+                Some(code) => format!("{} {} {} {}", req.method, shown_url, code, reason_phrase(code)),
+                None => format!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&outcome_error(&sent.outcome), &secrets)),
+            };
             let detail = json!({ "method": req.method, "status": sent.status, "latency_ms": sent.latency.as_millis() as u64 });
             (sent.outcome, detail, secrets)
         }
@@ -181,7 +184,13 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     };
     // The key stays in flight until the outcome is durable, so its next job cannot overtake.
     match rt.tickets.send(RecordOutcome { update, ticket }).await {
-        Ok(Ok(())) => {
+        Ok(Ok(ticket)) => {
+            if let Some(id) = ticket {
+                tracing::Span::current().record("ticket", format!("SYNC-{id}"));
+            }
+            if !line.is_empty() {
+                tracing::info!("{line}");
+            }
             if let Some(at) = retry_at {
                 supervisor.do_send(RetryScheduled { at });
             }

@@ -18,7 +18,8 @@ struct Entry {
     update: Option<JobUpdate>,
     ticket: Option<NewTicket>,
     /// Who waits for the commit; `None` for a fire-and-forget ticket.
-    reply: Option<oneshot::Sender<Result<(), String>>>,
+    /// Answered with the id of the entry's ticket, if it had one.
+    reply: Option<oneshot::Sender<Result<Option<i64>, String>>>,
 }
 
 pub struct TicketWriter {
@@ -118,11 +119,7 @@ impl TicketWriter {
             match res {
                 Ok(ids) => {
                     act.written += ids.len() as u64;
-                    for e in batch {
-                        if let Some(reply) = e.reply {
-                            let _ = reply.send(Ok(()));
-                        }
-                    }
+                    answer(batch, &ids);
                     act.schedule(ctx);
                 }
                 Err(e) => {
@@ -141,6 +138,18 @@ impl TicketWriter {
                 }
             }
         }));
+    }
+}
+
+/// Tells each waiting entry of a committed batch the id of its ticket (tickets got their
+/// ids in batch order).
+fn answer(batch: Vec<Entry>, ids: &[i64]) {
+    let mut ids = ids.iter().copied();
+    for e in batch {
+        let id = if e.ticket.is_some() { ids.next() } else { None };
+        if let Some(reply) = e.reply {
+            let _ = reply.send(Ok(id));
+        }
     }
 }
 
@@ -177,14 +186,14 @@ impl Handler<WriteTicket> for TicketWriter {
 
 /// Record a job's outcome and, when final, its ticket; answers after the commit.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<Option<i64>, String>")]
 pub struct RecordOutcome {
     pub update: JobUpdate,
     pub ticket: Option<NewTicket>,
 }
 
 impl Handler<RecordOutcome> for TicketWriter {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.push(Entry { jobs: Vec::new(), update: Some(msg.update), ticket: msg.ticket, reply: Some(tx) }, ctx);
@@ -205,7 +214,7 @@ impl Handler<StoreJobs> for TicketWriter {
         }
         let (tx, rx) = oneshot::channel();
         self.push(Entry { jobs: msg.0, update: None, ticket: None, reply: Some(tx) }, ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
 
@@ -222,15 +231,18 @@ impl Handler<FlushTickets> for TicketWriter {
         let (jobs, updates, tickets) = split(&batch);
         let db = self.db.clone();
         Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &tickets).await }.into_actor(self).map(move |res, act, _| {
-            let outcome = res.as_ref().map(|_| ()).map_err(|e| e.to_string());
-            if let Ok(ids) = &res {
-                act.written += ids.len() as u64;
-            } else if let Err(e) = &res {
-                tracing::error!(error = %e, "final flush of outcomes and tickets failed");
-            }
-            for e in batch {
-                if let Some(reply) = e.reply {
-                    let _ = reply.send(outcome.clone());
+            match res {
+                Ok(ids) => {
+                    act.written += ids.len() as u64;
+                    answer(batch, &ids);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "final flush of outcomes and tickets failed");
+                    for entry in batch {
+                        if let Some(reply) = entry.reply {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
                 }
             }
             act.written

@@ -1,0 +1,124 @@
+//! The table of every HTTP endpoint: method, path, handler, and what the OpenAPI document
+//! says about it. Routes are registered FROM this table, so a route cannot exist without
+//! its description (and `GET /openapi.json` is generated from the same rows).
+
+use actix_web::http::Method;
+use actix_web::{Route, web};
+
+use super::{connectors, events, governance, health, metrics, openapi, parked, tickets};
+
+/// What a request body is, for the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// JSON matching the named schema in `components.schemas`.
+    Json(&'static str),
+    /// JSON, optional (an empty body is accepted).
+    OptionalJson(&'static str),
+    /// A connector document, YAML or JSON.
+    Connector,
+}
+
+/// One endpoint.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    /// Open without the admin token (probes, metrics, the document itself).
+    pub public: bool,
+    pub summary: &'static str,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    pub body: Body,
+    /// The success status and what it returns.
+    pub ok: (u16, &'static str),
+    /// Error statuses it can answer (each with the shared error shape).
+    pub errors: &'static [u16],
+    pub route: fn() -> Route,
+}
+
+/// The given value, or the default when the row leaves it out.
+macro_rules! or_default {
+    ($default:expr) => {
+        $default
+    };
+    ($default:expr, $value:expr) => {
+        $value
+    };
+}
+
+/// One row of the table: `endpoint!(GET "/path" => handler, "summary", ok 200 "what", …)`.
+macro_rules! endpoint {
+    ($method:ident $path:literal => $handler:path, $summary:literal, ok $ok:literal $ok_text:literal $(, public $public:literal)? $(, query $query:expr)? $(, body $body:expr)? $(, errors $errors:expr)?) => {
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            public: false $(|| $public)?,
+            summary: $summary,
+            query: or_default!(&[] $(, $query)?),
+            body: or_default!(Body::None $(, $body)?),
+            ok: ($ok, $ok_text),
+            errors: or_default!(&[] $(, $errors)?),
+            route: || web::method(Method::$method).to($handler),
+        }
+    };
+}
+
+/// Every endpoint, in registration order (a literal path before a `{param}` sibling).
+pub fn all(fault_injection: bool) -> Vec<Endpoint> {
+    let mut all = vec![
+        endpoint!(GET "/healthz" => health::healthz, "Liveness: the process answers.", ok 200 "`{\"status\":\"ok\"}`", public true),
+        endpoint!(GET "/readyz" => health::readyz, "Readiness: the database answers and the registry runs.", ok 200 "readiness report", public true, errors &[503]),
+        endpoint!(GET "/metrics" => metrics::metrics, "Prometheus metrics (text format 0.0.4), labelled by connector.", ok 200 "exposition text", public true, errors &[503]),
+        endpoint!(GET "/openapi.json" => openapi::document, "This document.", ok 200 "OpenAPI 3 document", public true),
+        endpoint!(GET "/connectors" => connectors::list, "List connectors: their ids, or a map with status and/or info.", ok 200 "ids, or a map id → {status, info}",
+            query &[("expand", "`status`, `info` or both, comma-separated")], errors &[401]),
+        endpoint!(POST "/connectors" => connectors::create, "Register a connector at run time (persisted).", ok 201 "`{id, config}`",
+            body Body::Connector, errors &[400, 401, 409, 503]),
+        endpoint!(GET "/connectors/{id}" => connectors::get, "One connector: origin, source and validated config.", ok 200 "connector info", errors &[401, 404]),
+        endpoint!(PUT "/connectors/{id}" => connectors::replace, "Replace a connector (hot reload; queued work is kept) or create it.", ok 200 "`{id, config}` (201 when created)",
+            body Body::Connector, errors &[400, 401, 409, 503]),
+        endpoint!(DELETE "/connectors/{id}" => connectors::delete, "Remove a connector registered over the API.", ok 204 "nothing", errors &[401, 404, 409, 503]),
+        endpoint!(GET "/connectors/{id}/status" => connectors::status, "State, children, restarts, last error, queue depth, counters, alerts.", ok 200 "connector status", errors &[401, 404]),
+        endpoint!(PUT "/connectors/{id}/pause" => connectors::pause, "Pause one connector (persisted); events are still accepted and stored.", ok 202 "`{id, paused: true}`", errors &[401, 404, 503]),
+        endpoint!(PUT "/connectors/{id}/resume" => connectors::resume, "Resume one connector; its backlog drains in order per key.", ok 202 "`{id, paused: false}`", errors &[401, 404, 503]),
+        endpoint!(POST "/connectors/{id}/restart" => connectors::restart, "Restart a connector's children; the way out of `failed`.", ok 202 "`{id, restarting: true}`", errors &[401, 404]),
+        endpoint!(POST "/connectors/{id}/test" => connectors::test, "Dry run: the exact request for an event (secrets masked), or why it would be filtered or parked. Sends and stores nothing.", ok 200 "dry-run verdict",
+            query &[("topic", "the topic the event is published on (default: the connector's first)")], body Body::Json("Event"), errors &[400, 401, 404]),
+        endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
+        endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),
+        endpoint!(POST "/events/{topic}" => events::publish, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`",
+            body Body::Json("Event"), errors &[400, 401, 413, 503]),
+        endpoint!(GET "/tickets" => tickets::list, "Sync tickets, oldest first, with filters and cursor pagination.", ok 200 "`{tickets, next}`",
+            query &[("connector", "connector id"), ("status", "completed, parked, skipped or conflict"), ("direction", "outbound or inbound"), ("since", "RFC 3339, inclusive"), ("until", "RFC 3339, exclusive"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")],
+            errors &[400, 401, 503]),
+        endpoint!(GET "/tickets/verify" => tickets::verify, "Walk the tickets' hash chain; names the first broken link.", ok 200 "`{ok, checked, anchor, firstBroken}`", errors &[401, 503]),
+        endpoint!(GET "/tickets/{id}" => tickets::get, "One ticket, by `SYNC-n` or `n`.", ok 200 "ticket", errors &[400, 401, 404, 503]),
+        endpoint!(GET "/parked" => parked::list, "Parked jobs, oldest first.", ok 200 "`{parked, next}`",
+            query &[("connector", "connector id"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")], errors &[400, 401, 503]),
+        endpoint!(GET "/parked/{id}" => parked::get, "One parked job.", ok 200 "job", errors &[401, 404, 409, 503]),
+        endpoint!(DELETE "/parked/{id}" => parked::discard, "Discard a parked job (kept as history, ticketed `skipped`).", ok 204 "nothing", errors &[401, 404, 409, 503]),
+        endpoint!(POST "/parked/{id}/replay" => parked::replay, "Send a parked job again through the normal path, optionally with an edited payload.", ok 202 "the job, pending again",
+            body Body::OptionalJson("Replay"), errors &[400, 401, 404, 409, 503]),
+    ];
+    if fault_injection {
+        all.push(endpoint!(POST "/connectors/{id}/faults" => connectors::fault, "Test hook (server.fault_injection): make a child panic or stop, or kill the connector's arbiter.", ok 202 "`{id, injected}`",
+            body Body::Json("Fault"), errors &[400, 401]));
+    }
+    all
+}
+
+/// Registers every endpoint: public ones at the top level, the rest in a scope that
+/// checks the bearer token when one is configured.
+pub fn register(cfg: &mut web::ServiceConfig, token: Option<String>, fault_injection: bool) {
+    let mut admin = web::scope("")
+        .wrap(actix_web::middleware::from_fn(super::auth::require_token))
+        .app_data(web::Data::new(super::auth::AdminToken(token)));
+    for e in all(fault_injection) {
+        if e.public {
+            cfg.route(e.path, (e.route)());
+        } else {
+            admin = admin.route(e.path, (e.route)());
+        }
+    }
+    cfg.service(admin);
+}

@@ -1,0 +1,105 @@
+//! `GET /openapi.json`: an OpenAPI 3.0 document generated from the [endpoint
+//! table](super::endpoints), so it lists exactly the routes the server registers, with
+//! their bodies, errors (one shared shape) and auth.
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::endpoints::{self, Body, Endpoint};
+
+/// Reason phrases for the error statuses the API uses.
+fn describe_error(status: u16) -> &'static str {
+    match status {
+        400 => "Bad request: the body, a parameter or the document is invalid (details list every error).",
+        401 => "Missing or wrong bearer token.",
+        404 => "No such connector, ticket or job.",
+        409 => "Conflict: the id exists, the connector is owned by a file, or the job is not parked.",
+        413 => "Body over server.max_body_bytes.",
+        503 => "Storage or runtime unavailable; nothing was accepted.",
+        _ => "Error.",
+    }
+}
+
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect()
+}
+
+fn operation(e: &Endpoint) -> Value {
+    let mut params = path_params(e.path);
+    params.extend(e.query.iter().map(|(name, d)| json!({ "name": name, "in": "query", "required": false, "description": d, "schema": { "type": "string" } })));
+    if e.path == "/events/{topic}" {
+        params.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false, "description": "The event id; the same id is delivered once per connector. Default: a new UUIDv7.", "schema": { "type": "string" } }));
+    }
+    let mut responses = Map::new();
+    responses.insert(e.ok.0.to_string(), json!({ "description": e.ok.1 }));
+    for status in e.errors {
+        responses.insert(status.to_string(), json!({ "description": describe_error(*status), "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
+    }
+    let mut op = json!({ "summary": e.summary, "operationId": operation_id(e), "parameters": params, "responses": responses });
+    let body = match e.body {
+        Body::None => None,
+        Body::Json(schema) => Some(json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })),
+        Body::OptionalJson(schema) => Some(json!({ "required": false, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })),
+        Body::Connector => Some(json!({ "required": true, "description": "A connector document (docs/connectors.md), YAML or JSON.", "content": {
+            "application/yaml": { "schema": { "type": "string" } },
+            "application/json": { "schema": { "$ref": "#/components/schemas/Connector" } } } })),
+    };
+    if let Some(b) = body {
+        op["requestBody"] = b;
+    }
+    op["security"] = if e.public { json!([]) } else { json!([{ "bearer": [] }]) };
+    op
+}
+
+/// `GET /connectors/{id}/status` → `get_connectors_id_status`.
+fn operation_id(e: &Endpoint) -> String {
+    let path: String = e.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let path = path.split('_').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("_");
+    format!("{}_{}", e.method.as_str().to_lowercase(), path)
+}
+
+/// The whole document for the given endpoint table.
+pub fn build(all: &[Endpoint]) -> Value {
+    let mut paths = Map::new();
+    for e in all {
+        let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        entry[e.method.as_str().to_lowercase()] = operation(e);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hms-sync admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Connectors, events, tickets, parked jobs, governance, probes and metrics. Admin routes need `Authorization: Bearer <server.admin_token>` when a token is configured (without one the service listens on loopback only). Every error has one JSON shape: {error_code, message, details?}."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error_code", "message"], "properties": {
+                    "error_code": { "type": "integer", "description": "The HTTP status." },
+                    "message": { "type": "string" },
+                    "details": { "type": "array", "description": "Validation errors of a connector document.", "items": { "$ref": "#/components/schemas/SpecError" } } } },
+                "SpecError": { "type": "object", "properties": {
+                    "file": { "type": "string" }, "line": { "type": "integer" }, "column": { "type": "integer" },
+                    "path": { "type": "string", "description": "Dotted field path, e.g. retry.max." }, "message": { "type": "string" } } },
+                "Connector": { "type": "object", "required": ["id", "type"], "description": "See docs/connectors.md.", "properties": {
+                    "id": { "type": "string" }, "type": { "type": "string", "enum": ["outbound", "inbound", "two-way"] } }, "additionalProperties": true },
+                "Event": { "description": "Any JSON value; objects are usual.", "nullable": true },
+                "Governance": { "type": "object", "required": ["sync_enabled"], "properties": { "sync_enabled": { "type": "boolean" } }, "additionalProperties": false },
+                "Replay": { "type": "object", "properties": { "payload": { "description": "Replaces the event before it is sent again." } }, "additionalProperties": false },
+                "Fault": { "type": "object", "required": ["child", "fault"], "additionalProperties": false, "properties": {
+                    "child": { "type": "string", "enum": ["pusher", "puller", "retrier"] },
+                    "fault": { "type": "string", "enum": ["panic", "stop", "arbiter"] } } }
+            }
+        }
+    })
+}
+
+pub async fn document(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(build(&endpoints::all(state.fault_injection)))
+}

@@ -16,6 +16,7 @@
 //! - [`admin`]: the admin HTTP API.
 //! - [`cli`]: the `hms-sync` command line.
 //! - [`telemetry`]: the tracing subscriber.
+//! - [`webhook`]: inbound webhooks: signature verification and intake.
 
 pub mod actors;
 pub mod admin;
@@ -30,3 +31,4 @@ pub mod spec;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;

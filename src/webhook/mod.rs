@@ -1,0 +1,4 @@
+//! Inbound webhooks: verification of each scheme (pure) and the HTTP intake that stores an
+//! accepted webhook durably before answering.
+
+pub mod verify;

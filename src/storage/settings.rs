@@ -5,10 +5,10 @@ use entities::settings::{ActiveModel, Column, Entity};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryTrait};
 
-use super::{Db, StorageError, from_json_text, now, to_json_text};
+use super::{StorageError, from_json_text, now, to_json_text};
 
 /// The value stored under `key`, or `None` if it was never set.
-pub async fn get_setting(db: &Db, key: &str) -> Result<Option<serde_json::Value>, StorageError> {
+pub async fn get_setting<C: ConnectionTrait>(db: &C, key: &str) -> Result<Option<serde_json::Value>, StorageError> {
     match Entity::find_by_id(key.to_owned()).one(db).await? {
         Some(row) => Ok(Some(from_json_text(
             &row.value,

@@ -434,7 +434,21 @@ pub struct ChainReport {
 /// Walks every ticket in id order and reports the first broken link: a row whose content
 /// no longer matches its hash (edited), or whose `prev_hash` is not the hash before it
 /// (deleted, inserted or reordered rows).
+///
+/// The walk runs in one read transaction (a snapshot: repeatable read on PostgreSQL), so a
+/// retention prune committing meanwhile cannot make an intact chain look broken.
 pub async fn verify_chain(db: &Db) -> Result<ChainReport, StorageError> {
+    use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+    let txn = match db.get_database_backend() {
+        DbBackend::Postgres => db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?,
+        _ => db.begin().await?,
+    };
+    let report = verify_in(&txn).await;
+    txn.rollback().await?;
+    report
+}
+
+async fn verify_in(db: &DatabaseTransaction) -> Result<ChainReport, StorageError> {
     let anchor = super::settings::get_setting(db, ANCHOR_KEY)
         .await?
         .and_then(|v| v.as_str().map(str::to_string))

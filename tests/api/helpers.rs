@@ -533,3 +533,26 @@ pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> 
     };
     std::process::Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
 }
+
+/// A GET without the admin token: the status, the `Content-Type` and the body as text.
+pub async fn get_open(base: &str, path: &str) -> (u16, String, String) {
+    let client = awc::Client::default();
+    let mut resp = client.get(format!("{base}{path}")).send().await.unwrap_or_else(|e| panic!("GET {path} reaches the app: {e}"));
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let bytes = resp.body().limit(16 << 20).await.unwrap();
+    (resp.status().as_u16(), content_type, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `hms-sync ARGS` as a thin client of the service at `url` (HMS_SYNC_URL), bounded, off
+/// the test's thread (the app's actors run on it and must keep answering).
+pub async fn run_client(url: &str, args: &[&str]) -> std::process::Output {
+    let url = url.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut cmd = bin();
+        cmd.args(&args).env("HMS_SYNC_URL", url).env_remove("HMS_SYNC_TOKEN").env_remove("HMS_SYNC_CONFIG");
+        run_bounded(cmd, None, Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
+}

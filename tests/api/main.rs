@@ -8,5 +8,6 @@ mod cli;
 mod connectors;
 mod durability;
 mod governance;
+mod operations;
 mod outbound;
 mod supervision;

@@ -1,0 +1,589 @@
+//! Operations: Prometheus metrics, the tamper-evident ticket chain (API and `hms-sync audit
+//! verify`), ticket retention with its anchor (also while a chain check runs), fail-rate and
+//! parked-job alerts, JSON logs of the real binary, and the `hms-sync status` table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use prometheus_parse::{Sample, Scrape, Value as PromValue};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// An outbound connector POSTing `{ n }` to `{base}/{id}/{n}`, one key per `n`.
+fn connector(id: &str, topic: &str, base: &str, retry: &str) -> String {
+    r#"id: @ID@
+type: outbound
+trigger: { topic: @TOPIC@ }
+key: "{{ n }}"
+map:
+  to:
+    url: "@BASE@/@ID@/{n}"
+    method: POST
+    body: { n: "{{ n }}" }
+retry: @RETRY@
+"#
+    .replace("@ID@", id)
+    .replace("@TOPIC@", topic)
+    .replace("@BASE@", base)
+    .replace("@RETRY@", retry)
+}
+
+fn write_connector(dir: &std::path::Path, id: &str, yaml: &str) {
+    std::fs::write(dir.join("connectors").join(format!("{id}.yaml")), yaml).unwrap();
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("expected a string, found {v}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+/// What one exposition text says about its families, checked line by line.
+struct Families {
+    /// Family name → its `# TYPE`.
+    types: BTreeMap<String, String>,
+}
+
+/// Checks the exposition text's shape: one HELP and one TYPE per family, both before the
+/// family's samples, and each family's lines in one contiguous group.
+fn check_exposition(text: &str) -> Families {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut helps: BTreeMap<String, usize> = BTreeMap::new();
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut type_lines: BTreeMap<String, usize> = BTreeMap::new();
+    for l in &lines {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        match words.as_slice() {
+            ["#", "HELP", name, ..] => *helps.entry(name.to_string()).or_default() += 1,
+            ["#", "TYPE", name, kind] => {
+                *type_lines.entry(name.to_string()).or_default() += 1;
+                types.insert(name.to_string(), kind.to_string());
+            }
+            ["#", ..] => panic!("unexpected comment line {l:?}"),
+            _ => {}
+        }
+    }
+    for (name, n) in &helps {
+        assert_eq!(*n, 1, "family {name} has {n} `# HELP` lines:\n{text}");
+        assert!(type_lines.contains_key(name), "family {name} has a HELP but no TYPE line:\n{text}");
+    }
+    for (name, n) in &type_lines {
+        assert_eq!(*n, 1, "family {name} has {n} `# TYPE` lines:\n{text}");
+        assert!(helps.contains_key(name), "family {name} has a TYPE but no HELP line:\n{text}");
+    }
+    let family_of = |sample: &str| -> String {
+        if types.contains_key(sample) {
+            return sample.to_string();
+        }
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = sample.strip_suffix(suffix)
+                && matches!(types.get(base).map(String::as_str), Some("histogram" | "summary"))
+            {
+                return base.to_string();
+            }
+        }
+        panic!("sample {sample} belongs to no declared family:\n{text}")
+    };
+    // The family of every line, in order; runs of one family collapsed.
+    let mut runs: Vec<String> = Vec::new();
+    let mut first_sample: BTreeMap<String, usize> = BTreeMap::new();
+    let mut doc_at: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let family = if let Some(rest) = l.strip_prefix("# HELP ").or_else(|| l.strip_prefix("# TYPE ")) {
+            let name = rest.split_whitespace().next().unwrap().to_string();
+            doc_at.entry(name.clone()).or_default().push(i);
+            name
+        } else {
+            let name: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+            let family = family_of(&name);
+            first_sample.entry(family.clone()).or_insert(i);
+            family
+        };
+        if runs.last() != Some(&family) {
+            runs.push(family);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for f in &runs {
+        assert!(seen.insert(f.clone()), "the lines of family {f} are not one contiguous group:\n{text}");
+    }
+    for (family, at) in &first_sample {
+        let docs = doc_at.get(family).cloned().unwrap_or_default();
+        assert!(docs.len() == 2 && docs.iter().all(|d| d < at), "HELP and TYPE of {family} must come before its samples:\n{text}");
+    }
+    for (name, kind) in &types {
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter {name} does not end in _total");
+        }
+    }
+    Families { types }
+}
+
+fn scrape(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the exposition text parses")
+}
+
+/// The samples of `metric` whose labels include all of `labels`.
+fn samples<'a>(s: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    s.samples.iter().filter(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))).collect()
+}
+
+/// The value of the one sample of `metric` with `labels`; `None` when there is none.
+fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found = samples(s, metric, labels);
+    assert!(found.len() <= 1, "more than one sample of {metric} {labels:?}: {found:?}");
+    found.first().map(|x| match &x.value {
+        PromValue::Counter(v) | PromValue::Gauge(v) | PromValue::Untyped(v) => *v,
+        other => panic!("{metric} is not a single value: {other:?}"),
+    })
+}
+
+async fn metrics_text(base: &str) -> String {
+    let (code, content_type, body) = get_open(base, "/metrics").await;
+    assert_eq!(code, 200, "GET /metrics: {body}");
+    assert!(content_type.starts_with("text/plain"), "content type {content_type:?}");
+    body
+}
+
+#[actix_web::test]
+async fn metrics_count_deliveries_failures_parked_jobs_queues_and_restarts() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-metrics");
+    write_connector(&dir, "m", &connector("m", "metrics.m", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "q", &connector("q", "metrics.q", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    let mut settings = test_settings(&dir);
+    settings.server.admin_token = Some("ops-metrics-token".into());
+    let app = TestApp::spawn(settings).await;
+    app.wait_state("m", "running").await;
+    // The token is in force: an admin route refuses a request without it.
+    assert_eq!(get_open(&app.base, "/connectors").await.0, 401, "admin routes need the token");
+
+    // m: one slow success (300 ms, for the latency unit), one failure then a success, one
+    // permanent failure (parked).
+    fake.script_path("/m/1", [Reply::Stall(Duration::from_millis(300))]);
+    fake.script_path("/m/2", [Reply::Status(503)]);
+    fake.script_path("/m/3", [Reply::Status(400)]);
+    for n in 1..=3 {
+        app.publish("metrics.m", json!({"n": n})).await;
+    }
+    // q: paused, three jobs waiting.
+    assert_eq!(app.call("PUT", "/connectors/q/pause", None).await.0, 202);
+    app.wait_state("q", "paused").await;
+    for n in 1..=3 {
+        app.publish("metrics.q", json!({"n": n})).await;
+    }
+    app.wait_tickets("connector=m&status=completed", 2).await;
+    app.wait_tickets("connector=m&status=parked", 1).await;
+    let s = app.status("q").await;
+    assert_eq!(s["queue_depth"], 3, "{s}");
+
+    // A crash of m's pusher, restarted by its supervisor.
+    app.fault("m", "pusher", "panic").await;
+    poll_until("m's pusher to be restarted", WAIT, || async {
+        let s = app.status("m").await;
+        (s["restarts"] == 1 && s["state"] == "running").then_some(())
+    })
+    .await;
+
+    let body = metrics_text(&app.base).await;
+    let families = check_exposition(&body);
+    for f in ["sync_ok_total", "sync_fail_total", "sync_parked_total", "sync_restarts_total", "sync_events_accepted_total"] {
+        assert_eq!(families.types.get(f).map(String::as_str), Some("counter"), "{f} is a counter:\n{body}");
+    }
+    for f in ["sync_queue_depth", "sync_parked_jobs"] {
+        assert_eq!(families.types.get(f).map(String::as_str), Some("gauge"), "{f} is a gauge:\n{body}");
+    }
+    assert_eq!(families.types.get("sync_latency_seconds").map(String::as_str), Some("histogram"), "{body}");
+
+    let scrape = scrape(&body);
+    let m = [("connector", "m")];
+    let q = [("connector", "q")];
+    assert_eq!(value(&scrape, "sync_ok_total", &m), Some(2.0), "two deliveries succeeded:\n{body}");
+    assert_eq!(value(&scrape, "sync_fail_total", &m), Some(2.0), "one 503, one 400:\n{body}");
+    assert_eq!(value(&scrape, "sync_parked_total", &m), Some(1.0), "{body}");
+    assert_eq!(value(&scrape, "sync_events_accepted_total", &m), Some(3.0), "{body}");
+    assert_eq!(value(&scrape, "sync_events_accepted_total", &q), Some(3.0), "{body}");
+    assert_eq!(value(&scrape, "sync_restarts_total", &m), Some(1.0), "the injected fault:\n{body}");
+    assert!(matches!(value(&scrape, "sync_restarts_total", &q), None | Some(0.0)), "q never crashed:\n{body}");
+    assert!(matches!(value(&scrape, "sync_ok_total", &q), None | Some(0.0)), "q sent nothing while paused:\n{body}");
+    assert_eq!(value(&scrape, "sync_queue_depth", &q), Some(3.0), "q's three waiting jobs:\n{body}");
+    assert!(matches!(value(&scrape, "sync_queue_depth", &m), None | Some(0.0)), "m's queue is empty:\n{body}");
+    assert_eq!(value(&scrape, "sync_parked_jobs", &m), Some(1.0), "m's parked job:\n{body}");
+    assert!(matches!(value(&scrape, "sync_parked_jobs", &q), None | Some(0.0)), "{body}");
+
+    // The latency histogram, in seconds: four attempts, one of them at least 300 ms.
+    let hist = samples(&scrape, "sync_latency_seconds", &m);
+    assert_eq!(hist.len(), 1, "one histogram for m: {hist:?}");
+    let PromValue::Histogram(buckets) = &hist[0].value else { panic!("not a histogram: {:?}", hist[0]) };
+    assert!(buckets.len() >= 2, "{buckets:?}");
+    let inf = buckets.iter().find(|b| b.less_than.is_infinite()).expect("a +Inf bucket");
+    assert_eq!(inf.count, 4.0, "four attempts observed: {buckets:?}");
+    let count = value(&scrape, "sync_latency_seconds_count", &m).expect("sync_latency_seconds_count");
+    let sum = value(&scrape, "sync_latency_seconds_sum", &m).expect("sync_latency_seconds_sum");
+    assert_eq!(count, 4.0, "{body}");
+    assert!((0.3..10.0).contains(&sum), "the sum is in seconds (one attempt took >= 0.3 s, all together far less than 10 s): {sum}");
+    let under_quarter = buckets.iter().find(|b| (b.less_than - 0.25).abs() < 1e-9).expect("a 0.25 s bucket");
+    assert!(under_quarter.count <= 3.0, "the 300 ms attempt is above the 0.25 s bucket: {buckets:?}");
+    let mut last = 0.0;
+    for b in buckets {
+        assert!(b.count >= last, "buckets are cumulative: {buckets:?}");
+        last = b.count;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tamper evidence
+
+#[actix_web::test]
+async fn an_edited_ticket_breaks_the_chain_and_audit_verify_names_it() {
+    use sea_orm::ConnectionTrait;
+
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-tamper");
+    write_connector(&dir, "t", &connector("t", "tamper.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    app.wait_state("t", "running").await;
+    for n in 1..=3 {
+        app.publish("tamper.test", json!({"n": n})).await;
+    }
+    let tickets = app.wait_tickets("connector=t&status=completed", 3).await;
+    assert_eq!(tickets.len(), 3, "{tickets:?}");
+
+    let (code, report) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checked"], 3, "{report}");
+    let out = run_client(&app.base, &["audit", "verify"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "an intact chain: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok") && stdout.contains('3'), "{stdout}");
+    assert!(!stdout.contains("BROKEN"), "{stdout}");
+
+    // Someone edits the middle ticket straight in the database.
+    let victim = tickets[1]["id"].as_i64().unwrap();
+    assert_eq!(tickets[1]["status"], "completed");
+    let db = sea_orm::Database::connect(app.settings.database_url()).await.expect("the app's SQLite file opens");
+    let res = db.execute_unprepared(&format!("UPDATE sync_tickets SET status = 'parked' WHERE id = {victim}")).await.unwrap();
+    assert_eq!(res.rows_affected(), 1);
+    db.close().await.unwrap();
+    let (_, edited) = app.call("GET", &format!("/tickets/SYNC-{victim}"), None).await;
+    assert_eq!(edited["status"], "parked", "the edit is real: {edited}");
+
+    let (code, report) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    let broken = format!("SYNC-{victim}");
+    assert_eq!(report["firstBroken"]["ticketId"], broken.as_str(), "{report}");
+    assert_eq!(report["checked"], 2, "the first ticket held, the second is broken: {report}");
+    assert!(text(&report["firstBroken"]["reason"]).contains("edited"), "{report}");
+
+    let out = run_client(&app.base, &["audit", "verify"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "a broken chain: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("BROKEN") && stdout.contains(&broken), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[actix_web::test]
+async fn retention_prunes_old_tickets_and_the_anchored_chain_still_verifies() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-retention");
+    write_connector(&dir, "r", &connector("r", "retention.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    let mut settings = test_settings(&dir);
+    settings.tickets.retention_days = 0;
+    settings.tickets.prune_every_secs = 1;
+    let app = TestApp::spawn(settings).await;
+    app.wait_state("r", "running").await;
+    for n in 1..=5 {
+        app.publish("retention.test", json!({"n": n})).await;
+    }
+    // Five tickets were written (ids 1..5 in a fresh database); all but the newest go.
+    let left = poll_until("only the newest ticket to remain", WAIT, || async {
+        let t = app.tickets("").await;
+        (t.len() == 1 && t[0]["ticketId"] == "SYNC-5").then_some(t)
+    })
+    .await;
+    assert_eq!(fake.received().len(), 5, "five deliveries");
+    let (_, report) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(report["ok"], true, "pruning keeps the chain verifiable: {report}");
+    assert_eq!(report["checked"], 1, "{report}");
+    assert_ne!(report["anchor"], GENESIS, "the anchor is the last pruned ticket's hash: {report}");
+    assert_eq!(report["anchor"], left[0]["prevHash"], "the oldest ticket chains to the anchor: {report} {}", left[0]);
+
+    // The chain continues from the kept ticket, and the next prune moves the anchor.
+    let kept_hash = left[0]["hash"].clone();
+    app.publish("retention.test", json!({"n": 6})).await;
+    let left = poll_until("the sixth ticket to be the only one", WAIT, || async {
+        let t = app.tickets("").await;
+        (t.len() == 1 && t[0]["ticketId"] == "SYNC-6").then_some(t)
+    })
+    .await;
+    assert_eq!(left[0]["prevHash"], kept_hash, "{}", left[0]);
+    let (_, report) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["anchor"], kept_hash, "{report}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Alerts
+
+/// The alerts the receiver got for `connector` of `kind`, as JSON bodies.
+fn alerts_of(receiver: &FakeSystem, connector: &str, kind: &str) -> Vec<Value> {
+    receiver.received().into_iter().filter(|r| r.body["connector"] == connector && r.body["kind"] == kind).map(|r| r.body).collect()
+}
+
+/// Waits until `connector`'s status lists an alert of `kind` and every alert it lists went
+/// out (its POST answered); returns the listed alerts.
+async fn settled_alerts(app: &TestApp, connector: &str, kind: &str) -> Vec<Value> {
+    poll_until(&format!("a delivered {kind} alert of {connector}"), WAIT, || async {
+        let s = app.status(connector).await;
+        let list = s["alerts"].as_array().cloned().unwrap_or_default();
+        let done = list.iter().any(|a| a["kind"] == kind) && list.iter().all(|a| a["delivered"] == true);
+        done.then_some(list)
+    })
+    .await
+}
+
+fn check_alert_shape(alert: &Value, connector: &str, kind: &str) {
+    assert_eq!(alert["connector"], connector, "{alert}");
+    assert_eq!(alert["kind"], kind, "{alert}");
+    assert!(!text(&alert["message"]).is_empty(), "{alert}");
+    let at = text(&alert["at"]);
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "`at` is an RFC 3339 time: {alert}");
+}
+
+#[actix_web::test]
+async fn a_failure_burst_raises_one_rate_limited_alert_and_a_parked_job_raises_its_own() {
+    let receiver = FakeSystem::start().await;
+    let failing = FakeSystem::start().await;
+    failing.answer_always(Reply::Status(503));
+    let refusing = FakeSystem::start().await;
+    refusing.answer_always(Reply::Status(400));
+    let dir = temp_dir("ops-alerts");
+    write_connector(&dir, "flaky", &connector("flaky", "alert.flaky", &failing.base, "{ max: 10, backoffMs: 10, maxBackoffMs: 50 }"));
+    write_connector(&dir, "strict", &connector("strict", "alert.strict", &refusing.base, "{ max: 10, backoffMs: 10 }"));
+    let mut settings = test_settings(&dir);
+    settings.alerts.url = Some(format!("{}/alerts", receiver.base));
+    settings.alerts.rule = "rate(sync.fail) > 2 per 1m".into();
+    settings.alerts.min_interval_secs = 60;
+    let app = TestApp::spawn(settings).await;
+    app.wait_state("flaky", "running").await;
+    app.wait_state("strict", "running").await;
+
+    app.publish("alert.flaky", json!({"n": 1})).await;
+    poll_until("flaky to have failed at least 6 times", WAIT, || async {
+        (app.status("flaky").await["counters"]["failed_attempts"].as_u64().unwrap_or(0) >= 6).then_some(())
+    })
+    .await;
+    let listed = settled_alerts(&app, "flaky", "fail-rate").await;
+    let listed_rate: Vec<_> = listed.iter().filter(|a| a["kind"] == "fail-rate").collect();
+    assert_eq!(listed_rate.len(), 1, "one fail-rate alert in a minute: {listed:#?}");
+    let sent = alerts_of(&receiver, "flaky", "fail-rate");
+    assert_eq!(sent.len(), 1, "the receiver got exactly one fail-rate alert: {sent:#?}");
+    let alert = &sent[0];
+    check_alert_shape(alert, "flaky", "fail-rate");
+    assert!(text(&alert["message"]).starts_with("3 failed"), "raised at the third failure (more than 2): {alert}");
+    let posts: Vec<_> = receiver.received();
+    assert!(posts.iter().all(|r| r.method == "POST" && r.path == "/alerts"), "{posts:#?}");
+    assert!(posts.iter().all(|r| r.header("content-type").is_some_and(|c| c.starts_with("application/json"))), "{posts:#?}");
+
+    // All ten attempts failed and the job is parked: still one fail-rate alert, and a parked
+    // alert naming the job.
+    let parked = app.wait_parked("flaky", 1).await;
+    let job = parked[0]["id"].as_i64().unwrap();
+    let listed = settled_alerts(&app, "flaky", "parked").await;
+    assert_eq!(listed.iter().filter(|a| a["kind"] == "fail-rate").count(), 1, "rate limited: {listed:#?}");
+    assert_eq!(alerts_of(&receiver, "flaky", "fail-rate").len(), 1, "rate limited: {:#?}", receiver.received());
+    let sent = alerts_of(&receiver, "flaky", "parked");
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(text(&sent[0]["message"]).contains(&format!("job {job}")), "{}", sent[0]);
+
+    // A 400 parks at once: a parked alert naming the job, no fail-rate alert (one failure).
+    app.publish("alert.strict", json!({"n": 7})).await;
+    let parked = app.wait_parked("strict", 1).await;
+    let job = parked[0]["id"].as_i64().unwrap();
+    let listed = settled_alerts(&app, "strict", "parked").await;
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    check_alert_shape(&listed[0], "strict", "parked");
+    assert!(text(&listed[0]["message"]).contains(&format!("job {job}")), "{}", listed[0]);
+    let sent = alerts_of(&receiver, "strict", "parked");
+    assert_eq!(sent.len(), 1, "{:#?}", receiver.received());
+    check_alert_shape(&sent[0], "strict", "parked");
+    assert!(text(&sent[0]["message"]).contains(&format!("job {job}")), "the alert names the parked job: {}", sent[0]);
+    assert!(alerts_of(&receiver, "strict", "fail-rate").is_empty(), "{:#?}", receiver.received());
+
+    let body = metrics_text(&app.base).await;
+    let scrape = scrape(&body);
+    assert_eq!(value(&scrape, "sync_alerts_total", &[("connector", "flaky"), ("kind", "fail-rate")]), Some(1.0), "{body}");
+    assert_eq!(value(&scrape, "sync_alerts_total", &[("connector", "strict"), ("kind", "parked")]), Some(1.0), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON logs
+
+#[actix_web::test]
+async fn the_binary_logs_json_lines_with_the_delivery_and_its_span() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-jsonlog");
+    write_connector(&dir, "j", &connector("j", "json.log", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    let log_path = dir.join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut service = Service::up(&dir, &[("HMS_SYNC__LOG__FORMAT", "json"), ("RUST_LOG", "info")], Stdio::from(log)).await;
+    let (code, accepted) = service.call("POST", "/events/json.log", Some(r#"{"n": 42}"#)).await;
+    assert_eq!(code, 202, "{accepted}");
+    let event_id = text(&accepted["event_id"]).to_string();
+    fake.wait_for(1).await;
+    poll_until("the ticket", WAIT, || async {
+        let (_, t) = service.call("GET", "/tickets?connector=j", None).await;
+        (t["tickets"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    })
+    .await;
+    let status = service.terminate();
+    assert!(status.success(), "{status:?}");
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {l:?}\n{log}")))
+        .collect();
+    assert!(lines.iter().all(Value::is_object), "{log}");
+    let url = format!("{}/j/42", fake.base);
+    let delivery = lines
+        .iter()
+        .find(|l| l["message"].as_str().is_some_and(|m| m.contains("POST") && m.contains(&url) && m.contains("200")))
+        .unwrap_or_else(|| panic!("no JSON line shows `POST {url} 200`:\n{log}"));
+    assert_eq!(delivery["level"], "INFO", "{delivery}");
+    let span = &delivery["span"];
+    assert_eq!(span["name"], "delivery", "the line is inside the delivery span: {delivery}");
+    assert_eq!(span["connector"], "j", "{delivery}");
+    assert_eq!(span["event"], event_id.as_str(), "{delivery}");
+    let spans = delivery["spans"].as_array().unwrap_or_else(|| panic!("no span list: {delivery}"));
+    assert!(spans.iter().any(|s| s["name"] == "delivery" && s["connector"] == "j" && s["event"] == event_id.as_str()), "{delivery}");
+}
+
+// ---------------------------------------------------------------------------------------
+// `hms-sync status`
+
+#[actix_web::test]
+async fn status_prints_a_table_with_one_row_per_connector() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-status");
+    write_connector(&dir, "alpha", &connector("alpha", "status.alpha", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "beta", &connector("beta", "status.beta", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    app.wait_state("alpha", "running").await;
+    // alpha: one failed attempt, then one OK delivery; then a crash of its pusher.
+    fake.fail_next(&[503]);
+    app.publish("status.alpha", json!({"n": 1})).await;
+    app.wait_tickets("connector=alpha&status=completed", 1).await;
+    app.fault("alpha", "pusher", "panic").await;
+    poll_until("alpha restarted", WAIT, || async {
+        let s = app.status("alpha").await;
+        (s["restarts"] == 1 && s["state"] == "running").then_some(())
+    })
+    .await;
+    // beta: paused with one job waiting.
+    assert_eq!(app.call("PUT", "/connectors/beta/pause", None).await.0, 202);
+    app.wait_state("beta", "paused").await;
+    app.publish("status.beta", json!({"n": 2})).await;
+
+    let out = run_client(&app.base, &["status"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header_at = lines.iter().position(|l| l.contains("CONNECTOR")).unwrap_or_else(|| panic!("no header line:\n{stdout}"));
+    let header = lines[header_at];
+    for col in ["CONNECTOR", "STATE", "RESTARTS", "QUEUE", "OK", "FAIL", "LAST ERROR"] {
+        assert!(header.contains(col), "header lacks {col}: {header}");
+    }
+    let names: Vec<&str> = header.split_whitespace().collect();
+    let col = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name} column: {header}"));
+    let rows: Vec<Vec<&str>> = lines[header_at + 1..].iter().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "one row per connector:\n{stdout}");
+    let row = |id: &str| rows.iter().find(|r| r[col("CONNECTOR")] == id).unwrap_or_else(|| panic!("no row for {id}:\n{stdout}"));
+    let alpha = row("alpha");
+    assert_eq!(alpha[col("STATE")], "running", "{stdout}");
+    assert_eq!(alpha[col("RESTARTS")], "1", "{stdout}");
+    assert_eq!(alpha[col("QUEUE")], "0", "{stdout}");
+    assert_eq!(alpha[col("OK")], "1", "{stdout}");
+    assert_eq!(alpha[col("FAIL")], "1", "{stdout}");
+    let alpha_line = lines.iter().find(|l| l.split_whitespace().next() == Some("alpha")).unwrap();
+    assert!(alpha_line.contains("pusher panicked"), "the last error is shown: {alpha_line}");
+    let beta = row("beta");
+    assert_eq!(beta[col("STATE")], "paused", "{stdout}");
+    assert_eq!(beta[col("RESTARTS")], "0", "{stdout}");
+    assert_eq!(beta[col("QUEUE")], "1", "{stdout}");
+    assert_eq!(beta[col("OK")], "0", "{stdout}");
+    assert_eq!(beta[col("FAIL")], "0", "{stdout}");
+}
+
+/// A chain check that overlaps a retention prune must not report a broken chain: nothing
+/// was tampered with, the prune only moved the anchor. Many tickets (several pages of the
+/// check) are appended, then the check runs again and again while the next prune happens.
+#[actix_web::test]
+async fn a_chain_check_during_a_prune_reports_no_false_break() {
+    use hms_sync::storage::{append_tickets, ticket_count, NewTicket};
+
+    let dir = temp_dir("ops-verify-prune");
+    let mut settings = test_settings(&dir);
+    settings.tickets.retention_days = 0;
+    settings.tickets.prune_every_secs = 1;
+    let app = TestApp::spawn(settings).await;
+    let db = app.state().db.clone();
+    let ticket = |n: usize| NewTicket {
+        connector_id: "audit".into(),
+        event_id: Some(format!("e-{n}")),
+        delivery_id: None,
+        hms_id: None,
+        external_id: None,
+        direction: "outbound".into(),
+        status: "completed".into(),
+        reason: None,
+        attempts: 1,
+        last_error: None,
+        detail: Some(json!({"n": n})),
+    };
+    let mut false_breaks: Vec<Value> = Vec::new();
+    let mut checks = 0;
+    for round in 0..3 {
+        let batch: Vec<NewTicket> = (0..2500).map(|i| ticket(round * 10_000 + i)).collect();
+        append_tickets(&db, &batch).await.expect("tickets appended");
+        let (_, report) = app.call("GET", "/tickets/verify", None).await;
+        checks += 1;
+        if report["ok"] != true {
+            false_breaks.push(report);
+        }
+        // Check, four at a time, until the prune has run (only the newest ticket left).
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let calls: Vec<_> = (0..4).map(|_| app.call("GET", "/tickets/verify", None)).collect();
+            for (code, report) in futures_util::future::join_all(calls).await {
+                assert_eq!(code, 200, "{report}");
+                checks += 1;
+                if report["ok"] != true {
+                    false_breaks.push(report);
+                }
+            }
+            if ticket_count(&db).await.unwrap() <= 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "round {round}: the prune did not run within {WAIT:?}");
+        }
+    }
+    let (_, report) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(report["ok"], true, "at rest the pruned chain verifies: {report}");
+    assert!(
+        false_breaks.is_empty(),
+        "{} of {checks} chain checks that overlapped a prune reported a break although nothing was tampered with; first: {}",
+        false_breaks.len(),
+        false_breaks[0]
+    );
+}

@@ -12,6 +12,7 @@
 //! - [`demo`]: `up --demo`: the built-in demo target and a first sync to show.
 //! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
 //!   Governance.
+//! - [`sync`]: two-way sync: inbound jobs, record links, echo suppression, resolvers.
 //! - [`storage`]: data access over sea-orm (SQLite or PostgreSQL).
 //! - [`admin`]: the admin HTTP API.
 //! - [`cli`]: the `hms-sync` command line.
@@ -30,5 +31,6 @@ pub mod settings;
 pub mod spec;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod webhook;

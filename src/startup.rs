@@ -121,6 +121,7 @@ impl Application {
         let rule = FailRule::parse(&settings.alerts.rule).map_err(StartupError::Settings)?;
         let alert_url = settings.alerts.url.clone().filter(|u| !u.trim().is_empty());
         let alerts = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone()).start();
+        let bus_slot = Arc::new(std::sync::OnceLock::new());
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),
@@ -129,6 +130,7 @@ impl Application {
             egress: egress(&settings, port),
             metrics: metrics.clone(),
             alerts,
+            bus: bus_slot.clone(),
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {
@@ -140,6 +142,7 @@ impl Application {
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
         let bus = Bus::new(registry.clone(), tickets.clone(), metrics.clone());
+        let _ = bus_slot.set(bus.clone());
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };

@@ -11,13 +11,15 @@ use serde_json::Value;
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
 use super::shared::{ConnectorShared, Counters};
-use crate::delivery::{sender, Egress, Outcome};
-use crate::mapping::{fields, selector};
+use crate::delivery::{Egress, Outcome, sender};
+use crate::mapping::{RenderedRequest, fields, selector};
 use crate::metrics::Metrics;
-use crate::storage::{self, Db, NewDelivery};
+use crate::spec::model::{Pagination, PullSpec};
+use crate::storage::{self, Db};
+use crate::sync::inbound::{inbound_job, scalar_text};
 
-/// The topic of jobs that carry a record from the outside into HMS.
-pub const INBOUND_TOPIC: &str = "inbound";
+/// Most pages one pull follows (a feed that never ends is an error, not a hang).
+const MAX_PAGES: usize = 1000;
 
 pub struct Puller {
     cx: ChildCtx,
@@ -25,11 +27,25 @@ pub struct Puller {
     /// Reloaded from the database at every start: the database, not memory, is the truth.
     cursor: Value,
     running: bool,
+    /// Failed pulls in a row (back-off); 0 after a success.
+    failures: u32,
+    retry: Option<SpawnHandle>,
+    /// Callers of `PullNow` waiting for the pull that is running.
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<PullReport, String>>>,
+}
+
+/// What one pull did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PullReport {
+    pub records: usize,
+    pub pages: usize,
+    pub stored: usize,
+    pub cursor: Value,
 }
 
 impl Puller {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, client: None, cursor: Value::Null, running: false }
+        Self { cx, client: None, cursor: Value::Null, running: false, failures: 0, retry: None, waiting: Vec::new() }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -37,78 +53,147 @@ impl Puller {
             return;
         }
         let Some(client) = self.client.clone() else { return };
+        if let Some(h) = self.retry.take() {
+            ctx.cancel_future(h);
+        }
         self.running = true;
         let shared = self.cx.shared.clone();
         let db = self.cx.rt.db.clone();
         let cursor = self.cursor.clone();
         let egress = self.cx.rt.egress.clone();
         let metrics = self.cx.rt.metrics.clone();
-        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, &metrics, cursor).await }.into_actor(self).map(|res, act, _| {
+        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, &metrics, cursor).await }.into_actor(self).map(|res, act, ctx| {
             act.running = false;
-            match res {
-                Ok((cursor, stored)) => {
-                    act.cursor = cursor;
-                    if stored > 0 {
+            match &res {
+                Ok(report) => {
+                    act.cursor = report.cursor.clone();
+                    act.failures = 0;
+                    if report.stored > 0 {
                         act.cx.supervisor.do_send(Wake);
                     }
                 }
                 Err(e) => {
                     Counters::inc(&act.cx.shared.counters.pull_failures);
-                    tracing::warn!(connector = %act.cx.id(), error = %e, "pull failed; cursor not advanced");
+                    act.failures += 1;
+                    // Back off (the connector's retry steps, capped at its interval); the
+                    // cursor stays where it was.
+                    let policy = act.cx.shared.spec.retry_policy();
+                    let every = act.cx.shared.spec.pull_view().map_or(Duration::from_secs(30), |p| p.every);
+                    let step = Duration::from_millis(policy.backoff_ms.saturating_mul(1u64 << act.failures.min(16).saturating_sub(1))).min(every);
+                    tracing::warn!(connector = %act.cx.id(), error = %e, failures = act.failures, retry_in_ms = step.as_millis() as u64, "pull failed; cursor not advanced");
+                    act.retry = Some(ctx.run_later(step, |act, ctx| {
+                        act.retry = None;
+                        act.tick(ctx);
+                    }));
                 }
+            }
+            for w in act.waiting.drain(..) {
+                let _ = w.send(res.clone());
             }
         }));
     }
 }
 
-/// One pull: fetch, select, store, then advance and persist the cursor.
-async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value) -> Result<(Value, usize), String> {
-    let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
-    let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
-    let req = shared.compiled.render_pull(&cursor, &secrets).map_err(|e| e.to_string())?;
-    let body = sender::fetch_json(client, &req, egress).await.map_err(|o| match o {
-        Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
-        Outcome::Delivered { status } => format!("HTTP {status}"),
-    })?;
-    let records = selector::records(&body, &pull.records);
-    let table = shared.spec.mapping_pairs();
-    let mut next = cursor.clone();
-    let mut jobs = Vec::with_capacity(records.len());
-    for record in &records {
-        let version = pull.cursor_field.as_deref().and_then(|f| fields::get_path(record, f)).cloned().unwrap_or(Value::Null);
-        if greater(&version, &next) {
-            next = version.clone();
-        }
-        let key = pull.id_field.as_deref().and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default();
-        let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
-        jobs.push(NewDelivery {
-            connector_id: shared.id().to_string(),
-            event_id: pulled_event_id(&key, &version, record),
-            topic: INBOUND_TOPIC.into(),
-            record_key: key,
-            payload,
-        });
+/// The position a request starts from: the cursor, less the lookback margin.
+fn with_lookback(cursor: &Value, lookback: Option<u64>) -> Value {
+    let Some(margin) = lookback.filter(|m| *m > 0) else { return cursor.clone() };
+    match cursor {
+        Value::Number(n) if n.is_i64() || n.is_u64() => Value::from(n.as_i64().unwrap_or(i64::MAX).saturating_sub(margin as i64)),
+        Value::Number(n) => Value::from(n.as_f64().unwrap_or(0.0) - margin as f64),
+        Value::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Value::String((t - chrono::Duration::seconds(margin as i64)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            Err(_) => cursor.clone(),
+        },
+        _ => cursor.clone(),
     }
-    storage::enqueue(db, &jobs).await.map_err(|e| e.to_string())?;
-    if next != cursor {
-        storage::save_cursor(db, shared.id(), &next).await.map_err(|e| e.to_string())?;
-    }
-    Counters::add(&shared.counters.pulled, records.len() as u64);
-    metrics.pulled(shared.id());
-    Ok((next, jobs.len()))
 }
 
-/// The id of a pulled change: the record's id and version, so the same change read twice
-/// (lookback, a crash before the cursor was saved) is stored once, while a new version is
-/// a new job. Without a version field the record's content stands for its version.
-fn pulled_event_id(key: &str, version: &Value, record: &Value) -> String {
-    if version.is_null() {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(record.to_string().as_bytes());
-        format!("pull:{key}:#{}", hex::encode(&digest[..12]))
-    } else {
-        format!("pull:{key}:{}", scalar_text(version))
+/// The request for the next page, or `None` when the feed says there is none.
+fn next_page(pull: &PullSpec, first: &RenderedRequest, body: &Value, page_no: u64, got_records: bool, render: impl Fn(Value) -> Result<RenderedRequest, String>) -> Result<Option<RenderedRequest>, String> {
+    match &pull.next {
+        None => Ok(None),
+        Some(Pagination::Link(sel)) => match selector::select(body, sel) {
+            Some(Value::String(link)) if !link.is_empty() => {
+                let url = if link.starts_with("http://") || link.starts_with("https://") { link.clone() } else { join_url(&first.url, link) };
+                Ok(Some(RenderedRequest { url, ..first.clone() }))
+            }
+            _ => Ok(None),
+        },
+        Some(Pagination::Token(sel)) => match selector::select(body, sel) {
+            Some(Value::Null) | None => Ok(None),
+            Some(Value::String(t)) if t.is_empty() => Ok(None),
+            Some(token) => render(token.clone()).map(Some),
+        },
+        Some(Pagination::Page(_)) if !got_records => Ok(None),
+        Some(Pagination::Page(_)) => render(Value::from(page_no + 1)).map(Some),
     }
+}
+
+/// `https://h/a/b?x` + `/c?p=2` → `https://h/c?p=2`; + `c?p=2` → `https://h/a/c?p=2`.
+fn join_url(base: &str, link: &str) -> String {
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let origin_end = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
+    if link.starts_with('/') {
+        return format!("{}{link}", &base[..origin_end]);
+    }
+    let path = base.split('?').next().unwrap_or(base);
+    let dir = path.rfind('/').filter(|i| *i >= origin_end).map_or(format!("{}/", &base[..origin_end]), |i| path[..=i].to_string());
+    format!("{dir}{link}")
+}
+
+/// One pull: every page of the feed from the cursor, every record stored as an inbound
+/// job in ONE transaction, then the cursor advanced to the greatest version seen and saved.
+/// A crash before the save re-reads the same records, which are recognised by their id
+/// and version and not stored twice.
+async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value) -> Result<PullReport, String> {
+    let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
+    let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
+    let from = with_lookback(&cursor, pull.lookback);
+    let first_page = match &pull.next {
+        Some(Pagination::Page(n)) => Value::from(*n),
+        _ => Value::Null,
+    };
+    let render = |page: Value| shared.compiled.render_pull(&from, &page, &secrets).map_err(|e| e.to_string());
+    let first = render(first_page.clone())?;
+    let mut req = first.clone();
+    let mut page_no = first_page.as_u64().unwrap_or(0);
+    let mut next_cursor = cursor.clone();
+    let mut jobs = Vec::new();
+    let mut records_seen = 0;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Err(format!("the feed still had pages after {MAX_PAGES}; cursor not advanced"));
+        }
+        let body = sender::fetch_json(client, &req, egress).await.map_err(|o| match o {
+            Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
+            Outcome::Delivered { status } => format!("HTTP {status}"),
+        })?;
+        let records = selector::records(&body, &pull.records);
+        records_seen += records.len();
+        for record in &records {
+            let version = pull.cursor_field.as_deref().and_then(|f| fields::get_path(record, f)).cloned().unwrap_or(Value::Null);
+            if greater(&version, &next_cursor) {
+                next_cursor = version.clone();
+            }
+            jobs.push(inbound_job(shared, record, pull.id_field.as_deref(), Some(&version), "pull", None));
+        }
+        match next_page(pull, &first, &body, page_no, !records.is_empty(), render)? {
+            Some(next) => {
+                req = next;
+                page_no += 1;
+            }
+            None => break,
+        }
+    }
+    let stored = storage::enqueue(db, &jobs).await.map_err(|e| e.to_string())? as usize;
+    if next_cursor != cursor {
+        storage::save_cursor(db, shared.id(), &next_cursor).await.map_err(|e| e.to_string())?;
+    }
+    Counters::add(&shared.counters.pulled, records_seen as u64);
+    metrics.pulled(shared.id());
+    Ok(PullReport { records: records_seen, pages, stored, cursor: next_cursor })
 }
 
 /// Orders cursor values: numbers by value, anything else by its text.
@@ -118,14 +203,6 @@ fn greater(a: &Value, b: &Value) -> bool {
         (_, Value::Null) => true,
         (Value::Number(x), Value::Number(y)) => x.as_f64() > y.as_f64(),
         _ => scalar_text(a) > scalar_text(b),
-    }
-}
-
-fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
     }
 }
 
@@ -162,6 +239,25 @@ impl Handler<Wake> for Puller {
     }
 }
 
+/// Pull now (the seed's `svc:syncNow`) and answer with what the pull did. If a pull is
+/// running, the answer is that pull's.
+#[derive(Message)]
+#[rtype(result = "Result<PullReport, String>")]
+pub struct PullNow;
+
+impl Handler<PullNow> for Puller {
+    type Result = ResponseFuture<Result<PullReport, String>>;
+    fn handle(&mut self, _: PullNow, ctx: &mut Context<Self>) -> Self::Result {
+        if self.cx.shared.is_paused() {
+            return Box::pin(async { Err("the connector is paused".to_string()) });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.push(tx);
+        self.tick(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the puller stopped".into())) })
+    }
+}
+
 impl Handler<StopChild> for Puller {
     type Result = ();
     fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
@@ -183,6 +279,16 @@ impl Handler<InjectFault> for Puller {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lookback_and_links() {
+        assert_eq!(with_lookback(&json!(100), Some(5)), json!(95));
+        assert_eq!(with_lookback(&json!(100), None), json!(100));
+        assert_eq!(with_lookback(&json!("2024-05-10T00:00:30Z"), Some(30)), json!("2024-05-10T00:00:00Z"));
+        assert_eq!(with_lookback(&json!("opaque-token"), Some(30)), json!("opaque-token"));
+        assert_eq!(join_url("http://h:1/feed/changes?since=3", "/feed/changes?page=2"), "http://h:1/feed/changes?page=2");
+        assert_eq!(join_url("http://h:1/feed/changes?since=3", "changes?page=2"), "http://h:1/feed/changes?page=2");
+    }
 
     #[test]
     fn cursor_ordering() {

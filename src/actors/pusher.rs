@@ -14,7 +14,9 @@ use tracing::Instrument;
 use super::alerter::{FailureSeen, JobParked};
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
-use super::puller::INBOUND_TOPIC;
+use crate::spec::model::Side;
+use crate::sync::engine::{self, Verdict};
+use crate::sync::inbound::INBOUND_TOPIC;
 use super::retrier::RetryScheduled;
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::supervisor::ConnectorSupervisor;
@@ -103,12 +105,38 @@ impl Pusher {
 /// then record the outcome in the database and, when final, as a ticket. Returns the job's
 /// id and key so the Pusher can let the key's next job go.
 async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, job: Delivery) -> (i64, String) {
-    let inbound = job.topic == INBOUND_TOPIC;
+    let inbound = is_inbound(&job.topic);
+    let attempts = job.attempts + 1;
+    // Two-way: is this change an echo, stale, or in conflict? What exactly is applied?
+    let mut payload = job.payload.clone();
+    let mut link = None;
+    let mut blocked = None;
+    if shared.spec.two_way() {
+        let source = if inbound { Side::Legacy } else { Side::Hms };
+        match engine::decide(&rt.db, &client, &rt.egress, &shared, &job.record_key, &job.payload, source, job.topic.starts_with(RESOLVED)).await {
+            Verdict::Apply { record, link: l } => {
+                payload = record;
+                link = Some(l);
+            }
+            Verdict::Skip(reason) => {
+                tracing::info!(reason = %reason, "change skipped");
+                let t = plain_ticket(&shared, &job, inbound, "skipped", Some(reason), attempts);
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, ticket: Some(t) }, String::new()).await;
+            }
+            Verdict::Conflict(reason) => {
+                tracing::warn!(reason = %reason, "conflict parked for a human");
+                rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
+                let t = plain_ticket(&shared, &job, inbound, "conflict", Some(reason.clone()), attempts);
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, ticket: Some(t) }, String::new()).await;
+            }
+            Verdict::Retry(error) => blocked = Some(error),
+        }
+    }
+    let only_publish = inbound && shared.spec.hms_request().is_none();
     let render = |secrets: &crate::mapping::Secrets| {
-        if inbound { shared.compiled.render_hms(&job.payload, secrets) } else { shared.compiled.render(&job.payload, secrets) }
+        if inbound { shared.compiled.render_hms(&payload, secrets) } else { shared.compiled.render(&payload, secrets) }
     };
     let names = shared.spec.secret_names();
-    let attempts = job.attempts + 1;
     // What logs and tickets may show: the request with every secret masked.
     let masked = render(&masked_secrets(&names)).ok().flatten();
     let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
@@ -116,6 +144,8 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     });
     let mut line = String::new();
     let (outcome, detail, secrets) = match prepared {
+        _ if blocked.is_some() => (Outcome::Retryable { error: blocked.clone().unwrap_or_default(), retry_after: None }, json!({}), Default::default()),
+        _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
         Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
         Ok((req, secrets)) => {
             let key = format!("{}:{}", shared.id(), job.event_id);
@@ -155,6 +185,17 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         Decision::Done => {
             Counters::inc(&shared.counters.delivered);
             rt.metrics.ok.with_label_values(&[shared.id()]).inc();
+            // An inbound change is also published on an HMS topic when the connector says so
+            // (outbound connectors fan it out); a failure to store it is retried.
+            if inbound
+                && let Some(topic) = shared.spec.publish_topic()
+                && let Some(bus) = rt.bus.get()
+                && let Err(e) = bus.publish(topic, payload.clone(), Some(format!("{}:{}", shared.id(), job.event_id))).await
+            {
+                tracing::warn!(error = %e, "cannot publish the inbound change; will retry");
+                let at = Utc::now() + chrono::Duration::milliseconds(shared.spec.retry.backoff_ms as i64);
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Reschedule { id: 0, attempts, at, error: e.to_string() }, link: None, ticket: None }, line).await;
+            }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
         Decision::RetryIn(delay) => {
@@ -178,12 +219,49 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket("parked", Some(reason))))
         }
     };
-    let retry_at = match &update {
+    let link = if matches!(update, JobUpdate::Complete { .. }) { link } else { None };
+    record(&rt, &supervisor, job, RecordOutcome { update, link, ticket }, line).await
+}
+
+/// Jobs that carry a change into HMS (a resolved conflict keeps its direction).
+fn is_inbound(topic: &str) -> bool {
+    topic == INBOUND_TOPIC || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC)
+}
+
+/// Topic prefix of a job an operator resolved: applied without the conflict check.
+pub const RESOLVED: &str = "resolved:";
+
+/// A ticket for a change that was not sent (skipped, or parked as a conflict).
+fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status: &str, reason: Option<String>, attempts: i32) -> NewTicket {
+    NewTicket {
+        connector_id: shared.id().to_string(),
+        event_id: Some(job.event_id.clone()),
+        delivery_id: Some(job.id),
+        hms_id: Some(job.record_key.clone()),
+        external_id: Some(job.record_key.clone()),
+        direction: if inbound { "inbound" } else { "outbound" }.into(),
+        status: status.into(),
+        reason,
+        attempts,
+        last_error: None,
+        detail: None,
+    }
+}
+
+/// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
+/// with the ticket id in the span. `outcome.update`'s id is set to the job's here.
+async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, job: Delivery, mut outcome: RecordOutcome, line: String) -> (i64, String) {
+    outcome.update = match outcome.update {
+        JobUpdate::Complete { attempts, .. } => JobUpdate::Complete { id: job.id, attempts },
+        JobUpdate::Reschedule { attempts, at, error, .. } => JobUpdate::Reschedule { id: job.id, attempts, at, error },
+        JobUpdate::Park { attempts, error, .. } => JobUpdate::Park { id: job.id, attempts, error },
+    };
+    let retry_at = match &outcome.update {
         JobUpdate::Reschedule { at, .. } => Some(*at),
         _ => None,
     };
     // The key stays in flight until the outcome is durable, so its next job cannot overtake.
-    match rt.tickets.send(RecordOutcome { update, ticket }).await {
+    match rt.tickets.send(outcome).await {
         Ok(Ok(ticket)) => {
             if let Some(id) = ticket {
                 tracing::Span::current().record("ticket", format!("SYNC-{id}"));

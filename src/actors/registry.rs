@@ -264,6 +264,20 @@ impl Handler<GetShared> for Registry {
     }
 }
 
+/// The connector (and which side) receiving webhooks at a path.
+#[derive(Message)]
+#[rtype(result = "Option<(Arc<ConnectorShared>, crate::spec::model::Side)>")]
+pub struct WebhookTarget(pub String);
+
+impl Handler<WebhookTarget> for Registry {
+    type Result = Option<(Arc<ConnectorShared>, crate::spec::model::Side)>;
+    fn handle(&mut self, msg: WebhookTarget, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.values().find_map(|e| {
+            e.shared.spec.webhooks().into_iter().find(|(_, w)| w.path == msg.0).map(|(side, _)| (e.shared.clone(), side))
+        })
+    }
+}
+
 /// The ids of connectors that pull (for the pull-lag gauge).
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]

@@ -30,6 +30,9 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Fail-rate and parked-job alerts.
     pub alerts: Addr<Alerter>,
+    /// The event bus, for inbound changes published on an HMS topic (set once the Registry
+    /// it needs is running).
+    pub bus: Arc<std::sync::OnceLock<crate::bus::Bus>>,
 }
 
 /// Monotonic counters of one connector; kept across restarts and hot reloads.

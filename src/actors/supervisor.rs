@@ -177,13 +177,17 @@ impl ConnectorSupervisor {
         }
     }
 
+    /// New jobs, a due retry or a resume: the Pusher looks at the queue. The Puller keeps
+    /// its own interval (and is woken on resume by `wake_puller`).
     fn wake_children(&self) {
-        for slot in self.slots.values() {
-            match &slot.addr {
-                Some(ChildAddr::Pusher(a)) => a.do_send(Wake),
-                Some(ChildAddr::Puller(a)) => a.do_send(Wake),
-                _ => {}
-            }
+        if let Some(Slot { addr: Some(ChildAddr::Pusher(a)), .. }) = self.slots.get(&ChildKind::Pusher) {
+            a.do_send(Wake);
+        }
+    }
+
+    fn wake_puller(&self) {
+        if let Some(Slot { addr: Some(ChildAddr::Puller(a)), .. }) = self.slots.get(&ChildKind::Puller) {
+            a.do_send(Wake);
         }
     }
 
@@ -320,6 +324,7 @@ impl Handler<SetPaused> for ConnectorSupervisor {
         self.local_paused = msg.0;
         self.apply_pause();
         self.wake_children();
+        self.wake_puller();
     }
 }
 
@@ -334,6 +339,7 @@ impl Handler<SetGovernance> for ConnectorSupervisor {
         self.governance_enabled = msg.0;
         self.apply_pause();
         self.wake_children();
+        self.wake_puller();
     }
 }
 
@@ -416,5 +422,30 @@ impl Handler<super::retrier::RetryScheduled> for ConnectorSupervisor {
         if let Some(Slot { addr: Some(ChildAddr::Retrier(a)), .. }) = self.slots.get(&ChildKind::Retrier) {
             a.do_send(msg);
         }
+    }
+}
+
+/// Run one pull now (`POST /connectors/{id}/sync`).
+#[derive(Message)]
+#[rtype(result = "Result<super::puller::PullReport, String>")]
+pub struct SyncNow;
+
+impl Handler<SyncNow> for ConnectorSupervisor {
+    type Result = ResponseFuture<Result<super::puller::PullReport, String>>;
+    fn handle(&mut self, _: SyncNow, _: &mut Context<Self>) -> Self::Result {
+        let puller = match self.slots.get(&ChildKind::Puller) {
+            Some(Slot { addr: Some(ChildAddr::Puller(a)), .. }) => Some(a.clone()),
+            _ => None,
+        };
+        let state = self.state();
+        Box::pin(async move {
+            let Some(puller) = puller else {
+                return Err(match state {
+                    ConnectorState::Failed | ConnectorState::Restarting => format!("the connector is {state:?}; restart it first").to_lowercase(),
+                    _ => "the connector does not pull (no source.pull)".to_string(),
+                });
+            };
+            puller.send(super::puller::PullNow).await.map_err(|e| e.to_string())?
+        })
     }
 }

@@ -10,12 +10,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::storage::{self, Db, JobUpdate, NewDelivery, NewTicket};
+use crate::storage::{self, Db, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
 
 struct Entry {
     /// Newly accepted delivery jobs.
     jobs: Vec<NewDelivery>,
     update: Option<JobUpdate>,
+    /// A two-way record's new link, committed with the job's outcome.
+    link: Option<LinkUpdate>,
     ticket: Option<NewTicket>,
     /// Who waits for the commit; `None` for a fire-and-forget ticket.
     /// Answered with the id of the entry's ticket, if it had one.
@@ -105,13 +107,13 @@ impl TicketWriter {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        let (jobs, updates, tickets) = split(&batch);
+        let (jobs, updates, links, tickets) = split(&batch);
         self.writing = true;
         let db = self.db.clone();
         let sizes = (jobs.len(), updates.len(), tickets.len());
         ctx.spawn(async move {
             let started = std::time::Instant::now();
-            let res = storage::write_batch(&db, &jobs, &updates, &tickets).await;
+            let res = storage::write_batch(&db, &jobs, &updates, &links, &tickets).await;
             tracing::debug!(jobs = sizes.0, updates = sizes.1, tickets = sizes.2, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
             res
         }.into_actor(self).map(move |res, act, ctx| {
@@ -154,11 +156,12 @@ fn answer(batch: Vec<Entry>, ids: &[i64]) {
 }
 
 /// The parts of a batch, in the order they are written.
-fn split(batch: &[Entry]) -> (Vec<NewDelivery>, Vec<JobUpdate>, Vec<NewTicket>) {
+fn split(batch: &[Entry]) -> (Vec<NewDelivery>, Vec<JobUpdate>, Vec<LinkUpdate>, Vec<NewTicket>) {
     let jobs = batch.iter().flat_map(|e| e.jobs.iter().cloned()).collect();
     let updates = batch.iter().filter_map(|e| e.update.clone()).collect();
+    let links = batch.iter().filter_map(|e| e.link.clone()).collect();
     let tickets = batch.iter().filter_map(|e| e.ticket.clone()).collect();
-    (jobs, updates, tickets)
+    (jobs, updates, links, tickets)
 }
 
 impl Actor for TicketWriter {
@@ -180,7 +183,7 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for TicketWriter {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { jobs: Vec::new(), update: None, ticket: Some(msg.0), reply: None }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: None, link: None, ticket: Some(msg.0), reply: None }, ctx);
     }
 }
 
@@ -189,6 +192,7 @@ impl Handler<WriteTicket> for TicketWriter {
 #[rtype(result = "Result<Option<i64>, String>")]
 pub struct RecordOutcome {
     pub update: JobUpdate,
+    pub link: Option<LinkUpdate>,
     pub ticket: Option<NewTicket>,
 }
 
@@ -196,7 +200,7 @@ impl Handler<RecordOutcome> for TicketWriter {
     type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), ticket: msg.ticket, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), link: msg.link, ticket: msg.ticket, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
     }
 }
@@ -213,7 +217,7 @@ impl Handler<StoreJobs> for TicketWriter {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: msg.0, update: None, ticket: None, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: msg.0, update: None, link: None, ticket: None, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -228,9 +232,9 @@ impl Handler<FlushTickets> for TicketWriter {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let (jobs, updates, tickets) = split(&batch);
+        let (jobs, updates, links, tickets) = split(&batch);
         let db = self.db.clone();
-        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &tickets).await }.into_actor(self).map(move |res, act, _| {
+        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &links, &tickets).await }.into_actor(self).map(move |res, act, _| {
             match res {
                 Ok(ids) => {
                     act.written += ids.len() as u64;

@@ -143,3 +143,14 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
     let event_id = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("<event-id>");
     Ok(HttpResponse::Ok().json(crate::mapping::dry_run::dry_run(&shared.spec, q.topic.as_deref(), &event, event_id)))
 }
+
+/// Run one reconciliation now (the seed's `svc:syncNow`): pull the change feed from the
+/// cursor and store what changed; answers with what the pull did.
+pub async fn sync(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
+    let report = addr
+        .send(crate::actors::supervisor::SyncNow)
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("connector `{id}`: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report })))
+}

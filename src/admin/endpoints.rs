@@ -6,6 +6,7 @@ use actix_web::http::Method;
 use actix_web::{Route, web};
 
 use super::{connectors, events, governance, health, metrics, openapi, parked, tickets};
+use crate::webhook::intake as webhooks;
 
 /// What a request body is, for the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,10 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/readyz" => health::readyz, "Readiness: the database answers and the registry runs.", ok 200 "readiness report", public true, errors &[503]),
         endpoint!(GET "/metrics" => metrics::metrics, "Prometheus metrics (text format 0.0.4), labelled by connector.", ok 200 "exposition text", public true, errors &[503]),
         endpoint!(GET "/openapi.json" => openapi::document, "This document.", ok 200 "OpenAPI 3 document", public true),
+        endpoint!(POST "/webhooks/{name}" => webhooks::receive, "A webhook for the connector whose path this is (default /webhooks/ID): verified by its scheme (Standard Webhooks, GitHub, token), stored before the answer. A replayed webhook id changes nothing.", ok 200 "`{ok, duplicate, stored}`",
+            public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
+        endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`",
+            public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
         endpoint!(GET "/connectors" => connectors::list, "List connectors: their ids, or a map with status and/or info.", ok 200 "ids, or a map id → {status, info}",
             query &[("expand", "`status`, `info` or both, comma-separated")], errors &[401]),
         endpoint!(POST "/connectors" => connectors::create, "Register a connector at run time (persisted).", ok 201 "`{id, config}`",
@@ -84,6 +89,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(POST "/connectors/{id}/restart" => connectors::restart, "Restart a connector's children; the way out of `failed`.", ok 202 "`{id, restarting: true}`", errors &[401, 404]),
         endpoint!(POST "/connectors/{id}/test" => connectors::test, "Dry run: the exact request for an event (secrets masked), or why it would be filtered or parked. Sends and stores nothing.", ok 200 "dry-run verdict",
             query &[("topic", "the topic the event is published on (default: the connector's first)")], body Body::Json("Event"), errors &[400, 401, 404]),
+        endpoint!(POST "/connectors/{id}/sync" => connectors::sync, "Run one reconciliation now (the seed's svc:syncNow): pull the change feed from the cursor and store what changed.", ok 200 "`{id, pull: {records, pages, stored, cursor}}`", errors &[401, 404, 409]),
         endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
         endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),
         endpoint!(POST "/events/{topic}" => events::publish, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`",
@@ -97,6 +103,8 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
             query &[("connector", "connector id"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")], errors &[400, 401, 503]),
         endpoint!(GET "/parked/{id}" => parked::get, "One parked job.", ok 200 "job", errors &[401, 404, 409, 503]),
         endpoint!(DELETE "/parked/{id}" => parked::discard, "Discard a parked job (kept as history, ticketed `skipped`).", ok 204 "nothing", errors &[401, 404, 409, 503]),
+        endpoint!(POST "/parked/{id}/resolve" => parked::resolve, "Resolve a parked conflict of a two-way connector: `{side: hms|legacy}` picks the winner, `{record}` applies a merged record to both sides.", ok 202 "`{id, resolution}`",
+            body Body::Json("Resolve"), errors &[400, 401, 404, 409, 503]),
         endpoint!(POST "/parked/{id}/replay" => parked::replay, "Send a parked job again through the normal path, optionally with an edited payload.", ok 202 "the job, pending again",
             body Body::OptionalJson("Replay"), errors &[400, 401, 404, 409, 503]),
     ];

@@ -91,6 +91,8 @@ pub fn build(all: &[Endpoint]) -> Value {
                     "id": { "type": "string" }, "type": { "type": "string", "enum": ["outbound", "inbound", "two-way"] } }, "additionalProperties": true },
                 "Event": { "description": "Any JSON value; objects are usual.", "nullable": true },
                 "Governance": { "type": "object", "required": ["sync_enabled"], "properties": { "sync_enabled": { "type": "boolean" } }, "additionalProperties": false },
+                "Resolve": { "type": "object", "additionalProperties": false, "description": "Exactly one of side or record.", "properties": {
+                    "side": { "type": "string", "enum": ["hms", "legacy"] }, "record": { "type": "object" } } },
                 "Replay": { "type": "object", "properties": { "payload": { "description": "Replaces the event before it is sent again." } }, "additionalProperties": false },
                 "Fault": { "type": "object", "required": ["child", "fault"], "additionalProperties": false, "properties": {
                     "child": { "type": "string", "enum": ["pusher", "puller", "retrier"] },

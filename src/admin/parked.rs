@@ -77,7 +77,7 @@ pub async fn discard(state: web::Data<AppState>, id: web::Path<i64>) -> Result<H
         delivery_id: Some(job.id),
         hms_id: Some(job.record_key.clone()),
         external_id: None,
-        direction: if job.topic == crate::actors::puller::INBOUND_TOPIC { "inbound" } else { "outbound" }.into(),
+        direction: if job.topic == crate::sync::inbound::INBOUND_TOPIC { "inbound" } else { "outbound" }.into(),
         status: "skipped".into(),
         reason: Some("discarded by an operator".into()),
         attempts: job.attempts,
@@ -86,4 +86,65 @@ pub async fn discard(state: web::Data<AppState>, id: web::Path<i64>) -> Result<H
     }));
     tracing::info!(connector = %job.connector_id, job = job.id, "parked job discarded");
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `{"side": "hms" | "legacy"}` (which side's version wins) or `{"record": {…}}` (a merged
+/// record, applied to both sides).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    pub side: Option<String>,
+    pub record: Option<Value>,
+}
+
+/// Resolves a parked conflict of a two-way connector. The winning change goes through the
+/// normal path again, without the conflict check; the parked job is closed as `skipped`.
+pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    use crate::actors::pusher::RESOLVED;
+    use crate::actors::ticket_writer::StoreJobs;
+    use crate::sync::inbound::INBOUND_TOPIC;
+    let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
+    let job = parked_job(&state, *id).await?;
+    let inbound = job.topic == INBOUND_TOPIC || job.topic == format!("{RESOLVED}{INBOUND_TOPIC}");
+    let source = if inbound { "legacy" } else { "hms" };
+    let outbound_topic = if inbound { None } else { Some(job.topic.trim_start_matches(RESOLVED).to_string()) };
+    let new_job = |topic: String, payload: Value, n: u8| crate::storage::NewDelivery {
+        connector_id: job.connector_id.clone(),
+        event_id: format!("resolved:{}:{n}", job.id),
+        topic: format!("{RESOLVED}{topic}"),
+        record_key: job.record_key.clone(),
+        payload,
+    };
+    let (jobs, reason) = match (choice.side.as_deref(), choice.record) {
+        (Some(side), None) if side == source => (vec![new_job(if inbound { INBOUND_TOPIC.into() } else { outbound_topic.clone().unwrap_or_default() }, job.payload.clone(), 1)], format!("conflict resolved: {side} wins")),
+        (Some(side @ ("hms" | "legacy")), None) => (Vec::new(), format!("conflict resolved: {side} keeps its version")),
+        (None, Some(record)) => {
+            // A merged record goes to both sides. An outbound job needs an HMS topic: the
+            // connector's first.
+            let shared = state.registry.send(crate::actors::registry::GetShared(job.connector_id.clone())).await?;
+            let topic = outbound_topic.or_else(|| shared.and_then(|s| s.spec.topics().into_iter().next())).unwrap_or_default();
+            (vec![new_job(INBOUND_TOPIC.into(), record.clone(), 1), new_job(topic, record, 2)], "conflict resolved with a merged record".to_string())
+        }
+        _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),
+    };
+    storage::discard_parked(&state.db, job.id).await?.ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
+    if !jobs.is_empty() {
+        state.tickets.send(StoreJobs(jobs)).await?.map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e))?;
+        state.registry.do_send(WakeConnectors(vec![job.connector_id.clone()]));
+    }
+    state.tickets.do_send(WriteTicket(NewTicket {
+        connector_id: job.connector_id.clone(),
+        event_id: Some(job.event_id.clone()),
+        delivery_id: Some(job.id),
+        hms_id: Some(job.record_key.clone()),
+        external_id: Some(job.record_key.clone()),
+        direction: if inbound { "inbound" } else { "outbound" }.into(),
+        status: "skipped".into(),
+        reason: Some(reason.clone()),
+        attempts: job.attempts,
+        last_error: job.last_error.clone(),
+        detail: None,
+    }));
+    tracing::info!(connector = %job.connector_id, job = job.id, reason = %reason, "conflict resolved");
+    Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "resolution": reason })))
 }

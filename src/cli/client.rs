@@ -234,3 +234,28 @@ pub fn audit_verify(args: &ClientArgs) -> ExitCode {
         other => finish(other, pretty),
     }
 }
+
+pub fn sync(args: &ClientArgs, id: &str) -> ExitCode {
+    finish(call(args, "POST", &format!("/connectors/{id}/sync"), None, &[]), |r| {
+        let p = &r["pull"];
+        println!("{id}: {} record(s) in {} page(s), {} new, cursor {}", p["records"], p["pages"], p["stored"], p["cursor"]);
+    })
+}
+
+pub fn resolve(args: &ClientArgs, id: i64, side: Option<&str>, data: Option<&str>) -> ExitCode {
+    let body = match (side, data.map(read_data).transpose()) {
+        (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        (Some(side), Ok(None)) => serde_json::json!({ "side": side }).to_string(),
+        (None, Ok(Some(record))) => format!("{{\"record\": {record}}}"),
+        _ => {
+            eprintln!("error: give --side hms|legacy or --data RECORD");
+            return ExitCode::from(2);
+        }
+    };
+    finish(call(args, "POST", &format!("/parked/{id}/resolve"), Some((body, "application/json")), &[]), |r| {
+        println!("job {id}: {}", r["resolution"].as_str().unwrap_or("resolved"))
+    })
+}

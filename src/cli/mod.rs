@@ -56,6 +56,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run one reconciliation of a connector now: pull its change feed (the seed's
+    /// `svc:syncNow`).
+    Sync {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Register a connector file on a running service, or replace it there.
     Deploy {
         file: PathBuf,
@@ -130,6 +137,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Resolve a parked conflict: `--side hms|legacy` picks the winner, `--data` applies a
+    /// merged record to both sides.
+    Resolve {
+        id: i64,
+        #[arg(long, conflicts_with = "data")]
+        side: Option<String>,
+        /// The merged record as JSON, or @FILE.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Discard a parked job for good (kept as history, ticketed as skipped).
     Discard {
         id: i64,
@@ -183,6 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Pause { id, client } => client::set_paused(&client, id.as_deref(), true),
         Command::Resume { id, client } => client::set_paused(&client, id.as_deref(), false),
         Command::Restart { id, client } => client::restart(&client, &id),
+        Command::Sync { id, client } => client::sync(&client, &id),
         Command::Deploy { file, client } => client::deploy(&client, &file),
         Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
         Command::Bench(args) => bench::run(args),
@@ -194,6 +214,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { action: AuditAction::Verify { client } } => client::audit_verify(&client),
         Command::Parked { connector, client } => client::parked(&client, connector.as_deref()),
         Command::Replay { id, data, client } => client::replay(&client, id, data.as_deref()),
+        Command::Resolve { id, side, data, client } => client::resolve(&client, id, side.as_deref(), data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),
     }
 }

@@ -74,6 +74,16 @@ fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress
     Ok(request)
 }
 
+/// Like [`fetch_json`], but a 404 means "no such record": `Ok(None)` (the resolver's read
+/// of the other side's current record).
+pub async fn fetch_optional_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Option<serde_json::Value>, Outcome> {
+    match fetch_json(client, req, egress).await {
+        Ok(v) => Ok(Some(v)),
+        Err(Outcome::Permanent { error }) if error.starts_with("HTTP 404") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// GETs (or sends) `req` and parses the answer as JSON: used by the Puller.
 pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<serde_json::Value, Outcome> {
     let request = build(client, req, "", egress).map_err(|error| Outcome::Permanent { error })?;

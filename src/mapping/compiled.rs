@@ -55,6 +55,9 @@ pub struct CompiledConnector {
     hms: Option<RequestTemplates>,
     /// `source.pull`: cursor → request to the external change feed.
     pull: Option<RequestTemplates>,
+    /// `resolve.fetch`: record → request reading the other side's current record.
+    fetch_hms: Option<RequestTemplates>,
+    fetch_legacy: Option<RequestTemplates>,
     mapping: Vec<(String, String)>,
 }
 
@@ -121,6 +124,9 @@ impl CompiledConnector {
         let request = spec.outbound_request().map(|r| compile_request(&mut add, "map.to", r)).transpose()?;
         let hms = spec.hms_request().map(|r| compile_request(&mut add, "map.hms", r)).transpose()?;
         let pull = spec.pull_view().map(|p| compile_request(&mut add, "source.pull", &p.request)).transpose()?;
+        let resolve = spec.resolve.as_ref();
+        let fetch_hms = resolve.and_then(|r| r.fetch_hms.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.hms", r)).transpose()?;
+        let fetch_legacy = resolve.and_then(|r| r.fetch_legacy.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.legacy", r)).transpose()?;
         let key = match &spec.key {
             Some(k) => {
                 add("key".into(), k.clone())?;
@@ -140,7 +146,7 @@ impl CompiledConnector {
             }
             None => None,
         };
-        Ok(Self { env, filter, key, request, hms, pull, mapping: spec.mapping_pairs() })
+        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, mapping: spec.mapping_pairs() })
     }
 
     /// Does the event pass the connector's filter? `object` is the payload, `topic` the
@@ -175,12 +181,24 @@ impl CompiledConnector {
         self.render_request(req, record, record.clone(), secrets).map(Some)
     }
 
+    /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
+    /// connector has one.
+    pub fn render_fetch(&self, side: crate::spec::model::Side, record: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        let req = match side {
+            crate::spec::model::Side::Hms => &self.fetch_hms,
+            crate::spec::model::Side::Legacy => &self.fetch_legacy,
+        };
+        req.as_ref().map(|r| self.render_request(r, record, Value::Null, secrets)).transpose()
+    }
+
     /// Renders the change-feed request for the current cursor (`{{ cursor }}`).
-    pub fn render_pull(&self, cursor: &Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
+    /// `page` is the pagination token or page number (`{{ page }}`), empty for the first page.
+    pub fn render_pull(&self, cursor: &Value, page: &Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
         let req = self.pull.as_ref().ok_or_else(|| MappingError::Render { field: "source.pull".into(), reason: "connector has no pull".into() })?;
         // Before the first pull with no initialCursor the cursor is empty, not `none`.
         let cursor = if cursor.is_null() { Value::String(String::new()) } else { cursor.clone() };
-        let ctx = serde_json::json!({ "cursor": cursor });
+        let page = if page.is_null() { Value::String(String::new()) } else { page.clone() };
+        let ctx = serde_json::json!({ "cursor": cursor, "page": page });
         self.render_request(req, &ctx, Value::Null, secrets)
     }
 

@@ -12,12 +12,17 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "retry", "timeoutMs", "concurrency", "supervision"];
-const TRIGGER_KEYS: &[&str] = &["topic", "filter"];
-const MAP_KEYS: &[&str] = &["from", "to", "hms"];
+    &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "resolve", "retry", "timeoutMs", "concurrency", "supervision"];
+const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
+const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish"];
+const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
+const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
+const NEXT_KEYS: &[&str] = &["link", "token", "page"];
+const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "fetch"];
+const FETCH_KEYS: &[&str] = &["hms", "legacy"];
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
-const SOURCE_KEYS: &[&str] = &["pull"];
-const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "every", "records", "idField", "cursorField", "initialCursor"];
+const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
+const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "every", "records", "idField", "cursorField", "initialCursor", "next", "lookback"];
 const RETRY_KEYS: &[&str] = &["max", "backoffMs", "maxBackoffMs"];
 const SUPERVISION_KEYS: &[&str] = &["maxRestarts", "withinSecs", "backoffMs", "maxBackoffMs"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -36,14 +41,16 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
     }
     let direction = direction(cx, &o);
     let description = o.string(cx, "description");
-    let trigger = o.get("trigger").and_then(|n| trigger(cx, n, "trigger"));
+    let id_text = id.clone().unwrap_or_default();
+    let trigger = o.get("trigger").and_then(|n| trigger(cx, n, "trigger", &id_text));
     let key = o.string(cx, "key");
     if let (Some(k), Some(node)) = (&key, o.get("key")) {
         template(cx, node, "key", k);
     }
     let mapping = o.string_map(cx, "mapping");
     let map = o.get("map").and_then(|n| map_spec(cx, n, "map"));
-    let source = o.get("source").and_then(|n| source(cx, n, "source"));
+    let source = o.get("source").and_then(|n| source(cx, n, "source", &id_text));
+    let resolve = o.get("resolve").and_then(|n| resolve(cx, n, "resolve"));
     let retry = o.get("retry").map_or(Some(RetrySpec::default()), |n| retry(cx, n, "retry"));
     let timeout_ms = o.uint(cx, "timeoutMs", 1, 600_000).unwrap_or(DEFAULT_TIMEOUT_MS);
     let concurrency = o.uint(cx, "concurrency", 1, 1024).map_or(DEFAULT_CONCURRENCY, |c| c as u32);
@@ -58,6 +65,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         mapping,
         map,
         source,
+        resolve,
         retry: retry?,
         timeout_ms,
         concurrency,
@@ -101,13 +109,30 @@ fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
     } else if sends_out && spec.outbound_request().is_none() && spec.map.is_some() {
         cx.error(o.get("map").unwrap_or(o.node), "map.to", format!("missing required key `to`: {ty} connector needs the request it sends"));
     }
-    if takes_in && spec.pull_view().is_none() && !o.has("source") {
-        o.missing(cx, "source", &format!("where {ty} connector's changes come from, e.g. source.pull"));
+    if takes_in && !o.has("source") {
+        o.missing(cx, "source", &format!("where {ty} connector's changes come from: source.pull and/or source.webhook"));
     }
-    if takes_in && spec.hms_request().is_none() && spec.map.is_some() {
-        cx.error(o.get("map").unwrap_or(o.node), "map.hms", format!("missing required key `hms`: {ty} connector needs the request that applies a change to HMS"));
+    let applies = spec.hms_request().is_some() || (spec.direction == Direction::Inbound && spec.publish_topic().is_some());
+    if takes_in && !applies && spec.map.is_some() {
+        let what = if spec.direction == Direction::Inbound { "`hms` or `publish`" } else { "`hms`" };
+        cx.error(o.get("map").unwrap_or(o.node), "map.hms", format!("missing required key {what}: {ty} connector needs the request that applies a change to HMS"));
     } else if takes_in && !o.has("map") {
-        o.missing(cx, "map", &format!("`map.hms`, the request that applies a change to HMS"));
+        o.missing(cx, "map", "`map.hms`, the request that applies a change to HMS (or `map.publish`, a topic)");
+    }
+    if spec.direction != Direction::TwoWay
+        && let Some(node) = o.get("resolve")
+    {
+        cx.error(node, "resolve", format!("{ty} connector has nothing to resolve: conflicts need type: two-way"));
+    }
+    if let (Some(r), Some(node)) = (&spec.resolve, o.get("resolve"))
+        && r.policy == Policy::Fields
+        && r.owners.is_empty()
+    {
+        cx.error(node, "resolve.owners", "the `fields` policy needs `owners`, e.g. { startAt: hms, assignee: legacy }");
+    }
+    let paths = spec.webhook_paths();
+    if paths.len() == 2 && paths[0] == paths[1] {
+        cx.error(o.node, "source.webhook.path", format!("the HMS webhook and the source webhook both use {}", paths[0]));
     }
     if !sends_out {
         if let Some(node) = o.get("trigger") {
@@ -121,13 +146,13 @@ fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
         if let Some(node) = o.get("source") {
             cx.error(node, "source", format!("{ty} connector has no source; use type: two-way to take changes in too"));
         }
-        if let Some(node) = o.get("map").filter(|_| spec.hms_request().is_some()) {
-            cx.error(node, "map.hms", format!("{ty} connector applies nothing to HMS; use type: two-way"));
+        if let Some(node) = o.get("map").filter(|_| spec.hms_request().is_some() || spec.publish_topic().is_some()) {
+            cx.error(node, "map.hms", format!("{ty} connector applies nothing to HMS (map.hms, map.publish); use type: two-way"));
         }
     }
 }
 
-fn trigger(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Trigger> {
+fn trigger(cx: &mut Cx, node: &MarkedYaml, path: &str, id: &str) -> Option<Trigger> {
     let o = Obj::open(cx, node, path, TRIGGER_KEYS)?;
     let topic = match o.get("topic") {
         None => {
@@ -142,7 +167,8 @@ fn trigger(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Trigger> {
     {
         cx.error(n, &o.path_of("filter"), format!("invalid filter expression: {e}"));
     }
-    Some(Trigger { topic: topic?, filter })
+    let webhook = o.get("webhook").and_then(|n| webhook(cx, n, &o.path_of("webhook"), &format!("/webhooks/{id}.hms")));
+    Some(Trigger { topic: topic?, filter, webhook })
 }
 
 fn topics(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Vec<String>> {
@@ -166,7 +192,8 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     let from = o.string(cx, "from");
     let to = o.get("to").and_then(|n| request(cx, n, &o.path_of("to"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS, "POST").map(|(r, _)| r));
-    Some(MapSpec { from, to, hms })
+    let publish = o.get("publish").and_then(|n| topics(cx, n, &o.path_of("publish"))).and_then(|t| t.into_iter().next());
+    Some(MapSpec { from, to, hms, publish })
 }
 
 /// A request template; also returns the opened mapping so callers can read extra keys.
@@ -237,13 +264,131 @@ fn template(cx: &mut Cx, node: &MarkedYaml, path: &str, text: &str) {
     }
 }
 
-fn source(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<SourceSpec> {
+fn source(cx: &mut Cx, node: &MarkedYaml, path: &str, id: &str) -> Option<SourceSpec> {
     let o = Obj::open(cx, node, path, SOURCE_KEYS)?;
     let pull = o.get("pull").and_then(|n| pull(cx, n, &o.path_of("pull")));
-    if pull.is_none() && !o.has("pull") {
-        o.missing(cx, "pull", "the change feed to poll: { url, every, records, … }");
+    let webhook = o.get("webhook").and_then(|n| webhook(cx, n, &o.path_of("webhook"), &format!("/webhooks/{id}")));
+    if !o.has("pull") && !o.has("webhook") {
+        o.missing(cx, "pull", "the change feed to poll ({ url, every, records, … }) and/or a `webhook` the system pushes to");
     }
-    Some(SourceSpec { pull })
+    Some(SourceSpec { pull, webhook })
+}
+
+/// A webhook endpoint: `{ path, verify: { scheme, secret, toleranceSecs }, records, idField }`.
+fn webhook(cx: &mut Cx, node: &MarkedYaml, path: &str, default_path: &str) -> Option<WebhookSpec> {
+    let o = Obj::open(cx, node, path, WEBHOOK_KEYS)?;
+    let hook_path = o.string(cx, "path").unwrap_or_else(|| default_path.to_string());
+    if let Some(n) = o.get("path") {
+        let name = hook_path.strip_prefix("/webhook/").or_else(|| hook_path.strip_prefix("/webhooks/"));
+        let ok = name.is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+        if !ok {
+            cx.error(n, &o.path_of("path"), format!("expected /webhook/NAME or /webhooks/NAME (NAME: letters, digits, `._-`), found `{hook_path}`"));
+        }
+    }
+    let verify = match o.get("verify") {
+        Some(n) => verify(cx, n, &o.path_of("verify")),
+        None => {
+            o.missing(cx, "verify", "how requests are verified: { scheme: standard-webhooks|github|token|none, secret: ${NAME} }");
+            None
+        }
+    };
+    let records = o.string(cx, "records").unwrap_or_else(|| "$".to_string());
+    selector_check(cx, o.get("records"), &o.path_of("records"), &records);
+    let id_field = o.string(cx, "idField");
+    Some(WebhookSpec { path: hook_path, verify: verify?, records, id_field })
+}
+
+fn verify(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<VerifySpec> {
+    use crate::webhook::verify::Scheme;
+    let o = Obj::open(cx, node, path, VERIFY_KEYS)?;
+    let expected = Scheme::NAMES.join(", ");
+    let scheme_text = o.required_string(cx, "scheme", &format!("one of {expected}"))?;
+    let scheme = Scheme::parse(&scheme_text);
+    if scheme.is_none()
+        && let Some(n) = o.get("scheme")
+    {
+        cx.error(n, &o.path_of("scheme"), format!("unknown scheme `{scheme_text}`: expected one of {expected}"));
+    }
+    // The secret itself never sits in a file: only a `${NAME}` reference to the environment.
+    let secret = match o.string(cx, "secret") {
+        Some(text) => {
+            let name = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')).filter(|n| super::templates::is_secret_name(n));
+            if name.is_none()
+                && let Some(n) = o.get("secret")
+            {
+                cx.error(n, &o.path_of("secret"), "expected a reference to an environment variable, `${NAME}`: secrets are never written in connector files");
+            }
+            name.map(str::to_string)
+        }
+        None => None,
+    };
+    if scheme.is_some_and(|s| s != Scheme::None) && secret.is_none() && !o.has("secret") {
+        o.missing(cx, "secret", "`${NAME}`, the environment variable holding the secret");
+    }
+    let tolerance_secs = o.uint(cx, "toleranceSecs", 1, 86_400).unwrap_or(300);
+    Some(VerifySpec { scheme: scheme?, secret, tolerance_secs })
+}
+
+/// JSONPath subset: `$`, `$.a.b`, `$.a[0]`, `$.items[*]` (`[*]` as the last step only).
+fn selector_check(cx: &mut Cx, node: Option<&MarkedYaml>, path: &str, selector: &str) {
+    let Some(rest) = selector.strip_prefix('$') else {
+        if let Some(n) = node {
+            cx.error(n, path, format!("expected a selector starting with `$` such as `$.changes`, found `{selector}`"));
+        }
+        return;
+    };
+    let steps: Vec<&str> = rest.split('.').collect();
+    let ok = (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+        && steps.iter().enumerate().all(|(i, step)| {
+            let (name, idx) = step.find('[').map_or((*step, ""), |p| (&step[..p], &step[p..]));
+            let name_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && (i == 0 || !name.is_empty());
+            let idx_ok = idx.split('[').filter(|s| !s.is_empty()).all(|s| {
+                s.strip_suffix(']').is_some_and(|inner| inner.parse::<usize>().is_ok() || (inner == "*" && i == steps.len() - 1))
+            });
+            name_ok && idx_ok
+        });
+    if !ok && let Some(n) = node {
+        cx.error(n, path, format!("unsupported selector `{selector}`: expected `$`, `$.a.b`, `$.a[0].b` or `$.items[*]` (`[*]` last)"));
+    }
+}
+
+/// `resolve: last-writer-wins` or `{ policy, versionField, owners, fetch: { hms, legacy } }`.
+fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
+    let expected = Policy::NAMES.join(", ");
+    let parse_policy = |cx: &mut Cx, n: &MarkedYaml, at: &str| -> Option<Policy> {
+        let text = as_str(n)?;
+        let p = Policy::parse(text);
+        if p.is_none() {
+            cx.error(n, at, format!("unknown policy `{text}`: expected one of {expected}"));
+        }
+        p
+    };
+    if as_str(node).is_some() {
+        let policy = parse_policy(cx, node, path)?;
+        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), fetch_hms: None, fetch_legacy: None });
+    }
+    let o = Obj::open(cx, node, path, RESOLVE_KEYS)?;
+    let policy = match o.get("policy") {
+        Some(n) => parse_policy(cx, n, &o.path_of("policy")),
+        None => Some(Policy::LastWriterWins),
+    };
+    let version_field = o.string(cx, "versionField").unwrap_or_else(|| "updatedAt".into());
+    let mut owners = Vec::new();
+    for (field, side) in o.string_map(cx, "owners") {
+        match side.as_str() {
+            "hms" => owners.push((field, Side::Hms)),
+            "legacy" => owners.push((field, Side::Legacy)),
+            other => cx.error(o.get("owners").unwrap_or(o.node), &format!("{}.{field}", o.path_of("owners")), format!("unknown side `{other}`: expected hms or legacy")),
+        }
+    }
+    let (mut fetch_hms, mut fetch_legacy) = (None, None);
+    if let Some(n) = o.get("fetch")
+        && let Some(f) = Obj::open(cx, n, &o.path_of("fetch"), FETCH_KEYS)
+    {
+        fetch_hms = f.get("hms").and_then(|n| request(cx, n, &f.path_of("hms"), REQUEST_KEYS, "GET").map(|(r, _)| r));
+        fetch_legacy = f.get("legacy").and_then(|n| request(cx, n, &f.path_of("legacy"), REQUEST_KEYS, "GET").map(|(r, _)| r));
+    }
+    Some(ResolveSpec { policy: policy?, version_field, owners, fetch_hms, fetch_legacy })
 }
 
 fn pull(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<PullSpec> {
@@ -259,15 +404,31 @@ fn pull(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<PullSpec> {
         },
     };
     let records = o.string(cx, "records").unwrap_or_else(|| "$".to_string());
-    if !records.starts_with('$')
-        && let Some(n) = o.get("records")
-    {
-        cx.error(n, &o.path_of("records"), format!("expected a selector starting with `$` such as `$.changes`, found `{records}`"));
-    }
+    selector_check(cx, o.get("records"), &o.path_of("records"), &records);
     let id_field = o.string(cx, "idField");
     let cursor_field = o.string(cx, "cursorField");
     let initial_cursor = o.get("initialCursor").map_or(Value::Null, to_json);
-    Some(PullSpec { request, every: every?, records, id_field, cursor_field, initial_cursor })
+    let next = o.get("next").and_then(|n| pagination(cx, n, &o.path_of("next")));
+    let lookback = o.uint(cx, "lookback", 0, 86_400 * 365);
+    Some(PullSpec { request, every: every?, records, id_field, cursor_field, initial_cursor, next, lookback })
+}
+
+/// `next: { link: $.next }`, `{ token: $.nextPageToken }` or `{ page: 1 }`: exactly one.
+fn pagination(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Pagination> {
+    let o = Obj::open(cx, node, path, NEXT_KEYS)?;
+    let given: Vec<&str> = NEXT_KEYS.iter().copied().filter(|k| o.has(k)).collect();
+    if given.len() != 1 {
+        cx.error(node, path, format!("expected exactly one of `link`, `token`, `page`, found {}", given.len()));
+        return None;
+    }
+    match given[0] {
+        "link" | "token" => {
+            let sel = o.string(cx, given[0])?;
+            selector_check(cx, o.get(given[0]), &o.path_of(given[0]), &sel);
+            Some(if given[0] == "link" { Pagination::Link(sel) } else { Pagination::Token(sel) })
+        }
+        _ => o.uint(cx, "page", 0, 1_000_000).map(Pagination::Page),
+    }
 }
 
 /// `30s`, `5m`, `1h`, `500ms`, or a whole number of seconds.

@@ -50,6 +50,103 @@ pub struct Trigger {
     /// `object.agency == "DDOT"`. Events for which it is false are counted, not delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// A path where HMS pushes its changes for this connector (the seed's `/webhook/hms`);
+    /// a push there is published on the first topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// An inbound webhook endpoint and how its requests are verified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// `/webhook/…` or `/webhooks/…`; default `/webhooks/{connector id}`.
+    pub path: String,
+    pub verify: VerifySpec,
+    /// Selector of the records in the body (`$`: the body is one record).
+    pub records: String,
+    /// External field holding a record's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    pub scheme: crate::webhook::verify::Scheme,
+    /// The environment variable holding the secret (written `${NAME}` in the file).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_ref")]
+    pub secret: Option<String>,
+    pub tolerance_secs: u64,
+}
+
+fn secret_ref<S: serde::Serializer>(name: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match name {
+        Some(n) => s.serialize_str(&format!("${{{n}}}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a change feed is paged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Pagination {
+    /// The answer holds the next page's URL at this selector (absolute, or relative to the feed).
+    Link(String),
+    /// The answer holds a token at this selector; the URL template uses it as `{{ page }}`.
+    Token(String),
+    /// Pages numbered from this number, as `{{ page }}`, until a page has no records.
+    Page(u64),
+}
+
+/// `resolve:` — what wins when both sides changed one record (two-way connectors).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolveSpec {
+    pub policy: Policy,
+    /// HMS field with the record's modification time or version (compared by value).
+    pub version_field: String,
+    /// `fields` policy: which side owns each HMS field; unlisted fields flow both ways.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<(String, Side)>,
+    /// Read the target side's current record before deciding (the seed's `lotus.get`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_hms: Option<RequestSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_legacy: Option<RequestSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    LastWriterWins,
+    HmsWins,
+    LegacyWins,
+    Fields,
+    Manual,
+}
+
+impl Policy {
+    pub const NAMES: [&'static str; 5] = ["last-writer-wins", "hms-wins", "legacy-wins", "fields", "manual"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "last-writer-wins" => Some(Self::LastWriterWins),
+            "hms-wins" => Some(Self::HmsWins),
+            "legacy-wins" => Some(Self::LegacyWins),
+            "fields" => Some(Self::Fields),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// A side of a two-way connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Hms,
+    Legacy,
 }
 
 /// One HTTP request template (`map.to`, `map.hms`, `source.pull`).
@@ -79,6 +176,10 @@ pub struct MapSpec {
     /// The request that applies an inbound change to HMS (the seed's `applyHMS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hms: Option<RequestSpec>,
+    /// Publish each inbound change (in HMS fields) on this HMS topic, so outbound
+    /// connectors fan it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
 }
 
 /// `source.pull:` — the ETL pull of an external change feed.
@@ -99,6 +200,12 @@ pub struct PullSpec {
     pub cursor_field: Option<String>,
     /// Cursor before the first pull.
     pub initial_cursor: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<Pagination>,
+    /// Re-read this margin below the cursor (a number for numeric cursors, seconds for
+    /// RFC 3339 time cursors); re-read records are recognised and not applied twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<u64>,
 }
 
 /// `source:` — where inbound changes come from.
@@ -106,6 +213,9 @@ pub struct PullSpec {
 pub struct SourceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullSpec>,
+    /// The external system pushes its changes here (seed 004's `/webhook/appointment`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
 }
 
 /// `retry:` — the seed's `{ max, backoffMs }` plus an optional cap.
@@ -163,6 +273,8 @@ pub struct ConnectorSpec {
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<ResolveSpec>,
     pub retry: RetrySpec,
     pub timeout_ms: u64,
     pub concurrency: u32,
@@ -223,9 +335,26 @@ impl ConnectorSpec {
         self.pull_view().is_some()
     }
 
-    /// Webhook paths this connector serves (none yet: inbound webhooks are their own issue).
+    /// Webhook paths this connector serves.
     pub fn webhook_paths(&self) -> Vec<String> {
-        Vec::new()
+        self.webhooks().into_iter().map(|(_, w)| w.path.clone()).collect()
+    }
+
+    /// Its webhook endpoints: HMS's (on the trigger) and the external system's (source).
+    pub fn webhooks(&self) -> Vec<(Side, &WebhookSpec)> {
+        let hms = self.trigger.as_ref().and_then(|t| t.webhook.as_ref()).map(|w| (Side::Hms, w));
+        let legacy = self.source.as_ref().and_then(|s| s.webhook.as_ref()).map(|w| (Side::Legacy, w));
+        hms.into_iter().chain(legacy).collect()
+    }
+
+    /// Does this connector sync both ways (links, echo suppression, resolvers)?
+    pub fn two_way(&self) -> bool {
+        self.direction == Direction::TwoWay
+    }
+
+    /// The topic inbound changes are published on, if any.
+    pub fn publish_topic(&self) -> Option<&str> {
+        self.map.as_ref().and_then(|m| m.publish.as_deref())
     }
 
     pub fn mapping_pairs(&self) -> Vec<(String, String)> {
@@ -259,7 +388,14 @@ impl ConnectorSpec {
     /// the environment at send time only.
     pub fn secret_names(&self) -> Vec<String> {
         let mut names = BTreeMap::new();
-        let requests = [self.outbound_request(), self.hms_request(), self.pull_view().map(|p| &p.request)];
+        let fetch = self.resolve.as_ref();
+        let requests = [
+            self.outbound_request(),
+            self.hms_request(),
+            self.pull_view().map(|p| &p.request),
+            fetch.and_then(|r| r.fetch_hms.as_ref()),
+            fetch.and_then(|r| r.fetch_legacy.as_ref()),
+        ];
         for req in requests.into_iter().flatten() {
             let mut texts = vec![req.url.as_str()];
             texts.extend(req.headers.iter().map(|(_, v)| v.as_str()));

@@ -14,15 +14,17 @@
 mod connectors;
 mod cursors;
 mod deliveries;
+mod links;
 mod settings;
 mod tickets;
 
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, next_due_at,
+    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, event_exists, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
+pub use links::{Link, LinkUpdate, get_link, save_link};
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
@@ -76,13 +78,16 @@ pub enum StorageError {
 /// tickets. A job is never `done` without its ticket, nor ticketed without its new state,
 /// whatever crashes in between; and SQLite's single writer lock is taken once per batch
 /// instead of being fought over by several writers. Returns the new tickets' ids.
-pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
-    if jobs.is_empty() && updates.is_empty() && tickets.is_empty() {
+pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], links: &[LinkUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if jobs.is_empty() && updates.is_empty() && links.is_empty() && tickets.is_empty() {
         return Ok(Vec::new());
     }
     let txn = begin_write(db).await?;
     deliveries::insert_in(&txn, jobs).await?;
     deliveries::apply_updates_in(&txn, updates).await?;
+    for l in links {
+        links::save_link(&txn, l).await?;
+    }
     let ids = tickets::append_in(&txn, tickets).await?;
     txn.commit().await?;
     Ok(ids)

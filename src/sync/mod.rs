@@ -1,0 +1,5 @@
+//! Two-way sync: inbound jobs from external records, record links, echo suppression and
+//! the conflict resolvers.
+
+pub mod engine;
+pub mod inbound;

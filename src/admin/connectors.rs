@@ -116,6 +116,7 @@ pub async fn fault(state: web::Data<AppState>, id: web::Path<String>, body: web:
     let body: FaultBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected {{\"child\": \"pusher|puller|retrier\", \"fault\": \"panic|stop|arbiter\"}}: {e}"))
     })?;
+    state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
     state
         .registry
         .send(FaultConnector { id: id.clone(), child: body.child, fault: body.fault })

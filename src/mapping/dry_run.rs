@@ -47,6 +47,10 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
         }
     };
     let topics = spec.topics();
+    if topics.is_empty() {
+        out.reason = Some(format!("an {} connector takes no HMS events: it has nothing to send for one", spec.direction_name()));
+        return out;
+    }
     let topic = topic.map(str::to_string).or_else(|| topics.first().cloned()).unwrap_or_default();
     if !topics.contains(&topic) {
         out.verdict = "filtered";

@@ -10,7 +10,7 @@ use minijinja::{Environment, UndefinedBehavior, Value as JValue};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::spec::templates::{is_secret_name, url_to_template};
+use crate::spec::templates::{replace_secret_refs, url_to_template};
 use crate::spec::{ConnectorSpec, RequestSpec};
 
 /// Secret values by name; for a dry run every value is a mask.
@@ -66,26 +66,7 @@ const FILTER: &str = "filter";
 
 /// `${NAME}` → `{{ __secrets.NAME }}`.
 fn secrets_to_vars(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) if is_secret_name(&after[..end]) => {
-                out.push_str(&rest[..start]);
-                out.push_str("{{ __secrets.");
-                out.push_str(&after[..end]);
-                out.push_str(" }}");
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push_str(&rest[..start + 2]);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    replace_secret_refs(text, |name| format!("{{{{ __secrets.{name} }}}}"))
 }
 
 /// Compiles one request's templates under names prefixed with `prefix`.

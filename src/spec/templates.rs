@@ -8,20 +8,36 @@ pub fn is_secret_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The names of every `${NAME}` in `text`, in order of appearance.
-pub fn secret_refs(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// `text` with every `${NAME}` replaced by `with(NAME)`; other text (including `$` and
+/// `${not a name}`) is kept as it is.
+pub fn replace_secret_refs(text: &str, mut with: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
         match after.find('}') {
             Some(end) if is_secret_name(&after[..end]) => {
-                out.push(after[..end].to_string());
+                out.push_str(&rest[..start]);
+                out.push_str(&with(&after[..end]));
                 rest = &after[end + 1..];
             }
-            _ => rest = after,
+            _ => {
+                out.push_str(&rest[..start + 2]);
+                rest = after;
+            }
         }
     }
+    out.push_str(rest);
+    out
+}
+
+/// The names of every `${NAME}` in `text`, in order of appearance.
+pub fn secret_refs(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    replace_secret_refs(text, |name| {
+        out.push(name.to_string());
+        String::new()
+    });
     out
 }
 

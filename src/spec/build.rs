@@ -119,6 +119,9 @@ fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
     } else if takes_in && !o.has("map") {
         o.missing(cx, "map", "`map.hms`, the request that applies a change to HMS (or `map.publish`, a topic)");
     }
+    if spec.direction == Direction::TwoWay && spec.key.is_none() {
+        o.missing(cx, "key", "the record's key in HMS fields, e.g. \"{{ id }}\": both directions of a record share it (links, order)");
+    }
     if spec.direction != Direction::TwoWay
         && let Some(node) = o.get("resolve")
     {

@@ -327,7 +327,7 @@ impl ConnectorSpec {
 
     /// Does this connector deliver jobs (outbound requests or inbound applies)?
     pub fn pushes(&self) -> bool {
-        self.outbound_request().is_some() || self.hms_request().is_some()
+        self.outbound_request().is_some() || self.hms_request().is_some() || self.publish_topic().is_some()
     }
 
     /// Does it poll an external change feed?

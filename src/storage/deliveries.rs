@@ -385,8 +385,3 @@ pub async fn queue_stats(db: &Db) -> Result<Vec<(String, String, i64)>, StorageE
         .all(db)
         .await?)
 }
-
-/// Whether `connector_id` already has a job for `event_id` (a replayed webhook).
-pub async fn event_exists(db: &Db, connector_id: &str, event_id: &str) -> Result<bool, StorageError> {
-    Ok(Entity::find().filter(Column::ConnectorId.eq(connector_id)).filter(Column::EventId.eq(event_id)).count(db).await? > 0)
-}

@@ -21,7 +21,7 @@ mod tickets;
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, event_exists, enqueue, get_delivery, list_parked, next_due_at,
+    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
 pub use links::{Link, LinkUpdate, get_link, save_link};

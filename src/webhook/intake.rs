@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::verify::{self, Headers, Rejection};
 use crate::actors::registry::{WakeConnectors, WebhookTarget};
-use crate::actors::ticket_writer::StoreJobs;
 use crate::admin::AppState;
 use crate::admin::error::ApiError;
 use crate::bus::PublishError;
@@ -64,19 +63,14 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
                     inbound_job(&shared, r, hook.id_field.as_deref(), None, "webhook", cid.as_deref())
                 })
                 .collect();
-            let mut fresh = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                if !storage::event_exists(&state.db, &id, &job.event_id).await? {
-                    fresh.push(job);
-                }
+            // Stored in a transaction of its own (not the group commit) so the answer can say
+            // exactly what was new: concurrent replays of one webhook id store it once, and
+            // only one of them is told so.
+            let stored = storage::enqueue(&state.db, &jobs).await.map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("cannot store the webhook: {e}")))?;
+            if stored > 0 {
+                state.registry.do_send(WakeConnectors(vec![id]));
             }
-            if fresh.is_empty() {
-                return Ok(HttpResponse::Ok().json(json!({ "ok": true, "duplicate": !records.is_empty(), "stored": 0 })));
-            }
-            let stored = fresh.len();
-            state.tickets.send(StoreJobs(fresh)).await?.map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("cannot store the webhook: {e}")))?;
-            state.registry.do_send(WakeConnectors(vec![id]));
-            Ok(HttpResponse::Ok().json(json!({ "ok": true, "duplicate": false, "stored": stored })))
+            Ok(HttpResponse::Ok().json(json!({ "ok": true, "duplicate": stored == 0 && !records.is_empty(), "stored": stored })))
         }
     }
 }

@@ -8,6 +8,8 @@ mod cli;
 mod connectors;
 mod durability;
 mod governance;
+mod inbound;
 mod operations;
 mod outbound;
 mod supervision;
+mod twoway;

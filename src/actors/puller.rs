@@ -147,7 +147,7 @@ fn join_url(base: &str, link: &str) -> String {
 /// and version and not stored twice.
 async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value) -> Result<PullReport, String> {
     let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
-    let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
+    let secrets = egress.secrets(&pull.request.secret_names()).map_err(|e| e.to_string())?;
     let from = with_lookback(&cursor, pull.lookback);
     let first_page = match &pull.next {
         Some(Pagination::Page(n)) => Value::from(*n),

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::alerter::{FailureSeen, JobParked};
 use super::child::ChildCtx;
 use super::messages::{Fault, InjectFault, StopChild, Wake};
-use crate::spec::model::Side;
+use crate::spec::model::{ConnectorSpec, Side};
 use crate::sync::engine::{self, Verdict};
 use crate::sync::inbound::INBOUND_TOPIC;
 use super::retrier::RetryScheduled;
@@ -111,9 +111,20 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     let mut payload = job.payload.clone();
     let mut link = None;
     let mut blocked = None;
-    if shared.spec.two_way() {
-        let source = if inbound { Side::Legacy } else { Side::Hms };
-        match engine::decide(&rt.db, &client, &rt.egress, &shared, &job.record_key, &job.payload, source, job.topic.starts_with(RESOLVED)).await {
+    let source = if inbound { Side::Legacy } else { Side::Hms };
+    if job.topic.starts_with(TAKE) {
+        // An operator chose this side's version: read its current record first.
+        match engine::fetch_current(&client, &rt.egress, &shared, source, &job.payload).await {
+            Ok(Some(Some(current))) => payload = current,
+            Ok(_) => {
+                let t = plain_ticket(&shared, &job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, ticket: Some(t) }, String::new()).await;
+            }
+            Err(e) => blocked = Some(e),
+        }
+    }
+    if shared.spec.two_way() && blocked.is_none() {
+        match engine::decide(&rt.db, &client, &rt.egress, &shared, &job.record_key, &payload, source, job.topic.starts_with(RESOLVED)).await {
             Verdict::Apply { record, link: l } => {
                 payload = record;
                 link = Some(l);
@@ -125,6 +136,8 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             }
             Verdict::Conflict(reason) => {
                 tracing::warn!(reason = %reason, "conflict parked for a human");
+                Counters::inc(&shared.counters.parked);
+                rt.metrics.parked.with_label_values(&[shared.id()]).inc();
                 rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
                 let t = plain_ticket(&shared, &job, inbound, "conflict", Some(reason.clone()), attempts);
                 return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, ticket: Some(t) }, String::new()).await;
@@ -136,7 +149,8 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     let render = |secrets: &crate::mapping::Secrets| {
         if inbound { shared.compiled.render_hms(&payload, secrets) } else { shared.compiled.render(&payload, secrets) }
     };
-    let names = shared.spec.secret_names();
+    let spec = &shared.spec;
+    let names = ConnectorSpec::secrets_of(if inbound { spec.hms_request() } else { spec.outbound_request() });
     // What logs and tickets may show: the request with every secret masked.
     let masked = render(&masked_secrets(&names)).ok().flatten();
     let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
@@ -192,9 +206,17 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                 && let Some(bus) = rt.bus.get()
                 && let Err(e) = bus.publish(topic, payload.clone(), Some(format!("{}:{}", shared.id(), job.event_id))).await
             {
-                tracing::warn!(error = %e, "cannot publish the inbound change; will retry");
-                let at = Utc::now() + chrono::Duration::milliseconds(shared.spec.retry.backoff_ms as i64);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Reschedule { id: 0, attempts, at, error: e.to_string() }, link: None, ticket: None }, line).await;
+                // Like a failed delivery: retried with back-off, parked after `retry.max`.
+                let error = format!("cannot publish on {}: {e}", shared.spec.publish_topic().unwrap_or_default());
+                let update = match shared.spec.retry_policy().decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
+                    Decision::RetryIn(delay) => {
+                        tracing::warn!(error = %error, "will retry");
+                        JobUpdate::Reschedule { id: 0, attempts, at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(), error }
+                    }
+                    _ => JobUpdate::Park { id: 0, attempts, error },
+                };
+                let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
+                return record(&rt, &supervisor, job, RecordOutcome { update, link: None, ticket: parked }, line).await;
             }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
@@ -223,13 +245,16 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     record(&rt, &supervisor, job, RecordOutcome { update, link, ticket }, line).await
 }
 
-/// Jobs that carry a change into HMS (a resolved conflict keeps its direction).
-fn is_inbound(topic: &str) -> bool {
-    topic == INBOUND_TOPIC || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC)
+/// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the
+/// external system's version applies it to HMS).
+pub fn is_inbound(topic: &str) -> bool {
+    topic == INBOUND_TOPIC || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC) || topic == format!("{TAKE}legacy")
 }
 
 /// Topic prefix of a job an operator resolved: applied without the conflict check.
 pub const RESOLVED: &str = "resolved:";
+/// `resolved:take:SIDE`: read SIDE's current record and apply it to the other side.
+pub const TAKE: &str = "resolved:take:";
 
 /// A ticket for a change that was not sent (skipped, or parked as a conflict).
 fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status: &str, reason: Option<String>, attempts: i32) -> NewTicket {

@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::actors::registry::WakeConnectors;
-use crate::actors::ticket_writer::WriteTicket;
+use crate::actors::registry::{GetShared, WakeConnectors};
 use crate::storage::{self, Delivery, NewTicket};
 
 #[derive(Debug, Deserialize)]
@@ -67,25 +66,35 @@ pub async fn replay(state: web::Data<AppState>, id: web::Path<i64>, body: web::B
 }
 
 pub async fn discard(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    parked_job(&state, *id).await?;
-    let job = storage::discard_parked(&state.db, *id)
-        .await?
-        .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
-    state.tickets.do_send(WriteTicket(NewTicket {
+    let job = parked_job(&state, *id).await?;
+    close(&state, &job, &[], "discarded by an operator").await?;
+    tracing::info!(connector = %job.connector_id, job = job.id, "parked job discarded");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Closes a parked job with its ticket (`skipped`, with `reason`) and the jobs that replace
+/// it, in one transaction.
+async fn close(state: &AppState, job: &Delivery, replacements: &[crate::storage::NewDelivery], reason: &str) -> Result<(), ApiError> {
+    let ticket = NewTicket {
         connector_id: job.connector_id.clone(),
         event_id: Some(job.event_id.clone()),
         delivery_id: Some(job.id),
         hms_id: Some(job.record_key.clone()),
         external_id: None,
-        direction: if job.topic == crate::sync::inbound::INBOUND_TOPIC { "inbound" } else { "outbound" }.into(),
+        direction: if is_inbound(&job.topic) { "inbound" } else { "outbound" }.into(),
         status: "skipped".into(),
-        reason: Some("discarded by an operator".into()),
+        reason: Some(reason.to_string()),
         attempts: job.attempts,
         last_error: job.last_error.clone(),
         detail: None,
-    }));
-    tracing::info!(connector = %job.connector_id, job = job.id, "parked job discarded");
-    Ok(HttpResponse::NoContent().finish())
+    };
+    if !storage::close_parked(&state.db, job.id, replacements, &ticket).await? {
+        return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {} is no longer parked", job.id)));
+    }
+    if !replacements.is_empty() {
+        state.registry.do_send(WakeConnectors(vec![job.connector_id.clone()]));
+    }
+    Ok(())
 }
 
 /// `{"side": "hms" | "legacy"}` (which side's version wins) or `{"record": {…}}` (a merged
@@ -97,17 +106,25 @@ pub struct ResolveBody {
     pub record: Option<Value>,
 }
 
-/// Resolves a parked conflict of a two-way connector. The winning change goes through the
-/// normal path again, without the conflict check; the parked job is closed as `skipped`.
+/// Resolves a parked conflict of a two-way connector (policy `manual`). The winner goes
+/// through the normal path again without the conflict check:
+/// - the side that made the parked change: that change is applied to the other side;
+/// - the other side: its current record is read (`resolve.fetch`) and applied back;
+/// - a merged `record`: applied to both sides.
+///
+/// The parked job is closed as `skipped` in the same transaction.
 pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    use crate::actors::pusher::RESOLVED;
-    use crate::actors::ticket_writer::StoreJobs;
+    use crate::actors::pusher::{RESOLVED, TAKE};
     use crate::sync::inbound::INBOUND_TOPIC;
     let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
     let job = parked_job(&state, *id).await?;
-    let inbound = job.topic == INBOUND_TOPIC || job.topic == format!("{RESOLVED}{INBOUND_TOPIC}");
+    if !job.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT) {
+        return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is parked for a failure, not a conflict: replay or discard it")));
+    }
+    let shared = state.registry.send(GetShared(job.connector_id.clone())).await?.ok_or_else(|| ApiError::not_found(format!("connector `{}` does not exist", job.connector_id)))?;
+    let inbound = is_inbound(&job.topic);
     let source = if inbound { "legacy" } else { "hms" };
-    let outbound_topic = if inbound { None } else { Some(job.topic.trim_start_matches(RESOLVED).to_string()) };
+    let outbound_topic = shared.spec.topics().into_iter().next().unwrap_or_default();
     let new_job = |topic: String, payload: Value, n: u8| crate::storage::NewDelivery {
         connector_id: job.connector_id.clone(),
         event_id: format!("resolved:{}:{n}", job.id),
@@ -116,35 +133,25 @@ pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::
         payload,
     };
     let (jobs, reason) = match (choice.side.as_deref(), choice.record) {
-        (Some(side), None) if side == source => (vec![new_job(if inbound { INBOUND_TOPIC.into() } else { outbound_topic.clone().unwrap_or_default() }, job.payload.clone(), 1)], format!("conflict resolved: {side} wins")),
-        (Some(side @ ("hms" | "legacy")), None) => (Vec::new(), format!("conflict resolved: {side} keeps its version")),
-        (None, Some(record)) => {
-            // A merged record goes to both sides. An outbound job needs an HMS topic: the
-            // connector's first.
-            let shared = state.registry.send(crate::actors::registry::GetShared(job.connector_id.clone())).await?;
-            let topic = outbound_topic.or_else(|| shared.and_then(|s| s.spec.topics().into_iter().next())).unwrap_or_default();
-            (vec![new_job(INBOUND_TOPIC.into(), record.clone(), 1), new_job(topic, record, 2)], "conflict resolved with a merged record".to_string())
+        (Some(side), None) if side == source => {
+            let topic = if inbound { INBOUND_TOPIC.to_string() } else { outbound_topic };
+            (vec![new_job(topic, job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
         }
+        (Some(side @ ("hms" | "legacy")), None) => {
+            let fetch = shared.spec.resolve.as_ref().and_then(|r| if side == "hms" { r.fetch_hms.as_ref() } else { r.fetch_legacy.as_ref() });
+            if fetch.is_none() {
+                return Err(ApiError::bad_request(format!("to take {side}'s version its current record must be read: configure resolve.fetch.{side}, or pass the merged `record`")));
+            }
+            (vec![new_job(format!("{TAKE}{side}"), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+        }
+        (None, Some(record)) => (vec![new_job(INBOUND_TOPIC.into(), record.clone(), 1), new_job(outbound_topic, record, 2)], "conflict resolved with a merged record".to_string()),
         _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),
     };
-    storage::discard_parked(&state.db, job.id).await?.ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
-    if !jobs.is_empty() {
-        state.tickets.send(StoreJobs(jobs)).await?.map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e))?;
-        state.registry.do_send(WakeConnectors(vec![job.connector_id.clone()]));
-    }
-    state.tickets.do_send(WriteTicket(NewTicket {
-        connector_id: job.connector_id.clone(),
-        event_id: Some(job.event_id.clone()),
-        delivery_id: Some(job.id),
-        hms_id: Some(job.record_key.clone()),
-        external_id: Some(job.record_key.clone()),
-        direction: if inbound { "inbound" } else { "outbound" }.into(),
-        status: "skipped".into(),
-        reason: Some(reason.clone()),
-        attempts: job.attempts,
-        last_error: job.last_error.clone(),
-        detail: None,
-    }));
+    close(&state, &job, &jobs, &reason).await?;
     tracing::info!(connector = %job.connector_id, job = job.id, reason = %reason, "conflict resolved");
     Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "resolution": reason })))
+}
+
+fn is_inbound(topic: &str) -> bool {
+    crate::actors::pusher::is_inbound(topic)
 }

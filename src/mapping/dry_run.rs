@@ -63,7 +63,7 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
         return out;
     }
     out.record_key = compiled.record_key(event, event_id).ok();
-    let names = spec.secret_names();
+    let names = ConnectorSpec::secrets_of(spec.outbound_request());
     out.missing_secrets = names.iter().filter(|n| std::env::var_os(n).is_none()).cloned().collect();
     match compiled.render(event, &masked_secrets(&names)) {
         Ok(Some(mut req)) => {

@@ -397,16 +397,31 @@ impl ConnectorSpec {
             fetch.and_then(|r| r.fetch_legacy.as_ref()),
         ];
         for req in requests.into_iter().flatten() {
-            let mut texts = vec![req.url.as_str()];
-            texts.extend(req.headers.iter().map(|(_, v)| v.as_str()));
-            for text in texts {
-                for n in super::templates::secret_refs(text) {
-                    names.insert(n, ());
-                }
+            names.extend(req.secret_names().into_iter().map(|n| (n, ())));
+        }
+        names.into_keys().collect()
+    }
+
+    /// The secrets one request needs (`None`: the connector has no such request). A job
+    /// resolves only these, so a secret missing for another direction does not block it.
+    pub fn secrets_of(req: Option<&RequestSpec>) -> Vec<String> {
+        req.map(RequestSpec::secret_names).unwrap_or_default()
+    }
+}
+
+impl RequestSpec {
+    /// Every `${NAME}` in this request's URL, headers and body, sorted and deduplicated.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names = BTreeMap::new();
+        let mut texts = vec![self.url.as_str()];
+        texts.extend(self.headers.iter().map(|(_, v)| v.as_str()));
+        for text in texts {
+            for n in super::templates::secret_refs(text) {
+                names.insert(n, ());
             }
-            if let Some(body) = &req.body {
-                collect_body_secrets(body, &mut names);
-            }
+        }
+        if let Some(body) = &self.body {
+            collect_body_secrets(body, &mut names);
         }
         names.into_keys().collect()
     }

@@ -355,17 +355,22 @@ pub async fn replay_parked(db: &Db, id: i64, payload: Option<&serde_json::Value>
     get_delivery(db, id).await
 }
 
-/// Discards parked job `id` for good (an operator decided it must not be sent). The row is
-/// kept as history with status `discarded`. Returns the job, or `None` if it is not parked.
-pub async fn discard_parked(db: &Db, id: i64) -> Result<Option<Delivery>, StorageError> {
+/// Marks parked job `id` `discarded` on `c`; `false` when it is not parked.
+pub(crate) async fn discard_in<C: ConnectionTrait>(c: &C, id: i64) -> Result<bool, StorageError> {
     let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(DISCARDED))
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(PARKED))
-        .exec(db)
+        .exec(c)
         .await?;
-    if res.rows_affected == 0 {
+    Ok(res.rows_affected > 0)
+}
+
+/// Discards parked job `id` for good (an operator decided it must not be sent). The row is
+/// kept as history with status `discarded`. Returns the job, or `None` if it is not parked.
+pub async fn discard_parked(db: &Db, id: i64) -> Result<Option<Delivery>, StorageError> {
+    if !discard_in(db, id).await? {
         return Ok(None);
     }
     get_delivery(db, id).await

@@ -93,6 +93,21 @@ pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], l
     Ok(ids)
 }
 
+/// Closes parked job `id` (status `discarded`), stores `jobs` that replace it (a resolved
+/// conflict) and its closing `ticket`, all in ONE transaction. `false` (and nothing
+/// written) when the job is not parked any more.
+pub async fn close_parked(db: &Db, id: i64, jobs: &[NewDelivery], ticket: &NewTicket) -> Result<bool, StorageError> {
+    let txn = begin_write(db).await?;
+    if !deliveries::discard_in(&txn, id).await? {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    deliveries::insert_in(&txn, jobs).await?;
+    tickets::append_in(&txn, std::slice::from_ref(ticket)).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
 /// The current time as stored: UTC, whole microseconds (see the module docs).
 pub(crate) fn now() -> DateTime<Utc> {
     micros(Utc::now())

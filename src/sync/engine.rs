@@ -17,6 +17,9 @@ use crate::mapping::fields;
 use crate::spec::model::{Policy, ResolveSpec, Side};
 use crate::storage::{self, Db, Link, LinkUpdate};
 
+/// How a conflict's reason (the parked job's last error) starts.
+pub const CONFLICT: &str = "conflict: ";
+
 /// What to do with the change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -110,7 +113,7 @@ pub async fn decide(db: &Db, client: &awc::Client, egress: &Egress, shared: &Con
         Policy::HmsWins if source == Side::Legacy && target_changed => Verdict::Skip("hms-wins: HMS changed this record too".into()),
         Policy::LegacyWins if source == Side::Hms && target_changed => Verdict::Skip("legacy-wins: the external system changed this record too".into()),
         Policy::HmsWins | Policy::LegacyWins => apply(record.clone()),
-        Policy::Manual if target_changed => Verdict::Conflict(format!("both sides changed record {key} since the last sync; resolve it: POST /parked/{{id}}/resolve")),
+        Policy::Manual if target_changed => Verdict::Conflict(format!("{CONFLICT}both sides changed record {key} since the last sync; resolve it: POST /parked/{{id}}/resolve")),
         Policy::Manual => apply(record.clone()),
         Policy::Fields => {
             let owned = owned_fields(record, &resolve, source, current.clone().flatten().as_ref());
@@ -156,8 +159,14 @@ fn link_update(shared: &ConnectorShared, key: &str, link: Option<&Link>, hash: &
 
 /// `Ok(None)`: no fetch configured for `side`. `Ok(Some(None))`: the side has no such
 /// record. `Ok(Some(Some(r)))`: its record, in HMS fields.
-async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Option<Option<Value>>, String> {
-    let secrets = egress.secrets(&shared.spec.secret_names()).map_err(|e| e.to_string())?;
+pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Option<Option<Value>>, String> {
+    let resolve = shared.spec.resolve.as_ref();
+    let spec_req = match side {
+        Side::Hms => resolve.and_then(|r| r.fetch_hms.as_ref()),
+        Side::Legacy => resolve.and_then(|r| r.fetch_legacy.as_ref()),
+    };
+    let Some(spec_req) = spec_req else { return Ok(None) };
+    let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
     let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(None) };
     match sender::fetch_optional_json(client, &req, egress).await {
         Ok(None) => Ok(Some(None)),

@@ -114,7 +114,7 @@ pub struct ResolveBody {
 ///
 /// The parked job is closed as `skipped` in the same transaction.
 pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    use crate::actors::pusher::{RESOLVED, TAKE};
+    use crate::actors::pusher::RESOLVED;
     use crate::sync::inbound::INBOUND_TOPIC;
     let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
     let job = parked_job(&state, *id).await?;
@@ -142,7 +142,7 @@ pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::
             if fetch.is_none() {
                 return Err(ApiError::bad_request(format!("to take {side}'s version its current record must be read: configure resolve.fetch.{side}, or pass the merged `record`")));
             }
-            (vec![new_job(format!("{TAKE}{side}"), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+            (vec![new_job(format!("take:{side}"), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
         }
         (None, Some(record)) => (vec![new_job(INBOUND_TOPIC.into(), record.clone(), 1), new_job(outbound_topic, record, 2)], "conflict resolved with a merged record".to_string()),
         _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),

@@ -64,8 +64,19 @@ pub fn compare_versions(a: &Value, b: &Value) -> std::cmp::Ordering {
 }
 
 /// Decides for a change of record `key` from `source` (the other side is the target).
-/// `forced`: an operator resolved a conflict in favour of this change; only echoes and
-/// no-ops are still skipped.
+/// `forced`: an operator resolved a conflict in favour of this change; it is applied
+/// unless the target already holds exactly this content.
+///
+/// The order matters:
+/// 0. A notification the source has since moved past is superseded (when the source can
+///    be read).
+/// 1. What the target holds now: read it when the connector says how (`resolve.fetch`,
+///    the seed's `lotus.get`), else assume what was last synced (the link).
+/// 2. The target already has this content: nothing to do (this is also how our own echo
+///    is recognised). Checked against the fresh read when there is one, so a real change
+///    that happens to restore the last synced content is not mistaken for an echo.
+/// 3. A change older than the version last synced is superseded (a late webhook).
+/// 4. The policy.
 #[allow(clippy::too_many_arguments)]
 pub async fn decide(db: &Db, client: &awc::Client, egress: &Egress, shared: &ConnectorShared, key: &str, record: &Value, source: Side, forced: bool) -> Verdict {
     let resolve = shared.spec.resolve.clone().unwrap_or_else(default_resolve);
@@ -78,49 +89,80 @@ pub async fn decide(db: &Db, client: &awc::Client, egress: &Egress, shared: &Con
         Err(e) => return Verdict::Retry(format!("cannot read the record link: {e}")),
     };
     let synced_hash = link.as_ref().and_then(|l| l.hms_hash.clone());
-    if synced_hash.as_deref() == Some(h.as_str()) {
-        return Verdict::Skip(format!("echo: {} already has this content (last synced)", side_name(target)));
+    let synced_version = link.as_ref().and_then(|l| l.hms_version.clone()).map(parse_version);
+    // A late or replayed notification: the source itself no longer holds this content
+    // (its record moved on, possibly overwritten by our own sync). Checked when the source
+    // can be read; an operator's forced choice is applied as given.
+    if !forced {
+        match fetch_current(client, egress, shared, source, record).await {
+            Ok(Some(Some(now))) if content(&now, &table, &resolve.version_field) != h => {
+                return Verdict::Skip(format!("superseded: {} no longer holds this content", side_name(source)));
+            }
+            Ok(Some(None)) => return Verdict::Skip(format!("superseded: {} no longer has this record", side_name(source))),
+            Ok(_) => {}
+            Err(e) => return Verdict::Retry(e),
+        }
     }
-    // The target's current record: read it when the connector says how (the seed's
-    // lotus.get), else what the link remembers.
     let current = match fetch_current(client, egress, shared, target, record).await {
         Ok(c) => c,
         Err(e) => return Verdict::Retry(e),
     };
+    let fetched = matches!(current, Some(Some(_)));
     let (current_hash, current_version) = match &current {
-        Some(Some(c)) => (Some(content(c, &table, &resolve.version_field)), fields::get_path(c, &resolve.version_field).cloned()),
+        Some(Some(c)) => (Some(content(c, &table, &resolve.version_field)), fields::get_path(c, &resolve.version_field).cloned().filter(|v| !v.is_null())),
         Some(None) => (None, None),
-        None => (synced_hash.clone(), link.as_ref().and_then(|l| l.hms_version.clone()).map(parse_version)),
+        None => (synced_hash.clone(), synced_version.clone()),
     };
-    if current_hash.as_deref() == Some(h.as_str()) {
-        return Verdict::Skip(format!("no change: {} already has this content", side_name(target)));
+    // (Without a fresh read, a forced change is applied even when the link says the target
+    // has it: the link speaks of the last sync, which the operator's choice may follow.)
+    if current_hash.as_deref() == Some(h.as_str()) && !(forced && current.is_none()) {
+        let why = if current.is_some() { "no change" } else { "echo" };
+        return Verdict::Skip(format!("{why}: {} already has this content", side_name(target)));
+    }
+    let apply = |record: Value, hash: &str, version: &Value| Verdict::Apply { record, link: link_update(shared, key, link.as_ref(), hash, version) };
+    if forced {
+        return apply(record.clone(), &h, &v);
+    }
+    if let Some(sv) = &synced_version
+        && !v.is_null()
+        && compare_versions(&v, sv) == std::cmp::Ordering::Less
+    {
+        return Verdict::Skip(format!("stale: older than the version last synced ({})", scalar_text(sv)));
     }
     // Did the target change since the last sync? Only a fresh read can tell.
-    let target_changed = matches!(&current, Some(Some(_))) && link.is_some() && current_hash != synced_hash;
-    let apply = |record: Value| Verdict::Apply { record, link: link_update(shared, key, link.as_ref(), &h, &v) };
-    if forced {
-        return apply(record.clone());
-    }
+    let target_changed = fetched && link.is_some() && current_hash != synced_hash;
     match resolve.policy {
         Policy::LastWriterWins => match current_version {
-            Some(cv) if !cv.is_null() && !v.is_null() => match compare_versions(&v, &cv) {
-                std::cmp::Ordering::Greater => apply(record.clone()),
+            Some(cv) if !v.is_null() => match compare_versions(&v, &cv) {
+                std::cmp::Ordering::Greater => apply(record.clone(), &h, &v),
                 std::cmp::Ordering::Less => Verdict::Skip(format!("stale: {} has a newer version ({})", side_name(target), scalar_text(&cv))),
                 std::cmp::Ordering::Equal => Verdict::Skip(format!("no-op: equal versions ({}) on both sides", scalar_text(&cv))),
             },
-            _ => apply(record.clone()),
+            _ => apply(record.clone(), &h, &v),
         },
         Policy::HmsWins if source == Side::Legacy && target_changed => Verdict::Skip("hms-wins: HMS changed this record too".into()),
         Policy::LegacyWins if source == Side::Hms && target_changed => Verdict::Skip("legacy-wins: the external system changed this record too".into()),
-        Policy::HmsWins | Policy::LegacyWins => apply(record.clone()),
+        Policy::HmsWins | Policy::LegacyWins => apply(record.clone(), &h, &v),
         Policy::Manual if target_changed => Verdict::Conflict(format!("{CONFLICT}both sides changed record {key} since the last sync; resolve it: POST /parked/{{id}}/resolve")),
-        Policy::Manual => apply(record.clone()),
+        Policy::Manual => apply(record.clone(), &h, &v),
         Policy::Fields => {
-            let owned = owned_fields(record, &resolve, source, current.clone().flatten().as_ref());
-            if owned.as_ref() == current.clone().flatten().as_ref() {
+            let current_record = current.clone().flatten();
+            let Some(mut owned) = owned_fields(record, &resolve, source, current_record.as_ref()) else { return apply(record.clone(), &h, &v) };
+            // The applied record carries the newer of the two versions: never wind it back.
+            let version = match &current_version {
+                Some(cv) if v.is_null() || compare_versions(cv, &v) == std::cmp::Ordering::Greater => cv.clone(),
+                _ => v.clone(),
+            };
+            if let Value::Object(m) = &mut owned
+                && !version.is_null()
+            {
+                m.insert(resolve.version_field.clone(), version.clone());
+            }
+            let owned_hash = content(&owned, &table, &resolve.version_field);
+            if current_hash.as_deref() == Some(owned_hash.as_str()) {
                 Verdict::Skip(format!("no change to fields owned by {}", side_name(source)))
             } else {
-                apply(owned.unwrap_or_else(|| record.clone()))
+                apply(owned, &owned_hash, &version)
             }
         }
     }

@@ -556,3 +556,449 @@ pub async fn run_client(url: &str, args: &[&str]) -> std::process::Output {
     .await
     .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------
+// Two-way sync (tests/api/twoway.rs): a simulated Lotus Notes calendar and a simulated HMS,
+// in-process actix-web servers on port 0 sharing one logical clock. Everything of this block
+// lives in `twoway_sim`.
+// ---------------------------------------------------------------------------------------
+pub mod twoway_sim {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use serde_json::{json, Value};
+
+    /// The clock both systems stamp their modification times from: strictly increasing.
+    #[derive(Clone, Default)]
+    pub struct LogicalClock(Arc<AtomicU64>);
+
+    impl LogicalClock {
+        /// The next time.
+        pub fn tick(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst) + 1
+        }
+        pub fn now(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        /// Moves the clock forward to at least `t` (for explicit times in a test).
+        pub fn advance_to(&self, t: u64) {
+            self.0.fetch_max(t, Ordering::SeqCst);
+        }
+    }
+
+    /// A small deterministic PRNG (xorshift64*), seeded from a number.
+    #[derive(Clone, Debug)]
+    pub struct XorShift(u64);
+
+    impl XorShift {
+        pub fn new(seed: u64) -> Self {
+            let s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+            XorShift(if s == 0 { 1 } else { s })
+        }
+        pub fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        /// 0..n
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n.max(1)
+        }
+        /// True with `pct` percent.
+        pub fn chance(&mut self, pct: u64) -> bool {
+            self.below(100) < pct
+        }
+        pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+        pub fn shuffle<T>(&mut self, items: &mut [T]) {
+            for i in (1..items.len()).rev() {
+                let j = self.below(i as u64 + 1) as usize;
+                items.swap(i, j);
+            }
+        }
+    }
+
+    /// `target` with every field of `changes` set (both objects).
+    pub fn merge(target: &mut Value, changes: &Value) {
+        if !target.is_object() {
+            *target = json!({});
+        }
+        if let (Value::Object(t), Value::Object(c)) = (target, changes) {
+            for (k, v) in c {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    fn key_of(id: &Value) -> String {
+        match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    // ----- Lotus Notes ---------------------------------------------------------------
+
+    #[derive(Default)]
+    struct LotusState {
+        docs: BTreeMap<String, Value>,
+        /// Successful PUTs by the sync.
+        writes: u64,
+        log: Vec<(String, Value)>,
+        /// The next writes answer 503 (and change nothing).
+        fail_writes: u32,
+        failed_writes: u64,
+        /// The next feed answers list their records in a shuffled order.
+        shuffle_feeds: u32,
+        rng: Option<XorShift>,
+        feeds: u64,
+    }
+
+    #[derive(Clone)]
+    struct LotusShared {
+        state: Arc<Mutex<LotusState>>,
+        clock: LogicalClock,
+    }
+
+    /// The Lotus Notes calendar: documents by ShiftID with BeginTime, FinishTime, RangerName
+    /// and LastModified (a number of the shared clock).
+    #[derive(Clone)]
+    pub struct FakeLotus {
+        pub base: String,
+        shared: LotusShared,
+    }
+
+    fn number(v: Option<&Value>) -> f64 {
+        v.and_then(Value::as_f64).unwrap_or(f64::MIN)
+    }
+
+    async fn lotus_changes(req: HttpRequest, st: web::Data<LotusShared>) -> HttpResponse {
+        let since = req
+            .query_string()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("since="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let mut s = st.state.lock().unwrap();
+        s.feeds += 1;
+        let mut docs: Vec<Value> = s.docs.values().filter(|d| number(d.get("LastModified")) >= since).cloned().collect();
+        docs.sort_by(|a, b| number(a.get("LastModified")).total_cmp(&number(b.get("LastModified"))));
+        if s.shuffle_feeds > 0 {
+            s.shuffle_feeds -= 1;
+            let mut rng = s.rng.take().unwrap_or_else(|| XorShift::new(7));
+            rng.shuffle(&mut docs);
+            s.rng = Some(rng);
+        }
+        HttpResponse::Ok().json(json!({ "changes": docs }))
+    }
+
+    fn shift_id(spec: &str) -> String {
+        spec.strip_prefix("ShiftID=").or_else(|| spec.strip_prefix("ShiftID%3D")).unwrap_or(spec).to_string()
+    }
+
+    async fn lotus_put(spec: web::Path<String>, body: web::Bytes, st: web::Data<LotusShared>) -> HttpResponse {
+        let id = shift_id(&spec);
+        let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
+            return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));
+        };
+        let mut s = st.state.lock().unwrap();
+        if s.fail_writes > 0 {
+            s.fail_writes -= 1;
+            s.failed_writes += 1;
+            return HttpResponse::ServiceUnavailable().json(json!({"error": "Domino server busy"}));
+        }
+        if doc.get("LastModified").is_none_or(Value::is_null) {
+            merge(&mut doc, &json!({ "LastModified": st.clock.tick() }));
+        }
+        s.writes += 1;
+        s.log.push((id.clone(), doc.clone()));
+        s.docs.insert(id, doc.clone());
+        HttpResponse::Ok().json(doc)
+    }
+
+    async fn lotus_get(spec: web::Path<String>, st: web::Data<LotusShared>) -> HttpResponse {
+        match st.state.lock().unwrap().docs.get(&shift_id(&spec)) {
+            Some(d) => HttpResponse::Ok().json(d),
+            None => HttpResponse::NotFound().json(json!({"error": "no such document"})),
+        }
+    }
+
+    impl FakeLotus {
+        pub async fn start(clock: LogicalClock) -> FakeLotus {
+            let shared = LotusShared { state: Arc::new(Mutex::new(LotusState::default())), clock };
+            let data = shared.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(data.clone()))
+                    .route("/calendar/changes", web::route().to(lotus_changes))
+                    .route("/calendar/doc/{spec}", web::put().to(lotus_put))
+                    .route("/calendar/doc/{spec}", web::get().to(lotus_get))
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            let port = server.addrs()[0].port();
+            actix_web::rt::spawn(server.run());
+            FakeLotus { base: format!("http://127.0.0.1:{port}"), shared }
+        }
+
+        /// A document as it is now.
+        pub fn doc(&self, id: u64) -> Option<Value> {
+            self.shared.state.lock().unwrap().docs.get(&id.to_string()).cloned()
+        }
+
+        /// Puts a document in place (not a write by the sync).
+        pub fn seed(&self, doc: Value) {
+            let id = key_of(&doc["ShiftID"]);
+            self.shared.state.lock().unwrap().docs.insert(id, doc);
+        }
+
+        /// A ranger edits a document in Lotus: the changes, LastModified from the clock.
+        pub fn ranger_edit(&self, id: u64, changes: Value) -> Value {
+            let t = self.shared.clock.tick();
+            self.ranger_edit_at(id, changes, t)
+        }
+
+        /// A ranger edit stamped `t`.
+        pub fn ranger_edit_at(&self, id: u64, changes: Value, t: u64) -> Value {
+            self.shared.clock.advance_to(t);
+            let mut s = self.shared.state.lock().unwrap();
+            let doc = s.docs.entry(id.to_string()).or_insert_with(|| json!({ "ShiftID": id }));
+            merge(doc, &changes);
+            merge(doc, &json!({ "LastModified": t }));
+            doc.clone()
+        }
+
+        /// Successful writes (PUTs) by the sync.
+        pub fn writes(&self) -> u64 {
+            self.shared.state.lock().unwrap().writes
+        }
+
+        /// Every successful write: (ShiftID, stored document).
+        pub fn write_log(&self) -> Vec<(String, Value)> {
+            self.shared.state.lock().unwrap().log.clone()
+        }
+
+        /// The next write answers 503 once.
+        pub fn fail_next_write(&self) {
+            let mut s = self.shared.state.lock().unwrap();
+            s.fail_writes = s.fail_writes.max(1);
+        }
+
+        pub fn failed_writes(&self) -> u64 {
+            self.shared.state.lock().unwrap().failed_writes
+        }
+
+        /// The next feed answer lists its records shuffled (seeded).
+        pub fn shuffle_next_feed(&self, seed: u64) {
+            let mut s = self.shared.state.lock().unwrap();
+            s.shuffle_feeds = s.shuffle_feeds.max(1);
+            s.rng.get_or_insert_with(|| XorShift::new(seed));
+        }
+
+        /// Feed requests answered.
+        pub fn feeds(&self) -> u64 {
+            self.shared.state.lock().unwrap().feeds
+        }
+    }
+
+    // ----- HMS -------------------------------------------------------------------------
+
+    #[derive(Default)]
+    struct HmsState {
+        shifts: BTreeMap<String, Value>,
+        /// Successful PATCHes by the sync.
+        writes: u64,
+        log: Vec<(String, Value)>,
+        fail_writes: u32,
+        failed_writes: u64,
+        /// Where HMS pushes its changes (the service's /webhook/hms) and the token.
+        hook: Option<(String, String)>,
+        /// The next echoes are sent twice.
+        dup_echoes: u32,
+        echo_started: u64,
+        echo_done: u64,
+        echo_errors: Vec<String>,
+    }
+
+    #[derive(Clone)]
+    struct HmsShared {
+        state: Arc<Mutex<HmsState>>,
+        clock: LogicalClock,
+    }
+
+    /// HMS: shifts by id with startAt, endAt, assignee, updatedAt. After each PATCH by the
+    /// sync it pushes the full shift to the service's webhook, as HMS does for every change.
+    #[derive(Clone)]
+    pub struct FakeHms {
+        pub base: String,
+        shared: HmsShared,
+    }
+
+    /// POSTs `shift` to `url` with the bearer token; the status, or why it failed.
+    pub async fn post_hook(url: &str, token: &str, shift: &Value) -> Result<u16, String> {
+        let client = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
+        let resp = client
+            .post(url)
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(shift.to_string())
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        Ok(resp.status().as_u16())
+    }
+
+    async fn hms_patch(id: web::Path<String>, body: web::Bytes, st: web::Data<HmsShared>) -> HttpResponse {
+        let Ok(changes) = serde_json::from_slice::<Value>(&body) else {
+            return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));
+        };
+        let (shift, echo) = {
+            let mut s = st.state.lock().unwrap();
+            if s.fail_writes > 0 {
+                s.fail_writes -= 1;
+                s.failed_writes += 1;
+                return HttpResponse::ServiceUnavailable().json(json!({"error": "HMS is deploying"}));
+            }
+            let shift = s.shifts.entry(id.clone()).or_insert_with(|| json!({}));
+            merge(shift, &changes);
+            let shift = shift.clone();
+            s.writes += 1;
+            s.log.push((id.clone(), changes));
+            let times = if s.dup_echoes > 0 {
+                s.dup_echoes -= 1;
+                2
+            } else {
+                1
+            };
+            let echo = s.hook.clone().map(|h| (h, times));
+            if echo.is_some() {
+                s.echo_started += 1;
+            }
+            (shift, echo)
+        };
+        if let Some(((url, token), times)) = echo {
+            let state = st.state.clone();
+            let snapshot = shift.clone();
+            actix_web::rt::spawn(async move {
+                for _ in 0..times {
+                    match post_hook(&url, &token, &snapshot).await {
+                        Ok(200) => {}
+                        Ok(code) => state.lock().unwrap().echo_errors.push(format!("echo answered {code}")),
+                        Err(e) => state.lock().unwrap().echo_errors.push(e),
+                    }
+                }
+                state.lock().unwrap().echo_done += 1;
+            });
+        }
+        HttpResponse::Ok().json(shift)
+    }
+
+    async fn hms_get(id: web::Path<String>, st: web::Data<HmsShared>) -> HttpResponse {
+        match st.state.lock().unwrap().shifts.get(id.as_str()) {
+            Some(s) => HttpResponse::Ok().json(s),
+            None => HttpResponse::NotFound().json(json!({"error": "no such shift"})),
+        }
+    }
+
+    impl FakeHms {
+        pub async fn start(clock: LogicalClock) -> FakeHms {
+            let shared = HmsShared { state: Arc::new(Mutex::new(HmsState::default())), clock };
+            let data = shared.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(data.clone()))
+                    .route("/api/shifts/{id}", web::patch().to(hms_patch))
+                    .route("/api/shifts/{id}", web::get().to(hms_get))
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            let port = server.addrs()[0].port();
+            actix_web::rt::spawn(server.run());
+            FakeHms { base: format!("http://127.0.0.1:{port}"), shared }
+        }
+
+        /// From now on every PATCH is echoed to `url` (the service's HMS webhook).
+        pub fn echo_to(&self, url: &str, token: &str) {
+            self.shared.state.lock().unwrap().hook = Some((url.to_string(), token.to_string()));
+        }
+
+        pub fn shift(&self, id: u64) -> Option<Value> {
+            self.shared.state.lock().unwrap().shifts.get(&id.to_string()).cloned()
+        }
+
+        /// Puts a shift in place (not a write by the sync, no push).
+        pub fn seed(&self, shift: Value) {
+            let id = key_of(&shift["id"]);
+            self.shared.state.lock().unwrap().shifts.insert(id, shift);
+        }
+
+        /// A user edits a shift in HMS: the changes, updatedAt from the clock. Returns the
+        /// full shift, which is what HMS pushes (see [`push`](Self::push)).
+        pub fn edit(&self, id: u64, changes: Value) -> Value {
+            let t = self.shared.clock.tick();
+            self.edit_at(id, changes, t)
+        }
+
+        pub fn edit_at(&self, id: u64, changes: Value, t: u64) -> Value {
+            self.shared.clock.advance_to(t);
+            let mut s = self.shared.state.lock().unwrap();
+            let shift = s.shifts.entry(id.to_string()).or_insert_with(|| json!({ "id": id }));
+            merge(shift, &changes);
+            merge(shift, &json!({ "updatedAt": t }));
+            shift.clone()
+        }
+
+        /// HMS pushes `shift` to the service's webhook (as it does after every change);
+        /// the answer's status.
+        pub async fn push(&self, shift: &Value) -> u16 {
+            let (url, token) = self.shared.state.lock().unwrap().hook.clone().expect("echo_to names the service's webhook first");
+            post_hook(&url, &token, shift).await.unwrap_or_else(|e| panic!("HMS push: {e}"))
+        }
+
+        pub fn writes(&self) -> u64 {
+            self.shared.state.lock().unwrap().writes
+        }
+
+        /// Every successful PATCH: (id, body).
+        pub fn write_log(&self) -> Vec<(String, Value)> {
+            self.shared.state.lock().unwrap().log.clone()
+        }
+
+        pub fn fail_next_write(&self) {
+            let mut s = self.shared.state.lock().unwrap();
+            s.fail_writes = s.fail_writes.max(1);
+        }
+
+        pub fn failed_writes(&self) -> u64 {
+            self.shared.state.lock().unwrap().failed_writes
+        }
+
+        /// The next echo is sent twice (a duplicate webhook).
+        pub fn duplicate_next_echo(&self) {
+            let mut s = self.shared.state.lock().unwrap();
+            s.dup_echoes = s.dup_echoes.max(1);
+        }
+
+        /// Echoes (started, finished).
+        pub fn echoes(&self) -> (u64, u64) {
+            let s = self.shared.state.lock().unwrap();
+            (s.echo_started, s.echo_done)
+        }
+
+        pub fn echo_errors(&self) -> Vec<String> {
+            self.shared.state.lock().unwrap().echo_errors.clone()
+        }
+    }
+}

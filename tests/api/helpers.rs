@@ -66,7 +66,6 @@ fn to_json(bytes: &[u8]) -> Value {
 /// A running application and what a test needs to talk to it.
 pub struct TestApp {
     pub base: String,
-    pub port: u16,
     pub settings: Settings,
     pub client: awc::Client,
     pub token: Option<String>,
@@ -107,7 +106,7 @@ impl TestApp {
         let state = app.state().clone();
         let join = actix_web::rt::spawn(app.run_until_stopped());
         let token = settings.server.admin_token.clone();
-        TestApp { base: format!("http://127.0.0.1:{port}"), port, settings, client: awc::Client::default(), token, state, handle, join: Some(join) }
+        TestApp { base: format!("http://127.0.0.1:{port}"), settings, client: awc::Client::default(), token, state, handle, join: Some(join) }
     }
 
     /// The application's shared state: the in-process [`Bus`](hms_sync::bus::Bus), the database…

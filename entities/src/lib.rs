@@ -7,6 +7,7 @@
 pub mod connectors;
 pub mod cursors;
 pub mod deliveries;
+pub mod delivery_attempts;
 pub mod record_links;
 pub mod settings;
 pub mod sync_tickets;
@@ -16,6 +17,7 @@ pub mod prelude {
     pub use crate::connectors::Entity as Connectors;
     pub use crate::cursors::Entity as Cursors;
     pub use crate::deliveries::Entity as Deliveries;
+    pub use crate::delivery_attempts::Entity as DeliveryAttempts;
     pub use crate::record_links::Entity as RecordLinks;
     pub use crate::settings::Entity as Settings;
     pub use crate::sync_tickets::Entity as SyncTickets;

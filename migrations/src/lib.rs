@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261123_000001_due_index;
+mod m20261123_000002_delivery_attempts;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
@@ -14,7 +15,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration)]
     }
 }
 
@@ -44,6 +45,7 @@ mod tests {
             "connectors",
             "cursors",
             "deliveries",
+            "delivery_attempts",
             "record_links",
             "settings",
             "sync_tickets",

@@ -23,7 +23,7 @@ use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::RecordOutcome;
 use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
-use crate::storage::{self, Delivery, JobUpdate, NewTicket};
+use crate::storage::{self, Delivery, JobUpdate, NewAttempt, NewTicket};
 
 /// A safety net: look at the queue this often even if nobody woke us (another instance
 /// may have enqueued, a wake may have been lost during a restart).
@@ -118,7 +118,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             Ok(Some(Some(current))) => payload = current,
             Ok(_) => {
                 let t = plain_ticket(&shared, &job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Err(e) => blocked = Some(e),
         }
@@ -132,7 +132,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             Verdict::Skip(reason) => {
                 tracing::info!(reason = %reason, "change skipped");
                 let t = plain_ticket(&shared, &job, inbound, "skipped", Some(reason), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Verdict::Conflict(reason) => {
                 tracing::warn!(reason = %reason, "conflict parked for a human");
@@ -140,7 +140,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                 rt.metrics.parked.with_label_values(&[shared.id()]).inc();
                 rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
                 let t = plain_ticket(&shared, &job, inbound, "conflict", Some(reason.clone()), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Verdict::Retry(error) => blocked = Some(error),
         }
@@ -157,6 +157,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         render(&secrets).map_err(|e| e.to_string())?.map(|r| (r, secrets)).ok_or_else(|| "connector has no request for this job".to_string())
     });
     let mut line = String::new();
+    let mut sent_meta = None;
     let (outcome, detail, secrets) = match prepared {
         _ if blocked.is_some() => (Outcome::Retryable { error: blocked.clone().unwrap_or_default(), retry_after: None }, json!({}), Default::default()),
         _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
@@ -173,10 +174,21 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                 None => format!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&outcome_error(&sent.outcome), &secrets)),
             };
             let detail = json!({ "method": req.method, "status": sent.status, "latency_ms": sent.latency.as_millis() as u64 });
+            sent_meta = Some((sent.status, sent.latency.as_millis() as u64));
             (sent.outcome, detail, secrets)
         }
     };
     let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
+    // Every attempt that reached the wire (or failed on it) is kept with its status,
+    // latency and error, secrets scrubbed.
+    let attempt_row = sent_meta.map(|(status, latency_ms)| NewAttempt {
+        delivery_id: job.id,
+        connector_id: shared.id().to_string(),
+        attempt: attempts,
+        status,
+        latency_ms,
+        error: (!matches!(outcome, Outcome::Delivered { .. })).then(|| scrub_secrets(&outcome_error(&outcome), &secrets)),
+    });
     // The other side's id: the URL written to (secrets masked), or for a pulled record its
     // external id (the record key).
     let target = masked.map(|r| r.url);
@@ -216,7 +228,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                     _ => JobUpdate::Park { id: 0, attempts, error },
                 };
                 let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
-                return record(&rt, &supervisor, job, RecordOutcome { update, link: None, ticket: parked }, line).await;
+                return record(&rt, &supervisor, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
             }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
@@ -242,7 +254,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         }
     };
     let link = if matches!(update, JobUpdate::Complete { .. }) { link } else { None };
-    record(&rt, &supervisor, job, RecordOutcome { update, link, ticket }, line).await
+    record(&rt, &supervisor, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
 }
 
 /// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the

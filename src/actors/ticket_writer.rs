@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::storage::{self, Db, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
+use crate::storage::{self, Db, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket};
 
 struct Entry {
     /// Newly accepted delivery jobs.
@@ -18,6 +18,8 @@ struct Entry {
     update: Option<JobUpdate>,
     /// A two-way record's new link, committed with the job's outcome.
     link: Option<LinkUpdate>,
+    /// The attempt that led to the outcome, if one was made.
+    attempt: Option<NewAttempt>,
     ticket: Option<NewTicket>,
     /// Who waits for the commit; `None` for a fire-and-forget ticket.
     /// Answered with the id of the entry's ticket, if it had one.
@@ -107,13 +109,13 @@ impl TicketWriter {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        let (jobs, updates, links, tickets) = split(&batch);
+        let (jobs, updates, links, attempts, tickets) = split(&batch);
         self.writing = true;
         let db = self.db.clone();
         let sizes = (jobs.len(), updates.len(), tickets.len());
         ctx.spawn(async move {
             let started = std::time::Instant::now();
-            let res = storage::write_batch(&db, &jobs, &updates, &links, &tickets).await;
+            let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await;
             tracing::debug!(jobs = sizes.0, updates = sizes.1, tickets = sizes.2, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
             res
         }.into_actor(self).map(move |res, act, ctx| {
@@ -156,12 +158,15 @@ fn answer(batch: Vec<Entry>, ids: &[i64]) {
 }
 
 /// The parts of a batch, in the order they are written.
-fn split(batch: &[Entry]) -> (Vec<NewDelivery>, Vec<JobUpdate>, Vec<LinkUpdate>, Vec<NewTicket>) {
+type Parts = (Vec<NewDelivery>, Vec<JobUpdate>, Vec<LinkUpdate>, Vec<NewAttempt>, Vec<NewTicket>);
+
+fn split(batch: &[Entry]) -> Parts {
     let jobs = batch.iter().flat_map(|e| e.jobs.iter().cloned()).collect();
     let updates = batch.iter().filter_map(|e| e.update.clone()).collect();
     let links = batch.iter().filter_map(|e| e.link.clone()).collect();
+    let attempts = batch.iter().filter_map(|e| e.attempt.clone()).collect();
     let tickets = batch.iter().filter_map(|e| e.ticket.clone()).collect();
-    (jobs, updates, links, tickets)
+    (jobs, updates, links, attempts, tickets)
 }
 
 impl Actor for TicketWriter {
@@ -183,7 +188,7 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for TicketWriter {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { jobs: Vec::new(), update: None, link: None, ticket: Some(msg.0), reply: None }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: None, link: None, attempt: None, ticket: Some(msg.0), reply: None }, ctx);
     }
 }
 
@@ -193,6 +198,7 @@ impl Handler<WriteTicket> for TicketWriter {
 pub struct RecordOutcome {
     pub update: JobUpdate,
     pub link: Option<LinkUpdate>,
+    pub attempt: Option<NewAttempt>,
     pub ticket: Option<NewTicket>,
 }
 
@@ -200,7 +206,7 @@ impl Handler<RecordOutcome> for TicketWriter {
     type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), link: msg.link, ticket: msg.ticket, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), link: msg.link, attempt: msg.attempt, ticket: msg.ticket, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
     }
 }
@@ -217,7 +223,7 @@ impl Handler<StoreJobs> for TicketWriter {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: msg.0, update: None, link: None, ticket: None, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: msg.0, update: None, link: None, attempt: None, ticket: None, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -232,9 +238,9 @@ impl Handler<FlushTickets> for TicketWriter {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let (jobs, updates, links, tickets) = split(&batch);
+        let (jobs, updates, links, attempts, tickets) = split(&batch);
         let db = self.db.clone();
-        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &links, &tickets).await }.into_actor(self).map(move |res, act, _| {
+        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await }.into_actor(self).map(move |res, act, _| {
             match res {
                 Ok(ids) => {
                     act.written += ids.len() as u64;

@@ -39,8 +39,13 @@ async fn parked_job(state: &AppState, id: i64) -> Result<Delivery, ApiError> {
     }
 }
 
+/// One parked job, with every attempt made (`attemptLog`).
 pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(parked_job(&state, *id).await?))
+    let job = parked_job(&state, *id).await?;
+    let log = storage::list_attempts(&state.db, job.id).await?;
+    let mut body = serde_json::to_value(&job).unwrap_or_default();
+    body["attemptLog"] = serde_json::to_value(log).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Optional body: `{"payload": {…}}` replaces the event before it is sent again.

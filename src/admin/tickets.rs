@@ -68,5 +68,11 @@ pub fn parse_ticket_id(text: &str) -> Option<i64> {
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let n = parse_ticket_id(&id).ok_or_else(|| ApiError::bad_request(format!("invalid ticket id `{id}`: expected SYNC-<number>")))?;
     let ticket = storage::get_ticket(&state.db, n).await?.ok_or_else(|| ApiError::not_found(format!("ticket `{id}` does not exist")))?;
-    Ok(HttpResponse::Ok().json(ticket))
+    let log = match ticket.delivery_id {
+        Some(d) => storage::list_attempts(&state.db, d).await?,
+        None => Vec::new(),
+    };
+    let mut body = serde_json::to_value(&ticket).unwrap_or_default();
+    body["attemptLog"] = serde_json::to_value(log).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(body))
 }

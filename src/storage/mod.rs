@@ -11,6 +11,7 @@
 //!   the precision of PostgreSQL's `timestamptz`. Both backends then hold exactly the value
 //!   the caller sees, which the ticket hash chain needs (a hash recomputed from a row must match).
 
+mod attempts;
 mod connectors;
 mod cursors;
 mod deliveries;
@@ -18,6 +19,7 @@ mod links;
 mod settings;
 mod tickets;
 
+pub use attempts::{Attempt, NewAttempt, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
@@ -78,8 +80,8 @@ pub enum StorageError {
 /// tickets. A job is never `done` without its ticket, nor ticketed without its new state,
 /// whatever crashes in between; and SQLite's single writer lock is taken once per batch
 /// instead of being fought over by several writers. Returns the new tickets' ids.
-pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], links: &[LinkUpdate], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
-    if jobs.is_empty() && updates.is_empty() && links.is_empty() && tickets.is_empty() {
+pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], links: &[LinkUpdate], attempts: &[NewAttempt], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+    if jobs.is_empty() && updates.is_empty() && links.is_empty() && attempts.is_empty() && tickets.is_empty() {
         return Ok(Vec::new());
     }
     let txn = begin_write(db).await?;
@@ -88,6 +90,7 @@ pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], l
     for l in links {
         links::save_link(&txn, l).await?;
     }
+    attempts::insert_in(&txn, attempts).await?;
     let ids = tickets::append_in(&txn, tickets).await?;
     txn.commit().await?;
     Ok(ids)

@@ -76,6 +76,14 @@ async fn retries_until_success_with_one_idempotency_key_and_a_completed_ticket()
     let got = fake.received();
     assert_eq!(got.len(), 3, "exactly three attempts: {got:#?}");
     assert_eq!(got.iter().map(|r| r.status).collect::<Vec<_>>(), [503, 503, 200]);
+
+    // Each attempt is recorded: status, latency, error.
+    let (code, ticket) = app.call("GET", &format!("/tickets/{}", text(&tickets[0]["ticketId"])), None).await;
+    assert_eq!(code, 200, "{ticket}");
+    let log = ticket["attemptLog"].as_array().expect("attemptLog");
+    assert_eq!(log.iter().map(|a| (a["attempt"].as_i64(), a["status"].as_i64())).collect::<Vec<_>>(), [(Some(1), Some(503)), (Some(2), Some(503)), (Some(3), Some(200))], "{ticket}");
+    assert!(log[0]["error"].as_str().unwrap().contains("503"), "{ticket}");
+    assert!(log[2]["error"].is_null() && log.iter().all(|a| a["latencyMs"].as_i64().is_some()), "{ticket}");
     let key = format!("gis:{event_id}");
     for r in &got {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("PATCH", "/roadwork/RW-1"));

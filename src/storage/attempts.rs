@@ -1,0 +1,64 @@
+//! Delivery attempts (`delivery_attempts` table): every attempt of a job, written with the
+//! job's outcome, listed with a parked job or a ticket.
+
+use chrono::{DateTime, Utc};
+use entities::delivery_attempts::{ActiveModel, Column, Entity, Model};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
+
+use super::{Db, StorageError, now};
+
+/// One attempt to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttempt {
+    pub delivery_id: i64,
+    pub connector_id: String,
+    pub attempt: i32,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// A recorded attempt, shaped for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub attempt: i32,
+    pub status: Option<i32>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<Model> for Attempt {
+    fn from(m: Model) -> Self {
+        Self { attempt: m.attempt, status: m.status, latency_ms: m.latency_ms, error: m.error, at: m.at }
+    }
+}
+
+/// Inserts `attempts` on `c` (inside the writer's batch transaction).
+pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[NewAttempt]) -> Result<(), StorageError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let t = now();
+    for chunk in attempts.chunks(200) {
+        let rows = chunk.iter().map(|a| ActiveModel {
+            delivery_id: Set(a.delivery_id),
+            connector_id: Set(a.connector_id.clone()),
+            attempt: Set(a.attempt),
+            status: Set(a.status.map(i32::from)),
+            latency_ms: Set(i64::try_from(a.latency_ms).unwrap_or(i64::MAX)),
+            error: Set(a.error.clone()),
+            at: Set(t),
+            ..Default::default()
+        });
+        c.execute(&Entity::insert_many(rows).into_query()).await?;
+    }
+    Ok(())
+}
+
+/// Every attempt of delivery job `delivery_id`, first first.
+pub async fn list_attempts(db: &Db, delivery_id: i64) -> Result<Vec<Attempt>, StorageError> {
+    let rows = Entity::find().filter(Column::DeliveryId.eq(delivery_id)).order_by_asc(Column::Id).all(db).await?;
+    Ok(rows.into_iter().map(Attempt::from).collect())
+}

@@ -107,3 +107,59 @@ fn up_reads_settings_and_stops_on_sigterm() {
     };
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
 }
+
+/// The README's first command: `hms-sync up --demo` with the shipped connectors shows a
+/// sync with no outside system: the seed's permit event is delivered to the built-in demo
+/// target and its ticket is printed; the demo target recorded the real URL.
+#[test]
+fn up_demo_shows_a_sync_with_no_outside_system() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("cli-demo");
+    let mut child = bin()
+        .args(["up", "--demo", "--port", "0", "--connectors", concat!(env!("CARGO_MANIFEST_DIR"), "/connectors")])
+        .env("HMS_SYNC__DATA_DIR", dir.join("data"))
+        .env("HMS_SYNC__LOG__LEVEL", "warn")
+        .env_remove("ARC_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let ticket = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("demo: ticket ") => break line,
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no demo ticket line within 20 s; got {lines:?}");
+            }
+        }
+    };
+    let base = lines.iter().find_map(|l| l.strip_prefix("hms-sync is up on ")).map(|l| l.split_whitespace().next().unwrap_or("").to_string()).expect("up line");
+    assert!(ticket.contains("completed") && ticket.contains("ddot.gis.outbound.v1 RW-481 -> https://services.arcgis.com/item/roadwork/RW-481"), "{ticket}");
+    // The demo target saw the PATCH with the real URL and the placeholder secret's header.
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    write!(stream, "GET /demo/requests HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"method\":\"PATCH\"") && answer.contains("https://services.arcgis.com/item/roadwork/RW-481"), "{answer}");
+    assert!(answer.contains("\"start_date\":\"2024-05-10\"") && !answer.contains("demo-ARC_TOKEN"), "header values are not kept: {answer}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "hms-sync did not stop after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -71,9 +71,9 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/readyz" => health::readyz, "Readiness: the database answers and the registry runs.", ok 200 "readiness report", public true, errors &[503]),
         endpoint!(GET "/metrics" => metrics::metrics, "Prometheus metrics (text format 0.0.4), labelled by connector.", ok 200 "exposition text", public true, errors &[503]),
         endpoint!(GET "/openapi.json" => openapi::document, "This document.", ok 200 "OpenAPI 3 document", public true),
-        endpoint!(POST "/webhooks/{name}" => webhooks::receive, "A webhook for the connector whose path this is (default /webhooks/ID): verified by its scheme (Standard Webhooks, GitHub, token), stored before the answer. A replayed webhook id changes nothing.", ok 200 "`{ok, duplicate, stored}`",
+        endpoint!(POST "/webhooks/{name}" => webhooks::receive, "A webhook for the connector whose path this is (default /webhooks/ID): verified by its scheme (Standard Webhooks, GitHub, token), stored before the answer. A replayed webhook id changes nothing.", ok 200 "`{ok, duplicate, stored}`; for HMS pushes (trigger.webhook) `{ok, event_id, connectors}`",
             public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
-        endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`",
+        endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`; for HMS pushes `{ok, event_id, connectors}`",
             public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
         endpoint!(GET "/connectors" => connectors::list, "List connectors: their ids, or a map with status and/or info.", ok 200 "ids, or a map id → {status, info}",
             query &[("expand", "`status`, `info` or both, comma-separated")], errors &[401]),
@@ -110,7 +110,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
     ];
     if fault_injection {
         all.push(endpoint!(POST "/connectors/{id}/faults" => connectors::fault, "Test hook (server.fault_injection): make a child panic or stop, or kill the connector's arbiter.", ok 202 "`{id, injected}`",
-            body Body::Json("Fault"), errors &[400, 401]));
+            body Body::Json("Fault"), errors &[400, 401, 404]));
     }
     all
 }

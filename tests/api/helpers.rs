@@ -8,11 +8,28 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use hms_sync::admin::AppState;
 use hms_sync::settings::Settings;
 use hms_sync::startup::Application;
 use serde_json::Value;
+
+/// Starts an in-process HTTP server (the fake external systems) on 127.0.0.1, port 0,
+/// one worker, and gives its base URL. `$factory` is what `HttpServer::new` takes.
+#[macro_export]
+macro_rules! serve_local {
+    ($factory:expr) => {{
+        let server = actix_web::HttpServer::new($factory)
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))
+            .expect("a free port on 127.0.0.1");
+        let port = server.addrs()[0].port();
+        actix_web::rt::spawn(server.run());
+        format!("http://127.0.0.1:{port}")
+    }};
+}
 
 /// Waits until `check` gives `Some`, at most `timeout`; panics with `what` otherwise.
 pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -263,18 +280,11 @@ impl FakeSystem {
     pub async fn start() -> FakeSystem {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let shared = state.clone();
-        let server = HttpServer::new(move || {
+        let base = crate::serve_local!(move || {
             let st = shared.clone();
             App::new().app_data(web::Data::new(st)).default_service(web::to(record))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let port = server.addrs()[0].port();
-        actix_web::rt::spawn(server.run());
-        FakeSystem { base: format!("http://127.0.0.1:{port}"), state }
+        });
+        FakeSystem { base, state }
     }
 
     /// Answers the next requests with these statuses, in order (then 200).
@@ -567,7 +577,7 @@ pub mod twoway_sim {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use actix_web::{web, App, HttpRequest, HttpResponse};
     use serde_json::{json, Value};
 
     /// The clock both systems stamp their modification times from: strictly increasing.
@@ -733,21 +743,14 @@ pub mod twoway_sim {
         pub async fn start(clock: LogicalClock) -> FakeLotus {
             let shared = LotusShared { state: Arc::new(Mutex::new(LotusState::default())), clock };
             let data = shared.clone();
-            let server = HttpServer::new(move || {
+            let base = crate::serve_local!(move || {
                 App::new()
                     .app_data(web::Data::new(data.clone()))
                     .route("/calendar/changes", web::route().to(lotus_changes))
                     .route("/calendar/doc/{spec}", web::put().to(lotus_put))
                     .route("/calendar/doc/{spec}", web::get().to(lotus_get))
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            let port = server.addrs()[0].port();
-            actix_web::rt::spawn(server.run());
-            FakeLotus { base: format!("http://127.0.0.1:{port}"), shared }
+            });
+            FakeLotus { base, shared }
         }
 
         /// A document as it is now.
@@ -912,20 +915,13 @@ pub mod twoway_sim {
         pub async fn start(clock: LogicalClock) -> FakeHms {
             let shared = HmsShared { state: Arc::new(Mutex::new(HmsState::default())), clock };
             let data = shared.clone();
-            let server = HttpServer::new(move || {
+            let base = crate::serve_local!(move || {
                 App::new()
                     .app_data(web::Data::new(data.clone()))
                     .route("/api/shifts/{id}", web::patch().to(hms_patch))
                     .route("/api/shifts/{id}", web::get().to(hms_get))
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            let port = server.addrs()[0].port();
-            actix_web::rt::spawn(server.run());
-            FakeHms { base: format!("http://127.0.0.1:{port}"), shared }
+            });
+            FakeHms { base, shared }
         }
 
         /// From now on every PATCH is echoed to `url` (the service's HMS webhook).

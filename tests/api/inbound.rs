@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use hms_sync::settings::Settings;
 use hms_sync::webhook::verify::{sign_github, sign_standard};
 use serde_json::{json, Value};
@@ -544,15 +544,8 @@ impl Feed {
     async fn start(paging: Paging, page_size: usize) -> Feed {
         let state = Arc::new(Mutex::new(FeedState { records: Vec::new(), page_size, paging, fail: VecDeque::new(), hold: false, requests: Vec::new() }));
         let shared = state.clone();
-        let server = HttpServer::new(move || App::new().app_data(web::Data::new(shared.clone())).route("/changes", web::get().to(changes)))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-        let port = server.addrs()[0].port();
-        actix_web::rt::spawn(server.run());
-        Feed { base: format!("http://127.0.0.1:{port}"), state }
+        let base = crate::serve_local!(move || App::new().app_data(web::Data::new(shared.clone())).route("/changes", web::get().to(changes)));
+        Feed { base, state }
     }
 
     fn add(&self, records: impl IntoIterator<Item = Value>) {

@@ -8,7 +8,8 @@ use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actors::registry::{Registry, Route, WakeConnectors};
+use crate::actors::messages::Wake;
+use crate::actors::registry::{RouteEntry, RoutingTable};
 use crate::actors::ticket_writer::{StoreJobs, TicketWriter};
 use crate::actors::shared::Counters;
 use crate::metrics::Metrics;
@@ -17,7 +18,7 @@ use crate::storage::NewDelivery;
 /// A cloneable handle to publish events in-process.
 #[derive(Clone)]
 pub struct Bus {
-    registry: Addr<Registry>,
+    routes: RoutingTable,
     writer: Addr<TicketWriter>,
     metrics: Arc<Metrics>,
 }
@@ -47,8 +48,8 @@ pub enum PublishError {
 const MAX_ID_LEN: usize = 200;
 
 impl Bus {
-    pub fn new(registry: Addr<Registry>, writer: Addr<TicketWriter>, metrics: Arc<Metrics>) -> Self {
-        Self { registry, writer, metrics }
+    pub fn new(routes: RoutingTable, writer: Addr<TicketWriter>, metrics: Arc<Metrics>) -> Self {
+        Self { routes, writer, metrics }
     }
 
     /// Publishes `payload` on `topic`. `event_id` makes re-publishing idempotent (the same id
@@ -63,10 +64,13 @@ impl Bus {
             Some(id) => id,
             None => uuid::Uuid::now_v7().to_string(),
         };
-        let routes = self.registry.send(Route(topic.to_string())).await.map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let routes: Vec<RouteEntry> = match self.routes.read() {
+            Ok(t) => t.get(topic).cloned().unwrap_or_default(),
+            Err(poisoned) => poisoned.into_inner().get(topic).cloned().unwrap_or_default(),
+        };
         let mut jobs = Vec::with_capacity(routes.len());
         let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new() };
-        for shared in routes {
+        for RouteEntry { shared, .. } in &routes {
             if !shared.compiled.matches(topic, &payload) {
                 Counters::inc(&shared.counters.filtered);
                 self.metrics.filtered.with_label_values(&[shared.id()]).inc();
@@ -93,7 +97,10 @@ impl Bus {
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?
             .map_err(PublishError::Unavailable)?;
-        self.registry.do_send(WakeConnectors(accepted.connectors.clone()));
+        // Straight to the connectors' supervisors (stable addresses), not via the Registry.
+        for r in routes.iter().filter(|r| accepted.connectors.iter().any(|c| c == r.shared.id())) {
+            r.supervisor.do_send(Wake);
+        }
         for id in &accepted.connectors {
             self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
         }

@@ -9,7 +9,7 @@ use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::governance::{self, SetListener};
-use crate::actors::registry::{self, Boot, Origin, StopAll};
+use crate::actors::registry::{self, Boot, Origin, RoutingTable, StopAll};
 use crate::actors::shared::Runtime;
 use crate::actors::ticket_writer::{FlushTickets, Retention};
 use crate::actors::{panics, Governance, Registry, TicketWriter};
@@ -137,11 +137,12 @@ impl Application {
             let paused = registry::load_paused(&db, &loaded.spec.id).await?;
             boot.push((loaded, origin, paused));
         }
-        let registry = Registry::new(rt, enabled).start();
+        let routes = RoutingTable::default();
+        let registry = Registry::new(rt, enabled, routes.clone()).start();
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let bus = Bus::new(registry.clone(), tickets.clone(), metrics.clone());
+        let bus = Bus::new(routes, tickets.clone(), metrics.clone());
         let _ = bus_slot.set(bus.clone());
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),

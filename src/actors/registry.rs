@@ -39,6 +39,9 @@ pub struct Registry {
     governance_enabled: bool,
     connectors: BTreeMap<String, Entry>,
     by_topic: HashMap<String, Vec<String>>,
+    /// The same routing, shared with the event intake: publishers read it directly instead
+    /// of asking this actor for every event (one thread hand-off less per event).
+    routes: RoutingTable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,17 +64,34 @@ fn paused_key(id: &str) -> String {
     format!("connector.{id}.paused")
 }
 
+/// A connector as a publisher needs it: its compiled spec, and its supervisor to wake.
+#[derive(Clone)]
+pub struct RouteEntry {
+    pub shared: Arc<ConnectorShared>,
+    pub supervisor: Addr<ConnectorSupervisor>,
+}
+
+/// Connectors by topic, written by the Registry, read by publishers.
+pub type RoutingTable = Arc<std::sync::RwLock<HashMap<String, Vec<RouteEntry>>>>;
+
 impl Registry {
-    pub fn new(rt: Runtime, governance_enabled: bool) -> Self {
-        Self { rt, governance_enabled, connectors: BTreeMap::new(), by_topic: HashMap::new() }
+    pub fn new(rt: Runtime, governance_enabled: bool, routes: RoutingTable) -> Self {
+        Self { rt, governance_enabled, connectors: BTreeMap::new(), by_topic: HashMap::new(), routes }
     }
 
     fn reindex(&mut self) {
         self.by_topic.clear();
+        let mut table: HashMap<String, Vec<RouteEntry>> = HashMap::new();
         for (id, e) in &self.connectors {
             for topic in e.shared.spec.topics() {
-                self.by_topic.entry(topic).or_default().push(id.clone());
+                self.by_topic.entry(topic.clone()).or_default().push(id.clone());
+                table.entry(topic).or_default().push(RouteEntry { shared: e.shared.clone(), supervisor: e.addr.clone() });
             }
+        }
+        // A poisoned lock only means a reader panicked; the table itself is replaced whole.
+        match self.routes.write() {
+            Ok(mut t) => *t = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
         }
     }
 
@@ -287,21 +307,6 @@ impl Handler<Pullers> for Registry {
     type Result = Vec<String>;
     fn handle(&mut self, _: Pullers, _: &mut Context<Self>) -> Self::Result {
         self.connectors.iter().filter(|(_, e)| e.shared.spec.pulls()).map(|(id, _)| id.clone()).collect()
-    }
-}
-
-/// Connectors listening on a topic, with their compiled mapping (for event intake).
-#[derive(Message)]
-#[rtype(result = "Vec<Arc<ConnectorShared>>")]
-pub struct Route(pub String);
-
-impl Handler<Route> for Registry {
-    type Result = Vec<Arc<ConnectorShared>>;
-    fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
-        self.by_topic
-            .get(&msg.0)
-            .map(|ids| ids.iter().filter_map(|id| self.connectors.get(id)).map(|e| e.shared.clone()).collect())
-            .unwrap_or_default()
     }
 }
 

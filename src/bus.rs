@@ -79,7 +79,7 @@ impl Bus {
             }
             // A key that cannot be rendered (field missing) orders the job on its own; the
             // send-time render then parks it with the reason if the request needs the field.
-            let record_key = shared.compiled.record_key(&payload, &event_id).unwrap_or_else(|_| event_id.clone());
+            let record_key = crate::sync::inbound::no_nul(shared.compiled.record_key(&payload, &event_id).unwrap_or_else(|_| event_id.clone()));
             jobs.push(NewDelivery {
                 connector_id: shared.id().to_string(),
                 event_id: event_id.clone(),

@@ -138,12 +138,14 @@ impl Application {
             boot.push((loaded, origin, paused));
         }
         let routes = RoutingTable::default();
-        let registry = Registry::new(rt, enabled, routes.clone()).start();
+        // The Bus exists before any connector starts: a Pusher publishing an inbound backlog
+        // (map.publish) must find it.
+        let bus = Bus::new(routes.clone(), tickets.clone(), metrics.clone());
+        let _ = bus_slot.set(bus.clone());
+        let registry = Registry::new(rt, enabled, routes).start();
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let bus = Bus::new(routes, tickets.clone(), metrics.clone());
-        let _ = bus_slot.set(bus.clone());
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };

@@ -41,6 +41,8 @@ pub struct PullReport {
     pub pages: usize,
     pub stored: usize,
     pub cursor: Value,
+    /// The feed had more pages than one pull reads; the next pull follows at once.
+    pub more: bool,
 }
 
 impl Puller {
@@ -64,12 +66,19 @@ impl Puller {
         let metrics = self.cx.rt.metrics.clone();
         ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, &metrics, cursor).await }.into_actor(self).map(|res, act, ctx| {
             act.running = false;
+            // An error may quote a URL or an answer that carried a secret: scrubbed before it
+            // is logged or returned to `POST /connectors/{id}/sync`.
+            let known = act.cx.rt.egress.known(&act.cx.shared.spec.secret_names());
+            let res = res.map_err(|e| super::pusher::scrub_secrets(&e, &known));
             match &res {
                 Ok(report) => {
                     act.cursor = report.cursor.clone();
                     act.failures = 0;
                     if report.stored > 0 {
                         act.cx.supervisor.do_send(Wake);
+                    }
+                    if report.more {
+                        ctx.notify(Wake);
                     }
                 }
                 Err(e) => {
@@ -161,11 +170,9 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
     let mut jobs = Vec::new();
     let mut records_seen = 0;
     let mut pages = 0;
+    let mut more = false;
     loop {
         pages += 1;
-        if pages > MAX_PAGES {
-            return Err(format!("the feed still had pages after {MAX_PAGES}; cursor not advanced"));
-        }
         let body = sender::fetch_json(client, &req, egress).await.map_err(|o| match o {
             Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
             Outcome::Delivered { status } => format!("HTTP {status}"),
@@ -180,6 +187,13 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
             jobs.push(inbound_job(shared, record, pull.id_field.as_deref(), Some(&version), "pull", None));
         }
         match next_page(pull, &first, &body, page_no, !records.is_empty(), render)? {
+            // A very long backlog is taken in parts: what was read so far is stored and the
+            // cursor advanced to it; the next pull (at once) goes on from there.
+            Some(_) if pages >= MAX_PAGES => {
+                more = true;
+                tracing::info!(connector = %shared.id(), pages, "long backlog: storing what was read, continuing at once");
+                break;
+            }
             Some(next) => {
                 req = next;
                 page_no += 1;
@@ -193,7 +207,13 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
     }
     Counters::add(&shared.counters.pulled, records_seen as u64);
     metrics.pulled(shared.id());
-    Ok(PullReport { records: records_seen, pages, stored, cursor: next_cursor })
+    // Going on at once only makes sense when the cursor moved; a feed that cannot be resumed
+    // part-way (no version field) is read again at the next interval.
+    let advanced = next_cursor != cursor;
+    if more && !advanced {
+        tracing::warn!(connector = %shared.id(), "the feed has more than {MAX_PAGES} pages and no version to resume from; reading again at the next interval");
+    }
+    Ok(PullReport { records: records_seen, pages, stored, cursor: next_cursor, more: more && advanced })
 }
 
 /// Orders cursor values: numbers by value, anything else by its text.

@@ -25,6 +25,17 @@ use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
 use crate::storage::{self, Delivery, JobUpdate, NewAttempt, NewTicket};
 
+/// How long a key waits after its outcome could not be stored, before its job is tried again.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
+
+/// What an attempt of a job came to, for the Pusher's bookkeeping.
+struct Done {
+    id: i64,
+    key: String,
+    /// The outcome is stored (else the job is still pending, as it was).
+    recorded: bool,
+}
+
 /// A safety net: look at the queue this often even if nobody woke us (another instance
 /// may have enqueued, a wake may have been lost during a restart).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -93,10 +104,20 @@ impl Pusher {
         // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
         let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), job).instrument(span);
-        ctx.spawn(fut.into_actor(self).map(|(id, key), act, ctx| {
-            act.in_flight_ids.remove(&id);
-            act.in_flight_keys.remove(&key);
-            act.poll(ctx);
+        ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
+            if done.recorded {
+                act.in_flight_ids.remove(&done.id);
+                act.in_flight_keys.remove(&done.key);
+                act.poll(ctx);
+            } else {
+                // The outcome could not be stored: the job is still pending and due. Hold its
+                // key a moment instead of sending it again at once, in a loop.
+                ctx.run_later(RECORD_RETRY, move |act, ctx| {
+                    act.in_flight_ids.remove(&done.id);
+                    act.in_flight_keys.remove(&done.key);
+                    act.poll(ctx);
+                });
+            }
         }));
     }
 }
@@ -104,7 +125,7 @@ impl Pusher {
 /// One attempt of one job: render (secrets from the environment now), send, classify,
 /// then record the outcome in the database and, when final, as a ticket. Returns the job's
 /// id and key so the Pusher can let the key's next job go.
-async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, job: Delivery) -> (i64, String) {
+async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, job: Delivery) -> Done {
     let inbound = is_inbound(&job.topic);
     let attempts = job.attempts + 1;
     // Two-way: is this change an echo, stale, or in conflict? What exactly is applied?
@@ -158,7 +179,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     });
     let mut line = String::new();
     let mut sent_meta = None;
-    let (outcome, detail, secrets) = match prepared {
+    let (outcome, detail, request_secrets) = match prepared {
         _ if blocked.is_some() => (Outcome::Retryable { error: blocked.clone().unwrap_or_default(), retry_after: None }, json!({}), Default::default()),
         _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
         Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
@@ -178,6 +199,11 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             (sent.outcome, detail, secrets)
         }
     };
+    // Errors are scrubbed of every secret of the connector that is set, not only this
+    // request's: a resolver read or a pull may have used others.
+    let mut secrets = rt.egress.known(&shared.spec.secret_names());
+    secrets.extend(request_secrets);
+
     let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
     // Every attempt that reached the wire (or failed on it) is kept with its status,
     // latency and error, secrets scrubbed.
@@ -213,11 +239,14 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             rt.metrics.ok.with_label_values(&[shared.id()]).inc();
             // An inbound change is also published on an HMS topic when the connector says so
             // (outbound connectors fan it out); a failure to store it is retried.
-            if inbound
-                && let Some(topic) = shared.spec.publish_topic()
-                && let Some(bus) = rt.bus.get()
-                && let Err(e) = bus.publish(topic, payload.clone(), Some(format!("{}:{}", shared.id(), job.event_id))).await
-            {
+            let published = match (inbound, shared.spec.publish_topic()) {
+                (true, Some(topic)) => match rt.bus.get() {
+                    Some(bus) => bus.publish(topic, payload.clone(), Some(publish_id(shared.id(), &job.event_id))).await.map(|_| ()).map_err(|e| e.to_string()),
+                    None => Err("the event bus is not running yet".to_string()),
+                },
+                _ => Ok(()),
+            };
+            if let Err(e) = published {
                 // Like a failed delivery: retried with back-off, parked after `retry.max`.
                 let error = format!("cannot publish on {}: {e}", shared.spec.publish_topic().unwrap_or_default());
                 let update = match shared.spec.retry_policy().decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
@@ -257,6 +286,17 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     record(&rt, &supervisor, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
 }
 
+/// The event id an inbound change is published under: stable (so a retried publish is
+/// stored once), within the bus's limits (a long or odd id is hashed).
+fn publish_id(connector: &str, event_id: &str) -> String {
+    let id = format!("{connector}:{event_id}");
+    if id.len() <= 200 && !id.chars().any(char::is_control) {
+        id
+    } else {
+        format!("{connector}:#{}", crate::sync::inbound::content_hash(&serde_json::Value::String(id.clone())))
+    }
+}
+
 /// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the
 /// external system's version applies it to HMS).
 pub fn is_inbound(topic: &str) -> bool {
@@ -287,7 +327,7 @@ fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status:
 
 /// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
 /// with the ticket id in the span. `outcome.update`'s id is set to the job's here.
-async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, job: Delivery, mut outcome: RecordOutcome, line: String) -> (i64, String) {
+async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
     outcome.update = match outcome.update {
         JobUpdate::Complete { attempts, .. } => JobUpdate::Complete { id: job.id, attempts },
         JobUpdate::Reschedule { attempts, at, error, .. } => JobUpdate::Reschedule { id: job.id, attempts, at, error },
@@ -310,10 +350,16 @@ async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, job: Deliv
                 supervisor.do_send(RetryScheduled { at });
             }
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again"),
-        Err(e) => tracing::error!(error = %e, "ticket writer unavailable; the job stays pending and will be sent again"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
+            return Done { id: job.id, key: job.record_key, recorded: false };
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ticket writer unavailable; the job stays pending and will be sent again");
+            return Done { id: job.id, key: job.record_key, recorded: false };
+        }
     }
-    (job.id, job.record_key)
+    Done { id: job.id, key: job.record_key, recorded: true }
 }
 
 /// `OK`, `Not Found`, …: the words after the status code in the log line.

@@ -126,17 +126,15 @@ impl TicketWriter {
                     answer(batch, &ids);
                     act.schedule(ctx);
                 }
+                Err(e) if batch.len() > 1 => {
+                    // One bad entry must not fail everyone who shared its transaction: write
+                    // each alone, so only the bad one is told.
+                    tracing::warn!(error = %e, entries = batch.len(), "batch failed; writing its entries one by one");
+                    act.write_each(batch, ctx);
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, entries = batch.len(), "cannot record outcomes and tickets; will retry the tickets");
-                    let mut retry = Vec::new();
-                    for entry in batch {
-                        match entry.reply {
-                            Some(reply) => {
-                                let _ = reply.send(Err(e.to_string()));
-                            }
-                            None => retry.push(entry),
-                        }
-                    }
+                    tracing::error!(error = %e, "cannot record an outcome or ticket");
+                    let retry = fail_entries(batch, &e.to_string());
                     act.buffer.splice(0..0, retry);
                     ctx.run_later(Duration::from_millis(500), |act, ctx| act.schedule(ctx));
                 }
@@ -167,6 +165,58 @@ fn split(batch: &[Entry]) -> Parts {
     let attempts = batch.iter().filter_map(|e| e.attempt.clone()).collect();
     let tickets = batch.iter().filter_map(|e| e.ticket.clone()).collect();
     (jobs, updates, links, attempts, tickets)
+}
+
+/// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
+/// are kept to be written later.
+fn fail_entries(batch: Vec<Entry>, error: &str) -> Vec<Entry> {
+    let mut keep = Vec::new();
+    for entry in batch {
+        match entry.reply {
+            Some(reply) => {
+                let _ = reply.send(Err(error.to_string()));
+            }
+            None => keep.push(entry),
+        }
+    }
+    keep
+}
+
+impl TicketWriter {
+    /// Writes each entry of a failed batch in a transaction of its own.
+    fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let db = self.db.clone();
+        ctx.spawn(
+            async move {
+                let mut results = Vec::with_capacity(batch.len());
+                for entry in batch {
+                    let (jobs, updates, links, attempts, tickets) = split(std::slice::from_ref(&entry));
+                    let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await;
+                    results.push((entry, res));
+                }
+                results
+            }
+            .into_actor(self)
+            .map(|results, act, ctx| {
+                act.writing = false;
+                for (entry, res) in results {
+                    match res {
+                        Ok(ids) => {
+                            act.written += ids.len() as u64;
+                            answer(vec![entry], &ids);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot record an outcome or ticket");
+                            let keep = fail_entries(vec![entry], &e.to_string());
+                            act.buffer.extend(keep);
+                        }
+                    }
+                }
+                act.schedule(ctx);
+            }),
+        );
+    }
 }
 
 impl Actor for TicketWriter {

@@ -14,8 +14,8 @@ pub struct Egress {
     /// Base URL every request goes to instead (path and query kept), e.g.
     /// `http://127.0.0.1:7500/demo/sink`.
     pub redirect_to: Option<Arc<str>>,
-    /// A secret missing from the environment becomes `demo-NAME` instead of parking the
-    /// job. Only `hms-sync up --demo` sets it.
+    /// Every secret is `demo-NAME` (the environment is not read), so a missing one does not
+    /// park the job and a real one never reaches the demo target. Only `up --demo` sets it.
     pub demo_secrets: bool,
 }
 
@@ -25,11 +25,17 @@ impl Egress {
         names
             .iter()
             .map(|n| match std::env::var(n) {
+                _ if self.demo_secrets => Ok((n.clone(), format!("demo-{n}"))),
                 Ok(v) => Ok((n.clone(), v)),
-                Err(_) if self.demo_secrets => Ok((n.clone(), format!("demo-{n}"))),
                 Err(_) => Err(MappingError::MissingSecret(n.clone())),
             })
             .collect()
+    }
+
+    /// The values of those of `names` that are set: what error messages are scrubbed of,
+    /// whichever request (or read, or pull) produced them.
+    pub fn known(&self, names: &[String]) -> Secrets {
+        names.iter().filter_map(|n| self.secrets(std::slice::from_ref(n)).ok()).flatten().collect()
     }
 
     /// The URL to really call for `url`, and the original when it was redirected.
@@ -57,10 +63,13 @@ mod tests {
     }
 
     #[test]
-    fn demo_secrets_fill_in_only_what_is_missing() {
-        let names = vec!["HMS_SYNC_TEST_SURELY_UNSET_SECRET".to_string()];
+    fn demo_secrets_are_placeholders_whatever_the_environment_holds() {
+        let names = vec!["HMS_SYNC_TEST_SURELY_UNSET_SECRET".to_string(), "PATH".to_string()];
         assert!(Egress::default().secrets(&names).is_err());
+        assert_eq!(Egress::default().known(&names).len(), 1, "only PATH is set");
         let demo = Egress { redirect_to: None, demo_secrets: true };
-        assert_eq!(demo.secrets(&names).unwrap()["HMS_SYNC_TEST_SURELY_UNSET_SECRET"], "demo-HMS_SYNC_TEST_SURELY_UNSET_SECRET");
+        let s = demo.secrets(&names).unwrap();
+        assert_eq!(s["HMS_SYNC_TEST_SURELY_UNSET_SECRET"], "demo-HMS_SYNC_TEST_SURELY_UNSET_SECRET");
+        assert_eq!(s["PATH"], "demo-PATH", "a real value never goes out in demo mode");
     }
 }

@@ -14,6 +14,9 @@ pub struct RetryPolicy {
     pub max_backoff_ms: u64,
 }
 
+/// The longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
 /// What to do with a job after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -36,7 +39,10 @@ impl RetryPolicy {
             Outcome::Retryable { retry_after, .. } => {
                 let step = self.step(attempts);
                 let jittered = step / 2 + step.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
-                Decision::RetryIn(retry_after.map_or(jittered, |ra| ra.max(jittered)))
+                // A server's Retry-After is honoured up to a day: a larger one (or a garbage
+                // one) must not block the record key for years or overflow the clock.
+                let honoured = retry_after.map(|ra| ra.min(MAX_RETRY_AFTER));
+                Decision::RetryIn(honoured.map_or(jittered, |ra| ra.max(jittered)))
             }
         }
     }
@@ -77,6 +83,12 @@ mod tests {
     fn retry_after_wins_when_longer() {
         assert_eq!(P.decide(&retryable(Some(7)), 1, 0.0), Decision::RetryIn(Duration::from_secs(7)));
         assert_eq!(P.decide(&retryable(Some(0)), 2, 0.0), Decision::RetryIn(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_a_day() {
+        let huge = Outcome::Retryable { error: "HTTP 503".into(), retry_after: Some(Duration::from_secs(9_000_000_000_000)) };
+        assert_eq!(P.decide(&huge, 1, 0.0), Decision::RetryIn(MAX_RETRY_AFTER));
     }
 
     #[test]

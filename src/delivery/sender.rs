@@ -16,6 +16,12 @@ pub struct Attempt {
     pub status: Option<u16>,
 }
 
+/// The first 200 characters of an answer, for error messages: lossy UTF-8, control
+/// characters (NUL above all, which PostgreSQL refuses in text) replaced.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(200).map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect()
+}
+
 /// Builds the client a connector uses for its whole life (one per actor, per NOTES.md:
 /// clones share the pool, a client per request would open a connection per request).
 /// `connections` caps the pool: one per record key the connector sends in parallel, so a
@@ -48,7 +54,7 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
                     let body = resp.body().limit(64 * 1024).await.unwrap_or_default();
-                    let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                    let excerpt = excerpt(&body);
                     Outcome::from_status(status, retry_after, excerpt.trim())
                 }
             }
@@ -60,7 +66,8 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
 fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress) -> Result<awc::ClientRequest, String> {
     let method = awc::http::Method::from_bytes(req.method.as_bytes()).map_err(|e| format!("bad method {}: {e}", req.method))?;
     let (url, original) = egress.route(&req.url);
-    let uri: awc::http::Uri = url.parse().map_err(|e| format!("bad URL {:?}: {e}", req.url))?;
+    // The URL itself is not quoted: it may carry a secret.
+    let uri: awc::http::Uri = url.parse().map_err(|e| format!("the rendered URL is not valid: {e}"))?;
     let mut request = client.request(method, uri);
     if let Some(original) = original {
         request = request.insert_header((TARGET_HEADER, original));
@@ -95,7 +102,7 @@ pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Eg
     let status = resp.status().as_u16();
     let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None })?;
     if !(200..300).contains(&status) {
-        let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        let excerpt = excerpt(&body);
         return Err(Outcome::from_status(status, None, excerpt.trim()));
     }
     serde_json::from_slice(&body).map_err(|e| Outcome::Permanent { error: format!("the answer is not JSON: {e}") })

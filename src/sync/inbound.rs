@@ -20,6 +20,12 @@ pub fn scalar_text(v: &Value) -> String {
     }
 }
 
+/// `s` with NUL characters replaced: PostgreSQL refuses them in text columns, and one bad
+/// id must not fail the batch it is stored in.
+pub fn no_nul(s: String) -> String {
+    if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s }
+}
+
 /// A short content hash of a JSON value (keys sorted, as serde_json writes them).
 pub fn content_hash(v: &Value) -> String {
     use sha2::Digest;
@@ -32,14 +38,18 @@ pub fn content_hash(v: &Value) -> String {
 pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&str>, version: Option<&Value>, origin: &str, change_id: Option<&str>) -> NewDelivery {
     let table = shared.spec.mapping_pairs();
     let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
-    let external_id = id_field.and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default();
+    let external_id = no_nul(id_field.and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default());
+    // Without a version from the feed, the record's own version field (in HMS names) tells
+    // changes apart: A -> B -> A is three changes, not a replay of the first.
+    let own_version = shared.spec.resolve.as_ref().and_then(|r| fields::get_path(&payload, &r.version_field)).filter(|v| !v.is_null()).cloned();
+    let version = version.filter(|v| !v.is_null()).cloned().or(own_version);
     // In HMS terms when the connector has a key template, so both directions of one record
     // share a key (and so its order and its lock); else the external id.
-    let record_key = shared.compiled.record_key(&payload, &external_id).unwrap_or_else(|_| external_id.clone());
-    let event_id = match (change_id, version.filter(|v| !v.is_null())) {
+    let record_key = no_nul(shared.compiled.record_key(&payload, &external_id).unwrap_or_else(|_| external_id.clone()));
+    let event_id = no_nul(match (change_id, version) {
         (Some(id), _) => format!("{origin}:{id}"),
-        (None, Some(v)) => format!("{origin}:{external_id}:{}", scalar_text(v)),
+        (None, Some(v)) => format!("{origin}:{external_id}:{}", scalar_text(&v)),
         (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
-    };
+    });
     NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload }
 }

@@ -201,8 +201,14 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
     };
     // Errors are scrubbed of every secret of the connector that is set, not only this
     // request's: a resolver read or a pull may have used others.
-    let mut secrets = rt.egress.known(&shared.spec.secret_names());
-    secrets.extend(request_secrets);
+    // (Only failures have errors to scrub: a success skips reading the environment.)
+    let secrets = if matches!(outcome, Outcome::Delivered { .. }) {
+        request_secrets
+    } else {
+        let mut all = rt.egress.known(&shared.spec.secret_names());
+        all.extend(request_secrets);
+        all
+    };
 
     let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
     // Every attempt that reached the wire (or failed on it) is kept with its status,

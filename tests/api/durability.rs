@@ -9,26 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// A connector POSTing `{n}` to `{FAKE}/PREFIX/{n}`, one key per event.
-fn numbered(id: &str, topic: &str, prefix: &str, fake: &FakeSystem, retry: &str) -> String {
-    r#"id: @ID@
-type: outbound
-trigger: { topic: @TOPIC@ }
-key: "{{ n }}"
-map:
-  to:
-    url: "@FAKE@/@PREFIX@/{n}"
-    method: POST
-    body: { n: "{{ n }}" }
-retry: @RETRY@
-"#
-    .replace("@ID@", id)
-    .replace("@TOPIC@", topic)
-    .replace("@PREFIX@", prefix)
-    .replace("@FAKE@", &fake.base)
-    .replace("@RETRY@", retry)
-}
-
 /// How many requests answered 200 each `n` got.
 fn delivered_counts(got: &[Received]) -> BTreeMap<i64, usize> {
     let mut counts = BTreeMap::new();
@@ -43,7 +23,7 @@ fn delivered_counts(got: &[Received]) -> BTreeMap<i64, usize> {
 async fn nothing_accepted_is_lost_across_a_restart() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("durable-restart");
-    std::fs::write(dir.join("connectors/d.yaml"), numbered("d", "durable.test", "d", &fake, "{ max: 3, backoffMs: 10 }")).unwrap();
+    std::fs::write(dir.join("connectors/d.yaml"), numbered_connector("d", "durable.test", &fake.base, "{ max: 3, backoffMs: 10 }")).unwrap();
     let app = TestApp::spawn(test_settings(&dir)).await;
     assert_eq!(app.call("PUT", "/connectors/d/pause", None).await.0, 202);
     app.wait_state("d", "paused").await;
@@ -76,7 +56,7 @@ async fn nothing_accepted_is_lost_when_the_process_is_killed() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("durable-kill");
     // Many retries with a short, capped back-off: the jobs are still retrying when killed.
-    std::fs::write(dir.join("connectors/k.yaml"), numbered("k", "kill.test", "k", &fake, "{ max: 100, backoffMs: 20, maxBackoffMs: 200 }"))
+    std::fs::write(dir.join("connectors/k.yaml"), numbered_connector("k", "kill.test", &fake.base, "{ max: 100, backoffMs: 20, maxBackoffMs: 200 }"))
         .unwrap();
     fake.answer_always(Reply::Status(503));
     let mut service = Service::up(&dir, &[], Stdio::null()).await;

@@ -379,6 +379,25 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
     }
 }
 
+/// An outbound connector POSTing `{ n }` to `{base}/{id}/{n}`, one record key per `n`.
+pub fn numbered_connector(id: &str, topic: &str, base: &str, retry: &str) -> String {
+    r#"id: @ID@
+type: outbound
+trigger: { topic: @TOPIC@ }
+key: "{{ n }}"
+map:
+  to:
+    url: "@BASE@/@ID@/{n}"
+    method: POST
+    body: { n: "{{ n }}" }
+retry: @RETRY@
+"#
+    .replace("@ID@", id)
+    .replace("@TOPIC@", topic)
+    .replace("@BASE@", base)
+    .replace("@RETRY@", retry)
+}
+
 /// An outbound connector aimed at the fake system.
 pub fn outbound_yaml(id: &str, topic: &str, fake: &FakeSystem, extra: &str) -> String {
     format!(

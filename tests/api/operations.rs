@@ -11,25 +11,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// An outbound connector POSTing `{ n }` to `{base}/{id}/{n}`, one key per `n`.
-fn connector(id: &str, topic: &str, base: &str, retry: &str) -> String {
-    r#"id: @ID@
-type: outbound
-trigger: { topic: @TOPIC@ }
-key: "{{ n }}"
-map:
-  to:
-    url: "@BASE@/@ID@/{n}"
-    method: POST
-    body: { n: "{{ n }}" }
-retry: @RETRY@
-"#
-    .replace("@ID@", id)
-    .replace("@TOPIC@", topic)
-    .replace("@BASE@", base)
-    .replace("@RETRY@", retry)
-}
-
 fn write_connector(dir: &std::path::Path, id: &str, yaml: &str) {
     std::fs::write(dir.join("connectors").join(format!("{id}.yaml")), yaml).unwrap();
 }
@@ -152,8 +133,8 @@ async fn metrics_text(base: &str) -> String {
 async fn metrics_count_deliveries_failures_parked_jobs_queues_and_restarts() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("ops-metrics");
-    write_connector(&dir, "m", &connector("m", "metrics.m", &fake.base, "{ max: 3, backoffMs: 10 }"));
-    write_connector(&dir, "q", &connector("q", "metrics.q", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "m", &numbered_connector("m", "metrics.m", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "q", &numbered_connector("q", "metrics.q", &fake.base, "{ max: 3, backoffMs: 10 }"));
     let mut settings = test_settings(&dir);
     settings.server.admin_token = Some("ops-metrics-token".into());
     let app = TestApp::spawn(settings).await;
@@ -243,7 +224,7 @@ async fn an_edited_ticket_breaks_the_chain_and_audit_verify_names_it() {
 
     let fake = FakeSystem::start().await;
     let dir = temp_dir("ops-tamper");
-    write_connector(&dir, "t", &connector("t", "tamper.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "t", &numbered_connector("t", "tamper.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
     let app = TestApp::spawn(test_settings(&dir)).await;
     app.wait_state("t", "running").await;
     for n in 1..=3 {
@@ -295,7 +276,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 async fn retention_prunes_old_tickets_and_the_anchored_chain_still_verifies() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("ops-retention");
-    write_connector(&dir, "r", &connector("r", "retention.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "r", &numbered_connector("r", "retention.test", &fake.base, "{ max: 3, backoffMs: 10 }"));
     let mut settings = test_settings(&dir);
     settings.tickets.retention_days = 0;
     settings.tickets.prune_every_secs = 1;
@@ -367,8 +348,8 @@ async fn a_failure_burst_raises_one_rate_limited_alert_and_a_parked_job_raises_i
     let refusing = FakeSystem::start().await;
     refusing.answer_always(Reply::Status(400));
     let dir = temp_dir("ops-alerts");
-    write_connector(&dir, "flaky", &connector("flaky", "alert.flaky", &failing.base, "{ max: 10, backoffMs: 10, maxBackoffMs: 50 }"));
-    write_connector(&dir, "strict", &connector("strict", "alert.strict", &refusing.base, "{ max: 10, backoffMs: 10 }"));
+    write_connector(&dir, "flaky", &numbered_connector("flaky", "alert.flaky", &failing.base, "{ max: 10, backoffMs: 10, maxBackoffMs: 50 }"));
+    write_connector(&dir, "strict", &numbered_connector("strict", "alert.strict", &refusing.base, "{ max: 10, backoffMs: 10 }"));
     let mut settings = test_settings(&dir);
     settings.alerts.url = Some(format!("{}/alerts", receiver.base));
     settings.alerts.rule = "rate(sync.fail) > 2 per 1m".into();
@@ -432,7 +413,7 @@ async fn a_failure_burst_raises_one_rate_limited_alert_and_a_parked_job_raises_i
 async fn the_binary_logs_json_lines_with_the_delivery_and_its_span() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("ops-jsonlog");
-    write_connector(&dir, "j", &connector("j", "json.log", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "j", &numbered_connector("j", "json.log", &fake.base, "{ max: 3, backoffMs: 10 }"));
     let log_path = dir.join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut service = Service::up(&dir, &[("HMS_SYNC__LOG__FORMAT", "json"), ("RUST_LOG", "info")], Stdio::from(log)).await;
@@ -476,8 +457,8 @@ async fn the_binary_logs_json_lines_with_the_delivery_and_its_span() {
 async fn status_prints_a_table_with_one_row_per_connector() {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("ops-status");
-    write_connector(&dir, "alpha", &connector("alpha", "status.alpha", &fake.base, "{ max: 3, backoffMs: 10 }"));
-    write_connector(&dir, "beta", &connector("beta", "status.beta", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "alpha", &numbered_connector("alpha", "status.alpha", &fake.base, "{ max: 3, backoffMs: 10 }"));
+    write_connector(&dir, "beta", &numbered_connector("beta", "status.beta", &fake.base, "{ max: 3, backoffMs: 10 }"));
     let app = TestApp::spawn(test_settings(&dir)).await;
     app.wait_state("alpha", "running").await;
     // alpha: one failed attempt, then one OK delivery; then a crash of its pusher.

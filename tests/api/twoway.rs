@@ -162,6 +162,27 @@ impl Rig {
         }
     }
 
+    /// The tickets as one line each (key, direction, status, event, reason), for failure
+    /// messages.
+    async fn history(&self) -> String {
+        let tickets = self.tickets().await;
+        tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Asserts that shift `id` holds `want` (in HMS fields) on both sides; `what` names the
+    /// case in the failure message, which shows both systems' writes and every ticket.
+    async fn assert_ends_as(&self, id: u64, want: &Value, what: &str) {
+        let history = self.history().await;
+        let h = hms_content(&self.hms.shift(id).unwrap());
+        let l = lotus_content(&self.lotus.doc(id).unwrap());
+        assert!(
+            h == *want && l == *want,
+            "{what}: shift {id} should end as {want} on both sides; HMS has {h}, Lotus has {l}.\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{history}",
+            self.lotus.write_log(),
+            self.hms.write_log(),
+        );
+    }
+
     /// Every ticket of the connector, oldest first.
     async fn tickets(&self) -> Vec<Value> {
         let mut all = Vec::new();
@@ -390,18 +411,8 @@ async fn policy_case(tag: &str, token_var: &str, policy: &str) {
     } else {
         json!({"startAt": "09:00", "endAt": "16:30", "assignee": "Lou"})
     };
-    let tickets = rig.tickets().await;
-    let history: Vec<String> = tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect();
     for id in [1, 2] {
-        let h = hms_content(&rig.hms.shift(id).unwrap());
-        let l = lotus_content(&rig.lotus.doc(id).unwrap());
-        assert!(
-            h == winner && l == winner,
-            "{policy}: shift {id} should end as {winner} on both sides; HMS has {h}, Lotus has {l}.\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{}",
-            rig.lotus.write_log(),
-            rig.hms.write_log(),
-            history.join("\n")
-        );
+        rig.assert_ends_as(id, &winner, policy).await;
     }
 }
 
@@ -439,34 +450,25 @@ async fn per_field_owners_take_start_from_hms_and_the_ranger_from_lotus() {
     rig.quiesce().await.unwrap();
 
     let expected = json!({"startAt": "06:00", "endAt": "16:30", "assignee": "Lou"});
-    let tickets = rig.tickets().await;
-    let history: Vec<String> = tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect();
     for id in [1, 2] {
-        let h = hms_content(&rig.hms.shift(id).unwrap());
-        let l = lotus_content(&rig.lotus.doc(id).unwrap());
-        assert!(
-            h == expected && l == expected,
-            "fields: shift {id} should end as {expected} on both sides; HMS has {h}, Lotus has {l}.\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{}",
-            rig.lotus.write_log(),
-            rig.hms.write_log(),
-            history.join("\n")
-        );
+        rig.assert_ends_as(id, &expected, "fields").await;
     }
+    let tickets = rig.tickets().await;
+    let history = rig.history().await;
     // No write moves a document back in time.
     for id in ["1", "2"] {
         let versions: Vec<u64> = rig.lotus.write_log().iter().filter(|(k, _)| k == id).map(|(_, d)| d["LastModified"].as_u64().unwrap_or(0)).collect();
         assert!(
             versions.windows(2).all(|w| w[0] <= w[1]),
-            "a write moved LastModified of shift {id} back in time: LastModified written {versions:?}.\nLotus writes: {:?}\ntickets:\n{}",
+            "a write moved LastModified of shift {id} back in time: LastModified written {versions:?}.\nLotus writes: {:?}\ntickets:\n{history}",
             rig.lotus.write_log(),
-            history.join("\n")
         );
     }
     // Each side needed one write per shift (its other owner's field), and no conflict or
     // parked job.
     let (lotus_w, hms_w) = (rig.lotus.writes() - lotus_before, rig.hms.writes() - hms_before);
     assert!(lotus_w <= 2 && hms_w <= 2, "one write per shift and side is enough: Lotus {lotus_w} ({:?}), HMS {hms_w} ({:?})", rig.lotus.write_log(), rig.hms.write_log());
-    assert!(tickets.iter().all(|t| t["status"] == "completed" || t["status"] == "skipped"), "{}", history.join("\n"));
+    assert!(tickets.iter().all(|t| t["status"] == "completed" || t["status"] == "skipped"), "{history}");
 }
 
 /// A conflict under `policy: manual`: shift `id` linked, then HMS (startAt 06:00 at +10)
@@ -513,16 +515,7 @@ async fn manual_conflict_resolved_for_lotus_applies_the_lotus_version_to_hms() {
         hms_content(&rig.hms.shift(1).unwrap())
     );
     rig.quiesce().await.unwrap();
-    let tickets = rig.tickets().await;
-    let history: Vec<String> = tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect();
-    let (h, l) = (hms_content(&rig.hms.shift(1).unwrap()), lotus_content(&rig.lotus.doc(1).unwrap()));
-    assert!(
-        h == lotus_version && l == lotus_version,
-        "side: legacy: shift 1 should end as {lotus_version} on both sides; HMS has {h}, Lotus has {l}.\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{}",
-        rig.lotus.write_log(),
-        rig.hms.write_log(),
-        history.join("\n")
-    );
+    rig.assert_ends_as(1, &lotus_version, "side: legacy").await;
     assert!(rig.app.parked(CONNECTOR).await.is_empty());
 }
 
@@ -540,18 +533,7 @@ async fn manual_conflict_resolved_with_a_merged_record_ends_on_both_sides() {
     rig.settle().await.unwrap();
     rig.sync().await;
     rig.quiesce().await.unwrap();
-    let tickets = rig.tickets().await;
-    let history: Vec<String> = tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect();
-    let h = hms_content(&rig.hms.shift(2).unwrap());
-    let l = lotus_content(&rig.lotus.doc(2).unwrap());
-    let want = hms_content(&merged);
-    assert!(
-        h == want && l == want,
-        "the merged record {want} should end on both sides; HMS has {h}, Lotus has {l}.\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{}",
-        rig.lotus.write_log(),
-        rig.hms.write_log(),
-        history.join("\n")
-    );
+    rig.assert_ends_as(2, &hms_content(&merged), "the merged record").await;
     assert!(rig.app.parked(CONNECTOR).await.is_empty());
 }
 
@@ -642,18 +624,16 @@ async fn a_newer_hms_version_with_the_synced_content_is_not_taken_for_an_echo() 
     rig.settle().await.unwrap();
     rig.sync().await;
     rig.quiesce().await.unwrap();
-    let tickets = rig.tickets().await;
-    let history: Vec<String> = tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect();
+    let history = rig.history().await;
     let h = hms_content(&rig.hms.shift(1).unwrap());
     let l = lotus_content(&rig.lotus.doc(1).unwrap());
     assert!(
         h == l,
-        "the two sides never converge: HMS has {h} (updatedAt {}), Lotus has {l} (LastModified {}).\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{}",
+        "the two sides never converge: HMS has {h} (updatedAt {}), Lotus has {l} (LastModified {}).\nLotus writes: {:?}\nHMS writes: {:?}\ntickets:\n{history}",
         rig.hms.shift(1).unwrap()["updatedAt"],
         rig.lotus.doc(1).unwrap()["LastModified"],
         rig.lotus.write_log(),
         rig.hms.write_log(),
-        history.join("\n")
     );
     assert_eq!(h, hms_content(&pushed), "last writer wins: HMS's version ({}) is newer than the ranger's ({})", base + 12, base + 10);
 }

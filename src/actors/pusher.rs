@@ -1,6 +1,7 @@
 //! Pusher: delivers a connector's jobs. It takes the head job of each record key (so one
-//! key's changes arrive in order, through retries too), sends up to `concurrency` keys in
-//! parallel, and writes each outcome to the database before taking more.
+//! key's changes arrive in order, through retries too), has up to `concurrency` requests of
+//! different keys in flight, and lets a key's next job go only once the outcome of the one
+//! before is written to the database.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -45,7 +46,12 @@ pub struct Pusher {
     /// Created in `started` on the connector's own thread (awc clients are not `Send`).
     client: Option<awc::Client>,
     in_flight_keys: HashSet<String>,
+    /// Jobs taken and not yet recorded (sending, or waiting for their outcome's commit).
     in_flight_ids: HashSet<i64>,
+    /// Of those, the jobs whose request is not over yet: they use the concurrency limit.
+    /// A job waiting only for its commit frees its slot (see [`RequestOver`]) but keeps its
+    /// key, so the key's next job still waits for the outcome to be durable.
+    sending: HashSet<i64>,
     /// A queue query is running; a wake meanwhile sets `again`.
     polling: bool,
     again: bool,
@@ -53,11 +59,11 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), polling: false, again: false }
+        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), polling: false, again: false }
     }
 
     fn capacity(&self) -> usize {
-        self.cx.shared.spec.concurrency_limit().saturating_sub(self.in_flight_ids.len())
+        self.cx.shared.spec.concurrency_limit().saturating_sub(self.sending.len())
     }
 
     /// Reads due head jobs and starts a delivery for each key not already in flight.
@@ -98,13 +104,15 @@ impl Pusher {
     }
 
     fn deliver(&mut self, job: Delivery, ctx: &mut Context<Self>) {
-        self.in_flight_ids.insert(job.id);
-        self.in_flight_keys.insert(job.record_key.clone());
         let Some(client) = self.client.clone() else { return };
+        self.in_flight_ids.insert(job.id);
+        self.sending.insert(job.id);
+        self.in_flight_keys.insert(job.record_key.clone());
         // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
-        let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), job).instrument(span);
+        let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), ctx.address(), job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
+            act.sending.remove(&done.id);
             if done.recorded {
                 act.in_flight_ids.remove(&done.id);
                 act.in_flight_keys.remove(&done.key);
@@ -125,7 +133,7 @@ impl Pusher {
 /// One attempt of one job: render (secrets from the environment now), send, classify,
 /// then record the outcome in the database and, when final, as a ticket. Returns the job's
 /// id and key so the Pusher can let the key's next job go.
-async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, job: Delivery) -> Done {
+async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, pusher: Addr<Pusher>, job: Delivery) -> Done {
     let inbound = is_inbound(&job.topic);
     let attempts = job.attempts + 1;
     // Two-way: is this change an echo, stale, or in conflict? What exactly is applied?
@@ -139,7 +147,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             Ok(Some(Some(current))) => payload = current,
             Ok(_) => {
                 let t = plain_ticket(&shared, &job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Err(e) => blocked = Some(e),
         }
@@ -153,7 +161,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
             Verdict::Skip(reason) => {
                 tracing::info!(reason = %reason, "change skipped");
                 let t = plain_ticket(&shared, &job, inbound, "skipped", Some(reason), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Verdict::Conflict(reason) => {
                 tracing::warn!(reason = %reason, "conflict parked for a human");
@@ -161,7 +169,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                 rt.metrics.parked.with_label_values(&[shared.id()]).inc();
                 rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
                 let t = plain_ticket(&shared, &job, inbound, "conflict", Some(reason.clone()), attempts);
-                return record(&rt, &supervisor, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
+                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
             }
             Verdict::Retry(error) => blocked = Some(error),
         }
@@ -263,7 +271,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                     _ => JobUpdate::Park { id: 0, attempts, error },
                 };
                 let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
-                return record(&rt, &supervisor, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
+                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
             }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
@@ -289,7 +297,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         }
     };
     let link = if matches!(update, JobUpdate::Complete { .. }) { link } else { None };
-    record(&rt, &supervisor, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
+    record(&rt, &supervisor, &pusher, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
 }
 
 /// The event id an inbound change is published under: stable (so a retried publish is
@@ -333,7 +341,9 @@ fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status:
 
 /// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
 /// with the ticket id in the span. `outcome.update`'s id is set to the job's here.
-async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
+async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, pusher: &Addr<Pusher>, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
+    // The request is over: its slot may carry another key's job while this one commits.
+    pusher.do_send(RequestOver(job.id));
     outcome.update = match outcome.update {
         JobUpdate::Complete { attempts, .. } => JobUpdate::Complete { id: job.id, attempts },
         JobUpdate::Reschedule { attempts, at, error, .. } => JobUpdate::Reschedule { id: job.id, attempts, at, error },
@@ -403,6 +413,20 @@ impl Handler<Wake> for Pusher {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.poll(ctx);
+    }
+}
+
+/// Job N's request is over (its outcome is on its way to the database): its slot is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RequestOver(i64);
+
+impl Handler<RequestOver> for Pusher {
+    type Result = ();
+    fn handle(&mut self, msg: RequestOver, ctx: &mut Context<Self>) {
+        if self.sending.remove(&msg.0) {
+            self.poll(ctx);
+        }
     }
 }
 

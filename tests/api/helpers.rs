@@ -267,6 +267,9 @@ struct FakeState {
     by_path: Vec<(String, VecDeque<Reply>)>,
     /// When set, every request gets this answer (scripts untouched) until cleared.
     always: Option<Reply>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// The external system: records every request, answers as scripted.
@@ -321,6 +324,11 @@ impl FakeSystem {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// The most requests the fake was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         poll_until(&format!("{n} request(s) at the fake system"), WAIT, || async {
             let r = self.received();
@@ -355,6 +363,8 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
             Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) => s,
             Reply::Stall(_) => 200,
         };
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
         st.received.push(Received {
             method: req.method().to_string(),
             path: path.clone(),
@@ -366,7 +376,7 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
         reply
     };
     let code = |s: u16| actix_web::http::StatusCode::from_u16(s).unwrap();
-    match reply {
+    let response = match reply {
         Reply::Status(s) => HttpResponse::build(code(s)).json(serde_json::json!({"ok": s < 300})),
         Reply::RetryAfter(s, secs) => {
             HttpResponse::build(code(s)).insert_header(("Retry-After", secs.to_string())).json(serde_json::json!({"ok": false}))
@@ -376,7 +386,9 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
             HttpResponse::Ok().json(serde_json::json!({"ok": true}))
         }
         Reply::EchoUrl(s) => HttpResponse::build(code(s)).content_type("text/plain").body(format!("cannot handle {path}")),
-    }
+    };
+    state.lock().unwrap().in_flight -= 1;
+    response
 }
 
 /// An outbound connector POSTing `{ n }` to `{base}/{id}/{n}`, one record key per `n`.

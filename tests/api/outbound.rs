@@ -250,6 +250,19 @@ retry: { max: 5, backoffMs: 10 }
     assert_eq!(path_is(&got, "/roadwork/B").len(), 1);
 }
 
+// 7: different keys in parallel, up to the connector's concurrency and no further.
+#[actix_web::test]
+async fn requests_in_flight_stay_within_the_concurrency_limit() {
+    let (app, fake) = start(&[("gis", gis("gis", "permit.updated", "concurrency: 2\nretry: { max: 3, backoffMs: 10 }\n"))]).await;
+    fake.answer_always(Reply::Stall(Duration::from_millis(300)));
+    for n in 0..6 {
+        app.publish("permit.updated", json!({"permitId": format!("CC-{n}"), "status": "X"})).await;
+    }
+    app.wait_tickets("connector=gis&status=completed", 6).await;
+    assert_eq!(fake.received().len(), 6);
+    assert_eq!(fake.max_in_flight(), 2, "two keys at a time, never more");
+}
+
 // 8
 #[actix_web::test]
 async fn a_filtered_event_is_counted_and_never_sent() {

@@ -8,7 +8,6 @@ use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actors::messages::Wake;
 use crate::actors::registry::{RouteEntry, RoutingTable};
 use crate::actors::ticket_writer::{StoreJobs, TicketWriter};
 use crate::actors::shared::Counters;
@@ -99,7 +98,7 @@ impl Bus {
             .map_err(PublishError::Unavailable)?;
         // Straight to the connectors' supervisors (stable addresses), not via the Registry.
         for r in routes.iter().filter(|r| accepted.connectors.iter().any(|c| c == r.shared.id())) {
-            r.supervisor.do_send(Wake);
+            r.shared.jobs_stored(&r.supervisor);
         }
         for id in &accepted.connectors {
             self.metrics.accepted.with_label_values(&[id.as_str()]).inc();

@@ -405,6 +405,7 @@ impl Actor for Pusher {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.client = Some(sender::client(self.cx.shared.spec.timeout(), self.cx.shared.spec.concurrency_limit()));
         ctx.run_interval(IDLE_POLL, |act, ctx| act.poll(ctx));
+        self.cx.shared.wake_taken();
         self.poll(ctx);
     }
 }
@@ -412,6 +413,7 @@ impl Actor for Pusher {
 impl Handler<Wake> for Pusher {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.cx.shared.wake_taken();
         self.poll(ctx);
     }
 }

@@ -113,6 +113,7 @@ impl Registry {
             spec: Arc::new(spec),
             compiled: Arc::new(compiled),
             paused: Arc::new(AtomicBool::new(false)),
+            wake_sent: AtomicBool::new(false),
             counters,
         }))
     }

@@ -14,6 +14,8 @@ use crate::spec::ConnectorSpec;
 use crate::storage::Db;
 
 use super::alerter::Alerter;
+use super::messages::Wake;
+use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::TicketWriter;
 
 /// Handles shared by the whole tree.
@@ -70,6 +72,10 @@ pub struct ConnectorShared {
     pub compiled: Arc<CompiledConnector>,
     /// Paused by governance or by the operator: children do no outside I/O while set.
     pub paused: Arc<AtomicBool>,
+    /// A `Wake` for new jobs is on its way to the Pusher, which clears this before it reads
+    /// the queue: publishers that find it set send none, so a burst of events costs one
+    /// message instead of one per event (see [`ConnectorShared::jobs_stored`]).
+    pub wake_sent: AtomicBool,
     pub counters: Arc<Counters>,
 }
 
@@ -80,6 +86,20 @@ impl ConnectorShared {
 
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
+    }
+
+    /// New jobs of this connector are committed: wake its Pusher through `supervisor`,
+    /// unless a wake is already on its way. That one is enough: the Pusher clears the flag
+    /// BEFORE it reads the queue, so it reads every job committed before this call.
+    pub fn jobs_stored(&self, supervisor: &Addr<ConnectorSupervisor>) {
+        if !self.wake_sent.swap(true, Ordering::AcqRel) {
+            supervisor.do_send(Wake);
+        }
+    }
+
+    /// The Pusher is about to read the queue (see [`ConnectorShared::jobs_stored`]).
+    pub fn wake_taken(&self) {
+        self.wake_sent.store(false, Ordering::Release);
     }
 }
 

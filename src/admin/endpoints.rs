@@ -64,7 +64,9 @@ macro_rules! endpoint {
     };
 }
 
-/// Every endpoint, in registration order (a literal path before a `{param}` sibling).
+/// Every endpoint, in registration order (a literal path before a `{param}` sibling). The
+/// router tries routes in this order, so the hot one, `POST /events/{topic}`, comes before
+/// the other admin routes: each `{param}` route it passes costs a regex match per request.
 pub fn all(fault_injection: bool) -> Vec<Endpoint> {
     let mut all = vec![
         endpoint!(GET "/healthz" => health::healthz, "Liveness: the process answers.", ok 200 "`{\"status\":\"ok\"}`", public true),
@@ -75,6 +77,8 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
             public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
         endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`; for HMS pushes `{ok, event_id, connectors}`",
             public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
+        endpoint!(POST "/events/{topic}" => events::publish, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`",
+            body Body::Json("Event"), errors &[400, 401, 413, 503]),
         endpoint!(GET "/connectors" => connectors::list, "List connectors: their ids, or a map with status and/or info.", ok 200 "ids, or a map id → {status, info}",
             query &[("expand", "`status`, `info` or both, comma-separated")], errors &[401]),
         endpoint!(POST "/connectors" => connectors::create, "Register a connector at run time (persisted).", ok 201 "`{id, config}`",
@@ -92,8 +96,6 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(POST "/connectors/{id}/sync" => connectors::sync, "Run one reconciliation now (the seed's svc:syncNow): pull the change feed from the cursor and store what changed.", ok 200 "`{id, pull: {records, pages, stored, cursor}}`", errors &[401, 404, 409]),
         endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
         endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),
-        endpoint!(POST "/events/{topic}" => events::publish, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`",
-            body Body::Json("Event"), errors &[400, 401, 413, 503]),
         endpoint!(GET "/tickets" => tickets::list, "Sync tickets, oldest first, with filters and cursor pagination.", ok 200 "`{tickets, next}`",
             query &[("connector", "connector id"), ("status", "completed, parked, skipped or conflict"), ("direction", "outbound or inbound"), ("since", "RFC 3339, inclusive"), ("until", "RFC 3339, exclusive"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")],
             errors &[400, 401, 503]),

@@ -121,6 +121,18 @@ pub(crate) async fn insert_in(txn: &sea_orm::DatabaseTransaction, jobs: &[NewDel
     Ok(inserted)
 }
 
+/// `ids` repeated at the end up to the next power of two (a repeat changes nothing in an
+/// `IN` list). Each list length is a different SQL text, and the driver caches prepared
+/// statements by text (100 per connection): padded, the hot queries have a handful of
+/// shapes that stay cached, instead of one per length that SQLite parses again each time.
+fn padded(ids: &[i64]) -> impl Iterator<Item = i64> + '_ {
+    let pad = match ids.last() {
+        Some(&last) => std::iter::repeat_n(last, ids.len().next_power_of_two() - ids.len()),
+        None => std::iter::repeat_n(0, 0),
+    };
+    ids.iter().copied().chain(pad)
+}
+
 /// `NOT EXISTS (an older pending job of the same connector and record key)`, correlated
 /// with the outer `deliveries` row. Served by the (connector_id, status, record_key, id) index.
 fn is_head() -> SelectStatement {
@@ -165,7 +177,7 @@ pub async fn due_heads_except(
         .filter(Column::ConnectorId.eq(connector_id))
         .filter(Column::Status.eq(PENDING))
         .filter(Column::NextAttemptAt.lte(micros(now)))
-        .apply_if((!except.is_empty()).then_some(except), |q, ids| q.filter(Column::Id.is_not_in(ids.iter().copied())))
+        .apply_if((!except.is_empty()).then_some(except), |q, ids| q.filter(Column::Id.is_not_in(padded(ids))))
         .filter(Expr::exists(is_head()).not())
         .order_by_asc(Column::Id)
         .limit(limit)
@@ -281,7 +293,7 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
                 .col_expr(Column::Status, Expr::value(DONE))
                 .col_expr(Column::Attempts, Expr::value(attempts))
                 .col_expr(Column::UpdatedAt, Expr::value(now()))
-                .filter(Column::Id.is_in(chunk.iter().copied()))
+                .filter(Column::Id.is_in(padded(chunk)))
                 .filter(Column::Status.eq(PENDING))
                 .exec(c)
                 .await?;
@@ -389,4 +401,18 @@ pub async fn queue_stats(db: &Db) -> Result<Vec<(String, String, i64)>, StorageE
         .into_tuple::<(String, String, i64)>()
         .all(db)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded;
+
+    #[test]
+    fn padding_repeats_the_last_id_up_to_a_power_of_two() {
+        assert_eq!(padded(&[]).count(), 0);
+        assert_eq!(padded(&[7]).collect::<Vec<_>>(), [7]);
+        assert_eq!(padded(&[1, 2, 3]).collect::<Vec<_>>(), [1, 2, 3, 3]);
+        assert_eq!(padded(&[1, 2, 3, 4, 5]).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 5, 5, 5]);
+        assert_eq!(padded(&(0..64).collect::<Vec<_>>()).count(), 64);
+    }
 }

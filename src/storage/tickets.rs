@@ -9,6 +9,7 @@ use sea_orm::{
     QueryTrait,
 };
 use sea_orm::DatabaseTransaction;
+use sea_orm::sea_query::Query;
 use sha2::{Digest, Sha256};
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now};
@@ -199,27 +200,25 @@ pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) 
     }
     let expected: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
 
+    // The new ids come back with the insert (`RETURNING`, SQLite 3.35+ and PostgreSQL), in
+    // no promised order: sorted by id, their hashes must follow the chain's order. Holding
+    // the chain lock, nobody else appends meanwhile, so the chain follows id order.
+    let mut written: Vec<(i64, String)> = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let models = chunk.iter().cloned().map(|m| ActiveModel {
             id: NotSet,
             ..to_active(m)
         });
-        let stmt = Entity::insert_many(models).into_query();
-        txn.execute(&stmt).await?;
+        let mut stmt = Entity::insert_many(models).into_query();
+        stmt.returning(Query::returning().columns([Column::Id, Column::Hash]));
+        for row in txn.query_all(&stmt).await? {
+            written.push((row.try_get("", "id")?, row.try_get("", "hash")?));
+        }
     }
-
-    // Read the new ids back (ids are only known after the insert, and SQLite has no
-    // RETURNING here). Holding the chain lock, the rows after `last_id` are exactly ours;
-    // comparing hashes proves they got ids in slice order, so the chain follows id order.
-    let written: Vec<(i64, String)> = Entity::find()
-        .select_only()
-        .column(Column::Id)
-        .column(Column::Hash)
-        .filter(Column::Id.gt(last_id))
-        .order_by_asc(Column::Id)
-        .into_tuple()
-        .all(txn)
-        .await?;
+    written.sort_unstable_by_key(|(id, _)| *id);
+    if written.first().is_some_and(|(id, _)| *id <= last_id) {
+        return Err(StorageError::Corrupt(format!("ticket chain: a new ticket got id {}, not after {last_id}", written[0].0)));
+    }
     if written.len() != expected.len() || written.iter().zip(&expected).any(|((_, h), e)| h != e) {
         return Err(StorageError::Corrupt(format!(
             "ticket chain: expected {} new tickets after id {last_id} in order, found {}",

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
 /// (HTTP workers, the writer, SQLite's worker threads, connector threads), which glibc pays
 /// for in arena locks and `malloc_consolidate`. Measured with `hms-sync bench`: about a
 /// quarter less CPU per event. Its per-thread caches cost ~150 KiB per connector thread;
-/// `_RJEM_MALLOC_CONF=tcache:false` trades that back for CPU (README, Performance).
+/// `MALLOC_CONF=tcache:false` trades that back for CPU (README, Performance).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -52,6 +52,9 @@ pub struct Pusher {
     /// A job waiting only for its commit frees its slot (see [`RequestOver`]) but keeps its
     /// key, so the key's next job still waits for the outcome to be durable.
     sending: HashSet<i64>,
+    /// Outcomes that could not be stored lately (each held for `RECORD_RETRY`): while any
+    /// is held, no new job is taken.
+    holds: usize,
     /// A queue query is running; a wake meanwhile sets `again`.
     polling: bool,
     again: bool,
@@ -59,7 +62,7 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), polling: false, again: false }
+        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, polling: false, again: false }
     }
 
     fn capacity(&self) -> usize {
@@ -68,7 +71,7 @@ impl Pusher {
 
     /// Reads due head jobs and starts a delivery for each key not already in flight.
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.cx.shared.is_paused() || self.capacity() == 0 {
+        if self.cx.shared.is_paused() || self.capacity() == 0 || self.holds > 0 {
             return;
         }
         if self.polling {
@@ -112,15 +115,20 @@ impl Pusher {
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
         let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), ctx.address(), job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
-            act.sending.remove(&done.id);
             if done.recorded {
+                act.sending.remove(&done.id);
                 act.in_flight_ids.remove(&done.id);
                 act.in_flight_keys.remove(&done.key);
                 act.poll(ctx);
             } else {
-                // The outcome could not be stored: the job is still pending and due. Hold its
-                // key a moment instead of sending it again at once, in a loop.
+                // The outcome could not be stored (a full disk, say): the job is still pending
+                // and due. Hold its key a moment instead of sending it again at once, in a
+                // loop, and take no new job meanwhile: while writes fail, the Pusher must not
+                // run through its whole backlog sending jobs it cannot record.
+                act.sending.remove(&done.id);
+                act.holds += 1;
                 ctx.run_later(RECORD_RETRY, move |act, ctx| {
+                    act.holds -= 1;
                     act.in_flight_ids.remove(&done.id);
                     act.in_flight_keys.remove(&done.key);
                     act.poll(ctx);

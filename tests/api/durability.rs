@@ -50,6 +50,48 @@ async fn nothing_accepted_is_lost_across_a_restart() {
     assert!(app.tickets("connector=d&status=parked").await.is_empty());
 }
 
+// 16: the database refuses writes (a full disk, say) while a backlog drains.
+#[actix_web::test]
+async fn when_outcomes_cannot_be_stored_the_pusher_holds_back_and_loses_nothing() {
+    use sea_orm::ConnectionTrait;
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("durable-refused");
+    let yaml = numbered_connector("d", "refused.test", &fake.base, "{ max: 3, backoffMs: 10 }") + "concurrency: 2\n";
+    std::fs::write(dir.join("connectors/d.yaml"), yaml).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("PUT", "/connectors/d/pause", None).await.0, 202);
+    app.wait_state("d", "paused").await;
+    for n in 0..10 {
+        app.publish("refused.test", json!({"n": n})).await;
+    }
+    // From now on no ticket can be written, so no outcome can be stored; reads still work.
+    let db = &app.state().db;
+    db.execute_unprepared("CREATE TRIGGER refuse_tickets BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
+        .await
+        .unwrap();
+    // Slow answers, so that each failed write is known long before the next answer comes.
+    fake.answer_always(Reply::Stall(Duration::from_millis(500)));
+    assert_eq!(app.call("PUT", "/connectors/d/resume", None).await.0, 202);
+    // A job whose outcome was not stored is sent again after its hold...
+    let got = fake.wait_until("a job sent a second time", |r| delivered_counts(r).values().any(|c| *c >= 2)).await;
+    // ...and until then the Pusher took no new job: it did not run through the backlog
+    // sending jobs it could not record. (Two slots: the first two jobs, the two taken while
+    // their outcomes were being refused, and at most one more pair on a slow machine; a
+    // Pusher that kept going would have sent all ten by then.)
+    let sent = delivered_counts(&got).len();
+    assert!(sent <= 6, "{sent} of 10 jobs sent while no outcome could be stored");
+    let s = app.status("d").await;
+    assert_eq!(s["queue_depth"], 10, "nothing recorded, nothing lost: {s}");
+
+    db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
+    fake.answer_normally();
+    app.wait_tickets("connector=d&status=completed", 10).await;
+    poll_until("the queue to drain", WAIT, || async { (app.status("d").await["queue_depth"] == 0).then_some(()) }).await;
+    let counts = delivered_counts(&fake.received());
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (0..10).collect::<Vec<_>>(), "every event delivered");
+    assert_eq!(app.tickets("connector=d").await.len(), 10, "one ticket per job");
+}
+
 // 17
 #[actix_web::test]
 async fn nothing_accepted_is_lost_when_the_process_is_killed() {

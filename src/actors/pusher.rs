@@ -24,7 +24,7 @@ use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::RecordOutcome;
 use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
-use crate::storage::{self, Delivery, JobUpdate, NewAttempt, NewTicket};
+use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewAttempt, NewTicket};
 
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -113,7 +113,8 @@ impl Pusher {
         self.in_flight_keys.insert(job.record_key.clone());
         // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
-        let fut = attempt(client, self.cx.rt.clone(), self.cx.shared.clone(), self.cx.supervisor.clone(), ctx.address(), job).instrument(span);
+        let crew = Crew { client, rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), supervisor: self.cx.supervisor.clone(), pusher: ctx.address() };
+        let fut = attempt(crew, job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
             if done.recorded {
                 act.sending.remove(&done.id);
@@ -138,50 +139,81 @@ impl Pusher {
     }
 }
 
-/// One attempt of one job: render (secrets from the environment now), send, classify,
-/// then record the outcome in the database and, when final, as a ticket. Returns the job's
-/// id and key so the Pusher can let the key's next job go.
-async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>, supervisor: Addr<ConnectorSupervisor>, pusher: Addr<Pusher>, job: Delivery) -> Done {
-    let inbound = is_inbound(&job.topic);
-    let attempts = job.attempts + 1;
-    // Two-way: is this change an echo, stale, or in conflict? What exactly is applied?
-    let mut payload = job.payload.clone();
-    let mut link = None;
-    let mut blocked = None;
+/// What one attempt works with: the connector's HTTP client and shared state, and whom to
+/// tell (the supervisor of a scheduled retry, the Pusher of a request that is over).
+struct Crew {
+    client: awc::Client,
+    rt: Runtime,
+    shared: Arc<ConnectorShared>,
+    supervisor: Addr<ConnectorSupervisor>,
+    pusher: Addr<Pusher>,
+}
+
+/// What the two-way gate lets through: the record to apply (the job's payload, or what the
+/// engine resolved), the link to store with a success, and why the attempt cannot go on yet.
+struct Cleared {
+    payload: serde_json::Value,
+    link: Option<LinkUpdate>,
+    blocked: Option<String>,
+}
+
+/// Two-way connectors: is this change an echo, stale, or in conflict, and what exactly is
+/// applied? A job an operator resolved by choosing a side reads that side's record first.
+/// `Err` is a job settled here (skipped, or parked as a conflict), outcome recorded.
+async fn two_way_gate(crew: &Crew, job: &Delivery, inbound: bool, attempts: i32) -> Result<Cleared, RecordOutcome> {
+    let (rt, shared) = (&crew.rt, &crew.shared);
+    let mut cleared = Cleared { payload: job.payload.clone(), link: None, blocked: None };
     let source = if inbound { Side::Legacy } else { Side::Hms };
     if job.topic.starts_with(TAKE) {
-        // An operator chose this side's version: read its current record first.
-        match engine::fetch_current(&client, &rt.egress, &shared, source, &job.payload).await {
-            Ok(Some(Some(current))) => payload = current,
+        match engine::fetch_current(&crew.client, &rt.egress, shared, source, &job.payload).await {
+            Ok(Some(Some(current))) => cleared.payload = current,
             Ok(_) => {
-                let t = plain_ticket(&shared, &job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
-                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
+                let t = plain_ticket(shared, job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
+                return Err(RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) });
             }
-            Err(e) => blocked = Some(e),
+            Err(e) => cleared.blocked = Some(e),
         }
     }
-    if shared.spec.two_way() && blocked.is_none() {
-        match engine::decide(&rt.db, &client, &rt.egress, &shared, &job.record_key, &payload, source, job.topic.starts_with(RESOLVED)).await {
-            Verdict::Apply { record, link: l } => {
-                payload = record;
-                link = Some(l);
-            }
-            Verdict::Skip(reason) => {
-                tracing::info!(reason = %reason, "change skipped");
-                let t = plain_ticket(&shared, &job, inbound, "skipped", Some(reason), attempts);
-                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
-            }
-            Verdict::Conflict(reason) => {
-                tracing::warn!(reason = %reason, "conflict parked for a human");
-                Counters::inc(&shared.counters.parked);
-                rt.metrics.parked.with_label_values(&[shared.id()]).inc();
-                rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
-                let t = plain_ticket(&shared, &job, inbound, "conflict", Some(reason.clone()), attempts);
-                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) }, String::new()).await;
-            }
-            Verdict::Retry(error) => blocked = Some(error),
+    if !shared.spec.two_way() || cleared.blocked.is_some() {
+        return Ok(cleared);
+    }
+    match engine::decide(&rt.db, &crew.client, &rt.egress, shared, &job.record_key, &cleared.payload, source, job.topic.starts_with(RESOLVED)).await {
+        Verdict::Apply { record, link } => {
+            cleared.payload = record;
+            cleared.link = Some(link);
+            Ok(cleared)
+        }
+        Verdict::Skip(reason) => {
+            tracing::info!(reason = %reason, "change skipped");
+            let t = plain_ticket(shared, job, inbound, "skipped", Some(reason), attempts);
+            Err(RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) })
+        }
+        Verdict::Conflict(reason) => {
+            tracing::warn!(reason = %reason, "conflict parked for a human");
+            Counters::inc(&shared.counters.parked);
+            rt.metrics.parked.with_label_values(&[shared.id()]).inc();
+            rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
+            let t = plain_ticket(shared, job, inbound, "conflict", Some(reason.clone()), attempts);
+            Err(RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) })
+        }
+        Verdict::Retry(error) => {
+            cleared.blocked = Some(error);
+            Ok(cleared)
         }
     }
+}
+
+/// One attempt of one job: the two-way gate, render (secrets from the environment now),
+/// send, classify, then record the outcome in the database and, when final, as a ticket.
+/// Returns the job's id and key so the Pusher can let the key's next job go.
+async fn attempt(crew: Crew, job: Delivery) -> Done {
+    let inbound = is_inbound(&job.topic);
+    let attempts = job.attempts + 1;
+    let Cleared { payload, link, blocked } = match two_way_gate(&crew, &job, inbound, attempts).await {
+        Ok(cleared) => cleared,
+        Err(settled) => return record(&crew, job, settled, String::new()).await,
+    };
+    let (client, rt, shared) = (&crew.client, &crew.rt, &crew.shared);
     let only_publish = inbound && shared.spec.hms_request().is_none();
     let render = |secrets: &crate::mapping::Secrets| {
         if inbound { shared.compiled.render_hms(&payload, secrets) } else { shared.compiled.render(&payload, secrets) }
@@ -201,7 +233,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
         Ok((req, secrets)) => {
             let key = format!("{}:{}", shared.id(), job.event_id);
-            let sent = sender::send(&client, &req, &key, &rt.egress).await;
+            let sent = sender::send(client, &req, &key, &rt.egress).await;
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
             // The seed's console line, `[connector] PATCH https://… 200 OK`; logged once the
@@ -279,7 +311,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
                     _ => JobUpdate::Park { id: 0, attempts, error },
                 };
                 let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
-                return record(&rt, &supervisor, &pusher, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
+                return record(&crew, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
             }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
@@ -305,7 +337,7 @@ async fn attempt(client: awc::Client, rt: Runtime, shared: Arc<ConnectorShared>,
         }
     };
     let link = if matches!(update, JobUpdate::Complete { .. }) { link } else { None };
-    record(&rt, &supervisor, &pusher, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
+    record(&crew, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
 }
 
 /// The event id an inbound change is published under: stable (so a retried publish is
@@ -349,9 +381,9 @@ fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status:
 
 /// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
 /// with the ticket id in the span. `outcome.update`'s id is set to the job's here.
-async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, pusher: &Addr<Pusher>, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
+async fn record(crew: &Crew, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
     // The request is over: its slot may carry another key's job while this one commits.
-    pusher.do_send(RequestOver(job.id));
+    crew.pusher.do_send(RequestOver(job.id));
     outcome.update = match outcome.update {
         JobUpdate::Complete { attempts, .. } => JobUpdate::Complete { id: job.id, attempts },
         JobUpdate::Reschedule { attempts, at, error, .. } => JobUpdate::Reschedule { id: job.id, attempts, at, error },
@@ -362,7 +394,7 @@ async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, pusher: &A
         _ => None,
     };
     // The key stays in flight until the outcome is durable, so its next job cannot overtake.
-    match rt.tickets.send(outcome).await {
+    match crew.rt.tickets.send(outcome).await {
         Ok(Ok(ticket)) => {
             if let Some(id) = ticket {
                 tracing::Span::current().record("ticket", format!("SYNC-{id}"));
@@ -371,7 +403,7 @@ async fn record(rt: &Runtime, supervisor: &Addr<ConnectorSupervisor>, pusher: &A
                 tracing::info!("{line}");
             }
             if let Some(at) = retry_at {
-                supervisor.do_send(RetryScheduled { at });
+                crew.supervisor.do_send(RetryScheduled { at });
             }
         }
         Ok(Err(e)) => {

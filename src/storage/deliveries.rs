@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use entities::deliveries::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, QueryStatementBuilder};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait,
@@ -133,20 +133,25 @@ fn padded(ids: &[i64]) -> impl Iterator<Item = i64> + '_ {
     ids.iter().copied().chain(pad)
 }
 
-/// `NOT EXISTS (an older pending job of the same connector and record key)`, correlated
-/// with the outer `deliveries` row. Served by the (connector_id, status, record_key, id) index.
-fn is_head() -> SelectStatement {
+/// `id = (the smallest id of a pending job of the same connector and record key)`, correlated
+/// with the outer `deliveries` row: the row is the head of its key. Served by the
+/// (connector_id, status, record_key, id) index as a min lookup.
+///
+/// Written as a `min` rather than `NOT EXISTS (an older pending job of the key)`, which means
+/// the same: PostgreSQL, whose statistics say pending rows are rare (most jobs are done),
+/// planned that anti-join as a scan of ALL the connector's pending jobs for each candidate,
+/// so polling cost grew with the square of the backlog (58 ms per poll at 5,000 pending). A
+/// `min` in id order stops at the first match whichever index it picks (0.8 ms).
+fn is_head() -> Expr {
     let p = Alias::new("p");
-    Query::select()
-        .expr(Expr::val(1))
+    let oldest = Query::select()
+        .expr(Func::min(Expr::col((p.clone(), Column::Id))))
         .from_as(Entity, p.clone())
-        .and_where(
-            Expr::col((p.clone(), Column::ConnectorId)).equals((Entity, Column::ConnectorId)),
-        )
+        .and_where(Expr::col((p.clone(), Column::ConnectorId)).equals((Entity, Column::ConnectorId)))
         .and_where(Expr::col((p.clone(), Column::Status)).eq(PENDING))
-        .and_where(Expr::col((p.clone(), Column::RecordKey)).equals((Entity, Column::RecordKey)))
-        .and_where(Expr::col((p, Column::Id)).lt(Expr::col((Entity, Column::Id))))
-        .to_owned()
+        .and_where(Expr::col((p, Column::RecordKey)).equals((Entity, Column::RecordKey)))
+        .to_owned();
+    Expr::col((Entity, Column::Id)).eq(Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement())))
 }
 
 /// The pending jobs of `connector_id` that may be attempted at `now`, ordered by id, at most
@@ -178,7 +183,7 @@ pub async fn due_heads_except(
         .filter(Column::Status.eq(PENDING))
         .filter(Column::NextAttemptAt.lte(micros(now)))
         .apply_if((!except.is_empty()).then_some(except), |q, ids| q.filter(Column::Id.is_not_in(padded(ids))))
-        .filter(Expr::exists(is_head()).not())
+        .filter(is_head())
         .order_by_asc(Column::Id)
         .limit(limit)
         .all(db)
@@ -201,7 +206,7 @@ pub async fn next_due_at(
         .column(Column::NextAttemptAt)
         .filter(Column::ConnectorId.eq(connector_id))
         .filter(Column::Status.eq(PENDING))
-        .filter(Expr::exists(is_head()).not())
+        .filter(is_head())
         .order_by_asc(Column::NextAttemptAt)
         .limit(1)
         .into_tuple::<DateTime<Utc>>()

@@ -9,7 +9,7 @@ use sea_orm::{
     QueryTrait,
 };
 use sea_orm::DatabaseTransaction;
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, QueryStatementBuilder};
 use sha2::{Digest, Sha256};
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now};
@@ -163,15 +163,20 @@ pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) 
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({a}, {b})"))
             .await?;
     }
+    // The chain's head: the row with the highest id. Not `ORDER BY id DESC LIMIT 1` (nor
+    // `one()`, which adds a LIMIT): SQLite prepares a statement with a bound LIMIT again at
+    // every run (see `deliveries::literal_limit`).
+    let newest = Query::select().expr(Func::max(Expr::col((Entity, Column::Id)))).from(Entity).to_owned();
     let last: Option<(i64, String)> = Entity::find()
         .select_only()
         .column(Column::Id)
         .column(Column::Hash)
-        .order_by_desc(Column::Id)
-        .limit(1)
+        .filter(Expr::col((Entity, Column::Id)).eq(Expr::SubQuery(None, Box::new(newest.into_sub_query_statement()))))
         .into_tuple()
-        .one(txn)
-        .await?;
+        .all(txn)
+        .await?
+        .into_iter()
+        .next();
     let (last_id, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
 
     let t = now();

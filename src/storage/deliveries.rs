@@ -125,7 +125,7 @@ pub(crate) async fn insert_in(txn: &sea_orm::DatabaseTransaction, jobs: &[NewDel
 /// bound LIMIT's value, so it prepares such a statement again at every run (measured: every
 /// run of the due scan, about 5% of the CPU of a busy service); with a literal, the driver's
 /// cached statement is reused. Other statements, and other backends, are left as they are.
-pub(crate) fn literal_limit(mut statement: Statement, limit: u64) -> Statement {
+fn literal_limit(mut statement: Statement, limit: u64) -> Statement {
     if statement.db_backend == DbBackend::Sqlite && statement.sql.ends_with("LIMIT ?") {
         if let Some(values) = statement.values.as_mut() {
             values.0.pop();

@@ -54,6 +54,9 @@ struct Slot {
     addr: Option<ChildAddr>,
 }
 
+/// How many turns a connector's thread gets to let its children stop before it is stopped.
+const STOP_YIELDS: usize = 8;
+
 pub struct ConnectorSupervisor {
     rt: Runtime,
     shared: Arc<ConnectorShared>,
@@ -231,7 +234,22 @@ impl Actor for ConnectorSupervisor {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.stop_all();
         if let Some(arbiter) = self.arbiter.take() {
-            arbiter.stop();
+            // Stop the thread only after its children have handled their StopChild: a
+            // child stopping drops its unfinished work (a query waiting in the database,
+            // say) inside the runtime. Stopped at once, the thread would drop it while
+            // tearing the runtime down, and sqlx panics when a pooled connection is dropped
+            // outside a runtime. The children's messages were queued first; a few yields
+            // let their tasks run before this one stops the thread.
+            let this = arbiter.clone();
+            let stopper = async move {
+                for _ in 0..STOP_YIELDS {
+                    tokio::task::yield_now().await;
+                }
+                this.stop();
+            };
+            if !arbiter.spawn(stopper) {
+                arbiter.stop();
+            }
         }
     }
 }

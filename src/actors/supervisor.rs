@@ -54,6 +54,10 @@ struct Slot {
     addr: Option<ChildAddr>,
 }
 
+/// Run first on every connector thread. The binary sets it (main.rs): it makes the
+/// allocator keep no per-thread cache on these threads, which are many and mostly idle.
+pub static CONNECTOR_THREAD_STARTED: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
 /// How many turns a connector's thread gets to let its children stop before it is stopped.
 const STOP_YIELDS: usize = 8;
 
@@ -125,6 +129,9 @@ impl ConnectorSupervisor {
             return handle.clone();
         }
         let handle = Arbiter::new().handle();
+        if let Some(hook) = CONNECTOR_THREAD_STARTED.get().copied() {
+            handle.spawn(async move { hook() });
+        }
         self.arbiters_started += 1;
         self.arbiter = Some(handle.clone());
         handle

@@ -206,3 +206,29 @@ async fn a_connector_removed_while_its_query_waits_stops_cleanly() {
     drop(locker);
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
+
+/// Connector threads counted by the thread-start hook.
+static CONNECTOR_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// The binary turns the allocator's per-thread cache off on connector threads through this
+// hook (main.rs); here it counts them: each connector's thread runs it, also a thread
+// started anew after its arbiter died.
+#[actix_web::test]
+async fn every_connector_thread_runs_the_thread_start_hook() {
+    let _ = hms_sync::actors::supervisor::CONNECTOR_THREAD_STARTED.set(|| {
+        CONNECTOR_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let before = CONNECTOR_THREADS.load(std::sync::atomic::Ordering::SeqCst);
+    let (app, _fake) = app_with(&[("h1.yaml", gis("h1", "")), ("h2.yaml", gis("h2", ""))]).await;
+    app.wait_state("h1", "running").await;
+    app.wait_state("h2", "running").await;
+    poll_until("both connector threads to run the hook", WAIT, || async {
+        (CONNECTOR_THREADS.load(std::sync::atomic::Ordering::SeqCst) >= before + 2).then_some(())
+    })
+    .await;
+    app.fault("h1", "pusher", "arbiter").await;
+    poll_until("the new thread to run it too", WAIT, || async {
+        (CONNECTOR_THREADS.load(std::sync::atomic::Ordering::SeqCst) >= before + 3).then_some(())
+    })
+    .await;
+}

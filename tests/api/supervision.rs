@@ -147,8 +147,7 @@ fn count_no_runtime_panics() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let text = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
-            if text.contains("requires a Tokio context") {
+            if hms_sync::actors::panics::message(info.payload()).is_some_and(|m| m.contains("requires a Tokio context")) {
                 NO_RUNTIME_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             previous(info);

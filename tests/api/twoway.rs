@@ -835,7 +835,7 @@ async fn both_sides_converge_to_the_last_writer_for_random_seeds() {
                 }
                 Ok(Err(why)) => failures.push(why),
                 Err(panic) => {
-                    let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                    let msg = hms_sync::actors::panics::message(&*panic).unwrap_or_default();
                     failures.push(format!("seed {seed}: panicked: {msg}"));
                 }
             }

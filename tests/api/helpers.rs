@@ -412,20 +412,26 @@ retry: @RETRY@
 
 /// An outbound connector aimed at the fake system.
 pub fn outbound_yaml(id: &str, topic: &str, fake: &FakeSystem, extra: &str) -> String {
-    format!(
-        r#"id: {id}
+    permit_connector(id, topic, &fake.base, &format!("retry: {{ max: 3, backoffMs: 20 }}\n{extra}"))
+}
+
+/// A connector PATCHing `{base}/roadwork/{permitId}` with `{status}`, one key per permit;
+/// `extra` adds top-level keys (retry, timeoutMs, …).
+pub fn permit_connector(id: &str, topic: &str, base: &str, extra: &str) -> String {
+    r#"id: @ID@
 type: outbound
-trigger: {{ topic: {topic} }}
-key: "{{{{ permitId }}}}"
+trigger: { topic: @TOPIC@ }
+key: "{{ permitId }}"
 map:
   to:
-    url: "{base}/roadwork/{{permitId}}"
+    url: "@BASE@/roadwork/{permitId}"
     method: PATCH
-    body: {{ status: "{{{{ status }}}}" }}
-retry: {{ max: 3, backoffMs: 20 }}
-{extra}"#,
-        base = fake.base
-    )
+    body: { status: "{{ status }}" }
+"#
+    .replace("@ID@", id)
+    .replace("@TOPIC@", topic)
+    .replace("@BASE@", base)
+        + extra
 }
 
 /// The `hms-sync` binary built for these tests.

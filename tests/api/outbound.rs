@@ -24,22 +24,9 @@ async fn start(files: &[(&str, String)]) -> (TestApp, FakeSystem) {
     (app, fake)
 }
 
-/// A connector PATCHing `{FAKE}/roadwork/{permitId}` with `{status}`, one key per permit;
-/// `extra` adds top-level keys (retry, timeoutMs, …).
+/// [`permit_connector`] aimed at `{FAKE}` (filled in by [`start`]).
 fn gis(id: &str, topic: &str, extra: &str) -> String {
-    r#"id: @ID@
-type: outbound
-trigger: { topic: @TOPIC@ }
-key: "{{ permitId }}"
-map:
-  to:
-    url: "{FAKE}/roadwork/{permitId}"
-    method: PATCH
-    body: { status: "{{ status }}" }
-"#
-    .replace("@ID@", id)
-    .replace("@TOPIC@", topic)
-        + extra
+    permit_connector(id, topic, "{FAKE}", extra)
 }
 
 fn path_is<'a>(got: &'a [Received], path: &str) -> Vec<&'a Received> {

@@ -247,16 +247,13 @@ impl Actor for ConnectorSupervisor {
             // tearing the runtime down, and sqlx panics when a pooled connection is dropped
             // outside a runtime. The children's messages were queued first; a few yields
             // let their tasks run before this one stops the thread.
-            let this = arbiter.clone();
-            let stopper = async move {
+            // (A thread that is gone already refuses the task: then there is nothing to stop.)
+            let _ = arbiter.spawn(async {
                 for _ in 0..STOP_YIELDS {
                     tokio::task::yield_now().await;
                 }
-                this.stop();
-            };
-            if !arbiter.spawn(stopper) {
-                arbiter.stop();
-            }
+                Arbiter::current().stop();
+            });
         }
     }
 }

@@ -54,3 +54,28 @@ impl ChildCtx {
         self.shared.id()
     }
 }
+
+/// The two messages every child obeys the same way: `StopChild` (stop on purpose) and
+/// `InjectFault` (the test hook: panic with a message naming the child, or stop).
+/// `control_handlers!(Pusher, "pusher")` for an actor whose `cx` is its [`ChildCtx`].
+macro_rules! control_handlers {
+    ($actor:ty, $name:literal) => {
+        impl actix::Handler<super::messages::StopChild> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: super::messages::StopChild, ctx: &mut actix::Context<Self>) {
+                actix::ActorContext::stop(ctx);
+            }
+        }
+
+        impl actix::Handler<super::messages::InjectFault> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: super::messages::InjectFault, ctx: &mut actix::Context<Self>) {
+                match msg.0 {
+                    super::messages::Fault::Panic => panic!(concat!("injected fault in ", $name, " of {}"), self.cx.id()),
+                    _ => actix::ActorContext::stop(ctx),
+                }
+            }
+        }
+    };
+}
+pub(crate) use control_handlers;

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use super::child::ChildCtx;
-use super::messages::{Fault, InjectFault, StopChild, Wake};
+use super::messages::Wake;
 use super::shared::{ConnectorShared, Counters};
 use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::{RenderedRequest, fields, selector};
@@ -278,22 +278,7 @@ impl Handler<PullNow> for Puller {
     }
 }
 
-impl Handler<StopChild> for Puller {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-impl Handler<InjectFault> for Puller {
-    type Result = ();
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            Fault::Panic => panic!("injected fault in puller of {}", self.cx.id()),
-            _ => ctx.stop(),
-        }
-    }
-}
+super::child::control_handlers!(Puller, "puller");
 
 #[cfg(test)]
 mod tests {

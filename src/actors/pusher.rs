@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::alerter::{FailureSeen, JobParked};
 use super::child::ChildCtx;
-use super::messages::{Fault, InjectFault, StopChild, Wake};
+use super::messages::Wake;
 use crate::spec::model::{ConnectorSpec, Side};
 use crate::sync::engine::{self, Verdict};
 use crate::sync::inbound::INBOUND_TOPIC;
@@ -472,20 +472,5 @@ impl Handler<RequestOver> for Pusher {
     }
 }
 
-impl Handler<StopChild> for Pusher {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-impl Handler<InjectFault> for Pusher {
-    type Result = ();
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            Fault::Panic => panic!("injected fault in pusher of {}", self.cx.id()),
-            _ => ctx.stop(),
-        }
-    }
-}
+super::child::control_handlers!(Pusher, "pusher");
 

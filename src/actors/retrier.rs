@@ -9,7 +9,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::child::ChildCtx;
-use super::messages::{Fault, InjectFault, StopChild, Wake};
+use super::messages::Wake;
 use crate::storage;
 
 /// Re-reads the earliest due time this often, for retries scheduled by another instance.
@@ -79,19 +79,4 @@ impl Handler<RetryScheduled> for Retrier {
     }
 }
 
-impl Handler<StopChild> for Retrier {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-impl Handler<InjectFault> for Retrier {
-    type Result = ();
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            Fault::Panic => panic!("injected fault in retrier of {}", self.cx.id()),
-            _ => ctx.stop(),
-        }
-    }
-}
+super::child::control_handlers!(Retrier, "retrier");

@@ -16,6 +16,12 @@ pub struct Model {
     pub external_hash: Option<String>,
     pub hms_version: Option<String>,
     pub external_version: Option<String>,
+    /// The record last synced, in HMS fields (JSON): the base of a three-way merge.
+    pub base: Option<String>,
+    /// Contents we wrote to HMS lately (a JSON array of content hashes): their echoes.
+    pub hms_written: Option<String>,
+    /// Contents we wrote to the external system lately.
+    pub external_written: Option<String>,
     pub updated_at: DateTimeUtc,
 }
 

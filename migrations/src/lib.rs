@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261123_000001_due_index;
 mod m20261123_000002_delivery_attempts;
+mod m20261130_000001_link_state;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
@@ -15,7 +16,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration)]
     }
 }
 

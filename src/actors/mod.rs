@@ -15,6 +15,7 @@ pub mod shared;
 pub mod status;
 pub mod supervisor;
 pub mod ticket_writer;
+pub mod two_way;
 
 pub use governance::Governance;
 pub use registry::Registry;

@@ -16,7 +16,8 @@ use crate::mapping::{RenderedRequest, fields, selector};
 use crate::metrics::Metrics;
 use crate::spec::model::{Pagination, PullSpec};
 use crate::storage::{self, Db};
-use crate::sync::inbound::{inbound_job, scalar_text};
+use super::two_way::inbound_job;
+use crate::sync::inbound::scalar_text;
 
 /// Most pages one pull follows (a feed that never ends is an error, not a hang).
 const MAX_PAGES: usize = 1000;
@@ -86,7 +87,7 @@ impl Puller {
                     act.failures += 1;
                     // Back off (the connector's retry steps, capped at its interval); the
                     // cursor stays where it was.
-                    let policy = act.cx.shared.spec.retry_policy();
+                    let policy = crate::delivery::RetryPolicy::of(&act.cx.shared.spec);
                     let every = act.cx.shared.spec.pull_view().map_or(Duration::from_secs(30), |p| p.every);
                     let step = Duration::from_millis(policy.backoff_ms.saturating_mul(1u64 << act.failures.min(16).saturating_sub(1))).min(every);
                     tracing::warn!(connector = %act.cx.id(), error = %e, failures = act.failures, retry_in_ms = step.as_millis() as u64, "pull failed; cursor not advanced");

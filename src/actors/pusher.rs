@@ -16,15 +16,14 @@ use super::alerter::{FailureSeen, JobParked};
 use super::child::ChildCtx;
 use super::messages::Wake;
 use crate::spec::model::{ConnectorSpec, Side};
-use crate::sync::engine::{self, Verdict};
-use crate::sync::inbound::INBOUND_TOPIC;
+use super::two_way;
 use super::retrier::RetryScheduled;
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::RecordOutcome;
 use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
-use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewAttempt, NewTicket};
+use crate::storage::{self, Delivery, JobUpdate, NewAttempt, NewTicket};
 
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -149,71 +148,19 @@ struct Crew {
     pusher: Addr<Pusher>,
 }
 
-/// What the two-way gate lets through: the record to apply (the job's payload, or what the
-/// engine resolved), the link to store with a success, and why the attempt cannot go on yet.
-struct Cleared {
-    payload: serde_json::Value,
-    link: Option<LinkUpdate>,
-    blocked: Option<String>,
-}
-
-/// Two-way connectors: is this change an echo, stale, or in conflict, and what exactly is
-/// applied? A job an operator resolved by choosing a side reads that side's record first.
-/// `Err` is a job settled here (skipped, or parked as a conflict), outcome recorded.
-async fn two_way_gate(crew: &Crew, job: &Delivery, inbound: bool, attempts: i32) -> Result<Cleared, RecordOutcome> {
-    let (rt, shared) = (&crew.rt, &crew.shared);
-    let mut cleared = Cleared { payload: job.payload.clone(), link: None, blocked: None };
-    let source = if inbound { Side::Legacy } else { Side::Hms };
-    if job.topic.starts_with(TAKE) {
-        match engine::fetch_current(&crew.client, &rt.egress, shared, source, &job.payload).await {
-            Ok(Some(Some(current))) => cleared.payload = current,
-            Ok(_) => {
-                let t = plain_ticket(shared, job, inbound, "skipped", Some("the chosen side has no such record".into()), attempts);
-                return Err(RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) });
-            }
-            Err(e) => cleared.blocked = Some(e),
-        }
-    }
-    if !shared.spec.two_way() || cleared.blocked.is_some() {
-        return Ok(cleared);
-    }
-    match engine::decide(&rt.db, &crew.client, &rt.egress, shared, &job.record_key, &cleared.payload, source, job.topic.starts_with(RESOLVED)).await {
-        Verdict::Apply { record, link } => {
-            cleared.payload = record;
-            cleared.link = Some(link);
-            Ok(cleared)
-        }
-        Verdict::Skip(reason) => {
-            tracing::info!(reason = %reason, "change skipped");
-            let t = plain_ticket(shared, job, inbound, "skipped", Some(reason), attempts);
-            Err(RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, link: None, attempt: None, ticket: Some(t) })
-        }
-        Verdict::Conflict(reason) => {
-            tracing::warn!(reason = %reason, "conflict parked for a human");
-            Counters::inc(&shared.counters.parked);
-            rt.metrics.parked.with_label_values(&[shared.id()]).inc();
-            rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
-            let t = plain_ticket(shared, job, inbound, "conflict", Some(reason.clone()), attempts);
-            Err(RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, link: None, attempt: None, ticket: Some(t) })
-        }
-        Verdict::Retry(error) => {
-            cleared.blocked = Some(error);
-            Ok(cleared)
-        }
-    }
-}
-
 /// One attempt of one job: the two-way gate, render (secrets from the environment now),
 /// send, classify, then record the outcome in the database and, when final, as a ticket.
 /// Returns the job's id and key so the Pusher can let the key's next job go.
 async fn attempt(crew: Crew, job: Delivery) -> Done {
-    let inbound = is_inbound(&job.topic);
     let attempts = job.attempts + 1;
-    let Cleared { payload, link, blocked } = match two_way_gate(&crew, &job, inbound, attempts).await {
+    let mut cleared = match two_way::gate(&crew.client, &crew.rt, &crew.shared, &job, attempts).await {
         Ok(cleared) => cleared,
-        Err(settled) => return record(&crew, job, settled, String::new()).await,
+        Err(settled) => return record(&crew, job, settled.outcome, String::new()).await,
     };
     let (client, rt, shared) = (&crew.client, &crew.rt, &crew.shared);
+    // A two-way verdict may write the other way (the target's newer version back to the source).
+    let inbound = cleared.to == Side::Hms;
+    let (payload, blocked, why) = (cleared.payload.clone(), cleared.blocked.clone(), cleared.why.clone());
     let only_publish = inbound && shared.spec.hms_request().is_none();
     let render = |secrets: &crate::mapping::Secrets| {
         if inbound { shared.compiled.render_hms(&payload, secrets) } else { shared.compiled.render(&payload, secrets) }
@@ -227,6 +174,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     });
     let mut line = String::new();
     let mut sent_meta = None;
+    let mut answer = None;
     let (outcome, detail, request_secrets) = match prepared {
         _ if blocked.is_some() => (Outcome::Retryable { error: blocked.clone().unwrap_or_default(), retry_after: None }, json!({}), Default::default()),
         _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
@@ -244,6 +192,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             };
             let detail = json!({ "method": req.method, "status": sent.status, "latency_ms": sent.latency.as_millis() as u64 });
             sent_meta = Some((sent.status, sent.latency.as_millis() as u64));
+            answer = sent.body;
             (sent.outcome, detail, secrets)
         }
     };
@@ -258,7 +207,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         all
     };
 
-    let decision = shared.spec.retry_policy().decide(&outcome, attempts as u32, fastrand::f64());
+    let decision = crate::delivery::RetryPolicy::of(&shared.spec).decide(&outcome, attempts as u32, fastrand::f64());
     // Every attempt that reached the wire (or failed on it) is kept with its status,
     // latency and error, secrets scrubbed.
     let attempt_row = sent_meta.map(|(status, latency_ms)| NewAttempt {
@@ -282,7 +231,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         external_id: external_id.clone(),
         direction: direction.into(),
         status: status.into(),
-        reason: None,
+        reason: why.clone(),
         attempts,
         last_error: error,
         detail: Some(detail.clone()),
@@ -303,7 +252,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             if let Err(e) = published {
                 // Like a failed delivery: retried with back-off, parked after `retry.max`.
                 let error = format!("cannot publish on {}: {e}", shared.spec.publish_topic().unwrap_or_default());
-                let update = match shared.spec.retry_policy().decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
+                let update = match crate::delivery::RetryPolicy::of(&shared.spec).decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
                     Decision::RetryIn(delay) => {
                         tracing::warn!(error = %error, "will retry");
                         JobUpdate::Reschedule { id: 0, attempts, at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(), error }
@@ -311,7 +260,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
                     _ => JobUpdate::Park { id: 0, attempts, error },
                 };
                 let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
-                return record(&crew, job, RecordOutcome { update, link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
+                return record(&crew, job, RecordOutcome { update, jobs: Vec::new(), link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
             }
             (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
         }
@@ -336,8 +285,13 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket("parked", Some(reason))))
         }
     };
-    let link = if matches!(update, JobUpdate::Complete { .. }) { link } else { None };
-    record(&crew, job, RecordOutcome { update, link, attempt: attempt_row, ticket }, line).await
+    let (link, jobs) = if matches!(update, JobUpdate::Complete { .. }) {
+        let jobs = two_way::after_write(shared, &job, &mut cleared, answer.as_deref());
+        (cleared.link, jobs)
+    } else {
+        (None, Vec::new())
+    };
+    record(&crew, job, RecordOutcome { update, jobs, link, attempt: attempt_row, ticket }, line).await
 }
 
 /// The event id an inbound change is published under: stable (so a retried publish is
@@ -351,33 +305,7 @@ fn publish_id(connector: &str, event_id: &str) -> String {
     }
 }
 
-/// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the
-/// external system's version applies it to HMS).
-pub fn is_inbound(topic: &str) -> bool {
-    topic == INBOUND_TOPIC || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC) || topic == format!("{TAKE}legacy")
-}
-
-/// Topic prefix of a job an operator resolved: applied without the conflict check.
-pub const RESOLVED: &str = "resolved:";
-/// `resolved:take:SIDE`: read SIDE's current record and apply it to the other side.
-pub const TAKE: &str = "resolved:take:";
-
-/// A ticket for a change that was not sent (skipped, or parked as a conflict).
-fn plain_ticket(shared: &ConnectorShared, job: &Delivery, inbound: bool, status: &str, reason: Option<String>, attempts: i32) -> NewTicket {
-    NewTicket {
-        connector_id: shared.id().to_string(),
-        event_id: Some(job.event_id.clone()),
-        delivery_id: Some(job.id),
-        hms_id: Some(job.record_key.clone()),
-        external_id: Some(job.record_key.clone()),
-        direction: if inbound { "inbound" } else { "outbound" }.into(),
-        status: status.into(),
-        reason,
-        attempts,
-        last_error: None,
-        detail: None,
-    }
-}
+pub use super::two_way::{RESOLVED, TAKE, is_inbound};
 
 /// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
 /// with the ticket id in the span. `outcome.update`'s id is set to the job's here.

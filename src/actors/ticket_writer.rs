@@ -247,6 +247,8 @@ impl Handler<WriteTicket> for TicketWriter {
 #[rtype(result = "Result<Option<i64>, String>")]
 pub struct RecordOutcome {
     pub update: JobUpdate,
+    /// Jobs the outcome gives rise to (the second half of a merge), stored with it.
+    pub jobs: Vec<NewDelivery>,
     pub link: Option<LinkUpdate>,
     pub attempt: Option<NewAttempt>,
     pub ticket: Option<NewTicket>,
@@ -256,7 +258,7 @@ impl Handler<RecordOutcome> for TicketWriter {
     type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: Vec::new(), update: Some(msg.update), link: msg.link, attempt: msg.attempt, ticket: msg.ticket, reply: Some(tx) }, ctx);
+        self.push(Entry { jobs: msg.jobs, update: Some(msg.update), link: msg.link, attempt: msg.attempt, ticket: msg.ticket, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
     }
 }

@@ -26,6 +26,12 @@ pub enum Decision {
 }
 
 impl RetryPolicy {
+    /// The policy of a connector's `retry:` block.
+    pub fn of(spec: &crate::spec::ConnectorSpec) -> Self {
+        let r = &spec.retry;
+        Self { max: r.max, backoff_ms: r.backoff_ms, max_backoff_ms: r.max_backoff_ms }
+    }
+
     /// `attempts` counts the attempt just made (1 for the first). `jitter` is in [0, 1):
     /// the delay is drawn from the upper half of the exponential step ("equal jitter"),
     /// which spreads a crowd of retries without ever retrying sooner than half the step.

@@ -14,6 +14,9 @@ pub struct Attempt {
     pub latency: Duration,
     /// The HTTP status, when an answer came.
     pub status: Option<u16>,
+    /// The answer's body (up to 64 KiB), when an answer came: two-way sync reads the record
+    /// as the target stored it from a write's answer.
+    pub body: Option<actix_web::web::Bytes>,
 }
 
 /// The first 200 characters of an answer, for error messages: lossy UTF-8, control
@@ -36,6 +39,7 @@ pub fn client(timeout: Duration, connections: usize) -> awc::Client {
 pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: &str, egress: &Egress) -> Attempt {
     let started = Instant::now();
     let mut status_seen = None;
+    let mut body_seen = None;
     let outcome = match build(client, req, idempotency_key, egress) {
         Err(error) => Outcome::Permanent { error },
         Ok(request) => {
@@ -55,12 +59,14 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
                         .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
                     let body = resp.body().limit(64 * 1024).await.unwrap_or_default();
                     let excerpt = excerpt(&body);
-                    Outcome::from_status(status, retry_after, excerpt.trim())
+                    let outcome = Outcome::from_status(status, retry_after, excerpt.trim());
+                    body_seen = Some(body);
+                    outcome
                 }
             }
         }
     };
-    Attempt { outcome, latency: started.elapsed(), status: status_seen }
+    Attempt { outcome, latency: started.elapsed(), status: status_seen, body: body_seen }
 }
 
 fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress) -> Result<awc::ClientRequest, String> {

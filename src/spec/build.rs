@@ -18,7 +18,7 @@ const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish"];
 const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
 const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
 const NEXT_KEYS: &[&str] = &["link", "token", "page"];
-const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "fetch"];
+const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "conflicts", "fetch"];
 const FETCH_KEYS: &[&str] = &["hms", "legacy"];
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
 const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
@@ -302,7 +302,6 @@ fn webhook(cx: &mut Cx, node: &MarkedYaml, path: &str, default_path: &str) -> Op
 }
 
 fn verify(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<VerifySpec> {
-    use crate::webhook::verify::Scheme;
     let o = Obj::open(cx, node, path, VERIFY_KEYS)?;
     let expected = Scheme::NAMES.join(", ");
     let scheme_text = o.required_string(cx, "scheme", &format!("one of {expected}"))?;
@@ -368,7 +367,7 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
     };
     if as_str(node).is_some() {
         let policy = parse_policy(cx, node, path)?;
-        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), fetch_hms: None, fetch_legacy: None });
+        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, fetch_hms: None, fetch_legacy: None });
     }
     let o = Obj::open(cx, node, path, RESOLVE_KEYS)?;
     let policy = match o.get("policy") {
@@ -384,6 +383,16 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
             other => cx.error(o.get("owners").unwrap_or(o.node), &format!("{}.{field}", o.path_of("owners")), format!("unknown side `{other}`: expected hms or legacy")),
         }
     }
+    let conflicts = match o.get("conflicts") {
+        None => FieldRule::LastWriter,
+        Some(n) => match as_str(n).and_then(FieldRule::parse) {
+            Some(r) => r,
+            None => {
+                cx.error(n, &o.path_of("conflicts"), format!("expected one of {}, found {}", FieldRule::NAMES.join(", "), shown(n)));
+                FieldRule::LastWriter
+            }
+        },
+    };
     let (mut fetch_hms, mut fetch_legacy) = (None, None);
     if let Some(n) = o.get("fetch")
         && let Some(f) = Obj::open(cx, n, &o.path_of("fetch"), FETCH_KEYS)
@@ -391,7 +400,7 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
         fetch_hms = f.get("hms").and_then(|n| request(cx, n, &f.path_of("hms"), REQUEST_KEYS, "GET").map(|(r, _)| r));
         fetch_legacy = f.get("legacy").and_then(|n| request(cx, n, &f.path_of("legacy"), REQUEST_KEYS, "GET").map(|(r, _)| r));
     }
-    Some(ResolveSpec { policy: policy?, version_field, owners, fetch_hms, fetch_legacy })
+    Some(ResolveSpec { policy: policy?, version_field, owners, conflicts, fetch_hms, fetch_legacy })
 }
 
 fn pull(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<PullSpec> {

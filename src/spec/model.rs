@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::delivery::RetryPolicy;
 use crate::settings::SupervisionSettings;
 
 /// Which way changes flow (`type:` in the file).
@@ -73,11 +72,36 @@ pub struct WebhookSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifySpec {
-    pub scheme: crate::webhook::verify::Scheme,
+    pub scheme: Scheme,
     /// The environment variable holding the secret (written `${NAME}` in the file).
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_ref")]
     pub secret: Option<String>,
     pub tolerance_secs: u64,
+}
+
+/// How a connector's webhooks are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    StandardWebhooks,
+    Github,
+    Token,
+    /// Explicitly unverified (a trusted network only); must be written out.
+    None,
+}
+
+impl Scheme {
+    pub const NAMES: [&'static str; 4] = ["standard-webhooks", "github", "token", "none"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standard-webhooks" => Some(Self::StandardWebhooks),
+            "github" => Some(Self::Github),
+            "token" => Some(Self::Token),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
 }
 
 fn secret_ref<S: serde::Serializer>(name: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -106,9 +130,11 @@ pub struct ResolveSpec {
     pub policy: Policy,
     /// HMS field with the record's modification time or version (compared by value).
     pub version_field: String,
-    /// `fields` policy: which side owns each HMS field; unlisted fields flow both ways.
+    /// Which side owns each HMS field when both changed it (`fields` and `merge`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<(String, Side)>,
+    /// `merge` / `fields`: a field both sides changed that no owner settles.
+    pub conflicts: FieldRule,
     /// Read the target side's current record before deciding (the seed's `lotus.get`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch_hms: Option<RequestSpec>,
@@ -122,19 +148,47 @@ pub enum Policy {
     LastWriterWins,
     HmsWins,
     LegacyWins,
+    /// Three-way merge over the record last synced, field by field.
+    Merge,
+    /// The merge, with `owners` naming who wins each field both sides changed.
     Fields,
     Manual,
 }
 
 impl Policy {
-    pub const NAMES: [&'static str; 5] = ["last-writer-wins", "hms-wins", "legacy-wins", "fields", "manual"];
+    pub const NAMES: [&'static str; 6] = ["last-writer-wins", "hms-wins", "legacy-wins", "merge", "fields", "manual"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "last-writer-wins" => Some(Self::LastWriterWins),
             "hms-wins" => Some(Self::HmsWins),
             "legacy-wins" => Some(Self::LegacyWins),
+            "merge" => Some(Self::Merge),
             "fields" => Some(Self::Fields),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// Under `merge`: who takes a field that both sides changed since the last sync (and that
+/// `owners` does not name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldRule {
+    /// The side whose record has the later version (equal versions: the one seen later).
+    #[default]
+    LastWriter,
+    /// Park the change as a conflict for a person.
+    Manual,
+}
+
+impl FieldRule {
+    pub const NAMES: [&'static str; 2] = ["last-writer", "manual"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "last-writer" => Some(Self::LastWriter),
             "manual" => Some(Self::Manual),
             _ => None,
         }
@@ -359,10 +413,6 @@ impl ConnectorSpec {
 
     pub fn mapping_pairs(&self) -> Vec<(String, String)> {
         self.mapping.clone()
-    }
-
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { max: self.retry.max, backoff_ms: self.retry.backoff_ms, max_backoff_ms: self.retry.max_backoff_ms }
     }
 
     pub fn timeout(&self) -> Duration {

@@ -19,7 +19,7 @@ fn the_shipped_examples_are_accepted() {
     assert_eq!(ids, ["appointment", "ddot.gis.outbound.v1", "NotesCalendar"]);
     let gis = &all[1].spec;
     assert_eq!(gis.filter(), Some("object.agency == \"DDOT\""));
-    assert_eq!(gis.retry_policy().max, 5);
+    assert_eq!(gis.retry.max, 5);
     assert_eq!(gis.retry.backoff_ms, 3000);
     assert_eq!(gis.secret_names(), ["ARC_TOKEN"]);
     let notes = &all[2].spec;

@@ -1,45 +1,50 @@
-//! Record links of two-way connectors (`record_links` table): per record, the content hash
-//! and version last synced on each side. They are what makes an echo recognisable.
+//! Record links of two-way connectors (`record_links` table): per record, the ids on both
+//! sides and what two-way sync decides by ([`Synced`]: the record last synced, each side's
+//! content hash and version, our recent writes). They are what makes an echo recognisable.
 
 use entities::record_links::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait};
+use serde_json::Value;
 
 use super::{Db, StorageError, now};
+use crate::sync::engine::Synced;
+use crate::sync::inbound::scalar_text;
 
 /// What is known of one record on both sides.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Link {
     pub hms_id: String,
     pub external_id: String,
-    pub hms_hash: Option<String>,
-    pub external_hash: Option<String>,
-    pub hms_version: Option<String>,
-    pub external_version: Option<String>,
+    pub synced: Synced,
+}
+
+fn list(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 impl From<Model> for Link {
     fn from(m: Model) -> Self {
-        Self {
-            hms_id: m.hms_id,
-            external_id: m.external_id,
+        let synced = Synced {
+            base: m.base.and_then(|b| serde_json::from_str(&b).ok()),
             hms_hash: m.hms_hash,
             external_hash: m.external_hash,
-            hms_version: m.hms_version,
-            external_version: m.external_version,
-        }
+            hms_version: m.hms_version.map(Value::String),
+            external_version: m.external_version.map(Value::String),
+            hms_written: list(m.hms_written),
+            external_written: list(m.external_written),
+        };
+        Self { hms_id: m.hms_id, external_id: m.external_id, synced }
     }
 }
 
-/// A change synced to both sides: both now hold content `hash` at `version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record's link as it is after a sync.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinkUpdate {
     pub connector_id: String,
     pub hms_id: String,
     pub external_id: String,
-    pub hash: String,
-    pub version: Option<String>,
+    pub synced: Synced,
 }
 
 /// The link of record `hms_id` of `connector_id`.
@@ -47,23 +52,38 @@ pub async fn get_link(db: &Db, connector_id: &str, hms_id: &str) -> Result<Optio
     Ok(Entity::find().filter(Column::ConnectorId.eq(connector_id)).filter(Column::HmsId.eq(hms_id)).one(db).await?.map(Link::from))
 }
 
-/// Records a change synced to both sides (upsert by connector and HMS id).
+/// Saves a record's link (upsert by connector and HMS id).
 pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), StorageError> {
+    let s = &u.synced;
+    let written = |l: &Vec<String>| (!l.is_empty()).then(|| serde_json::to_string(l).unwrap_or_default());
     let row = ActiveModel {
         connector_id: Set(u.connector_id.clone()),
         hms_id: Set(u.hms_id.clone()),
         external_id: Set(u.external_id.clone()),
-        hms_hash: Set(Some(u.hash.clone())),
-        external_hash: Set(Some(u.hash.clone())),
-        hms_version: Set(u.version.clone()),
-        external_version: Set(u.version.clone()),
+        hms_hash: Set(s.hms_hash.clone()),
+        external_hash: Set(s.external_hash.clone()),
+        hms_version: Set(s.hms_version.as_ref().map(scalar_text)),
+        external_version: Set(s.external_version.as_ref().map(scalar_text)),
+        base: Set(s.base.as_ref().map(|b| crate::sync::inbound::no_nul(b.to_string()))),
+        hms_written: Set(written(&s.hms_written)),
+        external_written: Set(written(&s.external_written)),
         updated_at: Set(now()),
         ..Default::default()
     };
     let stmt = Entity::insert(row)
         .on_conflict(
             OnConflict::columns([Column::ConnectorId, Column::HmsId])
-                .update_columns([Column::ExternalId, Column::HmsHash, Column::ExternalHash, Column::HmsVersion, Column::ExternalVersion, Column::UpdatedAt])
+                .update_columns([
+                    Column::ExternalId,
+                    Column::HmsHash,
+                    Column::ExternalHash,
+                    Column::HmsVersion,
+                    Column::ExternalVersion,
+                    Column::Base,
+                    Column::HmsWritten,
+                    Column::ExternalWritten,
+                    Column::UpdatedAt,
+                ])
                 .to_owned(),
         )
         .into_query();

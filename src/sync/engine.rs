@@ -1,47 +1,208 @@
-//! The two-way decision for one change of one record, before it is applied to the other
-//! side: is it our own echo, is it stale, does it conflict, and what exactly is applied.
+//! The two-way decision for one change of one record, as a pure function: given the change,
+//! the record link (what was last synced) and what each side holds now, what is written
+//! where. No I/O here: the Pusher reads the link and the two sides, then calls [`decide`].
 //!
-//! Every change is compared in one representation: the record in external fields (the
-//! mapping table applied), without the version field, hashed. The link keeps the hash last
-//! synced; a change whose hash equals it is an echo of our own write (or nothing new), so
-//! nothing ping-pongs even when each system stamps its own `updatedAt` on our writes.
-//! Both directions of a record share its key, so their jobs are serialised by the Pusher:
-//! the decision and the link update never race.
+//! Content decides first, versions second. Every record is compared in one representation
+//! (its mapped fields in HMS names, without the version field, hashed), so:
+//! - a change whose content is what was last synced (or what we lately wrote to its side)
+//!   is an echo, whatever version stamp the system put on it;
+//! - a target whose content is what was last synced has not changed, so the change is
+//!   applied, whatever the target's stamp says (systems re-stamp our own writes);
+//! - only when both sides changed since the last sync is it a conflict, and only then do
+//!   versions (compared as numbers or instants), the owners, the merge or a human decide.
+
+use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
 use super::inbound::{content_hash, scalar_text};
-use crate::actors::shared::ConnectorShared;
-use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::fields;
-use crate::spec::model::{Policy, ResolveSpec, Side};
-use crate::storage::{self, Db, Link, LinkUpdate};
+use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 
 /// How a conflict's reason (the parked job's last error) starts.
 pub const CONFLICT: &str = "conflict: ";
 
-/// What to do with the change.
+/// How many of our recent writes to a side are remembered, to recognise their late echoes.
+const WRITTEN_KEPT: usize = 8;
+
+/// What a side holds now, as far as the service can tell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Current {
+    /// Not read (the connector has no `resolve.fetch` for that side).
+    Unknown,
+    /// The side has no such record.
+    Absent,
+    /// Its record, in HMS fields.
+    Present(Value),
+}
+
+/// Where a change comes from, and how freely it may be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A change seen on its source (webhook, pull, publish).
+    Change,
+    /// An operator resolved a conflict in favour of this record: applied unless the target
+    /// already holds exactly it.
+    Forced,
+    /// The second half of a merge: the merged record, already written to one side, goes to
+    /// the other. Not an echo although we wrote it; still checked against the target.
+    Merged,
+}
+
+/// What the link of one record keeps between syncs (the `record_links` row, without ids).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Synced {
+    /// The record last synced: its mapped fields in HMS names (the base of a merge).
+    pub base: Option<Value>,
+    /// Content hash of each side's record as that side holds it after the last sync (its
+    /// own form: a target may reformat what we write).
+    pub hms_hash: Option<String>,
+    pub external_hash: Option<String>,
+    /// The latest version seen from each side, in that side's own clock.
+    pub hms_version: Option<Value>,
+    pub external_version: Option<Value>,
+    /// Contents we wrote to each side lately, newest last.
+    pub hms_written: Vec<String>,
+    pub external_written: Vec<String>,
+}
+
+impl Synced {
+    pub fn hash(&self, side: Side) -> Option<&str> {
+        match side {
+            Side::Hms => self.hms_hash.as_deref(),
+            Side::Legacy => self.external_hash.as_deref(),
+        }
+    }
+
+    fn hash_mut(&mut self, side: Side) -> &mut Option<String> {
+        match side {
+            Side::Hms => &mut self.hms_hash,
+            Side::Legacy => &mut self.external_hash,
+        }
+    }
+
+    pub fn version(&self, side: Side) -> Option<&Value> {
+        match side {
+            Side::Hms => self.hms_version.as_ref(),
+            Side::Legacy => self.external_version.as_ref(),
+        }
+    }
+
+    fn version_mut(&mut self, side: Side) -> &mut Option<Value> {
+        match side {
+            Side::Hms => &mut self.hms_version,
+            Side::Legacy => &mut self.external_version,
+        }
+    }
+
+    pub fn written(&self, side: Side) -> &[String] {
+        match side {
+            Side::Hms => &self.hms_written,
+            Side::Legacy => &self.external_written,
+        }
+    }
+
+    fn remember_write(&mut self, side: Side, hash: String) {
+        let list = match side {
+            Side::Hms => &mut self.hms_written,
+            Side::Legacy => &mut self.external_written,
+        };
+        list.retain(|h| *h != hash);
+        list.push(hash);
+        if list.len() > WRITTEN_KEPT {
+            list.remove(0);
+        }
+    }
+
+    /// Raises the version last seen from `side` to `v` (never lowers it).
+    fn saw_version(&mut self, side: Side, v: Option<&Value>) {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            let slot = self.version_mut(side);
+            if slot.as_ref().is_none_or(|old| compare_versions(v, old) == Ordering::Greater) {
+                *slot = Some(v.clone());
+            }
+        }
+    }
+
+    /// After our write of `sent` to `side` succeeded: the side's own form of it is `answer`
+    /// when the write's answer carries the record (else what we sent), and both are our
+    /// writes, so their echoes are recognised.
+    pub fn observe_write(&mut self, rules: &Rules, side: Side, sent: &Value, answer: Option<&Value>) {
+        let sent_hash = rules.content(sent);
+        let answered = answer.filter(|a| rules.carries(a, sent));
+        let own = answered.map_or_else(|| sent_hash.clone(), |a| rules.content(a));
+        self.remember_write(side, sent_hash);
+        self.remember_write(side, own.clone());
+        *self.hash_mut(side) = Some(own);
+        self.saw_version(side, answered.and_then(|a| rules.version(a)));
+    }
+}
+
+/// What the decision needs of the connector: its resolver and mapping table.
+pub struct Rules<'a> {
+    pub resolve: &'a ResolveSpec,
+    pub table: &'a [(String, String)],
+}
+
+impl Rules<'_> {
+    /// The comparable content of a record (HMS fields): its mapped fields without the
+    /// version, hashed.
+    pub fn content(&self, record: &Value) -> String {
+        content(record, self.table, &self.resolve.version_field)
+    }
+
+    /// The record's mapped fields in HMS names, without the version.
+    pub fn project(&self, record: &Value) -> Value {
+        let mut r = record.clone();
+        if let Value::Object(m) = &mut r {
+            m.remove(&self.resolve.version_field);
+        }
+        if self.table.is_empty() { r } else { fields::map_in(&fields::map_out(&r, self.table), self.table) }
+    }
+
+    fn version<'v>(&self, record: &'v Value) -> Option<&'v Value> {
+        fields::get_path(record, &self.resolve.version_field).filter(|v| !v.is_null())
+    }
+
+    /// Does a write's answer carry the record (every field we sent), rather than a status?
+    fn carries(&self, answer: &Value, sent: &Value) -> bool {
+        let (Value::Object(a), Value::Object(s)) = (self.project(answer), self.project(sent)) else { return false };
+        !s.is_empty() && s.keys().all(|k| a.contains_key(k))
+    }
+}
+
+/// The decision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Apply this record (in HMS fields) to the target side; then save `link`.
-    Apply { record: Value, link: LinkUpdate },
-    /// Nothing to do (ticket `skipped` with this reason).
-    Skip(String),
-    /// Both sides changed and the policy is `manual`: park it for a human (ticket `conflict`).
-    Conflict(String),
-    /// The target's current record could not be read; try again later.
-    Retry(String),
+    /// Write `record` (HMS fields) to side `to`; once it succeeds, save `link` (after
+    /// [`Synced::observe_write`]). `then_back`: a merged record that the other side must
+    /// get too (a follow-up job of kind [`Kind::Merged`]).
+    Apply { to: Side, record: Value, link: Synced, why: String, then_back: Option<Value> },
+    /// The target already holds this content although the link did not say so (our write
+    /// landed before a crash, or both sides were edited alike): the job is done, the link
+    /// saved. Ticketed `completed`.
+    AlreadyThere { link: Synced, why: String },
+    /// Nothing to write (ticket `skipped` with `reason`); `link`, when set, is saved.
+    Skip { reason: String, link: Option<Synced> },
+    /// Both sides changed and a human decides (ticket `conflict`, job parked).
+    Conflict { reason: String },
 }
 
-/// The default resolver: last writer wins by `updatedAt`.
-fn default_resolve() -> ResolveSpec {
-    ResolveSpec { policy: Policy::LastWriterWins, version_field: "updatedAt".into(), owners: Vec::new(), fetch_hms: None, fetch_legacy: None }
+fn skip(reason: impl Into<String>) -> Verdict {
+    Verdict::Skip { reason: reason.into(), link: None }
 }
 
-fn side_name(s: Side) -> &'static str {
+pub fn side_name(s: Side) -> &'static str {
     match s {
         Side::Hms => "HMS",
         Side::Legacy => "the external system",
+    }
+}
+
+pub fn other(s: Side) -> Side {
+    match s {
+        Side::Hms => Side::Legacy,
+        Side::Legacy => Side::Hms,
     }
 }
 
@@ -55,209 +216,231 @@ pub fn content(record: &Value, table: &[(String, String)], version_field: &str) 
     content_hash(&external)
 }
 
-/// Orders two versions: numbers by value, anything else (RFC 3339 times) by text.
-pub fn compare_versions(a: &Value, b: &Value) -> std::cmp::Ordering {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => scalar_text(a).cmp(&scalar_text(b)),
+/// Orders two versions: numbers by value, RFC 3339 times as instants (`…:00.5Z` is after
+/// `…:00Z`, `+01:00` offsets are honoured), anything else by text.
+pub fn compare_versions(a: &Value, b: &Value) -> Ordering {
+    if let (Some(x), Some(y)) = (as_number(a), as_number(b)) {
+        return x.total_cmp(&y);
+    }
+    let (ta, tb) = (scalar_text(a), scalar_text(b));
+    match (chrono::DateTime::parse_from_rfc3339(&ta), chrono::DateTime::parse_from_rfc3339(&tb)) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => ta.cmp(&tb),
     }
 }
 
-/// Decides for a change of record `key` from `source` (the other side is the target).
-/// `forced`: an operator resolved a conflict in favour of this change; it is applied
-/// unless the target already holds exactly this content.
+fn as_number(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()))
+}
+
+/// Decides a change of one record from `source` (the other side is the target).
 ///
-/// The order matters:
-/// 0. A notification the source has since moved past is superseded (when the source can
-///    be read).
-/// 1. What the target holds now: read it when the connector says how (`resolve.fetch`,
-///    the seed's `lotus.get`), else assume what was last synced (the link).
-/// 2. The target already has this content: nothing to do (this is also how our own echo
-///    is recognised). Checked against the fresh read when there is one, so a real change
-///    that happens to restore the last synced content is not mistaken for an echo.
-/// 3. A change older than the version last synced is superseded (a late webhook).
-/// 4. The policy.
-#[allow(clippy::too_many_arguments)]
-pub async fn decide(db: &Db, client: &awc::Client, egress: &Egress, shared: &ConnectorShared, key: &str, record: &Value, source: Side, forced: bool) -> Verdict {
-    let resolve = shared.spec.resolve.clone().unwrap_or_else(default_resolve);
-    let table = shared.spec.mapping_pairs();
-    let target = if source == Side::Hms { Side::Legacy } else { Side::Hms };
-    let h = content(record, &table, &resolve.version_field);
-    let v = fields::get_path(record, &resolve.version_field).cloned().unwrap_or(Value::Null);
-    let link = match storage::get_link(db, shared.id(), key).await {
-        Ok(l) => l,
-        Err(e) => return Verdict::Retry(format!("cannot read the record link: {e}")),
-    };
-    let synced_hash = link.as_ref().and_then(|l| l.hms_hash.clone());
-    let synced_version = link.as_ref().and_then(|l| l.hms_version.clone()).map(parse_version);
-    // A late or replayed notification: the source itself no longer holds this content
-    // (its record moved on, possibly overwritten by our own sync). Checked when the source
-    // can be read; an operator's forced choice is applied as given.
-    if !forced {
-        match fetch_current(client, egress, shared, source, record).await {
-            Ok(Some(Some(now))) if content(&now, &table, &resolve.version_field) != h => {
-                return Verdict::Skip(format!("superseded: {} no longer holds this content", side_name(source)));
+/// The order:
+/// 1. A notification its source has since moved past is superseded (when the source can be
+///    read): the source's newer state comes with its own notification.
+/// 2. An echo: the content last synced on the source, or one of our recent writes there
+///    (that last test only when the source cannot be read: a read proves the content real).
+///    A change older than the source's version last seen is stale (a late webhook), again
+///    only without a read of the source.
+/// 3. The target already holds this content: done (linking it, ticket `completed` when the
+///    link did not know it: our write landed before a crash).
+/// 4. The target has not changed since the last sync: apply, whatever the versions say.
+/// 5. Both changed: the policy (last writer by version, a side, merge, owners, manual).
+pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, kind: Kind, source_now: &Current, target_now: &Current) -> Verdict {
+    let target = other(source);
+    let c = rules.content(record);
+    let v = rules.version(record).cloned();
+    let base_hash = link.and_then(|l| l.base.as_ref()).map(|b| rules.content(b));
+    if kind == Kind::Change {
+        match source_now {
+            Current::Present(now) if rules.content(now) != c => return skip(format!("superseded: {} no longer holds this content", side_name(source))),
+            Current::Absent => return skip(format!("superseded: {} no longer has this record", side_name(source))),
+            _ => {}
+        }
+        if let Some(l) = link {
+            if l.hash(source) == Some(c.as_str()) || base_hash.as_deref() == Some(c.as_str()) {
+                let mut seen = l.clone();
+                seen.saw_version(source, v.as_ref());
+                let link = (seen != *l).then_some(seen);
+                return Verdict::Skip { reason: format!("echo: {} holds the content last synced", side_name(source)), link };
             }
-            Ok(Some(None)) => return Verdict::Skip(format!("superseded: {} no longer has this record", side_name(source))),
-            Ok(_) => {}
-            Err(e) => return Verdict::Retry(e),
+            if *source_now == Current::Unknown {
+                if l.written(source).contains(&c) {
+                    return skip(format!("echo: an earlier write of ours to {}", side_name(source)));
+                }
+                if let (Some(v), Some(seen)) = (&v, l.version(source))
+                    && compare_versions(v, seen) == Ordering::Less
+                {
+                    return skip(format!("stale: older than the version last seen from {} ({})", side_name(source), scalar_text(seen)));
+                }
+            }
         }
     }
-    let current = match fetch_current(client, egress, shared, target, record).await {
-        Ok(c) => c,
-        Err(e) => return Verdict::Retry(e),
+    let (t_hash, t_version) = match target_now {
+        Current::Present(t) => (Some(rules.content(t)), rules.version(t).cloned()),
+        Current::Absent => (None, None),
+        Current::Unknown => (link.and_then(|l| l.hash(target).map(str::to_string)), None),
     };
-    let fetched = matches!(current, Some(Some(_)));
-    let (current_hash, current_version) = match &current {
-        Some(Some(c)) => (Some(content(c, &table, &resolve.version_field)), fields::get_path(c, &resolve.version_field).cloned().filter(|v| !v.is_null())),
-        Some(None) => (None, None),
-        None => (synced_hash.clone(), synced_version.clone()),
+    // What the link becomes once `written` is on the target and `source_holds` on the source.
+    let after = |source_holds: &Value, base: &Value| {
+        let mut l = link.cloned().unwrap_or_default();
+        l.base = Some(rules.project(base));
+        *l.hash_mut(source) = Some(rules.content(source_holds));
+        l.saw_version(source, rules.version(source_holds));
+        if let Current::Present(t) = target_now {
+            l.saw_version(target, rules.version(t));
+        }
+        l
     };
-    // (Without a fresh read, a forced change is applied even when the link says the target
-    // has it: the link speaks of the last sync, which the operator's choice may follow.)
-    if current_hash.as_deref() == Some(h.as_str()) && !(forced && current.is_none()) {
-        let why = if current.is_some() { "no change" } else { "echo" };
-        return Verdict::Skip(format!("{why}: {} already has this content", side_name(target)));
+    if t_hash.as_deref() == Some(c.as_str()) {
+        let mut l = after(record, record);
+        *l.hash_mut(target) = t_hash.clone();
+        let known = link.is_some_and(|l| l.hash(target) == Some(c.as_str()) && base_hash.as_deref() == Some(c.as_str()));
+        return if known || link.is_none() {
+            Verdict::Skip { reason: format!("no change: {} already has this content", side_name(target)), link: Some(l) }
+        } else {
+            Verdict::AlreadyThere { link: l, why: format!("{} already holds this content (a write of ours that landed before a restart, or the same edit on both sides)", side_name(target)) }
+        };
     }
-    let apply = |record: Value, hash: &str, version: &Value| Verdict::Apply { record, link: link_update(shared, key, link.as_ref(), hash, version) };
-    if forced {
-        return apply(record.clone(), &h, &v);
+    let apply = |record: Value, why: String| {
+        let link = after(&record, &record);
+        Verdict::Apply { to: target, record, link, why, then_back: None }
+    };
+    if kind == Kind::Forced {
+        return apply(record.clone(), "chosen by an operator".into());
     }
-    if let Some(sv) = &synced_version
-        && !v.is_null()
-        && compare_versions(&v, sv) == std::cmp::Ordering::Less
-    {
-        return Verdict::Skip(format!("stale: older than the version last synced ({})", scalar_text(sv)));
+    let target_changed = match (link, target_now) {
+        // Never synced: both sides hold the record, differently.
+        (None, Current::Present(_)) => true,
+        (None, _) => false,
+        (Some(_), Current::Unknown | Current::Absent) => false,
+        (Some(l), Current::Present(_)) => t_hash.as_deref() != l.hash(target) && t_hash != base_hash,
+    };
+    if !target_changed {
+        return apply(record.clone(), format!("{} has not changed since the last sync", side_name(target)));
     }
-    // Did the target change since the last sync? Only a fresh read can tell.
-    let target_changed = fetched && link.is_some() && current_hash != synced_hash;
-    match resolve.policy {
-        Policy::LastWriterWins => match current_version {
-            Some(cv) if !v.is_null() => match compare_versions(&v, &cv) {
-                std::cmp::Ordering::Greater => apply(record.clone(), &h, &v),
-                std::cmp::Ordering::Less => Verdict::Skip(format!("stale: {} has a newer version ({})", side_name(target), scalar_text(&cv))),
-                std::cmp::Ordering::Equal => Verdict::Skip(format!("no-op: equal versions ({}) on both sides", scalar_text(&cv))),
-            },
-            _ => apply(record.clone(), &h, &v),
-        },
-        Policy::HmsWins if source == Side::Legacy && target_changed => Verdict::Skip("hms-wins: HMS changed this record too".into()),
-        Policy::LegacyWins if source == Side::Hms && target_changed => Verdict::Skip("legacy-wins: the external system changed this record too".into()),
-        Policy::HmsWins | Policy::LegacyWins => apply(record.clone(), &h, &v),
-        Policy::Manual if target_changed => Verdict::Conflict(format!("{CONFLICT}both sides changed record {key} since the last sync; resolve it: POST /parked/{{id}}/resolve")),
-        Policy::Manual => apply(record.clone(), &h, &v),
-        Policy::Fields => {
-            let current_record = current.clone().flatten();
-            let Some(mut owned) = owned_fields(record, &resolve, source, current_record.as_ref()) else { return apply(record.clone(), &h, &v) };
-            // The applied record carries the newer of the two versions: never wind it back.
-            let version = match &current_version {
-                Some(cv) if v.is_null() || compare_versions(cv, &v) == std::cmp::Ordering::Greater => cv.clone(),
-                _ => v.clone(),
+    let Current::Present(current) = target_now else { unreachable!("a changed target was read") };
+    // The source's own stamp of this content: a late notification carries an old stamp,
+    // but a read shows the source holding the same content as of now.
+    let v = match source_now {
+        Current::Present(now) => rules.version(now).cloned().or(v),
+        _ => v,
+    };
+    // Both sides changed. The target's version, when it wins, goes back to the source;
+    // writing it there is safe only when the source was read (else the source's own
+    // notification of a newer edit could be overwritten): without a read the target's own
+    // notification brings it.
+    let take = |why: String| -> Verdict {
+        if let Current::Present(_) = source_now {
+            let mut l = after(current, current);
+            *l.hash_mut(target) = t_hash.clone();
+            Verdict::Apply { to: source, record: current.clone(), link: l, why, then_back: None }
+        } else {
+            skip(format!("{why}; its own change brings it here"))
+        }
+    };
+    let later = match (&v, &t_version) {
+        (Some(a), Some(b)) => compare_versions(a, b),
+        _ => Ordering::Equal,
+    };
+    let lww = || match later {
+        Ordering::Greater => apply(record.clone(), format!("conflict won (last-writer-wins): {} {} is newer than {}", side_name(source), shown(&v), shown(&t_version))),
+        Ordering::Less => take(format!("conflict lost (last-writer-wins): {} has a newer version ({})", side_name(target), shown(&t_version))),
+        // Equal stamps: the change seen later wins, and the target's state was seen now.
+        Ordering::Equal => take(format!("conflict tie (last-writer-wins): equal versions ({}); {} was seen later", shown(&v), side_name(target))),
+    };
+    match rules.resolve.policy {
+        Policy::LastWriterWins => lww(),
+        Policy::HmsWins | Policy::LegacyWins => {
+            let winner = if rules.resolve.policy == Policy::HmsWins { Side::Hms } else { Side::Legacy };
+            let name = if winner == Side::Hms { "hms-wins" } else { "legacy-wins" };
+            if winner == source { apply(record.clone(), format!("conflict: {name}")) } else { take(format!("{name}: {} changed this record too", side_name(target))) }
+        }
+        Policy::Manual => Verdict::Conflict { reason: format!("{CONFLICT}both sides changed this record since the last sync; resolve it: POST /parked/{{id}}/resolve") },
+        Policy::Merge | Policy::Fields => {
+            let base = link.and_then(|l| l.base.as_ref());
+            let merged = match merge3(rules, base, record, current, source, later) {
+                Ok(m) => m,
+                Err(fields) => return Verdict::Conflict { reason: format!("{CONFLICT}both sides changed {} since the last sync; resolve it: POST /parked/{{id}}/resolve", fields.join(", ")) },
             };
-            if let Value::Object(m) = &mut owned
-                && !version.is_null()
-            {
-                m.insert(resolve.version_field.clone(), version.clone());
+            let m_hash = rules.content(&merged);
+            if m_hash == c {
+                return apply(record.clone(), "merged: every change of the target was already here".into());
             }
-            let owned_hash = content(&owned, &table, &resolve.version_field);
-            if current_hash.as_deref() == Some(owned_hash.as_str()) {
-                Verdict::Skip(format!("no change to fields owned by {}", side_name(source)))
-            } else {
-                apply(owned, &owned_hash, &version)
+            if Some(&m_hash) == t_hash.as_ref() {
+                return take("merged: the target already holds every change".into());
             }
+            // The merged record goes to the target now and to the source next; until then the
+            // source holds `record`, which is the base its next edit starts from.
+            let mut l = after(record, record);
+            l.saw_version(target, t_version.as_ref());
+            Verdict::Apply { to: target, record: merged.clone(), link: l, why: "merged field by field".into(), then_back: Some(merged) }
         }
     }
 }
 
-/// The record to apply under per-field ownership: the source's values for the fields it
-/// owns (and unlisted fields), the target's current values for fields the target owns.
-fn owned_fields(record: &Value, resolve: &ResolveSpec, source: Side, current: Option<&Value>) -> Option<Value> {
-    let Value::Object(incoming) = record else { return None };
-    let mut out = match current {
-        Some(Value::Object(c)) => c.clone(),
+fn shown(v: &Option<Value>) -> String {
+    v.as_ref().map_or_else(|| "(none)".to_string(), scalar_text)
+}
+
+/// Three-way merge of the source's `record` and the target's `current` over `base` (the
+/// record last synced), field by field over the mapped fields: a field changed on one side
+/// takes that side's value; one changed on both goes to its owner, else to the rule
+/// (`last-writer`: the newer record by `later`, ties to the target, seen later; `manual`:
+/// `Err` with the fields). Unmapped fields of `record` are kept; the version is the newer.
+fn merge3(rules: &Rules, base: Option<&Value>, record: &Value, current: &Value, source: Side, later: Ordering) -> Result<Value, Vec<String>> {
+    let (Value::Object(ours), Value::Object(theirs)) = (rules.project(record), rules.project(current)) else {
+        return Err(vec!["the record (not an object)".into()]);
+    };
+    let empty = Map::new();
+    let base = match base.map(|b| rules.project(b)) {
+        Some(Value::Object(b)) => b,
+        _ => empty,
+    };
+    let mut out = match record {
+        Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
-    for (k, v) in incoming {
-        let owner = resolve.owners.iter().find(|(f, _)| f == k).map(|(_, s)| *s);
-        if owner.is_none_or(|o| o == source) {
-            out.insert(k.clone(), v.clone());
+    let mut both = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+    for k in keys {
+        let (x, y, b) = (ours.get(k), theirs.get(k), base.get(k));
+        let pick_theirs = if x == y || y == b {
+            false
+        } else if x == b {
+            true
+        } else {
+            match rules.resolve.owners.iter().find(|(f, _)| f == k).map(|(_, s)| *s) {
+                Some(owner) => owner != source,
+                None if rules.resolve.conflicts == FieldRule::Manual => {
+                    both.push(k.clone());
+                    false
+                }
+                None => later != Ordering::Greater,
+            }
+        };
+        if pick_theirs {
+            match y {
+                Some(y) => fields::set_path(&mut out, k, y.clone()),
+                None => {
+                    out.remove(k.as_str());
+                }
+            }
         }
     }
-    Some(Value::Object(out))
-}
-
-fn parse_version(text: String) -> Value {
-    text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::String(text), Value::Number)
-}
-
-fn link_update(shared: &ConnectorShared, key: &str, link: Option<&Link>, hash: &str, version: &Value) -> LinkUpdate {
-    LinkUpdate {
-        connector_id: shared.id().to_string(),
-        hms_id: key.to_string(),
-        external_id: link.map_or_else(|| key.to_string(), |l| l.external_id.clone()),
-        hash: hash.to_string(),
-        version: (!version.is_null()).then(|| scalar_text(version)),
+    if !both.is_empty() {
+        return Err(both);
     }
-}
-
-/// `Ok(None)`: no fetch configured for `side`. `Ok(Some(None))`: the side has no such
-/// record. `Ok(Some(Some(r)))`: its record, in HMS fields.
-pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Option<Option<Value>>, String> {
-    let resolve = shared.spec.resolve.as_ref();
-    let spec_req = match side {
-        Side::Hms => resolve.and_then(|r| r.fetch_hms.as_ref()),
-        Side::Legacy => resolve.and_then(|r| r.fetch_legacy.as_ref()),
+    let vf = &rules.resolve.version_field;
+    let newer = match (fields::get_path(record, vf), fields::get_path(current, vf)) {
+        (Some(a), Some(b)) if !b.is_null() && (a.is_null() || compare_versions(b, a) == Ordering::Greater) => Some(b.clone()),
+        _ => None,
     };
-    let Some(spec_req) = spec_req else { return Ok(None) };
-    let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
-    let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(None) };
-    match sender::fetch_optional_json(client, &req, egress).await {
-        Ok(None) => Ok(Some(None)),
-        Ok(Some(found)) => {
-            let table = shared.spec.mapping_pairs();
-            let in_hms = if side == Side::Legacy && !table.is_empty() { fields::map_in(&found, &table) } else { found };
-            Ok(Some(Some(in_hms)))
-        }
-        Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => Err(format!("cannot read {}'s current record: {error}", side_name(side))),
-        Err(Outcome::Delivered { status }) => Err(format!("cannot read the current record: HTTP {status}")),
+    if let Some(v) = newer {
+        fields::set_path(&mut out, vf, v);
     }
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn content_ignores_the_version_and_unmapped_fields() {
-        let table = vec![("id".to_string(), "ShiftID".to_string()), ("startAt".to_string(), "BeginTime".to_string())];
-        let a = content(&json!({"id": 72, "startAt": "08:00", "updatedAt": 5, "x": 1}), &table, "updatedAt");
-        let b = content(&json!({"id": 72, "startAt": "08:00", "updatedAt": 9}), &table, "updatedAt");
-        let c = content(&json!({"id": 72, "startAt": "09:00", "updatedAt": 5}), &table, "updatedAt");
-        assert_eq!(a, b, "a new timestamp alone is not a change");
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn versions_compare_as_numbers_or_times() {
-        use std::cmp::Ordering::*;
-        assert_eq!(compare_versions(&json!(10), &json!(9)), Greater);
-        assert_eq!(compare_versions(&json!("2024-05-10T08:00:00Z"), &json!("2024-05-10T09:00:00Z")), Less);
-        assert_eq!(compare_versions(&json!(3), &json!(3.0)), Equal);
-    }
-
-    #[test]
-    fn field_ownership_keeps_the_owners_values() {
-        let r = ResolveSpec {
-            policy: Policy::Fields,
-            version_field: "updatedAt".into(),
-            owners: vec![("startAt".into(), Side::Hms), ("assignee".into(), Side::Legacy)],
-            fetch_hms: None,
-            fetch_legacy: None,
-        };
-        let incoming = json!({"id": 1, "startAt": "07:00", "assignee": "Bo"});
-        let current = json!({"id": 1, "startAt": "08:00", "assignee": "Ana"});
-        // From the external system: its assignee wins, HMS keeps its startAt.
-        assert_eq!(owned_fields(&incoming, &r, Side::Legacy, Some(&current)), Some(json!({"id": 1, "startAt": "08:00", "assignee": "Bo"})));
-        assert_eq!(owned_fields(&incoming, &r, Side::Hms, Some(&current)), Some(json!({"id": 1, "startAt": "07:00", "assignee": "Ana"})));
-    }
-}
+mod tests;

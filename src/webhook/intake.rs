@@ -15,7 +15,7 @@ use crate::bus::PublishError;
 use crate::mapping::selector;
 use crate::spec::model::{Side, WebhookSpec};
 use crate::storage;
-use crate::sync::inbound::inbound_job;
+use crate::actors::two_way::inbound_job;
 
 /// The sender's id for this delivery: Standard Webhooks' `webhook-id`, GitHub's
 /// `X-GitHub-Delivery`, or an `Idempotency-Key`.

@@ -17,30 +17,7 @@ use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// How a connector's webhooks are verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scheme {
-    StandardWebhooks,
-    Github,
-    Token,
-    /// Explicitly unverified (a trusted network only); must be written out.
-    None,
-}
-
-impl Scheme {
-    pub const NAMES: [&'static str; 4] = ["standard-webhooks", "github", "token", "none"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "standard-webhooks" => Some(Self::StandardWebhooks),
-            "github" => Some(Self::Github),
-            "token" => Some(Self::Token),
-            "none" => Some(Self::None),
-            _ => None,
-        }
-    }
-}
+pub use crate::spec::model::Scheme;
 
 /// Why a webhook was refused (also the `reason` label of the rejection metric).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,250 @@
+//! The Pusher's two-way gate: reads what the decision needs (the record link, each side's
+//! current record when the connector says how to read it), calls the pure
+//! [`engine::decide`], and turns its verdict into what the attempt sends or how the job is
+//! settled without sending.
+
+use serde_json::{Value, json};
+
+use super::shared::{ConnectorShared, Counters, Runtime};
+use super::alerter::JobParked;
+use super::ticket_writer::RecordOutcome;
+use crate::delivery::{Egress, Outcome, sender};
+use crate::mapping::fields;
+use crate::spec::model::{Policy, ResolveSpec, Side};
+use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
+use crate::sync::engine::{self, Current, Kind, Rules, Verdict, other, side_name};
+use crate::sync::inbound::{INBOUND_TOPIC, content_hash, no_nul, scalar_text};
+
+/// Topic prefix of a job an operator resolved: applied without the conflict check.
+pub const RESOLVED: &str = "resolved:";
+/// `resolved:take:SIDE`: read SIDE's current record and apply it to the other side.
+pub const TAKE: &str = "resolved:take:";
+/// `merged:inbound` / `merged:outbound`: the second half of a merge, the merged record
+/// going to HMS / to the external system.
+pub const MERGED: &str = "merged:";
+
+/// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the
+/// external system's version applies it to HMS; a merge's second half names its way).
+pub fn is_inbound(topic: &str) -> bool {
+    topic == INBOUND_TOPIC
+        || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC)
+        || topic.strip_prefix(MERGED) == Some(INBOUND_TOPIC)
+        || topic == format!("{TAKE}legacy")
+}
+
+/// The side a job writes to, by its topic.
+pub fn target_of(topic: &str) -> Side {
+    if is_inbound(topic) { Side::Hms } else { Side::Legacy }
+}
+
+/// The default resolver: last writer wins by `updatedAt`.
+fn default_resolve() -> ResolveSpec {
+    ResolveSpec {
+        policy: Policy::LastWriterWins,
+        version_field: "updatedAt".into(),
+        owners: Vec::new(),
+        conflicts: Default::default(),
+        fetch_hms: None,
+        fetch_legacy: None,
+    }
+}
+
+/// Runs `f` with the connector's decision rules.
+pub fn with_rules<T>(shared: &ConnectorShared, f: impl FnOnce(&Rules) -> T) -> T {
+    let fallback;
+    let resolve = match shared.spec.resolve.as_ref() {
+        Some(r) => r,
+        None => {
+            fallback = default_resolve();
+            &fallback
+        }
+    };
+    f(&Rules { resolve, table: &shared.spec.mapping })
+}
+
+/// What `side` holds now: [`Current::Unknown`] when the connector has no `resolve.fetch`
+/// for it. A read's record comes back in HMS fields.
+pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Current, String> {
+    let resolve = shared.spec.resolve.as_ref();
+    let spec_req = match side {
+        Side::Hms => resolve.and_then(|r| r.fetch_hms.as_ref()),
+        Side::Legacy => resolve.and_then(|r| r.fetch_legacy.as_ref()),
+    };
+    let Some(spec_req) = spec_req else { return Ok(Current::Unknown) };
+    let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
+    let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(Current::Unknown) };
+    match sender::fetch_optional_json(client, &req, egress).await {
+        Ok(None) => Ok(Current::Absent),
+        Ok(Some(found)) => Ok(Current::Present(in_hms_fields(shared, side, found))),
+        Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => Err(format!("cannot read {}'s current record: {error}", side_name(side))),
+        Err(Outcome::Delivered { status }) => Err(format!("cannot read the current record: HTTP {status}")),
+    }
+}
+
+/// A record as `side` returned it, in HMS fields.
+fn in_hms_fields(shared: &ConnectorShared, side: Side, record: Value) -> Value {
+    let table = &shared.spec.mapping;
+    if side == Side::Legacy && !table.is_empty() { fields::map_in(&record, table) } else { record }
+}
+
+/// What the gate lets through.
+pub struct Cleared {
+    /// The record to write (HMS fields).
+    pub payload: Value,
+    /// The side it is written to.
+    pub to: Side,
+    /// The link to save once the write succeeded (see [`after_write`]).
+    pub link: Option<LinkUpdate>,
+    /// A merged record the other side must get too, as a follow-up job.
+    pub then_back: Option<Value>,
+    /// Why the attempt cannot go on yet (a read failed): retried like a failed send.
+    pub blocked: Option<String>,
+    /// Why the two-way decision writes this (the ticket's reason).
+    pub why: Option<String>,
+}
+
+/// A job settled by the gate without a send.
+pub struct Settled {
+    pub outcome: RecordOutcome,
+}
+
+/// Decides a job of a two-way connector (and reads the chosen side for a `take` job of
+/// any connector). `Err`: the job is settled here (skipped, already there, or parked as a
+/// conflict), with its outcome to record.
+pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32) -> Result<Cleared, Settled> {
+    let to = target_of(&job.topic);
+    let source = other(to);
+    let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None };
+    if job.topic.starts_with(TAKE) {
+        match fetch_current(client, &rt.egress, shared, source, &job.payload).await {
+            Ok(Current::Present(current)) => cleared.payload = current,
+            Ok(_) => return Err(settle(shared, job, to, "skipped", Some("the chosen side has no such record".into()), attempts, None)),
+            Err(e) => cleared.blocked = Some(e),
+        }
+    }
+    if !shared.spec.two_way() || cleared.blocked.is_some() {
+        return Ok(cleared);
+    }
+    let kind = if job.topic.starts_with(MERGED) {
+        Kind::Merged
+    } else if job.topic.starts_with(RESOLVED) {
+        Kind::Forced
+    } else {
+        Kind::Change
+    };
+    let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
+        Ok(l) => l,
+        Err(e) => {
+            cleared.blocked = Some(format!("cannot read the record link: {e}"));
+            return Ok(cleared);
+        }
+    };
+    let source_now = if kind == Kind::Change { fetch_current(client, &rt.egress, shared, source, &cleared.payload).await } else { Ok(Current::Unknown) };
+    let target_now = fetch_current(client, &rt.egress, shared, to, &cleared.payload).await;
+    let (source_now, target_now) = match (source_now, target_now) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => {
+            cleared.blocked = Some(e);
+            return Ok(cleared);
+        }
+    };
+    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, &source_now, &target_now));
+    let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
+    let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
+    match verdict {
+        Verdict::Apply { to, record, link, why, then_back } => {
+            tracing::debug!(why = %why, to = ?to, "two-way: apply");
+            cleared.to = to;
+            cleared.payload = record;
+            cleared.link = Some(link_of(link));
+            cleared.then_back = then_back;
+            cleared.why = Some(why);
+            Ok(cleared)
+        }
+        Verdict::AlreadyThere { link, why } => {
+            tracing::info!(reason = %why, "change already on the target");
+            Err(settle(shared, job, to, "completed", Some(why), attempts, Some(link_of(link))))
+        }
+        Verdict::Skip { reason, link } => {
+            tracing::info!(reason = %reason, "change skipped");
+            Err(settle(shared, job, to, "skipped", Some(reason), attempts, link.map(link_of)))
+        }
+        Verdict::Conflict { reason } => {
+            tracing::warn!(reason = %reason, "conflict parked for a human");
+            Counters::inc(&shared.counters.parked);
+            rt.metrics.parked.with_label_values(&[shared.id()]).inc();
+            rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
+            let ticket = plain_ticket(shared, job, to, "conflict", Some(reason.clone()), attempts);
+            Err(Settled { outcome: RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
+        }
+    }
+}
+
+fn settle(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str, reason: Option<String>, attempts: i32, link: Option<LinkUpdate>) -> Settled {
+    let ticket = plain_ticket(shared, job, to, status, reason, attempts);
+    Settled { outcome: RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, jobs: Vec::new(), link, attempt: None, ticket: Some(ticket) } }
+}
+
+/// A ticket for a change that was not sent (skipped, already there, or parked as a conflict).
+fn plain_ticket(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str, reason: Option<String>, attempts: i32) -> NewTicket {
+    NewTicket {
+        connector_id: shared.id().to_string(),
+        event_id: Some(job.event_id.clone()),
+        delivery_id: Some(job.id),
+        hms_id: Some(job.record_key.clone()),
+        external_id: Some(job.record_key.clone()),
+        direction: direction(to).into(),
+        status: status.into(),
+        reason,
+        attempts,
+        last_error: None,
+        detail: None,
+    }
+}
+
+/// A ticket's direction for a write to `to`.
+pub fn direction(to: Side) -> &'static str {
+    match to {
+        Side::Hms => "inbound",
+        Side::Legacy => "outbound",
+    }
+}
+
+/// After a successful write of `sent` to `to`: the link learns the side's own form of it
+/// (from the write's answer when it carries the record), and a merge's follow-up job is
+/// made for the other side.
+pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Cleared, answer: Option<&[u8]>) -> Vec<NewDelivery> {
+    let Some(link) = cleared.link.as_mut() else { return Vec::new() };
+    let answer = answer.and_then(|b| serde_json::from_slice::<Value>(b).ok()).filter(Value::is_object).map(|a| in_hms_fields(shared, cleared.to, a));
+    with_rules(shared, |rules| link.synced.observe_write(rules, cleared.to, &cleared.payload, answer.as_ref()));
+    let Some(merged) = cleared.then_back.take() else { return Vec::new() };
+    let back = other(cleared.to);
+    let topic = format!("{MERGED}{}", direction(back));
+    let event_id = format!("merged:{}", content_hash(&json!([job.event_id, merged])));
+    vec![NewDelivery { connector_id: shared.id().to_string(), event_id, topic, record_key: job.record_key.clone(), payload: merged }]
+}
+
+/// The job for one external record. `origin` names where it came from (`pull`, `webhook`),
+/// `change_id` is the sender's id for the change when it has one (a webhook id); otherwise
+/// the record's id and version (or content) identify the change.
+/// (Turning an external record, pulled or pushed by webhook, into a durable inbound job: the
+/// mapping table read right to left, the record key in HMS terms, and an id that makes the
+/// same change arriving twice a no-op.)
+pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&str>, version: Option<&Value>, origin: &str, change_id: Option<&str>) -> NewDelivery {
+    let table = shared.spec.mapping_pairs();
+    let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
+    let external_id = no_nul(id_field.and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default());
+    // Without a version from the feed, the record's own version field (in HMS names) tells
+    // changes apart: A -> B -> A is three changes, not a replay of the first.
+    let own_version = shared.spec.resolve.as_ref().and_then(|r| fields::get_path(&payload, &r.version_field)).filter(|v| !v.is_null()).cloned();
+    let version = version.filter(|v| !v.is_null()).cloned().or(own_version);
+    // In HMS terms when the connector has a key template, so both directions of one record
+    // share a key (and so its order and its lock); else the external id.
+    let record_key = no_nul(shared.compiled.record_key(&payload, &external_id).unwrap_or_else(|_| external_id.clone()));
+    let event_id = no_nul(match (change_id, version) {
+        (Some(id), _) => format!("{origin}:{id}"),
+        (None, Some(v)) => format!("{origin}:{external_id}:{}", scalar_text(&v)),
+        (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
+    });
+    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload }
+}

@@ -1,0 +1,239 @@
+//! The decision, case by case: content before versions, echoes of re-stamped writes, the
+//! policies, the merge, and what the link becomes.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
+
+fn resolve(policy: Policy) -> ResolveSpec {
+    ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, fetch_hms: None, fetch_legacy: None }
+}
+
+fn table() -> Vec<(String, String)> {
+    [("id", "ShiftID"), ("startAt", "BeginTime"), ("assignee", "RangerName"), ("updatedAt", "LastModified")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+fn shift(start: &str, who: &str, t: u64) -> Value {
+    json!({"id": 7, "startAt": start, "assignee": who, "updatedAt": t})
+}
+
+/// The link after `rec` was synced to both sides (each side holding it unchanged).
+fn synced(rules: &Rules, rec: &Value) -> Synced {
+    let h = rules.content(rec);
+    Synced { base: Some(rules.project(rec)), hms_hash: Some(h.clone()), external_hash: Some(h), ..Default::default() }
+}
+
+fn run(policy: Policy, link: Option<&Synced>, source: Side, rec: &Value, source_now: Current, target_now: Current) -> Verdict {
+    let (r, t) = (resolve(policy), table());
+    decide(&Rules { resolve: &r, table: &t }, link, source, rec, Kind::Change, &source_now, &target_now)
+}
+
+fn rules_for<T>(policy: Policy, f: impl FnOnce(&Rules) -> T) -> T {
+    let (r, t) = (resolve(policy), table());
+    f(&Rules { resolve: &r, table: &t })
+}
+
+fn applied(v: &Verdict) -> (Side, Value) {
+    match v {
+        Verdict::Apply { to, record, .. } => (*to, record.clone()),
+        other => panic!("expected Apply, got {other:?}"),
+    }
+}
+
+fn skipped(v: &Verdict) -> String {
+    match v {
+        Verdict::Skip { reason, .. } => reason.clone(),
+        other => panic!("expected Skip, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_target_that_restamped_our_write_has_not_changed() {
+    // Synced A at 10 (Lotus re-stamped our write to 11). HMS edits B at 10.5: older than the
+    // target's stamp, but the target holds exactly what was synced, so B is applied.
+    let a = shift("08:00", "Ana", 10);
+    let link = rules_for(Policy::LastWriterWins, |r| synced(r, &a));
+    let b = json!({"id": 7, "startAt": "09:00", "assignee": "Ana", "updatedAt": 10.5});
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &b, Current::Present(b.clone()), Current::Present(shift("08:00", "Ana", 11)));
+    assert_eq!(applied(&v), (Side::Legacy, b));
+}
+
+#[test]
+fn an_echo_is_recognised_by_content_whatever_its_stamp() {
+    let a = shift("08:00", "Ana", 10);
+    let link = rules_for(Policy::LastWriterWins, |r| synced(r, &a));
+    let echo = shift("08:00", "Ana", 99);
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Legacy, &echo, Current::Unknown, Current::Unknown);
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+}
+
+#[test]
+fn a_late_echo_of_an_older_write_is_recognised_without_a_read() {
+    let rules_link = rules_for(Policy::LastWriterWins, |r| {
+        let mut l = synced(r, &shift("10:00", "Ana", 20));
+        l.external_written = vec![r.content(&shift("09:00", "Ana", 0))];
+        l
+    });
+    let late = shift("09:00", "Ana", 15);
+    let v = run(Policy::LastWriterWins, Some(&rules_link), Side::Legacy, &late, Current::Unknown, Current::Unknown);
+    assert!(skipped(&v).contains("earlier write of ours"), "{v:?}");
+    // With a read of the source proving it holds that content, it is a real change.
+    let v = run(Policy::LastWriterWins, Some(&rules_link), Side::Legacy, &late, Current::Present(late.clone()), Current::Unknown);
+    assert_eq!(applied(&v).0, Side::Hms);
+}
+
+#[test]
+fn a_superseded_notification_is_skipped() {
+    let v = run(Policy::LastWriterWins, None, Side::Hms, &shift("08:00", "Ana", 1), Current::Present(shift("09:00", "Ana", 2)), Current::Unknown);
+    assert!(skipped(&v).starts_with("superseded"), "{v:?}");
+}
+
+#[test]
+fn a_late_webhook_older_than_the_source_version_seen_is_stale() {
+    let mut link = rules_for(Policy::LastWriterWins, |r| synced(r, &shift("10:00", "Ana", 20)));
+    link.hms_version = Some(json!(20));
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &shift("07:00", "Ana", 12), Current::Unknown, Current::Unknown);
+    assert!(skipped(&v).starts_with("stale"), "{v:?}");
+}
+
+#[test]
+fn both_changed_the_later_version_wins_and_a_loser_takes_the_winner() {
+    let a = shift("08:00", "Ana", 10);
+    let link = rules_for(Policy::LastWriterWins, |r| synced(r, &a));
+    let hms = shift("09:00", "Ana", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    // HMS's change (12) meets the ranger's (13): the ranger's version goes to HMS.
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus.clone()));
+    assert_eq!(applied(&v), (Side::Hms, lotus.clone()));
+    // Without a read of the source, nothing is written back: the ranger's change brings it.
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &hms, Current::Unknown, Current::Present(lotus.clone()));
+    assert!(skipped(&v).contains("conflict lost"), "{v:?}");
+    // The ranger's change meets HMS's: it is newer, applied to HMS.
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Legacy, &lotus, Current::Present(lotus.clone()), Current::Present(hms.clone()));
+    assert_eq!(applied(&v), (Side::Hms, lotus));
+}
+
+#[test]
+fn equal_stamps_with_different_content_are_never_a_no_op() {
+    let link = rules_for(Policy::LastWriterWins, |r| synced(r, &shift("08:00", "Ana", 10)));
+    let hms = shift("09:00", "Ana", 20);
+    let lotus = shift("08:00", "Bo", 20);
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus.clone()));
+    // The target's state was seen later (now): it wins, and goes to HMS.
+    assert_eq!(applied(&v), (Side::Hms, lotus));
+}
+
+#[test]
+fn versions_compare_as_numbers_or_instants() {
+    use std::cmp::Ordering::*;
+    assert_eq!(compare_versions(&json!(10), &json!(9)), Greater);
+    assert_eq!(compare_versions(&json!("10"), &json!(9)), Greater);
+    assert_eq!(compare_versions(&json!("2024-05-10T08:00:00.5Z"), &json!("2024-05-10T08:00:00Z")), Greater);
+    assert_eq!(compare_versions(&json!("2024-05-10T09:00:00+02:00"), &json!("2024-05-10T08:00:00Z")), Less);
+    assert_eq!(compare_versions(&json!(3), &json!(3.0)), Equal);
+}
+
+#[test]
+fn content_ignores_the_version_and_unmapped_fields() {
+    let t = table();
+    let a = content(&json!({"id": 72, "startAt": "08:00", "updatedAt": 5, "x": 1}), &t, "updatedAt");
+    let b = content(&json!({"id": 72, "startAt": "08:00", "updatedAt": 9}), &t, "updatedAt");
+    let c = content(&json!({"id": 72, "startAt": "09:00", "updatedAt": 5}), &t, "updatedAt");
+    assert_eq!(a, b, "a new timestamp alone is not a change");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn a_target_already_holding_the_content_completes_the_job() {
+    // Our write landed, the outcome was not committed (crash): the retry finds it there.
+    let link = rules_for(Policy::LastWriterWins, |r| synced(r, &shift("08:00", "Ana", 10)));
+    let b = shift("09:00", "Ana", 12);
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &b, Current::Present(b.clone()), Current::Present(shift("09:00", "Ana", 13)));
+    let Verdict::AlreadyThere { link, .. } = v else { panic!("{v:?}") };
+    assert_eq!(link.base, rules_for(Policy::LastWriterWins, |r| Some(r.project(&b))));
+}
+
+#[test]
+fn merge_takes_each_side_s_own_changes() {
+    let base = shift("08:00", "Ana", 10);
+    let link = rules_for(Policy::Merge, |r| synced(r, &base));
+    let hms = shift("09:00", "Ana", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    let v = run(Policy::Merge, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus));
+    let Verdict::Apply { to, record, then_back, link, .. } = v else { panic!("{v:?}") };
+    assert_eq!(to, Side::Legacy);
+    assert_eq!(record, json!({"id": 7, "startAt": "09:00", "assignee": "Bo", "updatedAt": 13}));
+    assert_eq!(then_back, Some(record.clone()), "HMS gets the ranger's assignee too");
+    // Until HMS has it, HMS's next edit starts from what it holds.
+    assert_eq!(link.base, rules_for(Policy::Merge, |r| Some(r.project(&hms))));
+}
+
+#[test]
+fn merge_of_one_field_changed_on_both_sides_follows_the_rule() {
+    let base = shift("08:00", "Ana", 10);
+    let link = rules_for(Policy::Merge, |r| synced(r, &base));
+    let hms = shift("09:00", "Cy", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    // last-writer: the ranger's assignee (13 > 12), HMS's start.
+    let v = run(Policy::Merge, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus.clone()));
+    assert_eq!(applied(&v).1, json!({"id": 7, "startAt": "09:00", "assignee": "Bo", "updatedAt": 13}));
+    // manual: parked, naming the field.
+    let mut r = resolve(Policy::Merge);
+    r.conflicts = FieldRule::Manual;
+    let t = table();
+    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus.clone()));
+    let Verdict::Conflict { reason } = v else { panic!("{v:?}") };
+    assert!(reason.contains("assignee") && !reason.contains("startAt"), "{reason}");
+    // an owner settles it.
+    r.owners = vec![("assignee".into(), Side::Hms)];
+    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus));
+    assert_eq!(applied(&v), (Side::Legacy, hms), "every field is HMS's: its record as it is");
+}
+
+#[test]
+fn the_merged_second_half_is_not_taken_for_an_echo() {
+    let hms = shift("09:00", "Ana", 12);
+    let merged = shift("09:00", "Bo", 13);
+    let mut link = rules_for(Policy::Merge, |r| synced(r, &hms));
+    rules_for(Policy::Merge, |r| link.observe_write(r, Side::Legacy, &merged, None));
+    let (r, t) = (resolve(Policy::Merge), table());
+    let rules = Rules { resolve: &r, table: &t };
+    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Merged, &Current::Unknown, &Current::Present(hms.clone()));
+    assert_eq!(applied(&v), (Side::Hms, merged.clone()));
+    // A plain notification of the same content is our echo.
+    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Change, &Current::Unknown, &Current::Present(hms));
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+}
+
+#[test]
+fn a_reformatting_target_is_known_by_its_answer() {
+    // We send 09:00; the target stores and answers "09:00:00".
+    let rules_t = (resolve(Policy::LastWriterWins), table());
+    let rules = Rules { resolve: &rules_t.0, table: &rules_t.1 };
+    let sent = shift("09:00", "Ana", 12);
+    let stored = shift("09:00:00", "Ana", 14);
+    let mut link = synced(&rules, &shift("08:00", "Ana", 10));
+    link.base = Some(rules.project(&sent));
+    link.observe_write(&rules, Side::Legacy, &sent, Some(&stored));
+    // Its feed then shows the reformatted record: an echo, not a change.
+    let v = decide(&rules, Some(&link), Side::Legacy, &stored, Kind::Change, &Current::Present(stored.clone()), &Current::Present(sent.clone()));
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+    // And an HMS edit finds the target unchanged since the sync.
+    let next = shift("10:00", "Ana", 15);
+    let v = decide(&rules, Some(&link), Side::Hms, &next, Kind::Change, &Current::Present(next.clone()), &Current::Present(stored));
+    assert_eq!(applied(&v), (Side::Legacy, next));
+}
+
+#[test]
+fn sides_win_and_manual_parks() {
+    let link = rules_for(Policy::HmsWins, |r| synced(r, &shift("08:00", "Ana", 10)));
+    let hms = shift("09:00", "Ana", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    let v = run(Policy::HmsWins, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus.clone()));
+    assert_eq!(applied(&v), (Side::Legacy, hms.clone()));
+    let v = run(Policy::HmsWins, Some(&link), Side::Legacy, &lotus, Current::Present(lotus.clone()), Current::Present(hms.clone()));
+    assert_eq!(applied(&v), (Side::Legacy, hms.clone()), "the loser takes HMS's version");
+    let v = run(Policy::Manual, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus));
+    assert!(matches!(v, Verdict::Conflict { .. }), "{v:?}");
+}

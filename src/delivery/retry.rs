@@ -12,6 +12,8 @@ pub struct RetryPolicy {
     pub max: u32,
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// The statuses retried (`retry.on`); `None`: 408, 429 and 5xx.
+    pub on: Option<crate::spec::model::StatusSet>,
 }
 
 /// The longest `Retry-After` honoured.
@@ -29,7 +31,17 @@ impl RetryPolicy {
     /// The policy of a connector's `retry:` block.
     pub fn of(spec: &crate::spec::ConnectorSpec) -> Self {
         let r = &spec.retry;
-        Self { max: r.max, backoff_ms: r.backoff_ms, max_backoff_ms: r.max_backoff_ms }
+        Self { max: r.max, backoff_ms: r.backoff_ms, max_backoff_ms: r.max_backoff_ms, on: r.on }
+    }
+
+    /// An answer's outcome under this policy: with `retry.on`, a non-2xx status is retried
+    /// when listed and parks when not; transport errors stay retryable.
+    pub fn classify(&self, outcome: Outcome, status: Option<u16>) -> Outcome {
+        match (self.on, status, outcome) {
+            (Some(on), Some(code), Outcome::Permanent { error }) if on.contains(code) => Outcome::Retryable { error, retry_after: None },
+            (Some(on), Some(code), Outcome::Retryable { error, .. }) if !on.contains(code) => Outcome::Permanent { error },
+            (_, _, outcome) => outcome,
+        }
     }
 
     /// `attempts` counts the attempt just made (1 for the first). `jitter` is in [0, 1):
@@ -63,7 +75,7 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const P: RetryPolicy = RetryPolicy { max: 4, backoff_ms: 1000, max_backoff_ms: 3000 };
+    const P: RetryPolicy = RetryPolicy { max: 4, backoff_ms: 1000, max_backoff_ms: 3000, on: None };
 
     fn retryable(ra: Option<u64>) -> Outcome {
         Outcome::Retryable { error: "HTTP 503".into(), retry_after: ra.map(Duration::from_secs) }
@@ -75,6 +87,19 @@ mod tests {
         assert_eq!(P.decide(&retryable(None), 1, 0.999_999), Decision::RetryIn(Duration::from_nanos(999_999_500)));
         assert_eq!(P.decide(&retryable(None), 2, 0.0), Decision::RetryIn(Duration::from_millis(1000)));
         assert_eq!(P.decide(&retryable(None), 3, 0.0), Decision::RetryIn(Duration::from_millis(1500)), "capped at 3 s");
+    }
+
+    #[test]
+    fn retry_on_lists_the_statuses_retried() {
+        let mut on = crate::spec::model::StatusSet::default();
+        on.insert(409);
+        on.insert(503);
+        let p = RetryPolicy { on: Some(on), ..P };
+        let perm = |e: &str| Outcome::Permanent { error: e.into() };
+        assert!(matches!(p.classify(perm("HTTP 409"), Some(409)), Outcome::Retryable { .. }));
+        assert!(matches!(p.classify(retryable(None), Some(500)), Outcome::Permanent { .. }), "500 is not listed");
+        assert!(matches!(p.classify(retryable(None), None), Outcome::Retryable { .. }), "a transport error stays retryable");
+        assert!(matches!(P.classify(perm("HTTP 409"), Some(409)), Outcome::Permanent { .. }), "default: 409 parks");
     }
 
     #[test]

@@ -23,7 +23,7 @@ const FETCH_KEYS: &[&str] = &["hms", "legacy"];
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
 const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
 const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "every", "records", "idField", "cursorField", "initialCursor", "next", "lookback"];
-const RETRY_KEYS: &[&str] = &["max", "backoffMs", "maxBackoffMs"];
+const RETRY_KEYS: &[&str] = &["max", "backoffMs", "maxBackoffMs", "on"];
 const SUPERVISION_KEYS: &[&str] = &["maxRestarts", "withinSecs", "backoffMs", "maxBackoffMs"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -480,7 +480,35 @@ fn retry(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RetrySpec> {
     {
         cx.error(n, &o.path_of("maxBackoffMs"), format!("expected at least backoffMs ({backoff_ms}), found {max_backoff_ms}"));
     }
-    (cx.errors.len() == before).then_some(RetrySpec { max, backoff_ms, max_backoff_ms })
+    let on = o.get("on").and_then(|n| statuses(cx, n, &o.path_of("on")));
+    (cx.errors.len() == before).then_some(RetrySpec { max, backoff_ms, max_backoff_ms, on })
+}
+
+/// `[408, 429, 5xx, 409]`: status codes (100–599) or whole classes (`4xx`, `5xx`).
+fn statuses(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<StatusSet> {
+    let saphyr::YamlData::Sequence(items) = &node.data else {
+        cx.error(node, path, format!("expected a list of HTTP statuses such as [408, 429, 5xx, 409], found {}", shown(node)));
+        return None;
+    };
+    let mut set = StatusSet::default();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let text = match to_json(item) {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s,
+            _ => String::new(),
+        };
+        let class = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")).and_then(|c| c.parse::<u16>().ok()).filter(|c| (1..=5).contains(c));
+        match (class, text.parse::<u16>().ok().filter(|c| (100..600).contains(c))) {
+            (Some(c), _) => (c * 100..c * 100 + 100).for_each(|s| set.insert(s)),
+            (None, Some(code)) => set.insert(code),
+            _ => {
+                cx.error(item, &format!("{path}[{i}]"), format!("expected an HTTP status (100-599) or a class such as 5xx, found {}", shown(item)));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(set)
 }
 
 fn supervision(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<SupervisionSpec> {

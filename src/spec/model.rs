@@ -272,18 +272,62 @@ pub struct SourceSpec {
     pub webhook: Option<WebhookSpec>,
 }
 
-/// `retry:` — the seed's `{ max, backoffMs }` plus an optional cap.
+/// `retry:` — the seed's `{ max, backoffMs }` plus an optional cap and the statuses retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetrySpec {
     pub max: u32,
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// `on: [408, 429, 5xx, 409]`: the HTTP statuses retried; any other non-2xx parks.
+    /// `None`: the default (408, 429 and 5xx).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<StatusSet>,
 }
 
 impl Default for RetrySpec {
     fn default() -> Self {
-        Self { max: 5, backoff_ms: 1000, max_backoff_ms: 5 * 60 * 1000 }
+        Self { max: 5, backoff_ms: 1000, max_backoff_ms: 5 * 60 * 1000, on: None }
+    }
+}
+
+/// A set of HTTP statuses (100–599), as a bit set so specs stay `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusSet([u64; 8]);
+
+impl StatusSet {
+    pub fn insert(&mut self, status: u16) {
+        if (100..600).contains(&status) {
+            let i = (status - 100) as usize;
+            self.0[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        (100..600).contains(&status) && {
+            let i = (status - 100) as usize;
+            self.0[i / 64] & (1 << (i % 64)) != 0
+        }
+    }
+
+    /// Its members as written: a whole class as `5xx`, else each code.
+    pub fn entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for class in 1..6u16 {
+            let codes: Vec<u16> = (class * 100..class * 100 + 100).filter(|c| self.contains(*c)).collect();
+            if codes.len() == 100 {
+                out.push(format!("{class}xx"));
+            } else {
+                out.extend(codes.iter().map(u16::to_string));
+            }
+        }
+        out
+    }
+}
+
+impl Serialize for StatusSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries().serialize(s)
     }
 }
 

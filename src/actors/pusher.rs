@@ -148,22 +148,39 @@ struct Crew {
     pusher: Addr<Pusher>,
 }
 
-/// One attempt of one job: the two-way gate, render (secrets from the environment now),
-/// send, classify, then record the outcome in the database and, when final, as a ticket.
-/// Returns the job's id and key so the Pusher can let the key's next job go.
-async fn attempt(crew: Crew, job: Delivery) -> Done {
-    let attempts = job.attempts + 1;
-    let mut cleared = match two_way::gate(&crew.client, &crew.rt, &crew.shared, &job, attempts).await {
-        Ok(cleared) => cleared,
-        Err(settled) => return record(&crew, job, settled.outcome, String::new()).await,
-    };
+/// How often a refused conditional write (409/412) is decided again within one attempt.
+const REDECIDE_ROUNDS: u32 = 3;
+
+/// One gate-render-send round of an attempt.
+struct Sent {
+    cleared: two_way::Cleared,
+    masked: Option<crate::mapping::RenderedRequest>,
+    line: String,
+    sent_meta: Option<(Option<u16>, u64)>,
+    answer: Option<actix_web::web::Bytes>,
+    outcome: Outcome,
+    detail: serde_json::Value,
+    request_secrets: crate::mapping::Secrets,
+}
+
+impl Sent {
+    /// A two-way write answered 409 or 412 by a side the connector can read again.
+    fn refused_as_stale(&self, shared: &ConnectorShared) -> bool {
+        self.cleared.link.is_some() && matches!(self.sent_meta, Some((Some(409 | 412), _))) && two_way::can_read(shared, self.cleared.to)
+    }
+}
+
+/// The two-way gate, render (secrets from the environment now) and send. `Err`: the job
+/// was settled by the gate.
+async fn send_once(crew: &Crew, job: &Delivery, attempts: i32) -> Result<Sent, two_way::Settled> {
+    let cleared = two_way::gate(&crew.client, &crew.rt, &crew.shared, job, attempts).await?;
     let (client, rt, shared) = (&crew.client, &crew.rt, &crew.shared);
     // A two-way verdict may write the other way (the target's newer version back to the source).
     let inbound = cleared.to == Side::Hms;
-    let (payload, blocked, why) = (cleared.payload.clone(), cleared.blocked.clone(), cleared.why.clone());
+    let (payload, blocked, extras) = (&cleared.payload, cleared.blocked.clone(), &cleared.extras);
     let only_publish = inbound && shared.spec.hms_request().is_none();
     let render = |secrets: &crate::mapping::Secrets| {
-        if inbound { shared.compiled.render_hms(&payload, secrets) } else { shared.compiled.render(&payload, secrets) }
+        if inbound { shared.compiled.render_hms_with(payload, extras, secrets) } else { shared.compiled.render_with(payload, extras, secrets) }
     };
     let spec = &shared.spec;
     let names = ConnectorSpec::secrets_of(if inbound { spec.hms_request() } else { spec.outbound_request() });
@@ -196,6 +213,31 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             (sent.outcome, detail, secrets)
         }
     };
+    Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets })
+}
+
+/// One attempt of one job: the two-way gate, render (secrets from the environment now),
+/// send, classify, then record the outcome in the database and, when final, as a ticket.
+/// Returns the job's id and key so the Pusher can let the key's next job go.
+async fn attempt(crew: Crew, job: Delivery) -> Done {
+    let attempts = job.attempts + 1;
+    let mut rounds = 0;
+    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets } = loop {
+        match send_once(&crew, &job, attempts).await {
+            Err(settled) => return record(&crew, job, settled.outcome, String::new()).await,
+            // A conditional write refused: the target changed between our read and our
+            // write. Read it again and decide again, a few times, instead of parking.
+            Ok(sent) if rounds < REDECIDE_ROUNDS && sent.refused_as_stale(&crew.shared) => {
+                rounds += 1;
+                tracing::info!(round = rounds, status = ?sent.sent_meta.map(|m| m.0), "conditional write refused; reading the target again");
+            }
+            Ok(sent) => break sent,
+        }
+    };
+    let (rt, shared) = (&crew.rt, &crew.shared);
+    let inbound = cleared.to == Side::Hms;
+    let (payload, why) = (cleared.payload.clone(), cleared.why.clone());
+    let outcome = crate::delivery::RetryPolicy::of(&shared.spec).classify(outcome, sent_meta.and_then(|m| m.0));
     // Errors are scrubbed of every secret of the connector that is set, not only this
     // request's: a resolver read or a pull may have used others.
     // (Only failures have errors to scrub: a success skips reading the environment.)

@@ -62,20 +62,42 @@ pub fn with_rules<T>(shared: &ConnectorShared, f: impl FnOnce(&Rules) -> T) -> T
     f(&Rules { resolve, table: &shared.spec.mapping })
 }
 
+/// What a read of one side found: the record in HMS fields, and as the side sent it with
+/// its `ETag` (what a revision-checked write needs).
+pub struct Read {
+    pub current: Current,
+    pub raw: Option<Value>,
+    pub etag: Option<String>,
+}
+
+/// Can the connector read `side`'s current record (`resolve.fetch`)?
+pub fn can_read(shared: &ConnectorShared, side: Side) -> bool {
+    let r = shared.spec.resolve.as_ref();
+    match side {
+        Side::Hms => r.is_some_and(|r| r.fetch_hms.is_some()),
+        Side::Legacy => r.is_some_and(|r| r.fetch_legacy.is_some()),
+    }
+}
+
 /// What `side` holds now: [`Current::Unknown`] when the connector has no `resolve.fetch`
 /// for it. A read's record comes back in HMS fields.
 pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Current, String> {
+    read(client, egress, shared, side, record).await.map(|r| r.current)
+}
+
+async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Read, String> {
+    let unknown = Read { current: Current::Unknown, raw: None, etag: None };
     let resolve = shared.spec.resolve.as_ref();
     let spec_req = match side {
         Side::Hms => resolve.and_then(|r| r.fetch_hms.as_ref()),
         Side::Legacy => resolve.and_then(|r| r.fetch_legacy.as_ref()),
     };
-    let Some(spec_req) = spec_req else { return Ok(Current::Unknown) };
+    let Some(spec_req) = spec_req else { return Ok(unknown) };
     let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
-    let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(Current::Unknown) };
+    let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
     match sender::fetch_optional_json(client, &req, egress).await {
-        Ok(None) => Ok(Current::Absent),
-        Ok(Some(found)) => Ok(Current::Present(in_hms_fields(shared, side, found))),
+        Ok(None) => Ok(Read { current: Current::Absent, raw: None, etag: None }),
+        Ok(Some(found)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.record.clone())), raw: Some(found.record), etag: found.etag }),
         Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => Err(format!("cannot read {}'s current record: {error}", side_name(side))),
         Err(Outcome::Delivered { status }) => Err(format!("cannot read the current record: HTTP {status}")),
     }
@@ -101,6 +123,9 @@ pub struct Cleared {
     pub blocked: Option<String>,
     /// Why the two-way decision writes this (the ticket's reason).
     pub why: Option<String>,
+    /// What the request templates see beside the record: `current` (the side written to,
+    /// as read), its `etag`, and the record's `link` (`hmsId`, `externalId`).
+    pub extras: Value,
 }
 
 /// A job settled by the gate without a send.
@@ -114,7 +139,7 @@ pub struct Settled {
 pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32) -> Result<Cleared, Settled> {
     let to = target_of(&job.topic);
     let source = other(to);
-    let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None };
+    let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null };
     if job.topic.starts_with(TAKE) {
         match fetch_current(client, &rt.egress, shared, source, &job.payload).await {
             Ok(Current::Present(current)) => cleared.payload = current,
@@ -139,21 +164,31 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             return Ok(cleared);
         }
     };
-    let source_now = if kind == Kind::Change { fetch_current(client, &rt.egress, shared, source, &cleared.payload).await } else { Ok(Current::Unknown) };
-    let target_now = fetch_current(client, &rt.egress, shared, to, &cleared.payload).await;
-    let (source_now, target_now) = match (source_now, target_now) {
+    // The source is read for every change (was it superseded?), and for the others too
+    // when it could be written (a merge's second half, an operator's choice).
+    let source_read = read(client, &rt.egress, shared, source, &cleared.payload).await;
+    let target_read = read(client, &rt.egress, shared, to, &cleared.payload).await;
+    let (source_read, target_read) = match (source_read, target_read) {
         (Ok(s), Ok(t)) => (s, t),
         (Err(e), _) | (_, Err(e)) => {
             cleared.blocked = Some(e);
             return Ok(cleared);
         }
     };
-    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, &source_now, &target_now));
+    let source_now = if kind == Kind::Change { &source_read.current } else { &Current::Unknown };
+    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, source_now, &target_read.current));
     let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
     match verdict {
-        Verdict::Apply { to, record, link, why, then_back } => {
-            tracing::debug!(why = %why, to = ?to, "two-way: apply");
+        Verdict::Apply { to: write_to, record, link: synced, why, then_back } => {
+            tracing::debug!(why = %why, to = ?write_to, "two-way: apply");
+            let written = if write_to == to { &target_read } else { &source_read };
+            cleared.extras = json!({
+                "current": written.raw,
+                "etag": written.etag.clone().unwrap_or_default(),
+                "link": { "hmsId": job.record_key, "externalId": external_id },
+            });
+            let (to, link) = (write_to, synced);
             cleared.to = to;
             cleared.payload = record;
             cleared.link = Some(link_of(link));
@@ -243,7 +278,9 @@ pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&s
     let record_key = no_nul(shared.compiled.record_key(&payload, &external_id).unwrap_or_else(|_| external_id.clone()));
     let event_id = no_nul(match (change_id, version) {
         (Some(id), _) => format!("{origin}:{id}"),
-        (None, Some(v)) => format!("{origin}:{external_id}:{}", scalar_text(&v)),
+        // The version and the content: two edits within one tick of a coarse clock (a
+        // second) share a version but not their content.
+        (None, Some(v)) => format!("{origin}:{external_id}:{}:#{}", scalar_text(&v), content_hash(record)),
         (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
     });
     NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload }

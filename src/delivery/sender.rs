@@ -81,24 +81,37 @@ fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress
     if !key.is_empty() {
         request = request.insert_header(("Idempotency-Key", key));
     }
-    for (name, value) in &req.headers {
+    // A header whose template rendered empty is left out: `If-Match: "{{ etag }}"` with no
+    // record read yet (a create) must not send an empty precondition.
+    for (name, value) in req.headers.iter().filter(|(_, v)| !v.is_empty()) {
         request = request.insert_header((name.as_str(), value.as_str()));
     }
     Ok(request)
 }
 
-/// Like [`fetch_json`], but a 404 means "no such record": `Ok(None)` (the resolver's read
-/// of the other side's current record).
-pub async fn fetch_optional_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Option<serde_json::Value>, Outcome> {
-    match fetch_json(client, req, egress).await {
+/// A record read from a system, with its `ETag` (for a conditional write: `If-Match`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub record: serde_json::Value,
+    pub etag: Option<String>,
+}
+
+/// Like [`fetch_json`], but a 404 (or 410) means "no such record": `Ok(None)` (the
+/// resolver's read of a side's current record). Keeps the answer's `ETag`.
+pub async fn fetch_optional_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Option<Fetched>, Outcome> {
+    match fetch(client, req, egress).await {
         Ok(v) => Ok(Some(v)),
-        Err(Outcome::Permanent { error }) if error.starts_with("HTTP 404") => Ok(None),
+        Err(Outcome::Permanent { error }) if error.starts_with("HTTP 404") || error.starts_with("HTTP 410") => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// GETs (or sends) `req` and parses the answer as JSON: used by the Puller.
 pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<serde_json::Value, Outcome> {
+    fetch(client, req, egress).await.map(|f| f.record)
+}
+
+async fn fetch(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Fetched, Outcome> {
     let request = build(client, req, "", egress).map_err(|error| Outcome::Permanent { error })?;
     let mut resp = match &req.body {
         Some(body) => request.send_json(body).await,
@@ -106,10 +119,12 @@ pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Eg
     }
     .map_err(|e| Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None })?;
     let status = resp.status().as_u16();
+    let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None })?;
     if !(200..300).contains(&status) {
         let excerpt = excerpt(&body);
         return Err(Outcome::from_status(status, None, excerpt.trim()));
     }
-    serde_json::from_slice(&body).map_err(|e| Outcome::Permanent { error: format!("the answer is not JSON: {e}") })
+    let record = serde_json::from_slice(&body).map_err(|e| Outcome::Permanent { error: format!("the answer is not JSON: {e}") })?;
+    Ok(Fetched { record, etag })
 }

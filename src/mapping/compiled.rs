@@ -151,15 +151,27 @@ impl CompiledConnector {
     /// Renders the outbound request (`map.to`) for an HMS event. Without a body template
     /// the body is the event mapped through the mapping table (or the event itself).
     pub fn render(&self, payload: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        self.render_with(payload, &Value::Null, secrets)
+    }
+
+    /// [`render`](Self::render) with `extras` (an object) beside the event's fields: two-way
+    /// writes see the target's record as read (`current`), its `etag` and the record's
+    /// `link` (`hmsId`, `externalId`), for revisions and conditional writes.
+    pub fn render_with(&self, payload: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         let Some(req) = &self.request else { return Ok(None) };
         let default_body = if self.mapping.is_empty() { payload.clone() } else { crate::mapping::fields::map_out(payload, &self.mapping) };
-        self.render_request(req, payload, default_body, secrets).map(Some)
+        self.render_request(req, &with_extras(payload, extras), default_body, secrets).map(Some)
     }
 
     /// Renders the request that applies an inbound record (already in HMS fields) to HMS.
     pub fn render_hms(&self, record: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        self.render_hms_with(record, &Value::Null, secrets)
+    }
+
+    /// [`render_hms`](Self::render_hms) with `extras` (see [`render_with`](Self::render_with)).
+    pub fn render_hms_with(&self, record: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         let Some(req) = &self.hms else { return Ok(None) };
-        self.render_request(req, record, record.clone(), secrets).map(Some)
+        self.render_request(req, &with_extras(record, extras), record.clone(), secrets).map(Some)
     }
 
     /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
@@ -260,6 +272,18 @@ impl CompiledConnector {
 
     fn source_of(&self, name: &str) -> String {
         self.env.get_template(name).map(|t| t.source().to_string()).unwrap_or_default()
+    }
+}
+
+/// The render context of a payload with `extras` added (they win over same-named fields).
+fn with_extras(payload: &Value, extras: &Value) -> Value {
+    match (payload, extras) {
+        (Value::Object(p), Value::Object(x)) if !x.is_empty() => {
+            let mut m = p.clone();
+            m.extend(x.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Value::Object(m)
+        }
+        _ => payload.clone(),
     }
 }
 

@@ -282,11 +282,16 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         Current::Unknown => (link.and_then(|l| l.hash(target).map(str::to_string)), None),
     };
     // What the link becomes once `written` is on the target and `source_holds` on the source.
+    // Each side's version is only ever compared with that side's own stamps.
     let after = |source_holds: &Value, base: &Value| {
         let mut l = link.cloned().unwrap_or_default();
         l.base = Some(rules.project(base));
         *l.hash_mut(source) = Some(rules.content(source_holds));
-        l.saw_version(source, rules.version(source_holds));
+        if let Current::Present(s) = source_now {
+            l.saw_version(source, rules.version(s));
+        } else if kind == Kind::Change {
+            l.saw_version(source, rules.version(record));
+        }
         if let Current::Present(t) = target_now {
             l.saw_version(target, rules.version(t));
         }

@@ -705,12 +705,54 @@ pub mod twoway_sim {
         shuffle_feeds: u32,
         rng: Option<XorShift>,
         feeds: u64,
+        /// How the store behaves (see [`Behaviour`]).
+        behaviour: Behaviour,
+        /// Each document's revision (its ETag), raised by every change.
+        revs: BTreeMap<String, u64>,
+        /// A ranger edit that lands right after the next read of that document (between
+        /// the service's read and its write).
+        edit_after_read: Option<(String, Value)>,
+        /// Edits that landed that way: (changes, the document after them).
+        edited_after_read: Vec<(Value, Value)>,
+        /// Writes refused because their If-Match named an old revision.
+        stale_refused: u64,
     }
 
     #[derive(Clone)]
     struct LotusShared {
         state: Arc<Mutex<LotusState>>,
         clock: LogicalClock,
+    }
+
+    /// How a simulated store treats writes, as real ones do.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Behaviour {
+        /// Every write is stamped with the store's own clock (the version we send is
+        /// ignored), as most systems do with `updatedAt`.
+        pub restamp: bool,
+        /// Stamps are rounded down to a multiple of this (1: every tick distinct, like
+        /// milliseconds; more: several edits share a stamp, like seconds). 0 counts as 1.
+        pub precision: u64,
+        /// Writes carrying `If-Match` are refused with 412 unless it names the current
+        /// revision (served as `ETag` on reads).
+        pub revisions: bool,
+    }
+
+    impl Behaviour {
+        fn stamp(&self, t: u64) -> u64 {
+            let p = self.precision.max(1);
+            t - t % p
+        }
+    }
+
+    /// `"7"`: a revision as an ETag.
+    fn etag(rev: u64) -> String {
+        format!("\"{rev}\"")
+    }
+
+    /// The If-Match of a write, and whether it names an old revision.
+    fn stale_precondition(req: &HttpRequest, behaviour: Behaviour, rev: u64) -> bool {
+        behaviour.revisions && req.headers().get("if-match").and_then(|v| v.to_str().ok()).is_some_and(|m| m != "*" && m != etag(rev))
     }
 
     /// The Lotus Notes calendar: documents by ShiftID with BeginTime, FinishTime, RangerName
@@ -749,7 +791,7 @@ pub mod twoway_sim {
         spec.strip_prefix("ShiftID=").or_else(|| spec.strip_prefix("ShiftID%3D")).unwrap_or(spec).to_string()
     }
 
-    async fn lotus_put(spec: web::Path<String>, body: web::Bytes, st: web::Data<LotusShared>) -> HttpResponse {
+    async fn lotus_put(req: HttpRequest, spec: web::Path<String>, body: web::Bytes, st: web::Data<LotusShared>) -> HttpResponse {
         let id = shift_id(&spec);
         let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
             return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));
@@ -760,20 +802,55 @@ pub mod twoway_sim {
             s.failed_writes += 1;
             return HttpResponse::ServiceUnavailable().json(json!({"error": "Domino server busy"}));
         }
-        if doc.get("LastModified").is_none_or(Value::is_null) {
-            merge(&mut doc, &json!({ "LastModified": st.clock.tick() }));
+        let rev = s.revs.get(&id).copied().unwrap_or(0);
+        if stale_precondition(&req, s.behaviour, rev) {
+            s.stale_refused += 1;
+            return HttpResponse::PreconditionFailed().json(json!({"error": "document changed", "rev": rev}));
+        }
+        if s.behaviour.restamp || doc.get("LastModified").is_none_or(Value::is_null) {
+            let t = s.behaviour.stamp(st.clock.tick());
+            merge(&mut doc, &json!({ "LastModified": t }));
         }
         s.writes += 1;
         s.log.push((id.clone(), doc.clone()));
+        s.revs.insert(id.clone(), rev + 1);
         s.docs.insert(id, doc.clone());
-        HttpResponse::Ok().json(doc)
+        HttpResponse::Ok().insert_header(("ETag", etag(rev + 1))).json(doc)
     }
 
     async fn lotus_get(spec: web::Path<String>, st: web::Data<LotusShared>) -> HttpResponse {
-        match st.state.lock().unwrap().docs.get(&shift_id(&spec)) {
-            Some(d) => HttpResponse::Ok().json(d),
+        let id = shift_id(&spec);
+        let mut s = st.state.lock().unwrap();
+        let answer = match s.docs.get(&id) {
+            Some(d) => HttpResponse::Ok().insert_header(("ETag", etag(s.revs.get(&id).copied().unwrap_or(0)))).json(d),
             None => HttpResponse::NotFound().json(json!({"error": "no such document"})),
+        };
+        if s.edit_after_read.as_ref().is_some_and(|(i, _)| *i == id) {
+            let (_, changes) = s.edit_after_read.take().unwrap();
+            // Meanwhile the document may hold these values already: then nobody edits.
+            if changes_anything(s.docs.get(&id), &changes) {
+                let t = s.behaviour.stamp(st.clock.tick());
+                let doc = edit_doc(&mut s, &id, &changes, t);
+                s.edited_after_read.push((changes, doc));
+            }
         }
+        answer
+    }
+
+    /// Would `changes` change any field of `record`?
+    fn changes_anything(record: Option<&Value>, changes: &Value) -> bool {
+        changes.as_object().is_some_and(|c| c.iter().any(|(k, v)| record.and_then(|r| r.get(k)) != Some(v)))
+    }
+
+    /// A ranger's edit of document `id` stamped `t`, raising its revision.
+    fn edit_doc(s: &mut LotusState, id: &str, changes: &Value, t: u64) -> Value {
+        let key: u64 = id.parse().unwrap_or_default();
+        let doc = s.docs.entry(id.to_string()).or_insert_with(|| json!({ "ShiftID": key }));
+        merge(doc, changes);
+        merge(doc, &json!({ "LastModified": t }));
+        let doc = doc.clone();
+        *s.revs.entry(id.to_string()).or_insert(0) += 1;
+        doc
     }
 
     impl FakeLotus {
@@ -804,17 +881,40 @@ pub mod twoway_sim {
         /// A ranger edits a document in Lotus: the changes, LastModified from the clock.
         pub fn ranger_edit(&self, id: u64, changes: Value) -> Value {
             let t = self.shared.clock.tick();
+            let t = self.shared.state.lock().unwrap().behaviour.stamp(t);
             self.ranger_edit_at(id, changes, t)
         }
 
         /// A ranger edit stamped `t`.
         pub fn ranger_edit_at(&self, id: u64, changes: Value, t: u64) -> Value {
             self.shared.clock.advance_to(t);
-            let mut s = self.shared.state.lock().unwrap();
-            let doc = s.docs.entry(id.to_string()).or_insert_with(|| json!({ "ShiftID": id }));
-            merge(doc, &changes);
-            merge(doc, &json!({ "LastModified": t }));
-            doc.clone()
+            edit_doc(&mut self.shared.state.lock().unwrap(), &id.to_string(), &changes, t)
+        }
+
+        /// How the store treats writes from now on.
+        pub fn behave(&self, behaviour: Behaviour) {
+            self.shared.state.lock().unwrap().behaviour = behaviour;
+        }
+
+        /// A ranger edit of document `id` that lands right after its next read (by the
+        /// service deciding a change): between the service's read and its write.
+        pub fn edit_after_next_read(&self, id: u64, changes: Value) {
+            self.shared.state.lock().unwrap().edit_after_read = Some((id.to_string(), changes));
+        }
+
+        /// Is such an edit still waiting for its read? Its content (taken back when not).
+        pub fn take_pending_edit(&self) -> Option<(String, Value)> {
+            self.shared.state.lock().unwrap().edit_after_read.take()
+        }
+
+        /// Edits that landed right after a read since the last call: (changes, document).
+        pub fn take_edited_after_read(&self) -> Vec<(Value, Value)> {
+            std::mem::take(&mut self.shared.state.lock().unwrap().edited_after_read)
+        }
+
+        /// Writes refused with 412 (an old revision in If-Match).
+        pub fn stale_refused(&self) -> u64 {
+            self.shared.state.lock().unwrap().stale_refused
         }
 
         /// Successful writes (PUTs) by the sync.
@@ -867,6 +967,15 @@ pub mod twoway_sim {
         echo_started: u64,
         echo_done: u64,
         echo_errors: Vec<String>,
+        behaviour: Behaviour,
+        revs: BTreeMap<String, u64>,
+        /// A user's edit that lands right after the next read of that shift, and is then
+        /// pushed like any other.
+        edit_after_read: Option<(String, Value)>,
+        /// Edits that landed that way, for the test to push (HMS's webhook of that edit):
+        /// (changes, the shift after them).
+        edited_after_read: Vec<(Value, Value)>,
+        stale_refused: u64,
     }
 
     #[derive(Clone)]
@@ -896,17 +1005,27 @@ pub mod twoway_sim {
         Ok(resp.status().as_u16())
     }
 
-    async fn hms_patch(id: web::Path<String>, body: web::Bytes, st: web::Data<HmsShared>) -> HttpResponse {
-        let Ok(changes) = serde_json::from_slice::<Value>(&body) else {
+    async fn hms_patch(req: HttpRequest, id: web::Path<String>, body: web::Bytes, st: web::Data<HmsShared>) -> HttpResponse {
+        let Ok(mut changes) = serde_json::from_slice::<Value>(&body) else {
             return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));
         };
-        let (shift, echo) = {
+        let (shift, echo, rev) = {
             let mut s = st.state.lock().unwrap();
             if s.fail_writes > 0 {
                 s.fail_writes -= 1;
                 s.failed_writes += 1;
                 return HttpResponse::ServiceUnavailable().json(json!({"error": "HMS is deploying"}));
             }
+            let rev = s.revs.get(id.as_str()).copied().unwrap_or(0);
+            if stale_precondition(&req, s.behaviour, rev) {
+                s.stale_refused += 1;
+                return HttpResponse::PreconditionFailed().json(json!({"error": "shift changed", "rev": rev}));
+            }
+            if s.behaviour.restamp {
+                let t = s.behaviour.stamp(st.clock.tick());
+                merge(&mut changes, &json!({ "updatedAt": t }));
+            }
+            s.revs.insert(id.to_string(), rev + 1);
             let shift = s.shifts.entry(id.clone()).or_insert_with(|| json!({}));
             merge(shift, &changes);
             let shift = shift.clone();
@@ -922,7 +1041,7 @@ pub mod twoway_sim {
             if echo.is_some() {
                 s.echo_started += 1;
             }
-            (shift, echo)
+            (shift, echo, rev + 1)
         };
         if let Some(((url, token), times)) = echo {
             let state = st.state.clone();
@@ -938,14 +1057,35 @@ pub mod twoway_sim {
                 state.lock().unwrap().echo_done += 1;
             });
         }
-        HttpResponse::Ok().json(shift)
+        HttpResponse::Ok().insert_header(("ETag", etag(rev))).json(shift)
     }
 
     async fn hms_get(id: web::Path<String>, st: web::Data<HmsShared>) -> HttpResponse {
-        match st.state.lock().unwrap().shifts.get(id.as_str()) {
-            Some(s) => HttpResponse::Ok().json(s),
+        let mut s = st.state.lock().unwrap();
+        let answer = match s.shifts.get(id.as_str()) {
+            Some(shift) => HttpResponse::Ok().insert_header(("ETag", etag(s.revs.get(id.as_str()).copied().unwrap_or(0)))).json(shift),
             None => HttpResponse::NotFound().json(json!({"error": "no such shift"})),
+        };
+        if s.edit_after_read.as_ref().is_some_and(|(i, _)| *i == *id) {
+            let (_, changes) = s.edit_after_read.take().unwrap();
+            if changes_anything(s.shifts.get(id.as_str()), &changes) {
+                let t = s.behaviour.stamp(st.clock.tick());
+                let shift = edit_shift(&mut s, &id, &changes, t);
+                s.edited_after_read.push((changes, shift));
+            }
         }
+        answer
+    }
+
+    /// A user's edit of shift `id` stamped `t`, raising its revision.
+    fn edit_shift(s: &mut HmsState, id: &str, changes: &Value, t: u64) -> Value {
+        let key: u64 = id.parse().unwrap_or_default();
+        let shift = s.shifts.entry(id.to_string()).or_insert_with(|| json!({ "id": key }));
+        merge(shift, changes);
+        merge(shift, &json!({ "updatedAt": t }));
+        let shift = shift.clone();
+        *s.revs.entry(id.to_string()).or_insert(0) += 1;
+        shift
     }
 
     impl FakeHms {
@@ -980,16 +1120,38 @@ pub mod twoway_sim {
         /// full shift, which is what HMS pushes (see [`push`](Self::push)).
         pub fn edit(&self, id: u64, changes: Value) -> Value {
             let t = self.shared.clock.tick();
+            let t = self.shared.state.lock().unwrap().behaviour.stamp(t);
             self.edit_at(id, changes, t)
         }
 
         pub fn edit_at(&self, id: u64, changes: Value, t: u64) -> Value {
             self.shared.clock.advance_to(t);
-            let mut s = self.shared.state.lock().unwrap();
-            let shift = s.shifts.entry(id.to_string()).or_insert_with(|| json!({ "id": id }));
-            merge(shift, &changes);
-            merge(shift, &json!({ "updatedAt": t }));
-            shift.clone()
+            edit_shift(&mut self.shared.state.lock().unwrap(), &id.to_string(), &changes, t)
+        }
+
+        /// How HMS treats writes from now on.
+        pub fn behave(&self, behaviour: Behaviour) {
+            self.shared.state.lock().unwrap().behaviour = behaviour;
+        }
+
+        /// A user's edit of shift `id` that lands right after its next read.
+        pub fn edit_after_next_read(&self, id: u64, changes: Value) {
+            self.shared.state.lock().unwrap().edit_after_read = Some((id.to_string(), changes));
+        }
+
+        /// Is such an edit still waiting for its read? Taken back when so.
+        pub fn take_pending_edit(&self) -> Option<(String, Value)> {
+            self.shared.state.lock().unwrap().edit_after_read.take()
+        }
+
+        /// Edits that landed right after a read since the last call (to be pushed):
+        /// (changes, shift).
+        pub fn take_edited_after_read(&self) -> Vec<(Value, Value)> {
+            std::mem::take(&mut self.shared.state.lock().unwrap().edited_after_read)
+        }
+
+        pub fn stale_refused(&self) -> u64 {
+            self.shared.state.lock().unwrap().stale_refused
         }
 
         /// HMS pushes `shift` to the service's webhook (as it does after every change);

@@ -44,6 +44,7 @@ fn default_resolve() -> ResolveSpec {
         version_field: "updatedAt".into(),
         owners: Vec::new(),
         conflicts: Default::default(),
+        rules: Vec::new(),
         fetch_hms: None,
         fetch_legacy: None,
     }
@@ -176,7 +177,8 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         }
     };
     let source_now = if kind == Kind::Change { &source_read.current } else { &Current::Unknown };
-    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, source_now, &target_read.current));
+    let rule = rule_hit(shared, source, &cleared.payload, &source_read, &target_read);
+    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, source_now, &target_read.current, rule));
     let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
     match verdict {
@@ -213,6 +215,21 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             Err(Settled { outcome: RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
         }
     }
+}
+
+/// The first resolver rule that holds for the two records, each as its side holds it (as
+/// read; the change itself for an unread source, in the external system's fields through
+/// the mapping when it is the external system's). Only a read target can conflict, so
+/// without one no rule is looked at.
+fn rule_hit(shared: &ConnectorShared, source: Side, change: &Value, source_read: &Read, target_read: &Read) -> Option<usize> {
+    if shared.spec.resolve.as_ref().is_none_or(|r| r.rules.is_empty()) {
+        return None;
+    }
+    let target_raw = target_read.raw.as_ref()?;
+    let table = &shared.spec.mapping;
+    let source_raw = source_read.raw.clone().unwrap_or_else(|| if source == Side::Legacy && !table.is_empty() { fields::map_out(change, table) } else { change.clone() });
+    let (hms, legacy) = if source == Side::Hms { (&source_raw, target_raw) } else { (target_raw, &source_raw) };
+    shared.compiled.rule_hit(hms, legacy)
 }
 
 fn settle(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str, reason: Option<String>, attempts: i32, link: Option<LinkUpdate>) -> Settled {

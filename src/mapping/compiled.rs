@@ -58,11 +58,22 @@ pub struct CompiledConnector {
     /// `resolve.fetch`: record → request reading the other side's current record.
     fetch_hms: Option<RequestTemplates>,
     fetch_legacy: Option<RequestTemplates>,
+    /// `resolve.rules` conditions, in order, each compiled like the filter.
+    rules: Vec<Environment<'static>>,
     mapping: Vec<(String, String)>,
 }
 
 /// Name of the filter template in its environment.
 const FILTER: &str = "filter";
+
+/// A condition (the trigger filter, a resolver rule), compiled once as
+/// `{% if (expr) %}1{% endif %}` in an environment of its own with lenient undefined: a
+/// missing field is simply false.
+fn condition(expr: &str) -> Result<Environment<'static>, MappingError> {
+    let mut env = Environment::new();
+    env.add_template_owned(FILTER, format!("{{% if ({expr}) %}}1{{% endif %}}")).map_err(|e| MappingError::Filter(e.to_string()))?;
+    Ok(env)
+}
 
 /// `${NAME}` → `{{ __secrets.NAME }}`.
 fn secrets_to_vars(text: &str) -> String {
@@ -116,18 +127,18 @@ impl CompiledConnector {
             None => None,
         };
         drop(add);
-        let filter = match spec.filter() {
-            Some(expr) => {
-                // Compiled once as `{% if (expr) %}1{% endif %}`, in an environment of its own
-                // with lenient undefined: a missing field is simply false in a filter.
-                let mut fenv = Environment::new();
-                fenv.add_template_owned(FILTER, format!("{{% if ({expr}) %}}1{{% endif %}}"))
-                    .map_err(|e| MappingError::Filter(e.to_string()))?;
-                Some(fenv)
-            }
-            None => None,
-        };
-        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, mapping: spec.mapping_pairs() })
+        let filter = spec.filter().map(condition).transpose()?;
+        let rules = resolve.map(|r| r.rules.iter().map(|rule| condition(&rule.when)).collect::<Result<_, _>>()).transpose()?.unwrap_or_default();
+        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, rules, mapping: spec.mapping_pairs() })
+    }
+
+    /// The first resolver rule whose condition holds for these records (`hms` and `legacy`,
+    /// each as its side holds it). A condition that errors at run time does not hold.
+    pub fn rule_hit(&self, hms: &Value, legacy: &Value) -> Option<usize> {
+        self.rules.iter().position(|env| {
+            let ctx = minijinja::context! { hms => JValue::from_serialize(hms), legacy => JValue::from_serialize(legacy) };
+            env.get_template(FILTER).ok().and_then(|t| t.render(ctx).ok()).is_some_and(|out| out == "1")
+        })
     }
 
     /// Does the event pass the connector's filter? `object` is the payload, `topic` the

@@ -18,7 +18,8 @@ const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish"];
 const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
 const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
 const NEXT_KEYS: &[&str] = &["link", "token", "page"];
-const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "conflicts", "fetch"];
+const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "conflicts", "rules", "fetch"];
+const RULE_KEYS: &[&str] = &["when", "then"];
 const FETCH_KEYS: &[&str] = &["hms", "legacy"];
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
 const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
@@ -367,7 +368,7 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
     };
     if as_str(node).is_some() {
         let policy = parse_policy(cx, node, path)?;
-        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, fetch_hms: None, fetch_legacy: None });
+        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, rules: Vec::new(), fetch_hms: None, fetch_legacy: None });
     }
     let o = Obj::open(cx, node, path, RESOLVE_KEYS)?;
     let policy = match o.get("policy") {
@@ -393,6 +394,7 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
             }
         },
     };
+    let rules = o.get("rules").map(|n| rules(cx, n, &o.path_of("rules"), &parse_policy)).unwrap_or_default();
     let (mut fetch_hms, mut fetch_legacy) = (None, None);
     if let Some(n) = o.get("fetch")
         && let Some(f) = Obj::open(cx, n, &o.path_of("fetch"), FETCH_KEYS)
@@ -400,7 +402,42 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
         fetch_hms = f.get("hms").and_then(|n| request(cx, n, &f.path_of("hms"), REQUEST_KEYS, "GET").map(|(r, _)| r));
         fetch_legacy = f.get("legacy").and_then(|n| request(cx, n, &f.path_of("legacy"), REQUEST_KEYS, "GET").map(|(r, _)| r));
     }
-    Some(ResolveSpec { policy: policy?, version_field, owners, conflicts, fetch_hms, fetch_legacy })
+    if !rules.is_empty() && fetch_hms.is_none() && fetch_legacy.is_none()
+        && let Some(n) = o.get("rules")
+    {
+        cx.error(n, &o.path_of("rules"), "rules compare both sides' records: add `fetch` (hms, legacy or both) so the service can read them");
+    }
+    Some(ResolveSpec { policy: policy?, version_field, owners, conflicts, rules, fetch_hms, fetch_legacy })
+}
+
+/// `rules: [{ when: 'hms.editedBy.role == "manager"', then: hms-wins }, …]`.
+fn rules(cx: &mut Cx, node: &MarkedYaml, path: &str, parse_policy: &dyn Fn(&mut Cx, &MarkedYaml, &str) -> Option<Policy>) -> Vec<RuleSpec> {
+    let saphyr::YamlData::Sequence(items) = &node.data else {
+        cx.error(node, path, format!("expected a list of rules such as [{{ when: 'hms.editedBy.role == \"manager\"', then: hms-wins }}], found {}", shown(node)));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Some(r) = Obj::open(cx, item, &at, RULE_KEYS) else { continue };
+        let when = r.required_string(cx, "when", "an expression over `hms` and `legacy`, e.g. hms.editedBy.role == \"manager\"");
+        if let (Some(w), Some(n)) = (&when, r.get("when"))
+            && let Err(e) = check_expression(w)
+        {
+            cx.error(n, &r.path_of("when"), format!("invalid rule condition: {e}"));
+        }
+        let then = match r.get("then") {
+            Some(n) => parse_policy(cx, n, &r.path_of("then")),
+            None => {
+                r.missing(cx, "then", "the policy that decides when the rule holds: hms-wins, legacy-wins, merge, manual or last-writer-wins");
+                None
+            }
+        };
+        if let (Some(when), Some(then)) = (when, then) {
+            out.push(RuleSpec { when, then });
+        }
+    }
+    out
 }
 
 fn pull(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<PullSpec> {

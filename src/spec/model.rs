@@ -135,6 +135,10 @@ pub struct ResolveSpec {
     pub owners: Vec<(String, Side)>,
     /// `merge` / `fields`: a field both sides changed that no owner settles.
     pub conflicts: FieldRule,
+    /// Resolver rules, in order: the first whose condition holds decides a conflict
+    /// instead of `policy` (seed 000: "manager edits outrank ranger edits").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
     /// Read the target side's current record before deciding (the seed's `lotus.get`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch_hms: Option<RequestSpec>,
@@ -169,6 +173,14 @@ impl Policy {
             _ => None,
         }
     }
+}
+
+/// One resolver rule: `when` is an expression over `hms` and `legacy` (each side's record
+/// as that side holds it), `then` the policy that decides when it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleSpec {
+    pub when: String,
+    pub then: Policy,
 }
 
 /// Under `merge`: who takes a field that both sides changed since the last sync (and that

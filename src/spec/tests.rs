@@ -136,3 +136,37 @@ fn the_seed_connector_is_accepted_exactly_as_written() {
     assert_eq!((req.method.as_str(), req.url.as_str()), ("PATCH", "https://services.arcgis.com/item/roadwork/{permitId}"));
     assert_eq!(spec.map.as_ref().unwrap().from.as_deref(), Some("canonical"));
 }
+
+#[test]
+fn resolver_rules_merge_and_retry_on_are_validated() {
+    let two_way = |resolve: &str, retry: &str| {
+        format!(
+            "id: c\ntype: two-way\ntrigger: {{ topic: t }}\nkey: \"{{{{ id }}}}\"\nmap:\n  to: {{ url: \"http://h/{{{{ id }}}}\", method: PUT }}\n  hms: {{ url: \"http://hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  webhook: {{ verify: {{ scheme: none }} }}\nresolve:\n{resolve}\nretry: {retry}\n"
+        )
+    };
+    let ok = parse(
+        "c.yaml",
+        &two_way(
+            "  policy: merge\n  conflicts: manual\n  rules:\n    - when: 'hms.editedBy.role == \"manager\"'\n      then: hms-wins\n  fetch: { legacy: { url: \"http://h/{{ id }}\" } }",
+            "{ max: 3, on: [409, 5xx] }",
+        ),
+    )
+    .unwrap();
+    let r = ok.resolve.as_ref().unwrap();
+    assert_eq!((r.policy, r.conflicts, r.rules[0].then), (model::Policy::Merge, model::FieldRule::Manual, model::Policy::HmsWins));
+    let on = ok.retry.on.unwrap();
+    assert!(on.contains(409) && on.contains(503) && !on.contains(404));
+    assert_eq!(on.entries(), ["409", "5xx"]);
+
+    let errs = errors(&two_way(
+        "  conflicts: sometimes\n  rules:\n    - when: 'hms.role =='\n      then: everybody-wins\n    - then: manual\n    - when: hms.x\n      then: manual",
+        "{ on: [200x, 42] }",
+    ));
+    assert!(has(&errs, "resolve.conflicts", "expected one of last-writer, manual"), "{errs:#?}");
+    assert!(has(&errs, "resolve.rules[0].when", "invalid rule condition"), "{errs:#?}");
+    assert!(has(&errs, "resolve.rules[0].then", "unknown policy `everybody-wins`"), "{errs:#?}");
+    assert!(has(&errs, "resolve.rules[1].when", "missing required key `when`"), "{errs:#?}");
+    assert!(has(&errs, "resolve.rules", "add `fetch`"), "{errs:#?}");
+    assert!(has(&errs, "retry.on[0]", "expected an HTTP status"), "{errs:#?}");
+    assert!(has(&errs, "retry.on[1]", "expected an HTTP status"), "{errs:#?}");
+}

@@ -246,7 +246,7 @@ fn as_number(v: &Value) -> Option<f64> {
 ///    link did not know it: our write landed before a crash).
 /// 4. The target has not changed since the last sync: apply, whatever the versions say.
 /// 5. Both changed: the policy (last writer by version, a side, merge, owners, manual).
-pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, kind: Kind, source_now: &Current, target_now: &Current) -> Verdict {
+pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, kind: Kind, source_now: &Current, target_now: &Current, rule: Option<usize>) -> Verdict {
     let target = other(source);
     let c = rules.content(record);
     let v = rules.version(record).cloned();
@@ -354,10 +354,54 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         // Equal stamps: the change seen later wins, and the target's state was seen now.
         Ordering::Equal => take(format!("conflict tie (last-writer-wins): equal versions ({}); {} was seen later", shown(&v), side_name(target))),
     };
-    match rules.resolve.policy {
+    // A resolver rule that holds decides instead of the policy, and says so.
+    let (policy, by_rule) = match rule.and_then(|i| rules.resolve.rules.get(i).map(|r| (i, r))) {
+        Some((i, r)) => (r.then, format!("rule {} ({}): ", i + 1, r.when)),
+        None => (rules.resolve.policy, String::new()),
+    };
+    let verdict = decide_conflict(rules, policy, link, source, record, source_now, current, &t_hash, &t_version, &c, later, &apply, &take, &lww);
+    match verdict {
+        Verdict::Apply { to, record, link, why, then_back } => Verdict::Apply { to, record, link, why: format!("{by_rule}{why}"), then_back },
+        Verdict::Skip { reason, link } => Verdict::Skip { reason: format!("{by_rule}{reason}"), link },
+        Verdict::Conflict { reason } if !by_rule.is_empty() => Verdict::Conflict { reason: format!("{CONFLICT}{by_rule}{}", reason.trim_start_matches(CONFLICT)) },
+        other => other,
+    }
+}
+
+/// Both sides changed: what `policy` makes of it.
+#[allow(clippy::too_many_arguments)]
+fn decide_conflict(
+    rules: &Rules,
+    policy: Policy,
+    link: Option<&Synced>,
+    source: Side,
+    record: &Value,
+    source_now: &Current,
+    current: &Value,
+    t_hash: &Option<String>,
+    t_version: &Option<Value>,
+    c: &str,
+    later: Ordering,
+    apply: &dyn Fn(Value, String) -> Verdict,
+    take: &dyn Fn(String) -> Verdict,
+    lww: &dyn Fn() -> Verdict,
+) -> Verdict {
+    let target = other(source);
+    let after = |source_holds: &Value| {
+        let mut l = link.cloned().unwrap_or_default();
+        l.base = Some(rules.project(source_holds));
+        *l.hash_mut(source) = Some(rules.content(source_holds));
+        match source_now {
+            Current::Present(s) => l.saw_version(source, rules.version(s)),
+            _ => l.saw_version(source, rules.version(record)),
+        }
+        l.saw_version(target, t_version.as_ref());
+        l
+    };
+    match policy {
         Policy::LastWriterWins => lww(),
         Policy::HmsWins | Policy::LegacyWins => {
-            let winner = if rules.resolve.policy == Policy::HmsWins { Side::Hms } else { Side::Legacy };
+            let winner = if policy == Policy::HmsWins { Side::Hms } else { Side::Legacy };
             let name = if winner == Side::Hms { "hms-wins" } else { "legacy-wins" };
             if winner == source { apply(record.clone(), format!("conflict: {name}")) } else { take(format!("{name}: {} changed this record too", side_name(target))) }
         }
@@ -377,9 +421,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
             }
             // The merged record goes to the target now and to the source next; until then the
             // source holds `record`, which is the base its next edit starts from.
-            let mut l = after(record, record);
-            l.saw_version(target, t_version.as_ref());
-            Verdict::Apply { to: target, record: merged.clone(), link: l, why: "merged field by field".into(), then_back: Some(merged) }
+            Verdict::Apply { to: target, record: merged.clone(), link: after(record), why: "merged field by field".into(), then_back: Some(merged) }
         }
     }
 }

@@ -616,6 +616,31 @@ async fn seed_004_appointments_both_ways() {
     assert_eq!(hms.received().len(), 1, "one PATCH: {:#?}", hms.received());
 }
 
+// 9: seed 000's resolver rule, "manager edits outrank ranger edits".
+#[actix_web::test]
+async fn a_resolver_rule_lets_a_manager_edit_outrank_a_newer_ranger_edit() {
+    let rule = "policy: last-writer-wins\nrules:\n  - when: 'hms.editedBy.role == \"manager\" and legacy.editedBy.role != \"manager\"'\n    then: hms-wins";
+    let shifts = [shift(1, "08:00", "16:00", "Ana", 1), shift(2, "08:00", "16:00", "Ana", 1)];
+    let rig = Rig::start("tw-rules", "TWOWAY_RULES_HMS_TOKEN", rule, &shifts).await;
+    rig.link(&[1, 2]).await;
+    let base = rig.clock.now();
+    // Shift 1: a manager edits in HMS, then a ranger edits in Lotus (newer).
+    let manager = rig.hms.edit_at(1, json!({"startAt": "06:00", "editedBy": {"role": "manager"}}), base + 10);
+    rig.lotus.ranger_edit_at(1, json!({"RangerName": "Cy", "editedBy": {"role": "ranger"}}), base + 12);
+    // Shift 2: the same with a supervisor (no rule holds): the newer ranger edit wins.
+    let supervisor = rig.hms.edit_at(2, json!({"startAt": "06:00", "editedBy": {"role": "supervisor"}}), base + 10);
+    rig.lotus.ranger_edit_at(2, json!({"RangerName": "Cy", "editedBy": {"role": "ranger"}}), base + 12);
+    rig.push(&manager).await;
+    rig.push(&supervisor).await;
+    rig.quiesce().await.unwrap();
+    rig.assert_ends_as(1, &json!({"startAt": "06:00", "endAt": "16:30", "assignee": "Ana"}), "the manager's edit outranks the ranger's").await;
+    rig.assert_ends_as(2, &json!({"startAt": "08:00", "endAt": "16:30", "assignee": "Cy"}), "no rule holds: the later edit").await;
+    let by_rule = rig.wait_ticket("the ticket naming the rule", "1", |t| reason(t).starts_with("rule 1 (")).await;
+    assert_eq!(by_rule["status"], "completed", "{by_rule}");
+    assert!(reason(&by_rule).contains("hms-wins"), "{by_rule}");
+    assert!(rig.tickets_where(|t| ticket_key(t) == "2" && reason(t).starts_with("rule")).await.is_empty(), "no rule for shift 2");
+}
+
 // 8: an HMS change that leaves the mapped fields as last synced (here: only `notes`
 // changed) is no change of the synced record, whatever its newer stamp: it must not undo a
 // ranger's edit of a mapped field.

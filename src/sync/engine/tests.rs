@@ -7,7 +7,7 @@ use super::*;
 use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 
 fn resolve(policy: Policy) -> ResolveSpec {
-    ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, fetch_hms: None, fetch_legacy: None }
+    ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, rules: Vec::new(), fetch_hms: None, fetch_legacy: None }
 }
 
 fn table() -> Vec<(String, String)> {
@@ -26,7 +26,7 @@ fn synced(rules: &Rules, rec: &Value) -> Synced {
 
 fn run(policy: Policy, link: Option<&Synced>, source: Side, rec: &Value, source_now: Current, target_now: Current) -> Verdict {
     let (r, t) = (resolve(policy), table());
-    decide(&Rules { resolve: &r, table: &t }, link, source, rec, Kind::Change, &source_now, &target_now)
+    decide(&Rules { resolve: &r, table: &t }, link, source, rec, Kind::Change, &source_now, &target_now, None)
 }
 
 fn rules_for<T>(policy: Policy, f: impl FnOnce(&Rules) -> T) -> T {
@@ -182,12 +182,12 @@ fn merge_of_one_field_changed_on_both_sides_follows_the_rule() {
     let mut r = resolve(Policy::Merge);
     r.conflicts = FieldRule::Manual;
     let t = table();
-    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus.clone()));
+    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus.clone()), None);
     let Verdict::Conflict { reason } = v else { panic!("{v:?}") };
     assert!(reason.contains("assignee") && !reason.contains("startAt"), "{reason}");
     // an owner settles it.
     r.owners = vec![("assignee".into(), Side::Hms)];
-    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus));
+    let v = decide(&Rules { resolve: &r, table: &t }, Some(&link), Side::Hms, &hms, Kind::Change, &Current::Present(hms.clone()), &Current::Present(lotus), None);
     assert_eq!(applied(&v), (Side::Legacy, hms), "every field is HMS's: its record as it is");
 }
 
@@ -199,10 +199,10 @@ fn the_merged_second_half_is_not_taken_for_an_echo() {
     rules_for(Policy::Merge, |r| link.observe_write(r, Side::Legacy, &merged, None));
     let (r, t) = (resolve(Policy::Merge), table());
     let rules = Rules { resolve: &r, table: &t };
-    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Merged, &Current::Unknown, &Current::Present(hms.clone()));
+    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Merged, &Current::Unknown, &Current::Present(hms.clone()), None);
     assert_eq!(applied(&v), (Side::Hms, merged.clone()));
     // A plain notification of the same content is our echo.
-    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Change, &Current::Unknown, &Current::Present(hms));
+    let v = decide(&rules, Some(&link), Side::Legacy, &merged, Kind::Change, &Current::Unknown, &Current::Present(hms), None);
     assert!(skipped(&v).starts_with("echo"), "{v:?}");
 }
 
@@ -217,11 +217,11 @@ fn a_reformatting_target_is_known_by_its_answer() {
     link.base = Some(rules.project(&sent));
     link.observe_write(&rules, Side::Legacy, &sent, Some(&stored));
     // Its feed then shows the reformatted record: an echo, not a change.
-    let v = decide(&rules, Some(&link), Side::Legacy, &stored, Kind::Change, &Current::Present(stored.clone()), &Current::Present(sent.clone()));
+    let v = decide(&rules, Some(&link), Side::Legacy, &stored, Kind::Change, &Current::Present(stored.clone()), &Current::Present(sent.clone()), None);
     assert!(skipped(&v).starts_with("echo"), "{v:?}");
     // And an HMS edit finds the target unchanged since the sync.
     let next = shift("10:00", "Ana", 15);
-    let v = decide(&rules, Some(&link), Side::Hms, &next, Kind::Change, &Current::Present(next.clone()), &Current::Present(stored));
+    let v = decide(&rules, Some(&link), Side::Hms, &next, Kind::Change, &Current::Present(next.clone()), &Current::Present(stored), None);
     assert_eq!(applied(&v), (Side::Legacy, next));
 }
 
@@ -236,4 +236,23 @@ fn sides_win_and_manual_parks() {
     assert_eq!(applied(&v), (Side::Legacy, hms.clone()), "the loser takes HMS's version");
     let v = run(Policy::Manual, Some(&link), Side::Hms, &hms, Current::Present(hms.clone()), Current::Present(lotus));
     assert!(matches!(v, Verdict::Conflict { .. }), "{v:?}");
+}
+
+#[test]
+fn a_resolver_rule_decides_before_the_policy_and_says_so() {
+    let mut r = resolve(Policy::LastWriterWins);
+    r.rules = vec![crate::spec::model::RuleSpec { when: "hms.role == 'manager'".into(), then: Policy::HmsWins }];
+    let t = table();
+    let rules = Rules { resolve: &r, table: &t };
+    let link = synced(&rules, &shift("08:00", "Ana", 10));
+    let hms = shift("09:00", "Ana", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    // The ranger's edit is newer, but the rule (held: index 0) gives HMS the record.
+    let v = decide(&rules, Some(&link), Side::Legacy, &lotus, Kind::Change, &Current::Present(lotus.clone()), &Current::Present(hms.clone()), Some(0));
+    let Verdict::Apply { to, record, why, .. } = v else { panic!("{v:?}") };
+    assert_eq!((to, record), (Side::Legacy, hms.clone()));
+    assert!(why.starts_with("rule 1 (hms.role == 'manager'): hms-wins"), "{why}");
+    // Without the rule holding, last writer wins.
+    let v = decide(&rules, Some(&link), Side::Legacy, &lotus, Kind::Change, &Current::Present(lotus.clone()), &Current::Present(hms), None);
+    assert_eq!(applied(&v), (Side::Hms, lotus));
 }

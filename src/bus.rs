@@ -85,6 +85,8 @@ impl Bus {
                 topic: topic.to_string(),
                 record_key,
                 payload: payload.clone(),
+                origin: crate::sync::Origin::Event,
+                deleted: shared.compiled.is_delete(topic, &payload),
             });
             accepted.connectors.push(shared.id().to_string());
         }

@@ -25,6 +25,14 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Where the job comes from (`event`, `inbound`, `resolved:hms`, `take:legacy`,
+    /// `merged:hms`, …): which side it writes and how the two-way decision treats it.
+    pub origin: String,
+    /// The change deletes the record.
+    pub deleted: bool,
+    /// A parked conflict's records (JSON: base, hms, external, rule).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub conflict: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261122_000001_initial;
 mod m20261123_000001_due_index;
 mod m20261123_000002_delivery_attempts;
 mod m20261130_000001_link_state;
+mod m20261130_000002_job_origin;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
@@ -16,7 +17,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration)]
     }
 }
 
@@ -55,5 +56,26 @@ mod tests {
         }
         Migrator::down(&db, None).await.unwrap();
         Migrator::up(&db, None).await.unwrap();
+    }
+
+    /// Jobs stored before origins were typed get the origin their topic prefix meant.
+    #[tokio::test]
+    async fn job_origins_move_from_topic_prefixes() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let before = Migrator::migrations().len() as u32 - 1;
+        Migrator::up(&db, Some(before)).await.unwrap();
+        for (i, topic) in ["shift.updated", "inbound", "resolved:inbound", "resolved:shift.updated", "resolved:take:legacy", "merged:outbound"].iter().enumerate() {
+            db.execute_unprepared(&format!(
+                "INSERT INTO deliveries (connector_id, event_id, topic, record_key, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES ('c', 'e{i}', '{topic}', 'k', '{{}}', 'pending', 0, '2026-11-30T00:00:00Z', '2026-11-30T00:00:00Z', '2026-11-30T00:00:00Z')"
+            ))
+            .await
+            .unwrap();
+        }
+        Migrator::up(&db, None).await.unwrap();
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT origin, deleted FROM deliveries ORDER BY id")).await.unwrap();
+        let origins: Vec<String> = rows.iter().map(|r| r.try_get::<String>("", "origin").unwrap()).collect();
+        assert_eq!(origins, ["event", "inbound", "resolved:hms", "resolved:legacy", "take:legacy", "merged:legacy"]);
+        assert!(rows.iter().all(|r| !r.try_get::<bool>("", "deleted").unwrap()));
     }
 }

@@ -347,8 +347,6 @@ fn publish_id(connector: &str, event_id: &str) -> String {
     }
 }
 
-pub use super::two_way::{RESOLVED, TAKE, is_inbound};
-
 /// Records the outcome (job state, link, ticket) in one commit, then logs the delivery line
 /// with the ticket id in the span. `outcome.update`'s id is set to the job's here.
 async fn record(crew: &Crew, job: Delivery, mut outcome: RecordOutcome, line: String) -> Done {
@@ -358,6 +356,7 @@ async fn record(crew: &Crew, job: Delivery, mut outcome: RecordOutcome, line: St
         JobUpdate::Complete { attempts, .. } => JobUpdate::Complete { id: job.id, attempts },
         JobUpdate::Reschedule { attempts, at, error, .. } => JobUpdate::Reschedule { id: job.id, attempts, at, error },
         JobUpdate::Park { attempts, error, .. } => JobUpdate::Park { id: job.id, attempts, error },
+        JobUpdate::Conflict { attempts, error, records, .. } => JobUpdate::Conflict { id: job.id, attempts, error, records },
     };
     let retry_at = match &outcome.update {
         JobUpdate::Reschedule { at, .. } => Some(*at),

@@ -12,30 +12,9 @@ use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::fields;
 use crate::spec::model::{Policy, ResolveSpec, Side};
 use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
+use crate::sync::Origin;
 use crate::sync::engine::{self, Current, Kind, Rules, Verdict, other, side_name};
 use crate::sync::inbound::{INBOUND_TOPIC, content_hash, no_nul, scalar_text};
-
-/// Topic prefix of a job an operator resolved: applied without the conflict check.
-pub const RESOLVED: &str = "resolved:";
-/// `resolved:take:SIDE`: read SIDE's current record and apply it to the other side.
-pub const TAKE: &str = "resolved:take:";
-/// `merged:inbound` / `merged:outbound`: the second half of a merge, the merged record
-/// going to HMS / to the external system.
-pub const MERGED: &str = "merged:";
-
-/// Jobs that carry a change into HMS (a resolved conflict keeps its direction; taking the
-/// external system's version applies it to HMS; a merge's second half names its way).
-pub fn is_inbound(topic: &str) -> bool {
-    topic == INBOUND_TOPIC
-        || topic.strip_prefix(RESOLVED) == Some(INBOUND_TOPIC)
-        || topic.strip_prefix(MERGED) == Some(INBOUND_TOPIC)
-        || topic == format!("{TAKE}legacy")
-}
-
-/// The side a job writes to, by its topic.
-pub fn target_of(topic: &str) -> Side {
-    if is_inbound(topic) { Side::Hms } else { Side::Legacy }
-}
 
 /// The default resolver: last writer wins by `updatedAt`.
 fn default_resolve() -> ResolveSpec {
@@ -138,10 +117,10 @@ pub struct Settled {
 /// any connector). `Err`: the job is settled here (skipped, already there, or parked as a
 /// conflict), with its outcome to record.
 pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32) -> Result<Cleared, Settled> {
-    let to = target_of(&job.topic);
+    let to = job.origin.target();
     let source = other(to);
     let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null };
-    if job.topic.starts_with(TAKE) {
+    if matches!(job.origin, Origin::Take(_)) {
         match fetch_current(client, &rt.egress, shared, source, &job.payload).await {
             Ok(Current::Present(current)) => cleared.payload = current,
             Ok(_) => return Err(settle(shared, job, to, "skipped", Some("the chosen side has no such record".into()), attempts, None)),
@@ -151,12 +130,10 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     if !shared.spec.two_way() || cleared.blocked.is_some() {
         return Ok(cleared);
     }
-    let kind = if job.topic.starts_with(MERGED) {
-        Kind::Merged
-    } else if job.topic.starts_with(RESOLVED) {
-        Kind::Forced
-    } else {
-        Kind::Change
+    let kind = match job.origin {
+        Origin::Merged(_) => Kind::Merged,
+        Origin::Resolved(_) | Origin::Take(_) => Kind::Forced,
+        Origin::Event | Origin::Inbound => Kind::Change,
     };
     let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
         Ok(l) => l,
@@ -212,7 +189,23 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             rt.metrics.parked.with_label_values(&[shared.id()]).inc();
             rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
             let ticket = plain_ticket(shared, job, to, "conflict", Some(reason.clone()), attempts);
-            Err(Settled { outcome: RecordOutcome { update: JobUpdate::Park { id: 0, attempts, error: reason }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
+            // All three for the person who decides: what was last synced, and each side now.
+            let side_record = |side: Side| {
+                let read = if side == source { &source_read } else { &target_read };
+                match &read.current {
+                    Current::Present(r) => r.clone(),
+                    _ if side == source => cleared.payload.clone(),
+                    _ => Value::Null,
+                }
+            };
+            let records = json!({
+                "base": link.as_ref().and_then(|l| l.synced.base.clone()),
+                "hms": side_record(Side::Hms),
+                "external": side_record(Side::Legacy),
+                "rule": rule.and_then(|i| shared.spec.resolve.as_ref().and_then(|r| r.rules.get(i)).map(|r| r.when.clone())),
+            });
+            let update = JobUpdate::Conflict { id: 0, attempts, error: reason, records };
+            Err(Settled { outcome: RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
         }
     }
 }
@@ -271,9 +264,16 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
     with_rules(shared, |rules| link.synced.observe_write(rules, cleared.to, &cleared.payload, answer.as_ref()));
     let Some(merged) = cleared.then_back.take() else { return Vec::new() };
     let back = other(cleared.to);
-    let topic = format!("{MERGED}{}", direction(back));
     let event_id = format!("merged:{}", content_hash(&json!([job.event_id, merged])));
-    vec![NewDelivery { connector_id: shared.id().to_string(), event_id, topic, record_key: job.record_key.clone(), payload: merged }]
+    vec![NewDelivery {
+        connector_id: shared.id().to_string(),
+        event_id,
+        topic: job.topic.clone(),
+        record_key: job.record_key.clone(),
+        payload: merged,
+        origin: Origin::Merged(back),
+        deleted: false,
+    }]
 }
 
 /// The job for one external record. `origin` names where it came from (`pull`, `webhook`),
@@ -300,5 +300,6 @@ pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&s
         (None, Some(v)) => format!("{origin}:{external_id}:{}:#{}", scalar_text(&v), content_hash(record)),
         (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
     });
-    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload }
+    let deleted = shared.compiled.is_delete(INBOUND_TOPIC, record);
+    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload, origin: Origin::Inbound, deleted }
 }

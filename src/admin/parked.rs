@@ -86,7 +86,7 @@ async fn close(state: &AppState, job: &Delivery, replacements: &[crate::storage:
         delivery_id: Some(job.id),
         hms_id: Some(job.record_key.clone()),
         external_id: None,
-        direction: if is_inbound(&job.topic) { "inbound" } else { "outbound" }.into(),
+        direction: if job.origin.target() == crate::spec::model::Side::Hms { "inbound" } else { "outbound" }.into(),
         status: "skipped".into(),
         reason: Some(reason.to_string()),
         attempts: job.attempts,
@@ -119,44 +119,45 @@ pub struct ResolveBody {
 ///
 /// The parked job is closed as `skipped` in the same transaction.
 pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    use crate::actors::pusher::RESOLVED;
-    use crate::sync::inbound::INBOUND_TOPIC;
+    use crate::spec::model::Side;
+    use crate::sync::Origin;
     let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
     let job = parked_job(&state, *id).await?;
-    if !job.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT) {
+    // Rows parked before conflicts kept their records are known by their reason.
+    let is_conflict = job.conflict.is_some() || job.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT);
+    if !is_conflict {
         return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is parked for a failure, not a conflict: replay or discard it")));
     }
     let shared = state.registry.send(GetShared(job.connector_id.clone())).await?.ok_or_else(|| ApiError::not_found(format!("connector `{}` does not exist", job.connector_id)))?;
-    let inbound = is_inbound(&job.topic);
-    let source = if inbound { "legacy" } else { "hms" };
-    let outbound_topic = shared.spec.topics().into_iter().next().unwrap_or_default();
-    let new_job = |topic: String, payload: Value, n: u8| crate::storage::NewDelivery {
+    let source = crate::sync::engine::other(job.origin.target());
+    let new_job = |origin: Origin, payload: Value, n: u8| crate::storage::NewDelivery {
         connector_id: job.connector_id.clone(),
         event_id: format!("resolved:{}:{n}", job.id),
-        topic: format!("{RESOLVED}{topic}"),
+        topic: job.topic.clone(),
         record_key: job.record_key.clone(),
         payload,
+        origin,
+        deleted: false,
     };
+    let side_of = |s: &str| if s == "hms" { Side::Hms } else { Side::Legacy };
     let (jobs, reason) = match (choice.side.as_deref(), choice.record) {
-        (Some(side), None) if side == source => {
-            let topic = if inbound { INBOUND_TOPIC.to_string() } else { outbound_topic };
-            (vec![new_job(topic, job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+        (Some(side @ ("hms" | "legacy")), None) if side_of(side) == source => {
+            (vec![new_job(Origin::Resolved(job.origin.target()), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
         }
         (Some(side @ ("hms" | "legacy")), None) => {
             let fetch = shared.spec.resolve.as_ref().and_then(|r| if side == "hms" { r.fetch_hms.as_ref() } else { r.fetch_legacy.as_ref() });
             if fetch.is_none() {
                 return Err(ApiError::bad_request(format!("to take {side}'s version its current record must be read: configure resolve.fetch.{side}, or pass the merged `record`")));
             }
-            (vec![new_job(format!("take:{side}"), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+            (vec![new_job(Origin::Take(side_of(side)), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
         }
-        (None, Some(record)) => (vec![new_job(INBOUND_TOPIC.into(), record.clone(), 1), new_job(outbound_topic, record, 2)], "conflict resolved with a merged record".to_string()),
+        (None, Some(record)) => (
+            vec![new_job(Origin::Resolved(Side::Hms), record.clone(), 1), new_job(Origin::Resolved(Side::Legacy), record, 2)],
+            "conflict resolved with a merged record".to_string(),
+        ),
         _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),
     };
     close(&state, &job, &jobs, &reason).await?;
     tracing::info!(connector = %job.connector_id, job = job.id, reason = %reason, "conflict resolved");
     Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "resolution": reason })))
-}
-
-fn is_inbound(topic: &str) -> bool {
-    crate::actors::pusher::is_inbound(topic)
 }

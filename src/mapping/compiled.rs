@@ -60,7 +60,26 @@ pub struct CompiledConnector {
     fetch_legacy: Option<RequestTemplates>,
     /// `resolve.rules` conditions, in order, each compiled like the filter.
     rules: Vec<Environment<'static>>,
+    /// `deleted:`, compiled like the filter.
+    deleted: Option<Environment<'static>>,
+    /// `map.create`, `map.delete`, `map.hmsCreate`, `map.hmsDelete`.
+    create: Option<RequestTemplates>,
+    delete: Option<RequestTemplates>,
+    hms_create: Option<RequestTemplates>,
+    hms_delete: Option<RequestTemplates>,
     mapping: Vec<(String, String)>,
+}
+
+/// Which write a job makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Update (or upsert) the record: `map.to` / `map.hms`.
+    Update,
+    /// The side has no such record: `map.create` / `map.hmsCreate` when there is one,
+    /// else the update request.
+    Create,
+    /// `map.delete` / `map.hmsDelete`.
+    Delete,
 }
 
 /// Name of the filter template in its environment.
@@ -116,6 +135,11 @@ impl CompiledConnector {
         let request = spec.outbound_request().map(|r| compile_request(&mut add, "map.to", r)).transpose()?;
         let hms = spec.hms_request().map(|r| compile_request(&mut add, "map.hms", r)).transpose()?;
         let pull = spec.pull_view().map(|p| compile_request(&mut add, "source.pull", &p.request)).transpose()?;
+        let map = spec.map.as_ref();
+        let create = map.and_then(|m| m.create.as_ref()).map(|c| compile_request(&mut add, "map.create", &c.request)).transpose()?;
+        let delete = map.and_then(|m| m.delete.as_ref()).map(|r| compile_request(&mut add, "map.delete", r)).transpose()?;
+        let hms_create = map.and_then(|m| m.hms_create.as_ref()).map(|c| compile_request(&mut add, "map.hmsCreate", &c.request)).transpose()?;
+        let hms_delete = map.and_then(|m| m.hms_delete.as_ref()).map(|r| compile_request(&mut add, "map.hmsDelete", r)).transpose()?;
         let resolve = spec.resolve.as_ref();
         let fetch_hms = resolve.and_then(|r| r.fetch_hms.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.hms", r)).transpose()?;
         let fetch_legacy = resolve.and_then(|r| r.fetch_legacy.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.legacy", r)).transpose()?;
@@ -129,7 +153,38 @@ impl CompiledConnector {
         drop(add);
         let filter = spec.filter().map(condition).transpose()?;
         let rules = resolve.map(|r| r.rules.iter().map(|rule| condition(&rule.when)).collect::<Result<_, _>>()).transpose()?.unwrap_or_default();
-        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, rules, mapping: spec.mapping_pairs() })
+        let deleted = spec.deleted.as_deref().map(condition).transpose()?;
+        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, rules, deleted, create, delete, hms_create, hms_delete, mapping: spec.mapping_pairs() })
+    }
+
+    /// Does this change delete its record (`deleted:` over `object` and `topic`)?
+    pub fn is_delete(&self, topic: &str, payload: &Value) -> bool {
+        let Some(env) = &self.deleted else { return false };
+        let ctx = minijinja::context! { object => JValue::from_serialize(payload), topic => topic };
+        env.get_template(FILTER).ok().and_then(|t| t.render(ctx).ok()).is_some_and(|out| out == "1")
+    }
+
+    /// Renders the write of a two-way or outbound job to `to`: the create request when
+    /// `create` and the connector has one, the delete request when `delete`, else the
+    /// update (`map.to` / `map.hms`). `None`: the connector has no such request.
+    pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        use crate::spec::model::Side;
+        let (create, delete) = match to {
+            Side::Legacy => (&self.create, &self.delete),
+            Side::Hms => (&self.hms_create, &self.hms_delete),
+        };
+        let ctx = with_extras(payload, extras);
+        let default_body = match to {
+            Side::Legacy if !self.mapping.is_empty() => crate::mapping::fields::map_out(payload, &self.mapping),
+            _ => payload.clone(),
+        };
+        match (op, create, delete) {
+            (Write::Create, Some(req), _) => self.render_request(req, &ctx, default_body, secrets).map(Some),
+            (Write::Delete, _, Some(req)) => self.render_request(req, &ctx, Value::Null, secrets).map(Some),
+            (Write::Delete, _, None) => Ok(None),
+            _ if to == Side::Hms => self.render_hms_with(payload, extras, secrets),
+            _ => self.render_with(payload, extras, secrets),
+        }
     }
 
     /// The first resolver rule whose condition holds for these records (`hms` and `legacy`,

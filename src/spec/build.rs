@@ -12,9 +12,10 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "resolve", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
-const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish"];
+const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
+const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "idField"];
 const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
 const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
 const NEXT_KEYS: &[&str] = &["link", "token", "page"];
@@ -52,6 +53,12 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
     let map = o.get("map").and_then(|n| map_spec(cx, n, "map"));
     let source = o.get("source").and_then(|n| source(cx, n, "source", &id_text));
     let resolve = o.get("resolve").and_then(|n| resolve(cx, n, "resolve"));
+    let deleted = o.string(cx, "deleted");
+    if let (Some(d), Some(n)) = (&deleted, o.get("deleted"))
+        && let Err(e) = check_expression(d)
+    {
+        cx.error(n, "deleted", format!("invalid expression: {e}"));
+    }
     let retry = o.get("retry").map_or(Some(RetrySpec::default()), |n| retry(cx, n, "retry"));
     let timeout_ms = o.uint(cx, "timeoutMs", 1, 600_000).unwrap_or(DEFAULT_TIMEOUT_MS);
     let concurrency = o.uint(cx, "concurrency", 1, 1024).map_or(DEFAULT_CONCURRENCY, |c| c as u32);
@@ -67,6 +74,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         map,
         source,
         resolve,
+        deleted,
         retry: retry?,
         timeout_ms,
         concurrency,
@@ -197,7 +205,24 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     let to = o.get("to").and_then(|n| request(cx, n, &o.path_of("to"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let publish = o.get("publish").and_then(|n| topics(cx, n, &o.path_of("publish"))).and_then(|t| t.into_iter().next());
-    Some(MapSpec { from, to, hms, publish })
+    let create = |cx: &mut Cx, key: &str| {
+        let (request, c) = request(cx, o.get(key)?, &o.path_of(key), CREATE_KEYS, "POST")?;
+        let id_field = c.string(cx, "idField");
+        if let (Some(sel), Some(n)) = (&id_field, c.get("idField")) {
+            selector_check(cx, Some(n), &c.path_of("idField"), &selector_of(sel));
+        }
+        Some(CreateSpec { request, id_field })
+    };
+    let create_out = create(cx, "create");
+    let hms_create = create(cx, "hmsCreate");
+    let delete = o.get("delete").and_then(|n| request(cx, n, &o.path_of("delete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
+    let hms_delete = o.get("hmsDelete").and_then(|n| request(cx, n, &o.path_of("hmsDelete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
+    Some(MapSpec { from, to, hms, publish, create: create_out, delete, hms_create, hms_delete })
+}
+
+/// `id` or `$.id`: an answer's field as a selector.
+pub fn selector_of(field: &str) -> String {
+    if field.starts_with('$') { field.to_string() } else { format!("$.{field}") }
 }
 
 /// A request template; also returns the opened mapping so callers can read extra keys.

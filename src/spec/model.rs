@@ -246,6 +246,30 @@ pub struct MapSpec {
     /// connectors fan it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<String>,
+    /// Creates the record in the external system when it has none (`map.to` then updates
+    /// it); the id the system assigns is read from the answer (`idField`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create: Option<CreateSpec>,
+    /// Deletes the record in the external system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete: Option<RequestSpec>,
+    /// Creates the record in HMS.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "hmsCreate")]
+    pub hms_create: Option<CreateSpec>,
+    /// Deletes the record in HMS.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "hmsDelete")]
+    pub hms_delete: Option<RequestSpec>,
+}
+
+/// A create request and where its answer holds the id the system assigned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSpec {
+    #[serde(flatten)]
+    pub request: RequestSpec,
+    /// Selector of the assigned id in the answer (`$.id`); none: the record key is the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
 }
 
 /// `source.pull:` — the ETL pull of an external change feed.
@@ -385,6 +409,11 @@ pub struct ConnectorSpec {
     pub source: Option<SourceSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolve: Option<ResolveSpec>,
+    /// `deleted:` an expression over `object` (the change as its source sent it) and
+    /// `topic` that is true when the change deletes the record (e.g. CouchDB's
+    /// `object.deleted`, or `topic == "shift.deleted"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
     pub retry: RetrySpec,
     pub timeout_ms: u64,
     pub concurrency: u32,
@@ -495,9 +524,14 @@ impl ConnectorSpec {
     pub fn secret_names(&self) -> Vec<String> {
         let mut names = BTreeMap::new();
         let fetch = self.resolve.as_ref();
+        let map = self.map.as_ref();
         let requests = [
             self.outbound_request(),
             self.hms_request(),
+            map.and_then(|m| m.create.as_ref()).map(|c| &c.request),
+            map.and_then(|m| m.delete.as_ref()),
+            map.and_then(|m| m.hms_create.as_ref()).map(|c| &c.request),
+            map.and_then(|m| m.hms_delete.as_ref()),
             self.pull_view().map(|p| &p.request),
             fetch.and_then(|r| r.fetch_hms.as_ref()),
             fetch.and_then(|r| r.fetch_legacy.as_ref()),

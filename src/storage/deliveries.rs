@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_text};
+use crate::sync::Origin;
 
 const PENDING: &str = "pending";
 const DONE: &str = "done";
@@ -35,6 +36,10 @@ pub struct NewDelivery {
     /// Jobs with the same key are delivered strictly in acceptance order.
     pub record_key: String,
     pub payload: serde_json::Value,
+    /// Where it comes from (which side it writes).
+    pub origin: Origin,
+    /// The change deletes the record.
+    pub deleted: bool,
 }
 
 /// A stored job. `id` is the acceptance order.
@@ -53,12 +58,20 @@ pub struct Delivery {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub origin: Origin,
+    pub deleted: bool,
+    /// A parked conflict's records: `base` (last synced), `hms`, `external`, and the
+    /// `rule` that parked it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<serde_json::Value>,
 }
 
 impl TryFrom<Model> for Delivery {
     type Error = StorageError;
     fn try_from(m: Model) -> Result<Self, StorageError> {
         let payload = from_json_text(&m.payload, &format!("payload of delivery {}", m.id))?;
+        let origin = Origin::parse(&m.origin).ok_or_else(|| StorageError::Corrupt(format!("origin `{}` of delivery {}", m.origin, m.id)))?;
+        let conflict = m.conflict.as_deref().map(|c| from_json_text(c, &format!("conflict of delivery {}", m.id))).transpose()?;
         Ok(Self {
             id: m.id,
             connector_id: m.connector_id,
@@ -71,6 +84,9 @@ impl TryFrom<Model> for Delivery {
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
             created_at: m.created_at,
+            origin,
+            deleted: m.deleted,
+            conflict,
         })
     }
 }
@@ -111,6 +127,8 @@ pub(crate) async fn insert_in(txn: &sea_orm::DatabaseTransaction, jobs: &[NewDel
             last_error: Set(None),
             created_at: Set(t),
             updated_at: Set(t),
+            origin: Set(j.origin.as_text()),
+            deleted: Set(j.deleted),
             ..Default::default()
         });
         let stmt = Entity::insert_many(rows)
@@ -261,6 +279,8 @@ pub enum JobUpdate {
     Reschedule { id: i64, attempts: i32, at: DateTime<Utc>, error: String },
     /// Failed for good: kept for a human, no longer blocking its key.
     Park { id: i64, attempts: i32, error: String },
+    /// Both sides changed and a person decides: parked with the records to decide between.
+    Conflict { id: i64, attempts: i32, error: String, records: serde_json::Value },
 }
 
 /// Applies `update` on `c` (the database or a transaction).
@@ -289,6 +309,19 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
                     (Column::Status, Expr::value(PARKED)),
                     (Column::Attempts, Expr::value(*attempts)),
                     (Column::LastError, Expr::value(error.as_str())),
+                ],
+            )
+            .await
+        }
+        JobUpdate::Conflict { id, attempts, error, records } => {
+            update_pending(
+                c,
+                *id,
+                vec![
+                    (Column::Status, Expr::value(PARKED)),
+                    (Column::Attempts, Expr::value(*attempts)),
+                    (Column::LastError, Expr::value(error.as_str())),
+                    (Column::Conflict, Expr::value(to_json_text(records))),
                 ],
             )
             .await

@@ -3,3 +3,6 @@
 
 pub mod engine;
 pub mod inbound;
+pub mod origin;
+
+pub use origin::Origin;

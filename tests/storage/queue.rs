@@ -11,6 +11,8 @@ fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
         topic: "permit.updated".to_owned(),
         record_key: key.to_owned(),
         payload: json!({"permitId": key, "event": event}),
+        origin: hms_sync::sync::Origin::Event,
+        deleted: false,
     }
 }
 

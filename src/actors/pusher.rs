@@ -179,11 +179,9 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32) -> Result<Sent, t
     let inbound = cleared.to == Side::Hms;
     let (payload, blocked, extras) = (&cleared.payload, cleared.blocked.clone(), &cleared.extras);
     let only_publish = inbound && shared.spec.hms_request().is_none();
-    let render = |secrets: &crate::mapping::Secrets| {
-        if inbound { shared.compiled.render_hms_with(payload, extras, secrets) } else { shared.compiled.render_with(payload, extras, secrets) }
-    };
-    let spec = &shared.spec;
-    let names = ConnectorSpec::secrets_of(if inbound { spec.hms_request() } else { spec.outbound_request() });
+    let write = cleared.write;
+    let render = |secrets: &crate::mapping::Secrets| shared.compiled.render_write(cleared.to, write, payload, extras, secrets);
+    let names = ConnectorSpec::secrets_of(shared.spec.write_request(cleared.to, write));
     // What logs and tickets may show: the request with every secret masked.
     let masked = render(&masked_secrets(&names)).ok().flatten();
     let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {

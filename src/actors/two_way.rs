@@ -9,6 +9,7 @@ use super::shared::{ConnectorShared, Counters, Runtime};
 use super::alerter::JobParked;
 use super::ticket_writer::RecordOutcome;
 use crate::delivery::{Egress, Outcome, sender};
+use crate::mapping::compiled::Write;
 use crate::mapping::fields;
 use crate::spec::model::{Policy, ResolveSpec, Side};
 use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
@@ -62,11 +63,14 @@ pub fn can_read(shared: &ConnectorShared, side: Side) -> bool {
 /// What `side` holds now: [`Current::Unknown`] when the connector has no `resolve.fetch`
 /// for it. A read's record comes back in HMS fields.
 pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Current, String> {
-    read(client, egress, shared, side, record).await.map(|r| r.current)
+    read(client, egress, shared, side, record, &Value::Null, true).await.map(|r| r.current)
 }
 
-async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Read, String> {
+async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value, link_ctx: &Value, linked: bool) -> Result<Read, String> {
     let unknown = Read { current: Current::Unknown, raw: None, etag: None };
+    if !linked && shared.spec.assigns_ids(side) {
+        return Ok(Read { current: Current::Absent, raw: None, etag: None });
+    }
     let resolve = shared.spec.resolve.as_ref();
     let spec_req = match side {
         Side::Hms => resolve.and_then(|r| r.fetch_hms.as_ref()),
@@ -74,7 +78,7 @@ async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, s
     };
     let Some(spec_req) = spec_req else { return Ok(unknown) };
     let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
-    let Some(req) = shared.compiled.render_fetch(side, record, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
+    let Some(req) = shared.compiled.render_fetch(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
     match sender::fetch_optional_json(client, &req, egress).await {
         Ok(None) => Ok(Read { current: Current::Absent, raw: None, etag: None }),
         Ok(Some(found)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.record.clone())), raw: Some(found.record), etag: found.etag }),
@@ -106,6 +110,8 @@ pub struct Cleared {
     /// What the request templates see beside the record: `current` (the side written to,
     /// as read), its `etag`, and the record's `link` (`hmsId`, `externalId`).
     pub extras: Value,
+    /// Update, create or delete.
+    pub write: Write,
 }
 
 /// A job settled by the gate without a send.
@@ -119,7 +125,7 @@ pub struct Settled {
 pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32) -> Result<Cleared, Settled> {
     let to = job.origin.target();
     let source = other(to);
-    let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null };
+    let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null, write: if job.deleted { Write::Delete } else { Write::Update } };
     if matches!(job.origin, Origin::Take(_)) {
         match fetch_current(client, &rt.egress, shared, source, &job.payload).await {
             Ok(Current::Present(current)) => cleared.payload = current,
@@ -127,8 +133,11 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             Err(e) => cleared.blocked = Some(e),
         }
     }
-    if !shared.spec.two_way() || cleared.blocked.is_some() {
+    if cleared.blocked.is_some() {
         return Ok(cleared);
+    }
+    if !shared.spec.two_way() {
+        return one_way(rt, shared, job, attempts, cleared).await;
     }
     let kind = match job.origin {
         Origin::Merged(_) => Kind::Merged,
@@ -144,8 +153,10 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     };
     // The source is read for every change (was it superseded?), and for the others too
     // when it could be written (a merge's second half, an operator's choice).
-    let source_read = read(client, &rt.egress, shared, source, &cleared.payload).await;
-    let target_read = read(client, &rt.egress, shared, to, &cleared.payload).await;
+    let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": link.as_ref().map(|l| l.external_id.clone()) } });
+    // A side that assigns its own ids has no record of ours before we linked one.
+    let source_read = read(client, &rt.egress, shared, source, &cleared.payload, &link_ctx, link.is_some()).await;
+    let target_read = read(client, &rt.egress, shared, to, &cleared.payload, &link_ctx, link.is_some()).await;
     let (source_read, target_read) = match (source_read, target_read) {
         (Ok(s), Ok(t)) => (s, t),
         (Err(e), _) | (_, Err(e)) => {
@@ -155,11 +166,36 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     };
     let source_now = if kind == Kind::Change { &source_read.current } else { &Current::Unknown };
     let rule = rule_hit(shared, source, &cleared.payload, &source_read, &target_read);
-    let verdict = with_rules(shared, |rules| engine::decide(rules, link.as_ref().map(|l| &l.synced), source, &cleared.payload, kind, source_now, &target_read.current, rule));
+    let synced = link.as_ref().map(|l| &l.synced);
+    let verdict = with_rules(shared, |rules| {
+        if job.deleted && kind == Kind::Change {
+            engine::decide_delete(rules, synced, source, &cleared.payload, source_now, &target_read.current)
+        } else {
+            engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
+        }
+    });
     let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
     match verdict {
-        Verdict::Apply { to: write_to, record, link: synced, why, then_back } => {
+        Verdict::Delete { to: delete_on, link: synced, why } => {
+            if shared.spec.write_request(delete_on, Write::Delete).is_none() {
+                let reason = format!("deleted on {}; the connector has no delete request for {} (map.{})", side_name(other(delete_on)), side_name(delete_on), if delete_on == Side::Hms { "hmsDelete" } else { "delete" });
+                return Err(settle(shared, job, delete_on, "skipped", Some(reason), attempts, Some(link_of(synced))));
+            }
+            let written = if delete_on == to { &target_read } else { &source_read };
+            cleared.extras = json!({
+                "current": written.raw,
+                "etag": written.etag.clone().unwrap_or_default(),
+                "link": { "hmsId": job.record_key, "externalId": external_id },
+            });
+            cleared.to = delete_on;
+            cleared.write = Write::Delete;
+            cleared.link = Some(link_of(synced));
+            cleared.why = Some(why);
+            Ok(cleared)
+        }
+        Verdict::Apply { to: write_to, record, link: synced, why, then_back, write } => {
+            cleared.write = write;
             tracing::debug!(why = %why, to = ?write_to, "two-way: apply");
             let written = if write_to == to { &target_read } else { &source_read };
             cleared.extras = json!({
@@ -208,6 +244,38 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             Err(Settled { outcome: RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
         }
     }
+}
+
+/// An outbound (or inbound) connector that creates and deletes: its record link names the
+/// id the other system assigned (`{{ link.externalId }}` in later requests). No decision:
+/// a job with no link yet creates, a deleted change deletes.
+async fn one_way(rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32, mut cleared: Cleared) -> Result<Cleared, Settled> {
+    let to = cleared.to;
+    let uses_links = shared.spec.write_request(to, Write::Create).is_some() || shared.spec.write_request(to, Write::Delete).is_some();
+    if !uses_links {
+        return Ok(cleared);
+    }
+    let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
+        Ok(l) => l,
+        Err(e) => {
+            cleared.blocked = Some(format!("cannot read the record link: {e}"));
+            return Ok(cleared);
+        }
+    };
+    if job.deleted && shared.spec.write_request(to, Write::Delete).is_none() {
+        return Err(settle(shared, job, to, "skipped", Some("deleted in HMS; the connector has no delete request (map.delete)".into()), attempts, None));
+    }
+    if job.deleted && link.is_none() && shared.spec.assigns_ids(to) {
+        return Err(settle(shared, job, to, "skipped", Some("deleted before it was ever created there".into()), attempts, None));
+    }
+    if !job.deleted && link.is_none() && shared.spec.write_request(to, Write::Create).is_some() {
+        cleared.write = Write::Create;
+    }
+    let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
+    cleared.extras = json!({ "current": Value::Null, "etag": "", "link": { "hmsId": job.record_key, "externalId": external_id } });
+    let synced = link.map(|l| l.synced).unwrap_or_default();
+    cleared.link = Some(LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id, synced });
+    Ok(cleared)
 }
 
 /// The first resolver rule that holds for the two records, each as its side holds it (as
@@ -260,7 +328,19 @@ pub fn direction(to: Side) -> &'static str {
 /// made for the other side.
 pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Cleared, answer: Option<&[u8]>) -> Vec<NewDelivery> {
     let Some(link) = cleared.link.as_mut() else { return Vec::new() };
-    let answer = answer.and_then(|b| serde_json::from_slice::<Value>(b).ok()).filter(Value::is_object).map(|a| in_hms_fields(shared, cleared.to, a));
+    let raw = answer.and_then(|b| serde_json::from_slice::<Value>(b).ok()).filter(Value::is_object);
+    // The id a create's answer holds is the record's id on that side from now on.
+    if cleared.write == Write::Create
+        && cleared.to == Side::Legacy
+        && let Some(sel) = shared.spec.map.as_ref().and_then(|m| m.create.as_ref()).and_then(|c| c.id_field.as_deref())
+        && let Some(id) = raw.as_ref().and_then(|a| crate::mapping::selector::select(a, &crate::spec::model::selector_of(sel)))
+    {
+        link.external_id = no_nul(scalar_text(id));
+    }
+    if cleared.write == Write::Delete || !shared.spec.two_way() {
+        return Vec::new();
+    }
+    let answer = raw.map(|a| in_hms_fields(shared, cleared.to, a));
     with_rules(shared, |rules| link.synced.observe_write(rules, cleared.to, &cleared.payload, answer.as_ref()));
     let Some(merged) = cleared.then_back.take() else { return Vec::new() };
     let back = other(cleared.to);

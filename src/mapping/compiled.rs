@@ -70,17 +70,7 @@ pub struct CompiledConnector {
     mapping: Vec<(String, String)>,
 }
 
-/// Which write a job makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    /// Update (or upsert) the record: `map.to` / `map.hms`.
-    Update,
-    /// The side has no such record: `map.create` / `map.hmsCreate` when there is one,
-    /// else the update request.
-    Create,
-    /// `map.delete` / `map.hmsDelete`.
-    Delete,
-}
+pub use crate::spec::model::Write;
 
 /// Name of the filter template in its environment.
 const FILTER: &str = "filter";
@@ -242,12 +232,12 @@ impl CompiledConnector {
 
     /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
     /// connector has one.
-    pub fn render_fetch(&self, side: crate::spec::model::Side, record: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+    pub fn render_fetch(&self, side: crate::spec::model::Side, record: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         let req = match side {
             crate::spec::model::Side::Hms => &self.fetch_hms,
             crate::spec::model::Side::Legacy => &self.fetch_legacy,
         };
-        req.as_ref().map(|r| self.render_request(r, record, Value::Null, secrets)).transpose()
+        req.as_ref().map(|r| self.render_request(r, &with_extras(record, extras), Value::Null, secrets)).transpose()
     }
 
     /// Renders the change-feed request for the current cursor (`{{ cursor }}`).

@@ -1,5 +1,7 @@
 //! The JSONPath subset used to pick records out of a pulled response: `$`, `$.a.b`,
-//! `$.a[0].b`, `$.items[*]` (spec validation checks the syntax).
+//! `$.a[0].b`, `$.items[*]`, and one `[*]` followed by a path within each item
+//! (`$.results[*].doc`, CouchDB's `_changes` with its documents); spec validation checks
+//! the syntax.
 
 use serde_json::Value;
 
@@ -27,7 +29,13 @@ pub fn select<'a>(root: &'a Value, selector: &str) -> Option<&'a Value> {
 }
 
 /// The records a selector designates: an array's items, or one object as one record.
+/// With `[*].path`, that path within each item (items without it are left out).
 pub fn records(root: &Value, selector: &str) -> Vec<Value> {
+    if let Some((array, within)) = selector.split_once("[*].") {
+        let Some(Value::Array(items)) = select(root, array) else { return Vec::new() };
+        let path = format!("$.{within}");
+        return items.iter().filter_map(|item| select(item, &path)).filter(|v| !v.is_null()).cloned().collect();
+    }
     match select(root, selector) {
         Some(Value::Array(items)) => items.clone(),
         Some(Value::Null) | None => Vec::new(),
@@ -48,5 +56,7 @@ mod tests {
         assert_eq!(select(&v, "$.next"), Some(&json!("t2")));
         assert_eq!(records(&v, "$.missing"), Vec::<Value>::new());
         assert_eq!(records(&json!([1, 2, 3]), "$").len(), 3);
+        let changes = json!({"results": [{"id": "a", "doc": {"_id": "a"}}, {"id": "b"}, {"id": "c", "doc": {"_id": "c", "_deleted": true}}]});
+        assert_eq!(records(&changes, "$.results[*].doc"), vec![json!({"_id": "a"}), json!({"_id": "c", "_deleted": true})]);
     }
 }

@@ -220,11 +220,6 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     Some(MapSpec { from, to, hms, publish, create: create_out, delete, hms_create, hms_delete })
 }
 
-/// `id` or `$.id`: an answer's field as a selector.
-pub fn selector_of(field: &str) -> String {
-    if field.starts_with('$') { field.to_string() } else { format!("$.{field}") }
-}
-
 /// A request template; also returns the opened mapping so callers can read extra keys.
 fn request<'a, 'y>(cx: &mut Cx, node: &'a MarkedYaml<'y>, path: &str, keys: &[&str], default_method: &str) -> Option<(RequestSpec, Obj<'a, 'y>)> {
     let o = Obj::open(cx, node, path, keys)?;
@@ -367,16 +362,15 @@ fn selector_check(cx: &mut Cx, node: Option<&MarkedYaml>, path: &str, selector: 
     };
     let steps: Vec<&str> = rest.split('.').collect();
     let ok = (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+        && selector.matches("[*]").count() <= 1
         && steps.iter().enumerate().all(|(i, step)| {
             let (name, idx) = step.find('[').map_or((*step, ""), |p| (&step[..p], &step[p..]));
             let name_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && (i == 0 || !name.is_empty());
-            let idx_ok = idx.split('[').filter(|s| !s.is_empty()).all(|s| {
-                s.strip_suffix(']').is_some_and(|inner| inner.parse::<usize>().is_ok() || (inner == "*" && i == steps.len() - 1))
-            });
+            let idx_ok = idx.split('[').filter(|s| !s.is_empty()).all(|s| s.strip_suffix(']').is_some_and(|inner| inner.parse::<usize>().is_ok() || inner == "*"));
             name_ok && idx_ok
         });
     if !ok && let Some(n) = node {
-        cx.error(n, path, format!("unsupported selector `{selector}`: expected `$`, `$.a.b`, `$.a[0].b` or `$.items[*]` (`[*]` last)"));
+        cx.error(n, path, format!("unsupported selector `{selector}`: expected `$`, `$.a.b`, `$.a[0].b`, `$.items[*]` or `$.items[*].a` (one `[*]`)"));
     }
 }
 

@@ -207,6 +207,23 @@ impl FieldRule {
     }
 }
 
+/// Which write a job makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Update (or upsert) the record: `map.to` / `map.hms`.
+    Update,
+    /// The side has no such record: `map.create` / `map.hmsCreate` when there is one,
+    /// else the update request.
+    Create,
+    /// `map.delete` / `map.hmsDelete`.
+    Delete,
+}
+
+/// `id` or `$.id`: an answer's field as a selector.
+pub fn selector_of(field: &str) -> String {
+    if field.starts_with('$') { field.to_string() } else { format!("$.{field}") }
+}
+
 /// A side of a two-way connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -453,6 +470,31 @@ impl ConnectorSpec {
     /// The request sent to the external system for an HMS event.
     pub fn outbound_request(&self) -> Option<&RequestSpec> {
         self.map.as_ref().and_then(|m| m.to.as_ref())
+    }
+
+    /// The request a write of `op` to side `to` uses (as [`crate::mapping::CompiledConnector::render_write`]
+    /// picks it): create or delete when the connector has one, else the update.
+    pub fn write_request(&self, to: Side, op: Write) -> Option<&RequestSpec> {
+        let map = self.map.as_ref()?;
+        let (create, delete, update) = match to {
+            Side::Legacy => (map.create.as_ref(), map.delete.as_ref(), map.to.as_ref()),
+            Side::Hms => (map.hms_create.as_ref(), map.hms_delete.as_ref(), map.hms.as_ref()),
+        };
+        match op {
+            Write::Create => create.map(|c| &c.request).or(update),
+            Write::Delete => delete,
+            Write::Update => update,
+        }
+    }
+
+    /// Does side `to` assign its own ids to records we create (a create with `idField`)?
+    pub fn assigns_ids(&self, to: Side) -> bool {
+        let map = self.map.as_ref();
+        let create = match to {
+            Side::Legacy => map.and_then(|m| m.create.as_ref()),
+            Side::Hms => map.and_then(|m| m.hms_create.as_ref()),
+        };
+        create.is_some_and(|c| c.id_field.is_some())
     }
 
     /// The request that applies an inbound record to HMS.

@@ -69,7 +69,7 @@ fn refused_documents_say_where_and_what() {
         ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { webhook: { verify: { scheme: token, secret: 'plain-text' } } }\n", "source.webhook.verify.secret", "environment variable"),
         ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { webhook: { verify: { scheme: hmac } } }\n", "source.webhook.verify.scheme", "unknown scheme"),
         ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { webhook: { path: /webhook/x } }\n", "source.webhook.verify", "missing required key `verify`"),
-        ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h', records: '$.a[*].b' } }\n", "source.pull.records", "unsupported selector"),
+        ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h', records: '$.a[*].b[*]' } }\n", "source.pull.records", "unsupported selector"),
         ("id: a\ntype: inbound\nmap: { hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h', next: { link: '$.n', page: 1 } } }\n", "source.pull.next", "exactly one"),
         ("id: a\ntype: two-way\nkey: '{{ id }}'\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' }, hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h' } }\nresolve: { policy: fields }\n", "resolve.owners", "needs `owners`"),
         ("id: a\ntype: two-way\nkey: '{{ id }}'\ntrigger: { topic: t }\nmap: { to: { url: 'http://h' }, hms: { url: 'http://h' } }\nsource: { pull: { url: 'http://h' } }\nresolve: newest\n", "resolve", "unknown policy"),

@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 use super::inbound::{content_hash, scalar_text};
+use crate::mapping::compiled::Write;
 use crate::mapping::fields;
 use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 
@@ -174,10 +175,13 @@ impl Rules<'_> {
 /// The decision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Write `record` (HMS fields) to side `to`; once it succeeds, save `link` (after
-    /// [`Synced::observe_write`]). `then_back`: a merged record that the other side must
-    /// get too (a follow-up job of kind [`Kind::Merged`]).
-    Apply { to: Side, record: Value, link: Synced, why: String, then_back: Option<Value> },
+    /// Write `record` (HMS fields) to side `to` (a create when that side has no such
+    /// record); once it succeeds, save `link` (after [`Synced::observe_write`]).
+    /// `then_back`: a merged record that the other side must get too (a follow-up job of
+    /// kind [`Kind::Merged`]).
+    Apply { to: Side, record: Value, link: Synced, why: String, then_back: Option<Value>, write: Write },
+    /// Delete the record on side `to`; then save `link` (a tombstone).
+    Delete { to: Side, link: Synced, why: String },
     /// The target already holds this content although the link did not say so (our write
     /// landed before a crash, or both sides were edited alike): the job is done, the link
     /// saved. Ticketed `completed`.
@@ -250,7 +254,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let target = other(source);
     let c = rules.content(record);
     let v = rules.version(record).cloned();
-    let base_hash = link.and_then(|l| l.base.as_ref()).map(|b| rules.content(b));
+    let base_hash = link.and_then(|l| l.base.as_ref()).filter(|b| !b.is_null()).map(|b| rules.content(b));
     if kind == Kind::Change {
         match source_now {
             Current::Present(now) if rules.content(now) != c => return skip(format!("superseded: {} no longer holds this content", side_name(source))),
@@ -307,9 +311,10 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
             Verdict::AlreadyThere { link: l, why: format!("{} already holds this content (a write of ours that landed before a restart, or the same edit on both sides)", side_name(target)) }
         };
     }
+    let write = if *target_now == Current::Absent { Write::Create } else { Write::Update };
     let apply = |record: Value, why: String| {
         let link = after(&record, &record);
-        Verdict::Apply { to: target, record, link, why, then_back: None }
+        Verdict::Apply { to: target, record, link, why, then_back: None, write }
     };
     if kind == Kind::Forced {
         return apply(record.clone(), "chosen by an operator".into());
@@ -339,7 +344,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         if let Current::Present(_) = source_now {
             let mut l = after(current, current);
             *l.hash_mut(target) = t_hash.clone();
-            Verdict::Apply { to: source, record: current.clone(), link: l, why, then_back: None }
+            Verdict::Apply { to: source, record: current.clone(), link: l, why, then_back: None, write: Write::Update }
         } else {
             skip(format!("{why}; its own change brings it here"))
         }
@@ -361,7 +366,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     };
     let verdict = decide_conflict(rules, policy, link, source, record, source_now, current, &t_hash, &t_version, &c, later, &apply, &take, &lww);
     match verdict {
-        Verdict::Apply { to, record, link, why, then_back } => Verdict::Apply { to, record, link, why: format!("{by_rule}{why}"), then_back },
+        Verdict::Apply { to, record, link, why, then_back, write } => Verdict::Apply { to, record, link, why: format!("{by_rule}{why}"), then_back, write },
         Verdict::Skip { reason, link } => Verdict::Skip { reason: format!("{by_rule}{reason}"), link },
         Verdict::Conflict { reason } if !by_rule.is_empty() => Verdict::Conflict { reason: format!("{CONFLICT}{by_rule}{}", reason.trim_start_matches(CONFLICT)) },
         other => other,
@@ -421,8 +426,57 @@ fn decide_conflict(
             }
             // The merged record goes to the target now and to the source next; until then the
             // source holds `record`, which is the base its next edit starts from.
-            Verdict::Apply { to: target, record: merged.clone(), link: after(record), why: "merged field by field".into(), then_back: Some(merged) }
+            Verdict::Apply { to: target, record: merged.clone(), link: after(record), why: "merged field by field".into(), then_back: Some(merged), write: Write::Update }
         }
+    }
+}
+
+/// Decides a change that deletes record from `source` (its `record` is what the
+/// notification carried). A delete applies where the target has not changed since the
+/// last sync; against an edit made since, the edit wins (nothing entered by a person is
+/// lost): it is written back to the side that deleted, when that side was read, else its
+/// own notification brings it; under `manual` a person decides.
+pub fn decide_delete(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, source_now: &Current, target_now: &Current) -> Verdict {
+    let target = other(source);
+    if let Current::Present(_) = source_now {
+        return skip(format!("superseded: {} has this record again", side_name(source)));
+    }
+    let tombstone = |l: Option<&Synced>| {
+        let mut t = l.cloned().unwrap_or_default();
+        t.base = Some(Value::Null);
+        t.hms_hash = None;
+        t.external_hash = None;
+        t
+    };
+    if link.is_some_and(|l| l.base == Some(Value::Null)) {
+        return skip(format!("echo: the record is already deleted on both sides"));
+    }
+    let current = match target_now {
+        Current::Absent => {
+            return Verdict::Skip { reason: format!("no change: {} has no such record", side_name(target)), link: Some(tombstone(link)) };
+        }
+        Current::Unknown => return Verdict::Delete { to: target, link: tombstone(link), why: format!("deleted on {}", side_name(source)) },
+        Current::Present(c) => c,
+    };
+    let t_hash = rules.content(current);
+    let base_hash = link.and_then(|l| l.base.as_ref()).filter(|b| !b.is_null()).map(|b| rules.content(b));
+    let unchanged = link.is_some_and(|l| l.hash(target) == Some(t_hash.as_str()) || base_hash.as_deref() == Some(t_hash.as_str()));
+    if unchanged {
+        return Verdict::Delete { to: target, link: tombstone(link), why: format!("deleted on {}; {} had not changed since the last sync", side_name(source), side_name(target)) };
+    }
+    let _ = record;
+    if rules.resolve.policy == Policy::Manual {
+        return Verdict::Conflict { reason: format!("{CONFLICT}{} deleted this record and {} changed it since the last sync; resolve it: POST /parked/{{id}}/resolve", side_name(source), side_name(target)) };
+    }
+    let why = format!("delete lost to an edit: {} changed this record since the last sync", side_name(target));
+    if *source_now == Current::Absent {
+        let mut l = link.cloned().unwrap_or_default();
+        l.base = Some(rules.project(current));
+        *l.hash_mut(target) = Some(t_hash);
+        l.saw_version(target, rules.version(current));
+        Verdict::Apply { to: source, record: current.clone(), link: l, why: format!("{why}; written back to {}", side_name(source)), then_back: None, write: Write::Create }
+    } else {
+        skip(format!("{why}; its own change brings it back"))
     }
 }
 

@@ -1077,6 +1077,35 @@ pub mod twoway_sim {
         answer
     }
 
+    /// The sync deletes a shift; HMS pushes the deletion (`{"id": …, "deleted": true}`).
+    async fn hms_delete(id: web::Path<String>, st: web::Data<HmsShared>) -> HttpResponse {
+        let hook = {
+            let mut s = st.state.lock().unwrap();
+            if s.shifts.remove(id.as_str()).is_none() {
+                return HttpResponse::NotFound().json(json!({"error": "no such shift"}));
+            }
+            s.writes += 1;
+            s.log.push((id.to_string(), json!({"deleted": true})));
+            s.revs.remove(id.as_str());
+            let hook = s.hook.clone();
+            if hook.is_some() {
+                s.echo_started += 1;
+            }
+            hook
+        };
+        if let Some((url, token)) = hook {
+            let state = st.state.clone();
+            let gone = json!({ "id": id.parse::<u64>().unwrap_or_default(), "deleted": true });
+            actix_web::rt::spawn(async move {
+                if let Err(e) = post_hook(&url, &token, &gone).await {
+                    state.lock().unwrap().echo_errors.push(e);
+                }
+                state.lock().unwrap().echo_done += 1;
+            });
+        }
+        HttpResponse::NoContent().finish()
+    }
+
     /// A user's edit of shift `id` stamped `t`, raising its revision.
     fn edit_shift(s: &mut HmsState, id: &str, changes: &Value, t: u64) -> Value {
         let key: u64 = id.parse().unwrap_or_default();
@@ -1097,6 +1126,7 @@ pub mod twoway_sim {
                     .app_data(web::Data::new(data.clone()))
                     .route("/api/shifts/{id}", web::patch().to(hms_patch))
                     .route("/api/shifts/{id}", web::get().to(hms_get))
+                    .route("/api/shifts/{id}", web::delete().to(hms_delete))
             });
             FakeHms { base, shared }
         }
@@ -1127,6 +1157,14 @@ pub mod twoway_sim {
         pub fn edit_at(&self, id: u64, changes: Value, t: u64) -> Value {
             self.shared.clock.advance_to(t);
             edit_shift(&mut self.shared.state.lock().unwrap(), &id.to_string(), &changes, t)
+        }
+
+        /// A user deletes shift `id` in HMS; returns what HMS pushes for it.
+        pub fn delete(&self, id: u64) -> Value {
+            let mut s = self.shared.state.lock().unwrap();
+            s.shifts.remove(&id.to_string());
+            s.revs.remove(&id.to_string());
+            json!({ "id": id, "deleted": true })
         }
 
         /// How HMS treats writes from now on.

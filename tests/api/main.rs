@@ -10,6 +10,7 @@ mod durability;
 mod governance;
 mod inbound;
 mod operations;
+mod stores;
 mod outbound;
 mod supervision;
 mod twoway;

@@ -256,3 +256,35 @@ fn a_resolver_rule_decides_before_the_policy_and_says_so() {
     let v = decide(&rules, Some(&link), Side::Legacy, &lotus, Kind::Change, &Current::Present(lotus.clone()), &Current::Present(hms), None);
     assert_eq!(applied(&v), (Side::Hms, lotus));
 }
+
+#[test]
+fn a_delete_applies_where_the_target_is_unchanged_and_loses_to_an_edit() {
+    let (r, t) = (resolve(Policy::LastWriterWins), table());
+    let rules = Rules { resolve: &r, table: &t };
+    let a = shift("08:00", "Ana", 10);
+    let link = synced(&rules, &a);
+    let gone = json!({"id": 7, "deleted": true});
+    // Unchanged target: deleted there, the link becomes a tombstone.
+    let v = decide_delete(&rules, Some(&link), Side::Hms, &gone, &Current::Absent, &Current::Present(shift("08:00", "Ana", 11)));
+    let Verdict::Delete { to, link: tomb, .. } = v else { panic!("{v:?}") };
+    assert_eq!((to, tomb.base.clone()), (Side::Legacy, Some(Value::Null)));
+    // Its echo from the other side is recognised.
+    let v = decide_delete(&rules, Some(&tomb), Side::Legacy, &gone, &Current::Absent, &Current::Absent);
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+    // An edit made since the last sync wins, and goes back to the side that deleted.
+    let edited = shift("08:00", "Bo", 12);
+    let v = decide_delete(&rules, Some(&link), Side::Hms, &gone, &Current::Absent, &Current::Present(edited.clone()));
+    let Verdict::Apply { to, record, write, .. } = v else { panic!("{v:?}") };
+    assert_eq!((to, record, write), (Side::Hms, edited, Write::Create));
+    // A notification of a delete whose record is back is superseded.
+    let v = decide_delete(&rules, Some(&link), Side::Hms, &gone, &Current::Present(a.clone()), &Current::Present(a));
+    assert!(skipped(&v).starts_with("superseded"), "{v:?}");
+}
+
+#[test]
+fn a_target_without_the_record_gets_a_create() {
+    let b = shift("09:00", "Ana", 12);
+    let v = run(Policy::LastWriterWins, None, Side::Hms, &b, Current::Present(b.clone()), Current::Absent);
+    let Verdict::Apply { to, write, .. } = v else { panic!("{v:?}") };
+    assert_eq!((to, write), (Side::Legacy, Write::Create));
+}

@@ -22,6 +22,9 @@ pub struct Model {
     pub hms_written: Option<String>,
     /// Contents we wrote to the external system lately.
     pub external_written: Option<String>,
+    /// The HMS version last seen is the stamp HMS put on our own write.
+    pub hms_version_ours: bool,
+    pub external_version_ours: bool,
     pub updated_at: DateTimeUtc,
 }
 

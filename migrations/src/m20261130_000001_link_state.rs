@@ -1,5 +1,6 @@
 //! `record_links` keeps what two-way sync decides by: the record last synced (the base of a
-//! three-way merge) and, per side, the contents of our recent writes there (their echoes).
+//! three-way merge), per side the contents of our recent writes there (their echoes), and
+//! whether the version last seen from a side was the stamp it put on our own write.
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,8 @@ enum RecordLinks {
     Base,
     HmsWritten,
     ExternalWritten,
+    HmsVersionOurs,
+    ExternalVersionOurs,
 }
 
 #[async_trait::async_trait]
@@ -28,11 +31,16 @@ impl MigrationTrait for Migration {
                 manager.alter_table(Table::alter().table(RecordLinks::Table).add_column(ColumnDef::new(col).text().null()).to_owned()).await?;
             }
         }
+        for col in [RecordLinks::HmsVersionOurs, RecordLinks::ExternalVersionOurs] {
+            if !manager.has_column("record_links", &col.to_string()).await? {
+                manager.alter_table(Table::alter().table(RecordLinks::Table).add_column(ColumnDef::new(col).boolean().not_null().default(false)).to_owned()).await?;
+            }
+        }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for col in [RecordLinks::Base, RecordLinks::HmsWritten, RecordLinks::ExternalWritten] {
+        for col in [RecordLinks::Base, RecordLinks::HmsWritten, RecordLinks::ExternalWritten, RecordLinks::HmsVersionOurs, RecordLinks::ExternalVersionOurs] {
             if manager.has_column("record_links", &col.to_string()).await? {
                 manager.alter_table(Table::alter().table(RecordLinks::Table).drop_column(col).to_owned()).await?;
             }

@@ -33,6 +33,8 @@ impl From<Model> for Link {
             external_version: m.external_version.map(Value::String),
             hms_written: list(m.hms_written),
             external_written: list(m.external_written),
+            hms_version_ours: m.hms_version_ours,
+            external_version_ours: m.external_version_ours,
         };
         Self { hms_id: m.hms_id, external_id: m.external_id, synced }
     }
@@ -67,6 +69,8 @@ pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), 
         base: Set(s.base.as_ref().map(|b| crate::sync::inbound::no_nul(b.to_string()))),
         hms_written: Set(written(&s.hms_written)),
         external_written: Set(written(&s.external_written)),
+        hms_version_ours: Set(s.hms_version_ours),
+        external_version_ours: Set(s.external_version_ours),
         updated_at: Set(now()),
         ..Default::default()
     };
@@ -82,6 +86,8 @@ pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), 
                     Column::Base,
                     Column::HmsWritten,
                     Column::ExternalWritten,
+                    Column::HmsVersionOurs,
+                    Column::ExternalVersionOurs,
                     Column::UpdatedAt,
                 ])
                 .to_owned(),

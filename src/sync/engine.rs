@@ -65,6 +65,10 @@ pub struct Synced {
     /// Contents we wrote to each side lately, newest last.
     pub hms_written: Vec<String>,
     pub external_written: Vec<String>,
+    /// The version last seen from a side is the stamp it put on our own write (not one of
+    /// its own edits): an older change from that side was then overwritten by us.
+    pub hms_version_ours: bool,
+    pub external_version_ours: bool,
 }
 
 impl Synced {
@@ -115,13 +119,34 @@ impl Synced {
         }
     }
 
-    /// Raises the version last seen from `side` to `v` (never lowers it).
+    /// Raises the version last seen from `side` to `v` (never lowers it), seen in one of
+    /// the side's own changes.
     fn saw_version(&mut self, side: Side, v: Option<&Value>) {
+        self.saw(side, v, false);
+    }
+
+    fn saw(&mut self, side: Side, v: Option<&Value>, ours: bool) {
         if let Some(v) = v.filter(|v| !v.is_null()) {
             let slot = self.version_mut(side);
             if slot.as_ref().is_none_or(|old| compare_versions(v, old) == Ordering::Greater) {
                 *slot = Some(v.clone());
+                *self.ours_mut(side) = ours;
             }
+        }
+    }
+
+    fn ours_mut(&mut self, side: Side) -> &mut bool {
+        match side {
+            Side::Hms => &mut self.hms_version_ours,
+            Side::Legacy => &mut self.external_version_ours,
+        }
+    }
+
+    /// Was the version last seen from `side` its stamp on our own write?
+    pub fn version_is_ours(&self, side: Side) -> bool {
+        match side {
+            Side::Hms => self.hms_version_ours,
+            Side::Legacy => self.external_version_ours,
         }
     }
 
@@ -135,7 +160,7 @@ impl Synced {
         self.remember_write(side, sent_hash);
         self.remember_write(side, own.clone());
         *self.hash_mut(side) = Some(own);
-        self.saw_version(side, answered.and_then(|a| rules.version(a)));
+        self.saw(side, answered.and_then(|a| rules.version(a)), true);
     }
 }
 
@@ -270,11 +295,40 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
             }
             if *source_now == Current::Unknown {
                 if l.written(source).contains(&c) {
+                    // Our older write, reported by the source with a stamp newer than anything
+                    // seen from it: it holds that write now, over the edit we last saw from
+                    // it, which was overwritten. Never silent: a conflict.
+                    let newer = match (&v, l.version(source)) {
+                        (Some(v), Some(seen)) => compare_versions(v, seen) == Ordering::Greater && !l.version_is_ours(source),
+                        _ => false,
+                    };
+                    if newer {
+                        return Verdict::Conflict {
+                            reason: format!(
+                                "{CONFLICT}{} holds an earlier write of ours (stamped {}) over its later edit: that edit was overwritten; resolve it: POST /parked/{{id}}/resolve",
+                                side_name(source),
+                                shown(&v)
+                            ),
+                        };
+                    }
                     return skip(format!("echo: an earlier write of ours to {}", side_name(source)));
                 }
                 if let (Some(v), Some(seen)) = (&v, l.version(source))
                     && compare_versions(v, seen) == Ordering::Less
                 {
+                    // Older than our own later write there: that write overwrote this edit
+                    // (no read could show the edit in time). Never silent: a conflict, parked
+                    // with both records, which a person can still apply.
+                    if l.version_is_ours(source) {
+                        return Verdict::Conflict {
+                            reason: format!(
+                                "{CONFLICT}this edit on {} ({}) was overwritten by a sync written there later ({}); resolve it: POST /parked/{{id}}/resolve",
+                                side_name(source),
+                                scalar_text(v),
+                                scalar_text(seen)
+                            ),
+                        };
+                    }
                     return skip(format!("stale: older than the version last seen from {} ({})", side_name(source), scalar_text(seen)));
                 }
             }

@@ -115,12 +115,13 @@ impl Rig {
     /// `resolve`, HMS pushing its changes to the service's `/webhook/hms`. The start-up
     /// pull is absorbed before this returns.
     async fn start(tag: &str, token_var: &str, resolve: &str, shifts: &[Value]) -> Rig {
-        Self::start_with(tag, token_var, resolve, shifts, Behaviour::default(), false).await
+        Self::start_with(tag, token_var, resolve, shifts, Behaviour::default(), false, true).await
     }
 
     /// [`start`](Self::start) with both stores behaving as `behaviour` once seeded, and
-    /// conditional writes when `conditional`.
-    async fn start_with(tag: &str, token_var: &str, resolve: &str, shifts: &[Value], behaviour: Behaviour, conditional: bool) -> Rig {
+    /// conditional writes when `conditional`, and no read of HMS unless `fetch_hms`.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_with(tag: &str, token_var: &str, resolve: &str, shifts: &[Value], behaviour: Behaviour, conditional: bool, fetch_hms: bool) -> Rig {
         let token = format!("token-for-{token_var}");
         if std::env::var(token_var).ok().as_deref() != Some(token.as_str()) {
             unsafe { std::env::set_var(token_var, &token) };
@@ -136,7 +137,11 @@ impl Rig {
         let dir = temp_dir(tag);
         lotus.behave(behaviour);
         hms.behave(behaviour);
-        std::fs::write(dir.join("connectors").join("notes-calendar.yaml"), calendar_yaml_with(&lotus, &hms, token_var, resolve, conditional)).unwrap();
+        let mut yaml = calendar_yaml_with(&lotus, &hms, token_var, resolve, conditional);
+        if !fetch_hms {
+            yaml = yaml.replace(&format!("    hms: {{ url: \"{}/api/shifts/{{id}}\" }}\n", hms.base), "");
+        }
+        std::fs::write(dir.join("connectors").join("notes-calendar.yaml"), yaml).unwrap();
         let app = TestApp::spawn(test_settings(&dir)).await;
         app.wait_state(CONNECTOR, "running").await;
         hms.echo_to(&format!("{}/webhook/hms", app.base), &token);
@@ -641,6 +646,64 @@ async fn a_resolver_rule_lets_a_manager_edit_outrank_a_newer_ranger_edit() {
     assert!(rig.tickets_where(|t| ticket_key(t) == "2" && reason(t).starts_with("rule")).await.is_empty(), "no rule for shift 2");
 }
 
+// 10: our write reached Lotus but its outcome could not be stored (as after a kill -9
+// between the answer and the commit): the retry finds Lotus holding exactly that content
+// and completes the job (ticket `completed`, link updated), without writing twice.
+#[actix_web::test]
+async fn a_write_that_landed_before_its_outcome_was_stored_completes_on_retry() {
+    use sea_orm::ConnectionTrait;
+    let rig = Rig::start("tw-crash", "TWOWAY_CRASH_HMS_TOKEN", "policy: last-writer-wins", &[shift(1, "08:00", "16:00", "Ana", 1)]).await;
+    rig.link(&[1]).await;
+    let writes = rig.lotus.writes();
+    let db = &rig.app.state().db;
+    db.execute_unprepared("CREATE TRIGGER refuse_tickets BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
+    let edited = rig.hms.edit(1, json!({"startAt": "05:00"}));
+    rig.push(&edited).await;
+    poll_until("the write to reach Lotus", WAIT, || async { rig.lotus.doc(1).filter(|d| d["BeginTime"] == "05:00") }).await;
+    db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
+    let done = rig.wait_ticket("the job to complete on its retry", "1", |t| t["eventId"].as_str().is_some_and(|e| !e.starts_with("pull:")) && t["status"] == "completed" && reason(t).contains("already holds")).await;
+    assert_eq!(done["direction"], "outbound", "{done}");
+    assert_eq!(rig.lotus.writes(), writes + 1, "written once: {:?}", rig.lotus.write_log());
+    // The link knows it now: Lotus's copy in the feed is our echo.
+    rig.quiesce().await.unwrap();
+    rig.assert_ends_as(1, &json!({"startAt": "05:00", "endAt": "16:30", "assignee": "Ana"}), "after the retry").await;
+    assert_eq!(rig.lotus.writes(), writes + 1);
+    assert_eq!(rig.hms.writes(), 0, "nothing bounced back to HMS: {:?}", rig.hms.write_log());
+}
+
+// 11: without a read of HMS, an HMS edit can be overwritten by a sync before its webhook
+// arrives. That loss is never silent: the late webhook is ticketed `conflict` and parked
+// with both records.
+#[actix_web::test]
+async fn without_a_read_an_overwritten_edit_is_ticketed_as_a_conflict() {
+    let behaviour = Behaviour { restamp: true, precision: 1, revisions: false };
+    let rig = Rig::start_with("tw-blind", "TWOWAY_BLIND_HMS_TOKEN", "policy: last-writer-wins", &[shift(1, "08:00", "16:00", "Ana", 1)], behaviour, false, false).await;
+    rig.link(&[1]).await;
+    // An HMS user edits shift 1; HMS's webhook is late.
+    let late = rig.hms.edit(1, json!({"assignee": "Hal"}));
+    // A ranger's edit is pulled and written to HMS, which cannot be read first: the HMS
+    // user's edit is overwritten.
+    rig.lotus.ranger_edit(1, json!({"BeginTime": "09:00"}));
+    rig.sync().await;
+    rig.settle().await.unwrap();
+    assert_eq!(rig.hms.shift(1).unwrap()["assignee"], "Ana", "the blind write overwrote Hal");
+    // The late webhook: a conflict, parked with both records, not a silent skip.
+    rig.push(&late).await;
+    let t = rig.wait_ticket("the overwritten edit to be ticketed", "1", |t| t["status"] == "conflict").await;
+    assert!(reason(&t).contains("overwritten"), "{t}");
+    let parked = rig.app.wait_parked(CONNECTOR, 1).await;
+    assert_eq!(parked[0]["conflict"]["hms"]["assignee"], "Hal", "the lost edit can be found: {}", parked[0]);
+    // A person applies it to both sides (HMS no longer holds it either), with the ranger's
+    // start time kept.
+    let mut record = parked[0]["conflict"]["hms"].clone();
+    record["startAt"] = json!("09:00");
+    let (code, body) = rig.app.call("POST", &format!("/parked/{}/resolve", parked[0]["id"]), Some(&json!({ "record": record }).to_string())).await;
+    assert_eq!(code, 202, "{body}");
+    rig.settle().await.unwrap();
+    rig.quiesce().await.unwrap();
+    rig.assert_ends_as(1, &json!({"startAt": "09:00", "endAt": "16:30", "assignee": "Hal"}), "after the resolution").await;
+}
+
 // 8: an HMS change that leaves the mapped fields as last synced (here: only `notes`
 // changed) is no change of the synced record, whatever its newer stamp: it must not undo a
 // ranger's edit of a mapped field.
@@ -788,7 +851,7 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         .collect();
     let policy = if mode.merge { "policy: merge" } else { "policy: last-writer-wins" };
     let conditional = mode.behaviour.revisions;
-    let rig = Rig::start_with(&format!("tw-conv-{seed}"), "TWOWAY_CONVERGENCE_HMS_TOKEN", policy, &initial, mode.behaviour, conditional).await;
+    let rig = Rig::start_with(&format!("tw-conv-{seed}"), "TWOWAY_CONVERGENCE_HMS_TOKEN", policy, &initial, mode.behaviour, conditional, true).await;
     let first: BTreeMap<u64, Value> = initial.iter().map(|s| (s["id"].as_u64().unwrap(), hms_content(s))).collect();
     let mut edits: Vec<(u64, Edit)> = Vec::new();
     let target = 10 + rng.below(11);

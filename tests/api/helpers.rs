@@ -712,8 +712,8 @@ pub mod twoway_sim {
         /// A ranger edit that lands right after the next read of that document (between
         /// the service's read and its write).
         edit_after_read: Option<(String, Value)>,
-        /// Edits that landed that way: (changes, the document after them).
-        edited_after_read: Vec<(Value, Value)>,
+        /// Edits that landed that way: (changes, the document after them, the clock's tick).
+        edited_after_read: Vec<(Value, Value, u64)>,
         /// Writes refused because their If-Match named an old revision.
         stale_refused: u64,
     }
@@ -829,9 +829,10 @@ pub mod twoway_sim {
             let (_, changes) = s.edit_after_read.take().unwrap();
             // Meanwhile the document may hold these values already: then nobody edits.
             if changes_anything(s.docs.get(&id), &changes) {
-                let t = s.behaviour.stamp(st.clock.tick());
-                let doc = edit_doc(&mut s, &id, &changes, t);
-                s.edited_after_read.push((changes, doc));
+                let tick = st.clock.tick();
+                let stamp = s.behaviour.stamp(tick);
+                let doc = edit_doc(&mut s, &id, &changes, stamp);
+                s.edited_after_read.push((changes, doc, tick));
             }
         }
         answer
@@ -907,8 +908,9 @@ pub mod twoway_sim {
             self.shared.state.lock().unwrap().edit_after_read.take()
         }
 
-        /// Edits that landed right after a read since the last call: (changes, document).
-        pub fn take_edited_after_read(&self) -> Vec<(Value, Value)> {
+        /// Edits that landed right after a read since the last call: (changes, document,
+        /// clock tick).
+        pub fn take_edited_after_read(&self) -> Vec<(Value, Value, u64)> {
             std::mem::take(&mut self.shared.state.lock().unwrap().edited_after_read)
         }
 
@@ -973,8 +975,8 @@ pub mod twoway_sim {
         /// pushed like any other.
         edit_after_read: Option<(String, Value)>,
         /// Edits that landed that way, for the test to push (HMS's webhook of that edit):
-        /// (changes, the shift after them).
-        edited_after_read: Vec<(Value, Value)>,
+        /// (changes, the shift after them, the clock's tick).
+        edited_after_read: Vec<(Value, Value, u64)>,
         stale_refused: u64,
     }
 
@@ -1069,9 +1071,10 @@ pub mod twoway_sim {
         if s.edit_after_read.as_ref().is_some_and(|(i, _)| *i == *id) {
             let (_, changes) = s.edit_after_read.take().unwrap();
             if changes_anything(s.shifts.get(id.as_str()), &changes) {
-                let t = s.behaviour.stamp(st.clock.tick());
-                let shift = edit_shift(&mut s, &id, &changes, t);
-                s.edited_after_read.push((changes, shift));
+                let tick = st.clock.tick();
+                let stamp = s.behaviour.stamp(tick);
+                let shift = edit_shift(&mut s, &id, &changes, stamp);
+                s.edited_after_read.push((changes, shift, tick));
             }
         }
         answer
@@ -1183,8 +1186,8 @@ pub mod twoway_sim {
         }
 
         /// Edits that landed right after a read since the last call (to be pushed):
-        /// (changes, shift).
-        pub fn take_edited_after_read(&self) -> Vec<(Value, Value)> {
+        /// (changes, shift, clock tick).
+        pub fn take_edited_after_read(&self) -> Vec<(Value, Value, u64)> {
             std::mem::take(&mut self.shared.state.lock().unwrap().edited_after_read)
         }
 

@@ -846,7 +846,8 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         .enumerate()
         .map(|(i, id)| {
             let v: Vec<&str> = FIELDS.iter().map(|(_, _, vals)| *rng.pick(vals)).collect();
-            shift(*id, v[0], v[1], v[2], i as u64 + 1)
+            // Seeded stamps on the stores' own grid, so no later stamp falls below them.
+            shift(*id, v[0], v[1], v[2], (i as u64 + 1) * mode.behaviour.precision.max(1))
         })
         .collect();
     let policy = if mode.merge { "policy: merge" } else { "policy: last-writer-wins" };
@@ -1048,21 +1049,21 @@ async fn note_edits_after_reads(rig: &Rig, edits: &mut Vec<(u64, Edit)>, history
     let first_field = |changes: &Value, lotus: bool| {
         FIELDS.iter().find(|(h, l, _)| changes.get(if lotus { *l } else { *h }).is_some()).map(|(h, l, _)| (*h, changes[if lotus { *l } else { *h }].as_str().unwrap_or_default().to_string()))
     };
-    for (changes, doc) in rig.lotus.take_edited_after_read() {
+    for (changes, doc, tick) in rig.lotus.take_edited_after_read() {
         let id = doc["ShiftID"].as_u64().unwrap_or_default();
         let t = doc["LastModified"].as_u64().unwrap_or_default();
         let (field, value) = first_field(&changes, true).unwrap_or(("assignee", String::new()));
         history.push(format!("t={t} Lotus edit {id} {changes} landed after a read"));
-        edits.push((id, Edit { tick: rig.clock.now(), stamp: t, lotus: true, field, value, content: lotus_content(&doc) }));
+        edits.push((id, Edit { tick, stamp: t, lotus: true, field, value, content: lotus_content(&doc) }));
         *done += 1;
         found += 1;
     }
-    for (changes, snap) in rig.hms.take_edited_after_read() {
+    for (changes, snap, tick) in rig.hms.take_edited_after_read() {
         let id = snap["id"].as_u64().unwrap_or_default();
         let t = snap["updatedAt"].as_u64().unwrap_or_default();
         let (field, value) = first_field(&changes, false).unwrap_or(("startAt", String::new()));
         history.push(format!("t={t} HMS edit {id} {changes} landed after a read (pushed)"));
-        edits.push((id, Edit { tick: rig.clock.now(), stamp: t, lotus: false, field, value, content: hms_content(&snap) }));
+        edits.push((id, Edit { tick, stamp: t, lotus: false, field, value, content: hms_content(&snap) }));
         *done += 1;
         found += 1;
         rig.push(&snap).await;

@@ -23,7 +23,7 @@ use super::supervisor::ConnectorSupervisor;
 use super::ticket_writer::RecordOutcome;
 use crate::delivery::{sender, Decision, Outcome};
 use crate::mapping::compiled::masked_secrets;
-use crate::storage::{self, Delivery, JobUpdate, NewAttempt, NewTicket};
+use crate::storage::{self, Delivery, Direction, JobUpdate, NewAttempt, NewTicket, TicketStatus};
 
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -172,7 +172,7 @@ impl Sent {
 
 /// The two-way gate, render (secrets from the environment now) and send. `Err`: the job
 /// was settled by the gate.
-async fn send_once(crew: &Crew, job: &Delivery, attempts: i32) -> Result<Sent, two_way::Settled> {
+async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Result<Sent, two_way::Settled> {
     let cleared = two_way::gate(&crew.client, &crew.rt, &crew.shared, job, attempts).await?;
     let (client, rt, shared) = (&crew.client, &crew.rt, &crew.shared);
     // A two-way verdict may write the other way (the target's newer version back to the source).
@@ -195,7 +195,9 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32) -> Result<Sent, t
         _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
         Err(error) => (Outcome::Permanent { error }, json!({}), Default::default()),
         Ok((req, secrets)) => {
-            let key = format!("{}:{}", shared.id(), job.event_id);
+            // A write decided again after a refused precondition is another request: a
+            // server that replays answers by key must not replay the refusal.
+            let key = if round == 0 { format!("{}:{}", shared.id(), job.event_id) } else { format!("{}:{}:r{round}", shared.id(), job.event_id) };
             let sent = sender::send(client, &req, &key, &rt.egress).await;
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
@@ -221,7 +223,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     let attempts = job.attempts + 1;
     let mut rounds = 0;
     let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets } = loop {
-        match send_once(&crew, &job, attempts).await {
+        match send_once(&crew, &job, attempts, rounds).await {
             Err(settled) => return record(&crew, job, settled.outcome, String::new()).await,
             // A conditional write refused: the target changed between our read and our
             // write. Read it again and decide again, a few times, instead of parking.
@@ -262,15 +264,15 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     // external id (the record key).
     let target = masked.map(|r| r.url);
     let (hms_id, external_id, direction) =
-        if inbound { (target, Some(job.record_key.clone()), "inbound") } else { (Some(job.record_key.clone()), target, "outbound") };
-    let ticket = |status: &str, error: Option<String>| NewTicket {
+        if inbound { (target, Some(job.record_key.clone()), Direction::Inbound) } else { (Some(job.record_key.clone()), target, Direction::Outbound) };
+    let ticket = |status: TicketStatus, error: Option<String>| NewTicket {
         connector_id: shared.id().to_string(),
         event_id: Some(job.event_id.clone()),
         delivery_id: Some(job.id),
         hms_id: hms_id.clone(),
         external_id: external_id.clone(),
-        direction: direction.into(),
-        status: status.into(),
+        direction,
+        status,
         reason: why.clone(),
         attempts,
         last_error: error,
@@ -299,10 +301,10 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
                     }
                     _ => JobUpdate::Park { id: 0, attempts, error },
                 };
-                let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket("parked", Some("cannot publish the inbound change".into())));
+                let parked = matches!(update, JobUpdate::Park { .. }).then(|| ticket(TicketStatus::Parked, Some("cannot publish the inbound change".into())));
                 return record(&crew, job, RecordOutcome { update, jobs: Vec::new(), link: None, attempt: attempt_row.clone(), ticket: parked }, line).await;
             }
-            (JobUpdate::Complete { id: job.id, attempts }, Some(ticket("completed", None)))
+            (JobUpdate::Complete { id: job.id, attempts }, Some(ticket(TicketStatus::Completed, None)))
         }
         Decision::RetryIn(delay) => {
             Counters::inc(&shared.counters.failed_attempts);
@@ -322,7 +324,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             let reason = scrub_secrets(reason, &secrets);
             tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
             rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
-            (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket("parked", Some(reason))))
+            (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket(TicketStatus::Parked, Some(reason))))
         }
     };
     let (link, jobs) = if matches!(update, JobUpdate::Complete { .. }) {

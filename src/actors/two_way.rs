@@ -12,7 +12,7 @@ use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::compiled::Write;
 use crate::mapping::fields;
 use crate::spec::model::{Policy, ResolveSpec, Side};
-use crate::storage::{self, Delivery, JobUpdate, LinkUpdate, NewDelivery, NewTicket};
+use crate::storage::{self, Delivery, Direction, JobUpdate, LinkUpdate, NewDelivery, NewTicket, TicketStatus};
 use crate::sync::Origin;
 use crate::sync::engine::{self, Current, Kind, Rules, Verdict, other, side_name};
 use crate::sync::inbound::{INBOUND_TOPIC, content_hash, no_nul, scalar_text};
@@ -127,9 +127,11 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let source = other(to);
     let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null, write: if job.deleted { Write::Delete } else { Write::Update } };
     if matches!(job.origin, Origin::Take(_)) {
-        match fetch_current(client, &rt.egress, shared, source, &job.payload).await {
+        let link = storage::get_link(&rt.db, shared.id(), &job.record_key).await.ok().flatten();
+        let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": link.map(|l| l.external_id) } });
+        match read(client, &rt.egress, shared, source, &job.payload, &link_ctx, true).await.map(|r| r.current) {
             Ok(Current::Present(current)) => cleared.payload = current,
-            Ok(_) => return Err(settle(shared, job, to, "skipped", Some("the chosen side has no such record".into()), attempts, None)),
+            Ok(_) => return Err(settle(shared, job, to, TicketStatus::Skipped, Some("the chosen side has no such record".into()), attempts, None)),
             Err(e) => cleared.blocked = Some(e),
         }
     }
@@ -155,7 +157,8 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     // when it could be written (a merge's second half, an operator's choice).
     let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": link.as_ref().map(|l| l.external_id.clone()) } });
     // A side that assigns its own ids has no record of ours before we linked one.
-    let source_read = read(client, &rt.egress, shared, source, &cleared.payload, &link_ctx, link.is_some()).await;
+    // (The source is read as the change names it, linked or not.)
+    let source_read = read(client, &rt.egress, shared, source, &cleared.payload, &link_ctx, true).await;
     let target_read = read(client, &rt.egress, shared, to, &cleared.payload, &link_ctx, link.is_some()).await;
     let (source_read, target_read) = match (source_read, target_read) {
         (Ok(s), Ok(t)) => (s, t),
@@ -170,6 +173,11 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let verdict = with_rules(shared, |rules| {
         if job.deleted && kind == Kind::Change {
             engine::decide_delete(rules, synced, source, &cleared.payload, source_now, &target_read.current)
+        } else if job.deleted {
+            // An operator chose the delete: it is carried out.
+            let mut tomb = synced.cloned().unwrap_or_default();
+            tomb.base = Some(Value::Null);
+            Verdict::Delete { to, link: tomb, why: "chosen by an operator".into() }
         } else {
             engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
         }
@@ -180,7 +188,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         Verdict::Delete { to: delete_on, link: synced, why } => {
             if shared.spec.write_request(delete_on, Write::Delete).is_none() {
                 let reason = format!("deleted on {}; the connector has no delete request for {} (map.{})", side_name(other(delete_on)), side_name(delete_on), if delete_on == Side::Hms { "hmsDelete" } else { "delete" });
-                return Err(settle(shared, job, delete_on, "skipped", Some(reason), attempts, Some(link_of(synced))));
+                return Err(settle(shared, job, delete_on, TicketStatus::Skipped, Some(reason), attempts, Some(link_of(synced))));
             }
             let written = if delete_on == to { &target_read } else { &source_read };
             cleared.extras = json!({
@@ -213,18 +221,18 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         }
         Verdict::AlreadyThere { link, why } => {
             tracing::info!(reason = %why, "change already on the target");
-            Err(settle(shared, job, to, "completed", Some(why), attempts, Some(link_of(link))))
+            Err(settle(shared, job, to, TicketStatus::Completed, Some(why), attempts, Some(link_of(link))))
         }
         Verdict::Skip { reason, link } => {
             tracing::info!(reason = %reason, "change skipped");
-            Err(settle(shared, job, to, "skipped", Some(reason), attempts, link.map(link_of)))
+            Err(settle(shared, job, to, TicketStatus::Skipped, Some(reason), attempts, link.map(link_of)))
         }
         Verdict::Conflict { reason } => {
             tracing::warn!(reason = %reason, "conflict parked for a human");
             Counters::inc(&shared.counters.parked);
             rt.metrics.parked.with_label_values(&[shared.id()]).inc();
             rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
-            let ticket = plain_ticket(shared, job, to, "conflict", Some(reason.clone()), attempts);
+            let ticket = plain_ticket(shared, job, to, TicketStatus::Conflict, Some(reason.clone()), attempts);
             // All three for the person who decides: what was last synced, and each side now.
             let side_record = |side: Side| {
                 let read = if side == source { &source_read } else { &target_read };
@@ -238,7 +246,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
                 "base": link.as_ref().and_then(|l| l.synced.base.clone()),
                 "hms": side_record(Side::Hms),
                 "external": side_record(Side::Legacy),
-                "rule": rule.and_then(|i| shared.spec.resolve.as_ref().and_then(|r| r.rules.get(i)).map(|r| r.when.clone())),
+                "rule": rule.filter(|_| !job.deleted).and_then(|i| shared.spec.resolve.as_ref().and_then(|r| r.rules.get(i)).map(|r| r.when.clone())),
             });
             let update = JobUpdate::Conflict { id: 0, attempts, error: reason, records };
             Err(Settled { outcome: RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
@@ -251,29 +259,35 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
 /// a job with no link yet creates, a deleted change deletes.
 async fn one_way(rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32, mut cleared: Cleared) -> Result<Cleared, Settled> {
     let to = cleared.to;
-    let uses_links = shared.spec.write_request(to, Write::Create).is_some() || shared.spec.write_request(to, Write::Delete).is_some();
-    if !uses_links {
+    let (creates, deletes) = (shared.spec.create_request(to).is_some(), shared.spec.delete_request(to).is_some());
+    let deleted_on = side_name(other(to));
+    if job.deleted && !deletes {
+        let reason = format!("deleted on {deleted_on}; the connector has no delete request for {} (map.{})", side_name(to), if to == Side::Hms { "hmsDelete" } else { "delete" });
+        return Err(settle(shared, job, to, TicketStatus::Skipped, Some(reason), attempts, None));
+    }
+    if !creates && !deletes {
         return Ok(cleared);
     }
     let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
-        Ok(l) => l,
+        // A tombstone: the record was deleted there, so it is created again.
+        Ok(l) => l.filter(|l| l.synced.base != Some(Value::Null)),
         Err(e) => {
             cleared.blocked = Some(format!("cannot read the record link: {e}"));
             return Ok(cleared);
         }
     };
-    if job.deleted && shared.spec.write_request(to, Write::Delete).is_none() {
-        return Err(settle(shared, job, to, "skipped", Some("deleted in HMS; the connector has no delete request (map.delete)".into()), attempts, None));
-    }
     if job.deleted && link.is_none() && shared.spec.assigns_ids(to) {
-        return Err(settle(shared, job, to, "skipped", Some("deleted before it was ever created there".into()), attempts, None));
+        return Err(settle(shared, job, to, TicketStatus::Skipped, Some("deleted before it was ever created there".into()), attempts, None));
     }
-    if !job.deleted && link.is_none() && shared.spec.write_request(to, Write::Create).is_some() {
+    if !job.deleted && link.is_none() && creates {
         cleared.write = Write::Create;
     }
     let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     cleared.extras = json!({ "current": Value::Null, "etag": "", "link": { "hmsId": job.record_key, "externalId": external_id } });
-    let synced = link.map(|l| l.synced).unwrap_or_default();
+    let mut synced = link.map(|l| l.synced).unwrap_or_default();
+    if job.deleted {
+        synced.base = Some(Value::Null);
+    }
     cleared.link = Some(LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id, synced });
     Ok(cleared)
 }
@@ -293,21 +307,21 @@ fn rule_hit(shared: &ConnectorShared, source: Side, change: &Value, source_read:
     shared.compiled.rule_hit(hms, legacy)
 }
 
-fn settle(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str, reason: Option<String>, attempts: i32, link: Option<LinkUpdate>) -> Settled {
+fn settle(shared: &ConnectorShared, job: &Delivery, to: Side, status: TicketStatus, reason: Option<String>, attempts: i32, link: Option<LinkUpdate>) -> Settled {
     let ticket = plain_ticket(shared, job, to, status, reason, attempts);
     Settled { outcome: RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, jobs: Vec::new(), link, attempt: None, ticket: Some(ticket) } }
 }
 
 /// A ticket for a change that was not sent (skipped, already there, or parked as a conflict).
-fn plain_ticket(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str, reason: Option<String>, attempts: i32) -> NewTicket {
+fn plain_ticket(shared: &ConnectorShared, job: &Delivery, to: Side, status: TicketStatus, reason: Option<String>, attempts: i32) -> NewTicket {
     NewTicket {
         connector_id: shared.id().to_string(),
         event_id: Some(job.event_id.clone()),
         delivery_id: Some(job.id),
         hms_id: Some(job.record_key.clone()),
         external_id: Some(job.record_key.clone()),
-        direction: direction(to).into(),
-        status: status.into(),
+        direction: direction(to),
+        status,
         reason,
         attempts,
         last_error: None,
@@ -316,10 +330,10 @@ fn plain_ticket(shared: &ConnectorShared, job: &Delivery, to: Side, status: &str
 }
 
 /// A ticket's direction for a write to `to`.
-pub fn direction(to: Side) -> &'static str {
+pub fn direction(to: Side) -> Direction {
     match to {
-        Side::Hms => "inbound",
-        Side::Legacy => "outbound",
+        Side::Hms => Direction::Inbound,
+        Side::Legacy => Direction::Outbound,
     }
 }
 

@@ -86,8 +86,8 @@ async fn close(state: &AppState, job: &Delivery, replacements: &[crate::storage:
         delivery_id: Some(job.id),
         hms_id: Some(job.record_key.clone()),
         external_id: None,
-        direction: if job.origin.target() == crate::spec::model::Side::Hms { "inbound" } else { "outbound" }.into(),
-        status: "skipped".into(),
+        direction: crate::actors::two_way::direction(job.origin.target()),
+        status: crate::storage::TicketStatus::Skipped,
         reason: Some(reason.to_string()),
         attempts: job.attempts,
         last_error: job.last_error.clone(),
@@ -130,29 +130,30 @@ pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::
     }
     let shared = state.registry.send(GetShared(job.connector_id.clone())).await?.ok_or_else(|| ApiError::not_found(format!("connector `{}` does not exist", job.connector_id)))?;
     let source = crate::sync::engine::other(job.origin.target());
-    let new_job = |origin: Origin, payload: Value, n: u8| crate::storage::NewDelivery {
+    let new_job = |origin: Origin, payload: Value, n: u8, deleted: bool| crate::storage::NewDelivery {
         connector_id: job.connector_id.clone(),
         event_id: format!("resolved:{}:{n}", job.id),
         topic: job.topic.clone(),
         record_key: job.record_key.clone(),
         payload,
         origin,
-        deleted: false,
+        deleted,
     };
     let side_of = |s: &str| if s == "hms" { Side::Hms } else { Side::Legacy };
     let (jobs, reason) = match (choice.side.as_deref(), choice.record) {
         (Some(side @ ("hms" | "legacy")), None) if side_of(side) == source => {
-            (vec![new_job(Origin::Resolved(job.origin.target()), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+            // The parked change itself, a delete included.
+            (vec![new_job(Origin::Resolved(job.origin.target()), job.payload.clone(), 1, job.deleted)], format!("conflict resolved: {side} wins"))
         }
         (Some(side @ ("hms" | "legacy")), None) => {
             let fetch = shared.spec.resolve.as_ref().and_then(|r| if side == "hms" { r.fetch_hms.as_ref() } else { r.fetch_legacy.as_ref() });
             if fetch.is_none() {
                 return Err(ApiError::bad_request(format!("to take {side}'s version its current record must be read: configure resolve.fetch.{side}, or pass the merged `record`")));
             }
-            (vec![new_job(Origin::Take(side_of(side)), job.payload.clone(), 1)], format!("conflict resolved: {side} wins"))
+            (vec![new_job(Origin::Take(side_of(side)), job.payload.clone(), 1, false)], format!("conflict resolved: {side} wins"))
         }
         (None, Some(record)) => (
-            vec![new_job(Origin::Resolved(Side::Hms), record.clone(), 1), new_job(Origin::Resolved(Side::Legacy), record, 2)],
+            vec![new_job(Origin::Resolved(Side::Hms), record.clone(), 1, false), new_job(Origin::Resolved(Side::Legacy), record, 2, false)],
             "conflict resolved with a merged record".to_string(),
         ),
         _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),

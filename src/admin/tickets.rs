@@ -29,8 +29,8 @@ pub struct TicketQuery {
     pub limit: Option<u64>,
 }
 
-const STATUSES: &[&str] = &["completed", "parked", "skipped", "conflict"];
-const DIRECTIONS: &[&str] = &["outbound", "inbound"];
+const STATUSES: &[&str] = &crate::storage::TicketStatus::NAMES;
+const DIRECTIONS: &[&str] = &crate::storage::Direction::NAMES;
 
 fn one_of(what: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
     match value {

@@ -352,7 +352,7 @@ fn verify(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<VerifySpec> {
     Some(VerifySpec { scheme: scheme?, secret, tolerance_secs })
 }
 
-/// JSONPath subset: `$`, `$.a.b`, `$.a[0]`, `$.items[*]` (`[*]` as the last step only).
+/// JSONPath subset: `$`, `$.a.b`, `$.a[0]`, `$.items[*]`, `$.items[*].a` (one `[*]`).
 fn selector_check(cx: &mut Cx, node: Option<&MarkedYaml>, path: &str, selector: &str) {
     let Some(rest) = selector.strip_prefix('$') else {
         if let Some(n) = node {

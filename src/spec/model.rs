@@ -487,6 +487,24 @@ impl ConnectorSpec {
         }
     }
 
+    /// The create request for side `to` (`map.create` / `map.hmsCreate`), if any.
+    pub fn create_request(&self, to: Side) -> Option<&CreateSpec> {
+        let map = self.map.as_ref()?;
+        match to {
+            Side::Legacy => map.create.as_ref(),
+            Side::Hms => map.hms_create.as_ref(),
+        }
+    }
+
+    /// The delete request for side `to` (`map.delete` / `map.hmsDelete`), if any.
+    pub fn delete_request(&self, to: Side) -> Option<&RequestSpec> {
+        let map = self.map.as_ref()?;
+        match to {
+            Side::Legacy => map.delete.as_ref(),
+            Side::Hms => map.hms_delete.as_ref(),
+        }
+    }
+
     /// Does side `to` assign its own ids to records we create (a create with `idField`)?
     pub fn assigns_ids(&self, to: Side) -> bool {
         let map = self.map.as_ref();

@@ -29,7 +29,7 @@ pub use deliveries::{
 pub use links::{Link, LinkUpdate, get_link, save_link};
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
-    ANCHOR_KEY, BrokenLink, ChainReport, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, append_tickets, get_ticket, list_tickets,
+    ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,
 };
 

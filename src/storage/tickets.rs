@@ -34,14 +34,53 @@ pub struct NewTicket {
     pub delivery_id: Option<i64>,
     pub hms_id: Option<String>,
     pub external_id: Option<String>,
-    /// `outbound` | `inbound`.
-    pub direction: String,
-    /// `completed` | `parked` | `skipped` | `conflict`.
-    pub status: String,
+    pub direction: Direction,
+    pub status: TicketStatus,
     pub reason: Option<String>,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub detail: Option<serde_json::Value>,
+}
+
+/// How a change ended (a ticket's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    /// The change crossed (or the other side already held it).
+    Completed,
+    /// It failed past its retries, or for good: kept for a person.
+    Parked,
+    /// Nothing to send: filtered, an echo, no change, stale, superseded, a lost conflict
+    /// written back, or closed by an operator.
+    Skipped,
+    /// Both sides changed and a person decides (the job is parked with both records).
+    Conflict,
+}
+
+impl TicketStatus {
+    pub const NAMES: [&'static str; 4] = ["completed", "parked", "skipped", "conflict"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// Which way a ticketed change went (a ticket's `direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// HMS → the external system.
+    Outbound,
+    /// The external system → HMS.
+    Inbound,
+}
+
+impl Direction {
+    pub const NAMES: [&'static str; 2] = ["outbound", "inbound"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 /// A stored ticket, shaped for the API (`"ticketId": "SYNC-991"`, camelCase keys).
@@ -189,8 +228,8 @@ pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) 
             delivery_id: n.delivery_id,
             hms_id: n.hms_id.clone(),
             external_id: n.external_id.clone(),
-            direction: n.direction.clone(),
-            status: n.status.clone(),
+            direction: n.direction.as_str().to_owned(),
+            status: n.status.as_str().to_owned(),
             reason: n.reason.clone(),
             attempts: n.attempts,
             last_error: n.last_error.clone(),

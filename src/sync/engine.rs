@@ -262,6 +262,64 @@ fn as_number(v: &Value) -> Option<f64> {
     v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()))
 }
 
+/// Steps 1 and 2 of [`decide`] for a change seen on its source: superseded, an echo, or
+/// stale (and, without a read, an edit we overwrote: a conflict). `None`: a new change.
+fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, c: &str, v: Option<&Value>, base_hash: Option<&str>, source_now: &Current) -> Option<Verdict> {
+    match source_now {
+        Current::Present(now) if rules.content(now) != c => return Some(skip(format!("superseded: {} no longer holds this content", side_name(source)))),
+        Current::Absent => return Some(skip(format!("superseded: {} no longer has this record", side_name(source)))),
+        _ => {}
+    }
+    if let Some(l) = link {
+        if l.hash(source) == Some(c) || base_hash == Some(c) {
+            let mut seen = l.clone();
+            seen.saw_version(source, v);
+            let link = (seen != *l).then_some(seen);
+            return Some(Verdict::Skip { reason: format!("echo: {} holds the content last synced", side_name(source)), link });
+        }
+        if *source_now == Current::Unknown {
+            if l.written(source).iter().any(|w| w == c) {
+                // Our older write, reported by the source with a stamp newer than anything
+                // seen from it: it holds that write now, over the edit we last saw from
+                // it, which was overwritten. Never silent: a conflict.
+                let newer = match (v, l.version(source)) {
+                    (Some(v), Some(seen)) => compare_versions(v, seen) == Ordering::Greater && !l.version_is_ours(source),
+                    _ => false,
+                };
+                if newer {
+                    return Some(Verdict::Conflict {
+                        reason: format!(
+                            "{CONFLICT}{} holds an earlier write of ours (stamped {}) over its later edit: that edit was overwritten; resolve it: POST /parked/{{id}}/resolve",
+                            side_name(source),
+                            shown(&v.cloned())
+                        ),
+                    });
+                }
+                return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source))));
+            }
+            if let (Some(v), Some(seen)) = (v, l.version(source))
+                && compare_versions(v, seen) == Ordering::Less
+            {
+                // Older than our own later write there: that write overwrote this edit
+                // (no read could show the edit in time). Never silent: a conflict, parked
+                // with both records, which a person can still apply.
+                if l.version_is_ours(source) {
+                    return Some(Verdict::Conflict {
+                        reason: format!(
+                            "{CONFLICT}this edit on {} ({}) was overwritten by a sync written there later ({}); resolve it: POST /parked/{{id}}/resolve",
+                            side_name(source),
+                            scalar_text(v),
+                            scalar_text(seen)
+                        ),
+                    });
+                }
+                return Some(skip(format!("stale: older than the version last seen from {} ({})", side_name(source), scalar_text(seen))));
+            }
+        }
+    }
+    None
+}
+
 /// Decides a change of one record from `source` (the other side is the target).
 ///
 /// The order:
@@ -280,66 +338,17 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let c = rules.content(record);
     let v = rules.version(record).cloned();
     let base_hash = link.and_then(|l| l.base.as_ref()).filter(|b| !b.is_null()).map(|b| rules.content(b));
-    if kind == Kind::Change {
-        match source_now {
-            Current::Present(now) if rules.content(now) != c => return skip(format!("superseded: {} no longer holds this content", side_name(source))),
-            Current::Absent => return skip(format!("superseded: {} no longer has this record", side_name(source))),
-            _ => {}
-        }
-        if let Some(l) = link {
-            if l.hash(source) == Some(c.as_str()) || base_hash.as_deref() == Some(c.as_str()) {
-                let mut seen = l.clone();
-                seen.saw_version(source, v.as_ref());
-                let link = (seen != *l).then_some(seen);
-                return Verdict::Skip { reason: format!("echo: {} holds the content last synced", side_name(source)), link };
-            }
-            if *source_now == Current::Unknown {
-                if l.written(source).contains(&c) {
-                    // Our older write, reported by the source with a stamp newer than anything
-                    // seen from it: it holds that write now, over the edit we last saw from
-                    // it, which was overwritten. Never silent: a conflict.
-                    let newer = match (&v, l.version(source)) {
-                        (Some(v), Some(seen)) => compare_versions(v, seen) == Ordering::Greater && !l.version_is_ours(source),
-                        _ => false,
-                    };
-                    if newer {
-                        return Verdict::Conflict {
-                            reason: format!(
-                                "{CONFLICT}{} holds an earlier write of ours (stamped {}) over its later edit: that edit was overwritten; resolve it: POST /parked/{{id}}/resolve",
-                                side_name(source),
-                                shown(&v)
-                            ),
-                        };
-                    }
-                    return skip(format!("echo: an earlier write of ours to {}", side_name(source)));
-                }
-                if let (Some(v), Some(seen)) = (&v, l.version(source))
-                    && compare_versions(v, seen) == Ordering::Less
-                {
-                    // Older than our own later write there: that write overwrote this edit
-                    // (no read could show the edit in time). Never silent: a conflict, parked
-                    // with both records, which a person can still apply.
-                    if l.version_is_ours(source) {
-                        return Verdict::Conflict {
-                            reason: format!(
-                                "{CONFLICT}this edit on {} ({}) was overwritten by a sync written there later ({}); resolve it: POST /parked/{{id}}/resolve",
-                                side_name(source),
-                                scalar_text(v),
-                                scalar_text(seen)
-                            ),
-                        };
-                    }
-                    return skip(format!("stale: older than the version last seen from {} ({})", side_name(source), scalar_text(seen)));
-                }
-            }
-        }
+    if kind == Kind::Change
+        && let Some(settled) = already_seen(rules, link, source, &c, v.as_ref(), base_hash.as_deref(), source_now)
+    {
+        return settled;
     }
     let (t_hash, t_version) = match target_now {
         Current::Present(t) => (Some(rules.content(t)), rules.version(t).cloned()),
         Current::Absent => (None, None),
         Current::Unknown => (link.and_then(|l| l.hash(target).map(str::to_string)), None),
     };
-    // What the link becomes once `written` is on the target and `source_holds` on the source.
+    // What the link becomes once the target holds the record and the source `source_holds`.
     // Each side's version is only ever compared with that side's own stamps.
     let after = |source_holds: &Value, base: &Value| {
         let mut l = link.cloned().unwrap_or_default();

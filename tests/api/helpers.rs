@@ -716,6 +716,8 @@ pub mod twoway_sim {
         edited_after_read: Vec<(Value, Value, u64)>,
         /// Writes refused because their If-Match named an old revision.
         stale_refused: u64,
+        /// Reads of single documents.
+        reads: u64,
     }
 
     #[derive(Clone)]
@@ -821,6 +823,7 @@ pub mod twoway_sim {
     async fn lotus_get(spec: web::Path<String>, st: web::Data<LotusShared>) -> HttpResponse {
         let id = shift_id(&spec);
         let mut s = st.state.lock().unwrap();
+        s.reads += 1;
         let answer = match s.docs.get(&id) {
             Some(d) => HttpResponse::Ok().insert_header(("ETag", etag(s.revs.get(&id).copied().unwrap_or(0)))).json(d),
             None => HttpResponse::NotFound().json(json!({"error": "no such document"})),
@@ -917,6 +920,11 @@ pub mod twoway_sim {
         /// Writes refused with 412 (an old revision in If-Match).
         pub fn stale_refused(&self) -> u64 {
             self.shared.state.lock().unwrap().stale_refused
+        }
+
+        /// Reads of single documents so far.
+        pub fn reads(&self) -> u64 {
+            self.shared.state.lock().unwrap().reads
         }
 
         /// Successful writes (PUTs) by the sync.

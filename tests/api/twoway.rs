@@ -660,6 +660,10 @@ async fn a_write_that_landed_before_its_outcome_was_stored_completes_on_retry() 
     let edited = rig.hms.edit(1, json!({"startAt": "05:00"}));
     rig.push(&edited).await;
     poll_until("the write to reach Lotus", WAIT, || async { rig.lotus.doc(1).filter(|d| d["BeginTime"] == "05:00") }).await;
+    // The job is tried again only because its outcome was refused: its new read of Lotus
+    // shows that it was.
+    let reads = rig.lotus.reads();
+    poll_until("the job's retry to read Lotus", WAIT, || async { (rig.lotus.reads() > reads).then_some(()) }).await;
     db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
     let done = rig.wait_ticket("the job to complete on its retry", "1", |t| t["eventId"].as_str().is_some_and(|e| !e.starts_with("pull:")) && t["status"] == "completed" && reason(t).contains("already holds")).await;
     assert_eq!(done["direction"], "outbound", "{done}");

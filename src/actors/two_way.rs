@@ -49,6 +49,8 @@ pub struct Read {
     pub current: Current,
     pub raw: Option<Value>,
     pub etag: Option<String>,
+    /// The id of a record found by the create's `match` lookup (not linked yet).
+    pub found_id: Option<String>,
 }
 
 /// Can the connector read `side`'s current record (`resolve.fetch`)?
@@ -67,9 +69,16 @@ pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &Conne
 }
 
 async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value, link_ctx: &Value, linked: bool) -> Result<Read, String> {
-    let unknown = Read { current: Current::Unknown, raw: None, etag: None };
+    let unknown = Read { current: Current::Unknown, raw: None, etag: None, found_id: None };
+    let absent = || async {
+        // Before anything is created there, look the record up by its natural key.
+        match (linked, lookup(client, egress, shared, side, record, link_ctx).await?) {
+            (false, Some((found, id))) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.clone())), raw: Some(found), etag: None, found_id: id }),
+            _ => Ok(Read { current: Current::Absent, raw: None, etag: None, found_id: None }),
+        }
+    };
     if !linked && shared.spec.assigns_ids(side) {
-        return Ok(Read { current: Current::Absent, raw: None, etag: None });
+        return absent().await;
     }
     let resolve = shared.spec.resolve.as_ref();
     let spec_req = match side {
@@ -80,11 +89,28 @@ async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, s
     let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
     let Some(req) = shared.compiled.render_fetch(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
     match sender::fetch_optional_json(client, &req, egress).await {
-        Ok(None) => Ok(Read { current: Current::Absent, raw: None, etag: None }),
-        Ok(Some(found)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.record.clone())), raw: Some(found.record), etag: found.etag }),
+        Ok(None) => absent().await,
+        Ok(Some(found)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.record.clone())), raw: Some(found.record), etag: found.etag, found_id: None }),
         Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => Err(format!("cannot read {}'s current record: {error}", side_name(side))),
         Err(Outcome::Delivered { status }) => Err(format!("cannot read the current record: HTTP {status}")),
     }
+}
+
+/// The create `match` lookup of `side`: the first record found (as the side sent it) and
+/// its id (by the create's `idField`), or `None`.
+async fn lookup(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value, link_ctx: &Value) -> Result<Option<(Value, Option<String>)>, String> {
+    let Some(create) = shared.spec.create_request(side) else { return Ok(None) };
+    let Some(spec_req) = create.lookup.as_ref() else { return Ok(None) };
+    let secrets = egress.secrets(&spec_req.request.secret_names()).map_err(|e| e.to_string())?;
+    let Some(req) = shared.compiled.render_lookup(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(None) };
+    let answer = match sender::fetch_json(client, &req, egress).await {
+        Ok(a) => a,
+        Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => return Err(format!("cannot look the record up in {}: {error}", side_name(side))),
+        Err(Outcome::Delivered { status }) => return Err(format!("cannot look the record up: HTTP {status}")),
+    };
+    let Some(found) = crate::mapping::selector::records(&answer, &spec_req.records).into_iter().next() else { return Ok(None) };
+    let id = create.id_field.as_deref().and_then(|f| crate::mapping::selector::select(&found, &crate::spec::model::selector_of(f))).map(|v| no_nul(scalar_text(v)));
+    Ok(Some((found, id)))
 }
 
 /// A record as `side` returned it, in HMS fields.
@@ -139,7 +165,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         return Ok(cleared);
     }
     if !shared.spec.two_way() {
-        return one_way(rt, shared, job, attempts, cleared).await;
+        return one_way(client, rt, shared, job, attempts, cleared).await;
     }
     let kind = match job.origin {
         Origin::Merged(_) => Kind::Merged,
@@ -182,7 +208,11 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
         }
     });
-    let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
+    // A record found by the lookup is linked under the id the other side gave it.
+    let external_id = match &link {
+        Some(l) => l.external_id.clone(),
+        None => target_read.found_id.clone().or_else(|| source_read.found_id.clone()).unwrap_or_else(|| job.record_key.clone()),
+    };
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
     match verdict {
         Verdict::Delete { to: delete_on, link: synced, why } => {
@@ -257,7 +287,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
 /// An outbound (or inbound) connector that creates and deletes: its record link names the
 /// id the other system assigned (`{{ link.externalId }}` in later requests). No decision:
 /// a job with no link yet creates, a deleted change deletes.
-async fn one_way(rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32, mut cleared: Cleared) -> Result<Cleared, Settled> {
+async fn one_way(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempts: i32, mut cleared: Cleared) -> Result<Cleared, Settled> {
     let to = cleared.to;
     let (creates, deletes) = (shared.spec.create_request(to).is_some(), shared.spec.delete_request(to).is_some());
     let deleted_on = side_name(other(to));
@@ -279,10 +309,25 @@ async fn one_way(rt: &Runtime, shared: &ConnectorShared, job: &Delivery, attempt
     if job.deleted && link.is_none() && shared.spec.assigns_ids(to) {
         return Err(settle(shared, job, to, TicketStatus::Skipped, Some("deleted before it was ever created there".into()), attempts, None));
     }
+    let mut external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     if !job.deleted && link.is_none() && creates {
         cleared.write = Write::Create;
+        // Already there (made before, or by a create whose outcome a crash lost): linked
+        // and updated, never created twice.
+        let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": Value::Null } });
+        match lookup(client, &rt.egress, shared, to, &cleared.payload, &link_ctx).await {
+            Ok(Some((_, id))) => {
+                cleared.write = Write::Update;
+                external_id = id.unwrap_or(external_id);
+                cleared.why = Some("found by its natural key: linked, not created again".into());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                cleared.blocked = Some(e);
+                return Ok(cleared);
+            }
+        }
     }
-    let external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
     cleared.extras = json!({ "current": Value::Null, "etag": "", "link": { "hmsId": job.record_key, "externalId": external_id } });
     let mut synced = link.map(|l| l.synced).unwrap_or_default();
     if job.deleted {

@@ -67,6 +67,9 @@ pub struct CompiledConnector {
     delete: Option<RequestTemplates>,
     hms_create: Option<RequestTemplates>,
     hms_delete: Option<RequestTemplates>,
+    /// `map.create.match` / `map.hmsCreate.match`.
+    lookup: Option<RequestTemplates>,
+    hms_lookup: Option<RequestTemplates>,
     mapping: Vec<(String, String)>,
 }
 
@@ -130,6 +133,8 @@ impl CompiledConnector {
         let delete = map.and_then(|m| m.delete.as_ref()).map(|r| compile_request(&mut add, "map.delete", r)).transpose()?;
         let hms_create = map.and_then(|m| m.hms_create.as_ref()).map(|c| compile_request(&mut add, "map.hmsCreate", &c.request)).transpose()?;
         let hms_delete = map.and_then(|m| m.hms_delete.as_ref()).map(|r| compile_request(&mut add, "map.hmsDelete", r)).transpose()?;
+        let lookup = map.and_then(|m| m.create.as_ref()).and_then(|c| c.lookup.as_ref()).map(|l| compile_request(&mut add, "map.create.match", &l.request)).transpose()?;
+        let hms_lookup = map.and_then(|m| m.hms_create.as_ref()).and_then(|c| c.lookup.as_ref()).map(|l| compile_request(&mut add, "map.hmsCreate.match", &l.request)).transpose()?;
         let resolve = spec.resolve.as_ref();
         let fetch_hms = resolve.and_then(|r| r.fetch_hms.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.hms", r)).transpose()?;
         let fetch_legacy = resolve.and_then(|r| r.fetch_legacy.as_ref()).map(|r| compile_request(&mut add, "resolve.fetch.legacy", r)).transpose()?;
@@ -144,7 +149,7 @@ impl CompiledConnector {
         let filter = spec.filter().map(condition).transpose()?;
         let rules = resolve.map(|r| r.rules.iter().map(|rule| condition(&rule.when)).collect::<Result<_, _>>()).transpose()?.unwrap_or_default();
         let deleted = spec.deleted.as_deref().map(condition).transpose()?;
-        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, rules, deleted, create, delete, hms_create, hms_delete, mapping: spec.mapping_pairs() })
+        Ok(Self { env, filter, key, request, hms, pull, fetch_hms, fetch_legacy, rules, deleted, create, delete, hms_create, hms_delete, lookup, hms_lookup, mapping: spec.mapping_pairs() })
     }
 
     /// Does this change delete its record (`deleted:` over `object` and `topic`)?
@@ -175,6 +180,15 @@ impl CompiledConnector {
             _ if to == Side::Hms => self.render_hms_with(payload, extras, secrets),
             _ => self.render_with(payload, extras, secrets),
         }
+    }
+
+    /// Renders the lookup (`match`) of side `to` for `record` (HMS fields), if it has one.
+    pub fn render_lookup(&self, to: crate::spec::model::Side, record: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+        let req = match to {
+            crate::spec::model::Side::Legacy => &self.lookup,
+            crate::spec::model::Side::Hms => &self.hms_lookup,
+        };
+        req.as_ref().map(|r| self.render_request(r, &with_extras(record, extras), Value::Null, secrets)).transpose()
     }
 
     /// The first resolver rule whose condition holds for these records (`hms` and `legacy`,

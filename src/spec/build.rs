@@ -15,7 +15,8 @@ const ROOT_KEYS: &[&str] =
     &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
-const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "idField"];
+const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "idField", "match"];
+const MATCH_KEYS: &[&str] = &["url", "method", "headers", "body", "records"];
 const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
 const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
 const NEXT_KEYS: &[&str] = &["link", "token", "page"];
@@ -206,12 +207,19 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let publish = o.get("publish").and_then(|n| topics(cx, n, &o.path_of("publish"))).and_then(|t| t.into_iter().next());
     let create = |cx: &mut Cx, key: &str| {
-        let (request, c) = request(cx, o.get(key)?, &o.path_of(key), CREATE_KEYS, "POST")?;
+        let (create_req, c) = request(cx, o.get(key)?, &o.path_of(key), CREATE_KEYS, "POST")?;
         let id_field = c.string(cx, "idField");
         if let (Some(sel), Some(n)) = (&id_field, c.get("idField")) {
             selector_check(cx, Some(n), &c.path_of("idField"), &selector_of(sel));
         }
-        Some(CreateSpec { request, id_field })
+        let lookup = c.get("match").and_then(|n| {
+            let at = c.path_of("match");
+            let (lookup_req, m) = request(cx, n, &at, MATCH_KEYS, "GET")?;
+            let records = m.string(cx, "records").unwrap_or_else(|| "$".to_string());
+            selector_check(cx, m.get("records"), &m.path_of("records"), &records);
+            Some(LookupSpec { request: lookup_req, records })
+        });
+        Some(CreateSpec { request: create_req, id_field, lookup })
     };
     let create_out = create(cx, "create");
     let hms_create = create(cx, "hmsCreate");

@@ -287,6 +287,19 @@ pub struct CreateSpec {
     /// Selector of the assigned id in the answer (`$.id`); none: the record key is the id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_field: Option<String>,
+    /// `match`: looks the record up by a natural key before creating it, so a record that
+    /// already exists there (or that a create before a crash made) is linked, not created
+    /// again.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "match")]
+    pub lookup: Option<LookupSpec>,
+}
+
+/// A lookup request and where its answer holds the records found (the first is taken).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LookupSpec {
+    #[serde(flatten)]
+    pub request: RequestSpec,
+    pub records: String,
 }
 
 /// `source.pull:` — the ETL pull of an external change feed.
@@ -589,6 +602,8 @@ impl ConnectorSpec {
             self.outbound_request(),
             self.hms_request(),
             map.and_then(|m| m.create.as_ref()).map(|c| &c.request),
+            map.and_then(|m| m.create.as_ref()).and_then(|c| c.lookup.as_ref()).map(|l| &l.request),
+            map.and_then(|m| m.hms_create.as_ref()).and_then(|c| c.lookup.as_ref()).map(|l| &l.request),
             map.and_then(|m| m.delete.as_ref()),
             map.and_then(|m| m.hms_create.as_ref()).map(|c| &c.request),
             map.and_then(|m| m.hms_delete.as_ref()),

@@ -20,6 +20,8 @@ struct ItemsState {
     next: u64,
     /// (method, path, Idempotency-Key) of every write.
     writes: Vec<(String, String, Option<String>)>,
+    /// Lookups by reference answered.
+    lookups: u64,
 }
 
 type Items = web::Data<Arc<Mutex<ItemsState>>>;
@@ -37,6 +39,15 @@ async fn items_create(req: HttpRequest, body: web::Json<Value>, st: Items) -> Ht
     s.items.insert(id.clone(), item.clone());
     s.writes.push(("POST".into(), "/v1/items".into(), key_of(&req)));
     HttpResponse::Created().json(item)
+}
+
+/// `GET /v1/items?reference=R`: `{ "data": [items with that reference] }`.
+async fn items_find(req: HttpRequest, st: Items) -> HttpResponse {
+    let reference = req.query_string().split('&').find_map(|kv| kv.strip_prefix("reference=")).unwrap_or_default().to_string();
+    let mut s = st.lock().unwrap();
+    s.lookups += 1;
+    let data: Vec<Value> = s.items.values().filter(|i| i["reference"] == reference.as_str()).cloned().collect();
+    HttpResponse::Ok().json(json!({ "data": data }))
 }
 
 async fn items_update(req: HttpRequest, id: web::Path<String>, body: web::Json<Value>, st: Items) -> HttpResponse {
@@ -64,6 +75,7 @@ async fn a_store_that_assigns_ids_is_created_in_then_updated_and_deleted_by_its_
         App::new()
             .app_data(web::Data::new(data.clone()))
             .route("/v1/items", web::post().to(items_create))
+            .route("/v1/items", web::get().to(items_find))
             .route("/v1/items/{id}", web::patch().to(items_update))
             .route("/v1/items/{id}", web::delete().to(items_delete))
     });
@@ -79,6 +91,7 @@ map:
     url: "{base}/v1/items"
     idField: id
     body: {{ reference: "{{{{ invoiceId }}}}", amount: "{{{{ amount }}}}" }}
+    match: {{ url: "{base}/v1/items?reference={{{{ invoiceId }}}}", records: "$.data" }}
   to:
     method: PATCH
     url: "{base}/v1/items/{{{{ link.externalId }}}}"
@@ -102,12 +115,33 @@ retry: {{ max: 3, backoffMs: 10 }}
     app.publish("invoice.deleted", json!({"invoiceId": "INV-2"})).await;
     app.wait_tickets("connector=invoices&status=completed", 4).await;
 
+    // An invoice the store already has (made by hand, say) is found by its reference and
+    // linked: updated, not created again.
+    state.lock().unwrap().items.insert("it_pre".into(), json!({"id": "it_pre", "reference": "INV-9", "amount": 1}));
+    app.publish("invoice.updated", json!({"invoiceId": "INV-9", "amount": 9})).await;
+    app.wait_tickets("connector=invoices&status=completed", 5).await;
+
+    // A create that landed while its outcome could not be stored (as after a crash) is
+    // found by the retry's lookup: linked, one item.
+    use sea_orm::ConnectionTrait;
+    let db = &app.state().db;
+    db.execute_unprepared("CREATE TRIGGER refuse_tickets BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
+    app.publish("invoice.updated", json!({"invoiceId": "INV-3", "amount": 30})).await;
+    poll_until("INV-3 created", WAIT, || async { state.lock().unwrap().items.values().any(|i| i["reference"] == "INV-3").then_some(()) }).await;
+    let lookups = state.lock().unwrap().lookups;
+    poll_until("the retry's lookup", WAIT, || async { (state.lock().unwrap().lookups > lookups).then_some(()) }).await;
+    db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
+    app.wait_tickets("connector=invoices&status=completed", 6).await;
+
     let s = state.lock().unwrap();
+    assert_eq!(s.items.values().filter(|i| i["reference"] == "INV-3").count(), 1, "created once: {:?}", s.items);
+    assert_eq!(s.items["it_pre"]["amount"], 9, "the existing item was updated: {:?}", s.items);
     let paths: Vec<(String, String)> = s.writes.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let ids: BTreeMap<String, String> = s.items.values().map(|i| (i["reference"].as_str().unwrap().to_string(), i["id"].as_str().unwrap().to_string())).collect();
     let it1 = ids.get("INV-1").cloned().expect("INV-1 created");
     assert!(paths.contains(&("PATCH".into(), format!("/v1/items/{it1}"))), "the update used the id the store gave: {paths:?}");
-    assert_eq!(paths.iter().filter(|(m, _)| m == "POST").count(), 2, "each invoice created once: {paths:?}");
+    assert_eq!(paths.iter().filter(|(m, _)| m == "POST").count(), 3, "INV-1, INV-2, INV-3 created once each, INV-9 never: {paths:?}");
+    assert!(paths.contains(&("PATCH".into(), "/v1/items/it_pre".into())), "{paths:?}");
     assert!(paths.iter().any(|(m, p)| m == "DELETE" && p.starts_with("/v1/items/it_")), "{paths:?}");
     assert!(!ids.contains_key("INV-2"), "INV-2 deleted by its id: {:?}", s.items);
     assert_eq!(s.items[&it1]["amount"], 150);

@@ -71,10 +71,20 @@ pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &Conne
 async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value, link_ctx: &Value, linked: bool) -> Result<Read, String> {
     let unknown = Read { current: Current::Unknown, raw: None, etag: None, found_id: None };
     let absent = || async {
-        // Before anything is created there, look the record up by its natural key.
-        match (linked, lookup(client, egress, shared, side, record, link_ctx).await?) {
-            (false, Some((found, id))) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.clone())), raw: Some(found), etag: None, found_id: id }),
-            _ => Ok(Read { current: Current::Absent, raw: None, etag: None, found_id: None }),
+        let none = Read { current: Current::Absent, raw: None, etag: None, found_id: None };
+        if linked {
+            return Ok(none);
+        }
+        // Before anything is created there, look the record up by its natural key. (The
+        // link's external id is the external system's: an id HMS gives is not kept.)
+        match lookup(client, egress, shared, side, record, link_ctx).await? {
+            Some((found, id)) => Ok(Read {
+                current: Current::Present(in_hms_fields(shared, side, found.clone())),
+                raw: Some(found),
+                etag: None,
+                found_id: id.filter(|_| side == Side::Legacy),
+            }),
+            None => Ok(none),
         }
     };
     if !linked && shared.spec.assigns_ids(side) {
@@ -111,6 +121,16 @@ async fn lookup(client: &awc::Client, egress: &Egress, shared: &ConnectorShared,
     let Some(found) = crate::mapping::selector::records(&answer, &spec_req.records).into_iter().next() else { return Ok(None) };
     let id = create.id_field.as_deref().and_then(|f| crate::mapping::selector::select(&found, &crate::spec::model::selector_of(f))).map(|v| no_nul(scalar_text(v)));
     Ok(Some((found, id)))
+}
+
+/// Why a record found by a lookup cannot be linked to `key`: another record key of the
+/// connector is linked to that external id already.
+async fn linked_elsewhere(rt: &Runtime, shared: &ConnectorShared, key: &str, external_id: &str) -> Option<String> {
+    match storage::link_by_external(&rt.db, shared.id(), external_id).await {
+        Ok(Some(other)) if other.hms_id != key => Some(format!("the record found by `match` (id {external_id}) is linked to record {} already", other.hms_id)),
+        Ok(_) => None,
+        Err(e) => Some(format!("cannot read the record links: {e}")),
+    }
 }
 
 /// A record as `side` returned it, in HMS fields.
@@ -208,11 +228,20 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
         }
     });
-    // A record found by the lookup is linked under the id the other side gave it.
+    // A record found by the lookup is linked under the id the other side gave it, unless
+    // another record is linked to it already (two HMS records, one external record: a
+    // person must look; retried, then parked with this reason).
     let external_id = match &link {
         Some(l) => l.external_id.clone(),
-        None => target_read.found_id.clone().or_else(|| source_read.found_id.clone()).unwrap_or_else(|| job.record_key.clone()),
+        None => target_read.found_id.clone().unwrap_or_else(|| job.record_key.clone()),
     };
+    if link.is_none()
+        && let Some(found) = &target_read.found_id
+        && let Some(err) = linked_elsewhere(rt, shared, &job.record_key, found).await
+    {
+        cleared.blocked = Some(err);
+        return Ok(cleared);
+    }
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
     match verdict {
         Verdict::Delete { to: delete_on, link: synced, why } => {
@@ -317,8 +346,13 @@ async fn one_way(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, j
         let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": Value::Null } });
         match lookup(client, &rt.egress, shared, to, &cleared.payload, &link_ctx).await {
             Ok(Some((_, id))) => {
+                let id = id.filter(|_| to == Side::Legacy).unwrap_or(external_id);
+                if let Some(err) = linked_elsewhere(rt, shared, &job.record_key, &id).await {
+                    cleared.blocked = Some(err);
+                    return Ok(cleared);
+                }
                 cleared.write = Write::Update;
-                external_id = id.unwrap_or(external_id);
+                external_id = id;
                 cleared.why = Some("found by its natural key: linked, not created again".into());
             }
             Ok(None) => {}

@@ -54,6 +54,11 @@ pub async fn get_link(db: &Db, connector_id: &str, hms_id: &str) -> Result<Optio
     Ok(Entity::find().filter(Column::ConnectorId.eq(connector_id)).filter(Column::HmsId.eq(hms_id)).one(db).await?.map(Link::from))
 }
 
+/// The link of `connector_id` whose external id is `external_id`, if any.
+pub async fn link_by_external(db: &Db, connector_id: &str, external_id: &str) -> Result<Option<Link>, StorageError> {
+    Ok(Entity::find().filter(Column::ConnectorId.eq(connector_id)).filter(Column::ExternalId.eq(external_id)).one(db).await?.map(Link::from))
+}
+
 /// Saves a record's link (upsert by connector and HMS id).
 pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), StorageError> {
     let s = &u.synced;

@@ -26,7 +26,7 @@ pub use deliveries::{
     Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
-pub use links::{Link, LinkUpdate, get_link, save_link};
+pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,

@@ -223,6 +223,13 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     };
     let create_out = create(cx, "create");
     let hms_create = create(cx, "hmsCreate");
+    // The record key is HMS's id: a record HMS numbers itself could not be found again.
+    if let Some(n) = o.get("hmsCreate").and_then(|c| match &c.data {
+        saphyr::YamlData::Mapping(m) => m.iter().find(|(k, _)| as_str(k) == Some("idField")).map(|(k, _)| k),
+        _ => None,
+    }) {
+        cx.error(n, &format!("{}.idField", o.path_of("hmsCreate")), "HMS ids are the record key (`key:`): an id HMS assigns on create is not supported; create in HMS under the key");
+    }
     let delete = o.get("delete").and_then(|n| request(cx, n, &o.path_of("delete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
     let hms_delete = o.get("hmsDelete").and_then(|n| request(cx, n, &o.path_of("hmsDelete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
     Some(MapSpec { from, to, hms, publish, create: create_out, delete, hms_create, hms_delete })

@@ -170,3 +170,11 @@ fn resolver_rules_merge_and_retry_on_are_validated() {
     assert!(has(&errs, "retry.on[0]", "expected an HTTP status"), "{errs:#?}");
     assert!(has(&errs, "retry.on[1]", "expected an HTTP status"), "{errs:#?}");
 }
+
+#[test]
+fn an_id_hms_assigns_is_refused_with_the_reason() {
+    let errs = errors(
+        "id: c\ntype: inbound\nkey: \"{{ id }}\"\nmap:\n  hms: { url: 'http://hms/{{ id }}', method: PATCH }\n  hmsCreate: { url: 'http://hms/', idField: id }\nsource: { webhook: { verify: { scheme: none } } }\n",
+    );
+    assert!(has(&errs, "map.hmsCreate.idField", "not supported"), "{errs:#?}");
+}

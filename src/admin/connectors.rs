@@ -142,7 +142,9 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
     let event: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the event is not valid JSON: {e}")))?;
     let shared = state.registry.send(GetShared(id.clone())).await?.ok_or_else(|| not_found(&id))?;
     let event_id = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("<event-id>");
-    Ok(HttpResponse::Ok().json(crate::mapping::dry_run::dry_run(&shared.spec, q.topic.as_deref(), &event, event_id)))
+    let mut run = crate::mapping::dry_run::dry_run(&shared.spec, q.topic.as_deref(), &event, event_id);
+    run.decision = crate::sync::explain::explain(&shared.spec, &event, None);
+    Ok(HttpResponse::Ok().json(run))
 }
 
 /// Run one reconciliation now (the seed's `svc:syncNow`): pull the change feed from the

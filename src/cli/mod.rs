@@ -83,6 +83,10 @@ pub enum Command {
         /// The event id, shown in the Idempotency-Key.
         #[arg(long)]
         id: Option<String>,
+        /// Two-way connectors: the external system's current record (a JSON file, in its own
+        /// fields), to see how the change would be decided against it (policy, rules).
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
@@ -206,7 +210,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Deploy { file, client } => client::deploy(&client, &file),
         Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
         Command::Bench(args) => bench::run(args),
-        Command::Test { file, event, topic, id, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), json),
+        Command::Test { file, event, topic, id, current, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), current.as_deref(), json),
         Command::Tickets { connector, status, direction, since, until, cursor, limit, json, client } => {
             let query = [("connector", connector), ("status", status), ("direction", direction), ("since", since), ("until", until), ("cursor", cursor), ("limit", Some(limit.to_string()))];
             client::tickets(&client, &query, json)

@@ -10,7 +10,7 @@ use crate::spec;
 
 /// Exit codes: 0 the request would be sent; 3 the event would be filtered out; 1 the job
 /// would be parked or the file is invalid; 2 the event cannot be read.
-pub fn run(file: &Path, event: Option<&Path>, topic: Option<&str>, id: Option<&str>, json: bool) -> ExitCode {
+pub fn run(file: &Path, event: Option<&Path>, topic: Option<&str>, id: Option<&str>, current: Option<&Path>, json: bool) -> ExitCode {
     let loaded = match spec::load_file(file) {
         Ok(l) => l,
         Err(e) => {
@@ -32,10 +32,24 @@ pub fn run(file: &Path, event: Option<&Path>, topic: Option<&str>, id: Option<&s
             return ExitCode::from(2);
         }
     };
-    let run = dry_run(&loaded.spec, topic, &event, id.unwrap_or("<event-id>"));
+    let current = match current.map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display())).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| format!("{} is not valid JSON: {e}", p.display())))) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut run = dry_run(&loaded.spec, topic, &event, id.unwrap_or("<event-id>"));
+    // A two-way change is decided before it is sent: say how.
+    let decision = crate::sync::explain::explain(&loaded.spec, &event, current.as_ref());
+    run.decision = decision.clone();
     if json {
         println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
     } else {
+        if let Some(d) = &decision {
+            println!("two-way: {}", d["summary"].as_str().unwrap_or_default());
+        }
         match (&run.request, &run.reason) {
             (Some(req), _) => print!("{}", format_request(req)),
             (None, Some(reason)) => println!("{}: {}", run.verdict.to_uppercase(), reason),

@@ -27,6 +27,11 @@ pub struct DryRun {
     /// job would be parked for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_secrets: Vec<String>,
+    /// A two-way connector's decision for this change (filled by the caller, which can
+    /// see the decision layer): policy, rules, and, given the other side's record, the
+    /// verdict and the rule that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<serde_json::Value>,
 }
 
 /// Runs `event` (published on `topic`, or on the connector's first topic) through `spec`.
@@ -38,6 +43,7 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
         record_key: None,
         request: None,
         missing_secrets: Vec::new(),
+        decision: None,
     };
     let compiled = match CompiledConnector::compile(spec) {
         Ok(c) => c,

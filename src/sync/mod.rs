@@ -2,6 +2,7 @@
 //! the conflict resolvers.
 
 pub mod engine;
+pub mod explain;
 pub mod inbound;
 pub mod origin;
 

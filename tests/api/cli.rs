@@ -26,6 +26,24 @@ fn validate_accepts_the_examples_and_reports_bad_files() {
     assert!(err.contains("bad.yaml:4:") && err.contains("map.to.url"), "{err}");
 }
 
+// A two-way dry run says how the change would be decided, and which resolver rule decides
+// against the external system's record given with --current (seed 000's rule, shipped).
+#[test]
+fn a_two_way_dry_run_names_the_rule_that_decides() {
+    let notes = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors/notes-calendar.yaml");
+    let dir = temp_dir("cli-test-two-way");
+    let event = dir.join("shift.json");
+    std::fs::write(&event, json!({"id": 72, "startAt": "07:00", "updatedAt": 5, "editedBy": {"role": "manager"}}).to_string()).unwrap();
+    let lotus = dir.join("lotus.json");
+    std::fs::write(&lotus, json!({"ShiftID": 72, "BeginTime": "08:00", "LastModified": 9, "editedBy": {"role": "ranger"}}).to_string()).unwrap();
+    let out = bin().args(["test", notes, "--event", event.to_str().unwrap(), "--current", lotus.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("two-way: apply to the external system: rule 1 (hms.editedBy.role == \"manager\""), "{text}");
+    assert!(text.contains("PUT https://lotus.forest.example.gov/calendar/doc/ShiftID=72"), "{text}");
+    let out = bin().args(["test", notes, "--event", event.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("decided at send time"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn every_command_has_help() {
     for cmd in ["up", "validate", "status", "pause", "resume", "restart", "deploy", "publish"] {

@@ -708,6 +708,67 @@ async fn without_a_read_an_overwritten_edit_is_ticketed_as_a_conflict() {
     rig.assert_ends_as(1, &json!({"startAt": "09:00", "endAt": "16:30", "assignee": "Hal"}), "after the resolution").await;
 }
 
+// 12: kill -9 while two-way jobs are in flight, then start again: every HMS edit reaches
+// Lotus, none is applied back to HMS, and no change is ticketed twice.
+#[actix_web::test]
+async fn two_way_work_survives_kill_9() {
+    let token_var = "TWOWAY_KILL_HMS_TOKEN";
+    let token = format!("token-for-{token_var}");
+    let clock = LogicalClock::default();
+    let lotus = FakeLotus::start(clock.clone()).await;
+    let hms = FakeHms::start(clock.clone()).await;
+    let ids: Vec<u64> = (1..=12).collect();
+    for id in &ids {
+        let s = shift(*id, "08:00", "16:00", "Ana", *id);
+        clock.advance_to(*id);
+        hms.seed(s.clone());
+        lotus.seed(doc_of(&s));
+    }
+    let behaviour = Behaviour { restamp: true, precision: 1, revisions: true };
+    lotus.behave(behaviour);
+    hms.behave(behaviour);
+    let dir = temp_dir("tw-kill9");
+    std::fs::write(dir.join("connectors").join("notes-calendar.yaml"), calendar_yaml_with(&lotus, &hms, token_var, "policy: last-writer-wins", true)).unwrap();
+    let env = [(token_var, token.as_str())];
+    let mut service = Service::up(&dir, &env, std::process::Stdio::null()).await;
+    hms.echo_to(&format!("{}/webhook/hms", service.base), &token);
+    // Three rounds of edits of every shift, each push durable (200) before the next.
+    let mut want = BTreeMap::new();
+    for round in 0..3 {
+        for id in &ids {
+            let start = ["06:00", "07:00", "09:00"][round];
+            let s = hms.edit(*id, json!({ "startAt": start }));
+            want.insert(*id, hms_content(&s));
+            assert_eq!(hms.push(&s).await, 200);
+        }
+    }
+    service.kill9();
+    let service = Service::up(&dir, &env, std::process::Stdio::null()).await;
+    hms.echo_to(&format!("{}/webhook/hms", service.base), &token);
+    poll_until("every HMS edit in Lotus after the restart", Duration::from_secs(30), || async {
+        ids.iter().all(|id| lotus.doc(*id).is_some_and(|d| lotus_content(&d) == want[id])).then_some(())
+    })
+    .await;
+    let (code, _) = service.call("POST", &format!("/connectors/{CONNECTOR}/sync"), None).await;
+    assert_eq!(code, 200);
+    let tickets = poll_until("the pulled echoes to be ticketed", Duration::from_secs(30), || async {
+        let (_, body) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=500"), None).await;
+        let all = body["tickets"].as_array().cloned().unwrap_or_default();
+        let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;
+        (status["queue_depth"] == 0 && all.len() >= 36).then_some(all)
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &tickets {
+        assert!(seen.insert(t["eventId"].as_str().unwrap_or_default().to_string()), "ticketed twice: {t}");
+        assert_ne!(t["status"], "parked", "{t}");
+    }
+    assert_eq!(hms.writes(), 0, "nothing bounced back to HMS: {:?}", hms.write_log());
+    for id in &ids {
+        assert_eq!(hms_content(&hms.shift(*id).unwrap()), want[id], "HMS keeps its own latest edit");
+    }
+}
+
 // 8: an HMS change that leaves the mapped fields as last synced (here: only `notes`
 // changed) is no change of the synced record, whatever its newer stamp: it must not undo a
 // ranger's edit of a mapped field.

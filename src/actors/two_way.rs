@@ -11,24 +11,11 @@ use super::ticket_writer::RecordOutcome;
 use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::compiled::Write;
 use crate::mapping::fields;
-use crate::spec::model::{Policy, ResolveSpec, Side};
+use crate::spec::model::{ResolveSpec, Side};
 use crate::storage::{self, Delivery, Direction, JobUpdate, LinkUpdate, NewDelivery, NewTicket, TicketStatus};
 use crate::sync::Origin;
 use crate::sync::engine::{self, Current, Kind, Rules, Verdict, other, side_name};
 use crate::sync::inbound::{INBOUND_TOPIC, content_hash, no_nul, scalar_text};
-
-/// The default resolver: last writer wins by `updatedAt`.
-fn default_resolve() -> ResolveSpec {
-    ResolveSpec {
-        policy: Policy::LastWriterWins,
-        version_field: "updatedAt".into(),
-        owners: Vec::new(),
-        conflicts: Default::default(),
-        rules: Vec::new(),
-        fetch_hms: None,
-        fetch_legacy: None,
-    }
-}
 
 /// Runs `f` with the connector's decision rules.
 pub fn with_rules<T>(shared: &ConnectorShared, f: impl FnOnce(&Rules) -> T) -> T {
@@ -36,7 +23,7 @@ pub fn with_rules<T>(shared: &ConnectorShared, f: impl FnOnce(&Rules) -> T) -> T
     let resolve = match shared.spec.resolve.as_ref() {
         Some(r) => r,
         None => {
-            fallback = default_resolve();
+            fallback = ResolveSpec::default();
             &fallback
         }
     };

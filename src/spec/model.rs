@@ -146,6 +146,21 @@ pub struct ResolveSpec {
     pub fetch_legacy: Option<RequestSpec>,
 }
 
+/// A two-way connector without `resolve:`: last writer wins by `updatedAt`, no reads.
+impl Default for ResolveSpec {
+    fn default() -> Self {
+        Self {
+            policy: Policy::LastWriterWins,
+            version_field: "updatedAt".into(),
+            owners: Vec::new(),
+            conflicts: FieldRule::LastWriter,
+            rules: Vec::new(),
+            fetch_hms: None,
+            fetch_legacy: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {

@@ -8,7 +8,7 @@ use super::engine::{Current, Kind, Rules, Verdict, decide, side_name};
 use crate::mapping::CompiledConnector;
 use crate::mapping::fields;
 use crate::spec::ConnectorSpec;
-use crate::spec::model::{Policy, ResolveSpec, Side};
+use crate::spec::model::{ResolveSpec, Side};
 
 /// `None` for a connector that is not two-way. `event` is the HMS change; `current`, when
 /// given, the external system's record in its own fields (as a read would return it).
@@ -16,15 +16,7 @@ pub fn explain(spec: &ConnectorSpec, event: &Value, current: Option<&Value>) -> 
     if !spec.two_way() {
         return None;
     }
-    let fallback = ResolveSpec {
-        policy: Policy::LastWriterWins,
-        version_field: "updatedAt".into(),
-        owners: Vec::new(),
-        conflicts: Default::default(),
-        rules: Vec::new(),
-        fetch_hms: None,
-        fetch_legacy: None,
-    };
+    let fallback = ResolveSpec::default();
     let resolve = spec.resolve.as_ref().unwrap_or(&fallback);
     let rules = Rules { resolve, table: &spec.mapping };
     let policy = serde_json::to_value(resolve.policy).unwrap_or(Value::Null);

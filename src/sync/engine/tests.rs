@@ -7,7 +7,7 @@ use super::*;
 use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 
 fn resolve(policy: Policy) -> ResolveSpec {
-    ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, rules: Vec::new(), fetch_hms: None, fetch_legacy: None }
+    ResolveSpec { policy, ..ResolveSpec::default() }
 }
 
 fn table() -> Vec<(String, String)> {

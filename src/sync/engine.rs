@@ -23,6 +23,10 @@ use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 /// How a conflict's reason (the parked job's last error) starts.
 pub const CONFLICT: &str = "conflict: ";
 
+/// Marks a side's hash in the link when that side holds a change that lost a conflict and
+/// was not overwritten yet (the side could not be read).
+const LOST: &str = "lost:";
+
 /// How many of our recent writes to a side are remembered, to recognise their late echoes.
 const WRITTEN_KEPT: usize = 8;
 
@@ -107,16 +111,30 @@ impl Synced {
         }
     }
 
-    fn remember_write(&mut self, side: Side, hash: String) {
+    /// Remembers a write of content `hash` to `side`, with the stamp the side put on it
+    /// when its answer said (`hash@stamp`).
+    fn remember_write(&mut self, side: Side, hash: String, stamp: Option<&Value>) {
         let list = match side {
             Side::Hms => &mut self.hms_written,
             Side::Legacy => &mut self.external_written,
         };
-        list.retain(|h| *h != hash);
-        list.push(hash);
+        list.retain(|h| h.split('@').next() != Some(hash.as_str()));
+        list.push(match stamp {
+            Some(v) => format!("{hash}@{}", scalar_text(v)),
+            None => hash,
+        });
         if list.len() > WRITTEN_KEPT {
             list.remove(0);
         }
+    }
+
+    /// Did we write content `hash` to `side` lately? `Some(stamp)`: yes, with the stamp the
+    /// side put on it, when known.
+    pub fn written_stamp(&self, side: Side, hash: &str) -> Option<Option<&str>> {
+        self.written(side).iter().find_map(|w| {
+            let mut parts = w.splitn(2, '@');
+            (parts.next() == Some(hash)).then(|| parts.next())
+        })
     }
 
     /// Raises the version last seen from `side` to `v` (never lowers it), seen in one of
@@ -157,8 +175,9 @@ impl Synced {
         let sent_hash = rules.content(sent);
         let answered = answer.filter(|a| rules.carries(a, sent));
         let own = answered.map_or_else(|| sent_hash.clone(), |a| rules.content(a));
-        self.remember_write(side, sent_hash);
-        self.remember_write(side, own.clone());
+        let stamp = answered.and_then(|a| rules.version(a));
+        self.remember_write(side, sent_hash, stamp);
+        self.remember_write(side, own.clone(), stamp);
         *self.hash_mut(side) = Some(own);
         self.saw(side, answered.and_then(|a| rules.version(a)), true);
     }
@@ -271,17 +290,30 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, c: &str, v: 
         _ => {}
     }
     if let Some(l) = link {
-        if l.hash(source) == Some(c) || base_hash == Some(c) {
+        // (Unless the other side holds a change that lost to this side's state, unread: then
+        // this state, even unchanged, goes there.)
+        let other_lost = l.hash(other(source)).is_some_and(|h| h.starts_with(LOST));
+        if !other_lost && (l.hash(source) == Some(c) || base_hash == Some(c)) {
             let mut seen = l.clone();
             seen.saw_version(source, v);
             let link = (seen != *l).then_some(seen);
             return Some(Verdict::Skip { reason: format!("echo: {} holds the content last synced", side_name(source)), link });
         }
         if *source_now == Current::Unknown {
-            if l.written(source).iter().any(|w| w == c) {
-                // Our older write, reported by the source with a stamp newer than anything
-                // seen from it: it holds that write now, over the edit we last saw from
-                // it, which was overwritten. Never silent: a conflict.
+            if let Some(stamp) = l.written_stamp(source, c) {
+                // The content of a write of ours. Its stamp known: this notification is that
+                // write (same stamp), an older state (older), or a new edit that happens to
+                // restore it, a revert (newer), which is a change like any other.
+                if let (Some(stamp), Some(v)) = (stamp, v) {
+                    match compare_versions(v, &Value::String(stamp.to_string())) {
+                        Ordering::Greater => return None,
+                        _ => return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source)))),
+                    }
+                }
+                // Its stamp unknown, and reported with a stamp newer than anything seen
+                // from the source: the source holds that write now, over the edit we last
+                // saw from it, which was overwritten. Never silent: a conflict. (A revert to
+                // it looks the same: a person settles it.)
                 let newer = match (v, l.version(source)) {
                     (Some(v), Some(seen)) => compare_versions(v, seen) == Ordering::Greater && !l.version_is_ours(source),
                     _ => false,
@@ -409,7 +441,11 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
             *l.hash_mut(target) = t_hash.clone();
             Verdict::Apply { to: source, record: current.clone(), link: l, why, then_back: None, write: Write::Update }
         } else {
-            skip(format!("{why}; its own change brings it here"))
+            // The link remembers that the source holds a change that lost: the target's next
+            // notification goes there even when it shows the content last synced.
+            let mut l = link.cloned().unwrap_or_default();
+            *l.hash_mut(source) = Some(format!("{LOST}{c}"));
+            Verdict::Skip { reason: format!("{why}; its own change brings it here"), link: Some(l) }
         }
     };
     let later = match (&v, &t_version) {

@@ -288,3 +288,25 @@ fn a_target_without_the_record_gets_a_create() {
     let Verdict::Apply { to, write, .. } = v else { panic!("{v:?}") };
     assert_eq!((to, write), (Side::Legacy, Write::Create));
 }
+
+#[test]
+fn a_revert_to_content_we_once_wrote_is_a_change_when_our_write_s_stamp_is_known() {
+    let (r, t) = (resolve(Policy::LastWriterWins), table());
+    let rules = Rules { resolve: &r, table: &t };
+    let bo = shift("08:00", "Bo", 4);
+    let mut link = synced(&rules, &shift("08:00", "Ana", 1));
+    // We wrote Bo to HMS; HMS answered with its stamp 4.
+    link.observe_write(&rules, Side::Hms, &bo, Some(&bo));
+    // A user then made it Cy (11), synced; then back to Bo (17): a revert, not our echo.
+    let cy = shift("08:00", "Cy", 11);
+    link.base = Some(rules.project(&cy));
+    link.hms_hash = Some(rules.content(&cy));
+    link.hms_version = Some(json!(11));
+    link.hms_version_ours = false;
+    let revert = shift("08:00", "Bo", 17);
+    let v = decide(&rules, Some(&link), Side::Hms, &revert, Kind::Change, &Current::Unknown, &Current::Unknown, None);
+    assert_eq!(applied(&v), (Side::Legacy, revert));
+    // The notification of our own write (stamp 4) is an echo.
+    let v = decide(&rules, Some(&link), Side::Hms, &bo, Kind::Change, &Current::Unknown, &Current::Unknown, None);
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+}

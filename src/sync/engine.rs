@@ -283,9 +283,27 @@ fn as_number(v: &Value) -> Option<f64> {
 
 /// Steps 1 and 2 of [`decide`] for a change seen on its source: superseded, an echo, or
 /// stale (and, without a read, an edit we overwrote: a conflict). `None`: a new change.
-fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, c: &str, v: Option<&Value>, base_hash: Option<&str>, source_now: &Current) -> Option<Verdict> {
+#[allow(clippy::too_many_arguments)]
+fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, c: &str, v: Option<&Value>, base_hash: Option<&str>, source_now: &Current, target_now: &Current) -> Option<Verdict> {
     match source_now {
-        Current::Present(now) if rules.content(now) != c => return Some(skip(format!("superseded: {} no longer holds this content", side_name(source)))),
+        Current::Present(now) if rules.content(now) != c => {
+            // The target holds this superseded content: an earlier attempt of this very
+            // change landed there, its outcome lost in a crash. Linked now, so the source's
+            // newer change finds the target unchanged instead of "changed" by our own write.
+            if let Current::Present(t) = target_now
+                && rules.content(t) == c
+            {
+                let target = other(source);
+                let mut l = link.cloned().unwrap_or_default();
+                l.base = Some(rules.project(record));
+                *l.hash_mut(source) = Some(c.to_string());
+                *l.hash_mut(target) = Some(c.to_string());
+                l.remember_write(target, c.to_string(), rules.version(t));
+                l.saw(target, rules.version(t), true);
+                return Some(Verdict::Skip { reason: format!("superseded: {} no longer holds this content (it reached {} before a restart: linked)", side_name(source), side_name(target)), link: Some(l) });
+            }
+            return Some(skip(format!("superseded: {} no longer holds this content", side_name(source))));
+        }
         Current::Absent => return Some(skip(format!("superseded: {} no longer has this record", side_name(source)))),
         _ => {}
     }
@@ -371,7 +389,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let v = rules.version(record).cloned();
     let base_hash = link.and_then(|l| l.base.as_ref()).filter(|b| !b.is_null()).map(|b| rules.content(b));
     if kind == Kind::Change
-        && let Some(settled) = already_seen(rules, link, source, &c, v.as_ref(), base_hash.as_deref(), source_now)
+        && let Some(settled) = already_seen(rules, link, source, record, &c, v.as_ref(), base_hash.as_deref(), source_now, target_now)
     {
         return settled;
     }

@@ -745,13 +745,20 @@ async fn two_way_work_survives_kill_9() {
     service.kill9();
     let service = Service::up(&dir, &env, std::process::Stdio::null()).await;
     hms.echo_to(&format!("{}/webhook/hms", service.base), &token);
-    poll_until("every HMS edit in Lotus after the restart", Duration::from_secs(30), || async {
-        ids.iter().all(|id| lotus.doc(*id).is_some_and(|d| lotus_content(&d) == want[id])).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ids.iter().all(|id| lotus.doc(*id).is_some_and(|d| lotus_content(&d) == want[id])) {
+        if Instant::now() > deadline {
+            let (_, tickets) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=500"), None).await;
+            let (_, parked) = service.call("GET", &format!("/parked?connector={CONNECTOR}"), None).await;
+            let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;
+            let differ: Vec<String> = ids.iter().filter(|id| lotus.doc(**id).is_none_or(|d| lotus_content(&d) != want[*id])).map(|id| format!("{id}: Lotus {:?} want {}", lotus.doc(*id), want[id])).collect();
+            panic!("not every HMS edit reached Lotus after the restart:\n{}\nLotus writes {:?}\nstatus {status}\nparked {parked}\ntickets {tickets:#}", differ.join("\n"), lotus.write_log());
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, _) = service.call("POST", &format!("/connectors/{CONNECTOR}/sync"), None).await;
     assert_eq!(code, 200);
-    let tickets = poll_until("the pulled echoes to be ticketed", Duration::from_secs(30), || async {
+    let tickets = poll_until("the pulled echoes to be ticketed", Duration::from_secs(60), || async {
         let (_, body) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=500"), None).await;
         let all = body["tickets"].as_array().cloned().unwrap_or_default();
         let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;

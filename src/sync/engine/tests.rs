@@ -310,3 +310,20 @@ fn a_revert_to_content_we_once_wrote_is_a_change_when_our_write_s_stamp_is_known
     let v = decide(&rules, Some(&link), Side::Hms, &bo, Kind::Change, &Current::Unknown, &Current::Unknown, None);
     assert!(skipped(&v).starts_with("echo"), "{v:?}");
 }
+
+#[test]
+fn a_superseded_change_whose_write_landed_before_a_crash_is_linked() {
+    let (r, t) = (resolve(Policy::LastWriterWins), table());
+    let rules = Rules { resolve: &r, table: &t };
+    let link = synced(&rules, &shift("08:00", "Ana", 1));
+    let round2 = shift("07:00", "Ana", 5);
+    let round3 = shift("09:00", "Ana", 6);
+    // Round 2 reached Lotus (re-stamped 53) but its outcome was lost; HMS is at round 3.
+    let in_lotus = shift("07:00", "Ana", 53);
+    let v = decide(&rules, Some(&link), Side::Hms, &round2, Kind::Change, &Current::Present(round3.clone()), &Current::Present(in_lotus.clone()), None);
+    let Verdict::Skip { link: Some(linked), reason } = v else { panic!("{v:?}") };
+    assert!(reason.contains("before a restart"), "{reason}");
+    // Round 3 then finds Lotus unchanged since that sync, whatever its newer stamp.
+    let v = decide(&rules, Some(&linked), Side::Hms, &round3, Kind::Change, &Current::Present(round3.clone()), &Current::Present(in_lotus), None);
+    assert_eq!(applied(&v), (Side::Legacy, round3));
+}

@@ -322,12 +322,15 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
                 // The content of a write of ours. Its stamp known: this notification is that
                 // write (same stamp), an older state (older), or a new edit that happens to
                 // restore it, a revert (newer), which is a change like any other.
-                if let (Some(stamp), Some(v)) = (stamp, v) {
-                    match compare_versions(v, &Value::String(stamp.to_string())) {
-                        Ordering::Greater => return None,
-                        _ => return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source)))),
+                let revert = match (stamp, v) {
+                    (Some(stamp), Some(v)) => {
+                        if compare_versions(v, &Value::String(stamp.to_string())) != Ordering::Greater {
+                            return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source))));
+                        }
+                        true
                     }
-                }
+                    _ => false,
+                };
                 // Its stamp unknown, and reported with a stamp newer than anything seen
                 // from the source: the source holds that write now, over the edit we last
                 // saw from it, which was overwritten. Never silent: a conflict. (A revert to
@@ -336,7 +339,7 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
                     (Some(v), Some(seen)) => compare_versions(v, seen) == Ordering::Greater && !l.version_is_ours(source),
                     _ => false,
                 };
-                if newer {
+                if newer && !revert {
                     return Some(Verdict::Conflict {
                         reason: format!(
                             "{CONFLICT}{} holds an earlier write of ours (stamped {}) over its later edit: that edit was overwritten; resolve it: POST /parked/{{id}}/resolve",
@@ -345,7 +348,10 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
                         ),
                     });
                 }
-                return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source))));
+                if !revert {
+                    return Some(skip(format!("echo: an earlier write of ours to {}", side_name(source))));
+                }
+                // A revert, unless it is itself a late notification (the stale test below).
             }
             if let (Some(v), Some(seen)) = (v, l.version(source))
                 && compare_versions(v, seen) == Ordering::Less

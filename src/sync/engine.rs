@@ -448,7 +448,8 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     if !target_changed {
         return apply(record.clone(), format!("{} has not changed since the last sync", side_name(target)));
     }
-    let Current::Present(current) = target_now else { unreachable!("a changed target was read") };
+    // (Only a target that was read can have changed.)
+    let Current::Present(current) = target_now else { return apply(record.clone(), format!("{} has not changed since the last sync", side_name(target))) };
     // The source's own stamp of this content: a late notification carries an old stamp,
     // but a read shows the source holding the same content as of now.
     let v = match source_now {

@@ -198,6 +198,14 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
             // A write decided again after a refused precondition is another request: a
             // server that replays answers by key must not replay the refusal.
             let key = if round == 0 { format!("{}:{}", shared.id(), job.event_id) } else { format!("{}:{}:r{round}", shared.id(), job.event_id) };
+            // A two-way write leaves a trace first: after a restart before its outcome is
+            // stored, the next attempt knows it may have landed.
+            if shared.spec.two_way()
+                && cleared.link.is_some()
+                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked.as_ref().map_or("", |m| m.url.as_str()))).await
+            {
+                tracing::warn!(error = %e, "cannot note the write in flight");
+            }
             let sent = sender::send(client, &req, &key, &rt.egress).await;
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());

@@ -40,6 +40,10 @@ pub struct Read {
     pub found_id: Option<String>,
 }
 
+/// What a two-way job's `last_error` says while its write is on the wire: stored before
+/// the write is sent, so a restart before its outcome is stored leaves the trace.
+pub const IN_FLIGHT: &str = "in flight: ";
+
 /// Can the connector read `side`'s current record (`resolve.fetch`)?
 pub fn can_read(shared: &ConnectorShared, side: Side) -> bool {
     let r = shared.spec.resolve.as_ref();
@@ -177,6 +181,8 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let kind = match job.origin {
         Origin::Merged(_) => Kind::Merged,
         Origin::Resolved(_) | Origin::Take(_) => Kind::Forced,
+        // A job sent before whose outcome was not stored says so (see `IN_FLIGHT`).
+        Origin::Event | Origin::Inbound if job.last_error.as_deref().is_some_and(|e| e.starts_with(IN_FLIGHT)) => Kind::Resent,
         Origin::Event | Origin::Inbound => Kind::Change,
     };
     let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
@@ -200,11 +206,11 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             return Ok(cleared);
         }
     };
-    let source_now = if kind == Kind::Change { &source_read.current } else { &Current::Unknown };
+    let source_now = if kind.is_change() { &source_read.current } else { &Current::Unknown };
     let rule = rule_hit(shared, source, &cleared.payload, &source_read, &target_read);
     let synced = link.as_ref().map(|l| &l.synced);
     let verdict = with_rules(shared, |rules| {
-        if job.deleted && kind == Kind::Change {
+        if job.deleted && kind.is_change() {
             engine::decide_delete(rules, synced, source, &cleared.payload, source_now, &target_read.current)
         } else if job.deleted {
             // An operator chose the delete: it is carried out.

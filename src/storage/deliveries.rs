@@ -354,6 +354,12 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
     Ok(())
 }
 
+/// Notes on pending job `id` that its write is about to be sent (`last_error`), so a
+/// restart before its outcome is stored leaves a trace the next attempt can read.
+pub async fn note_in_flight(db: &Db, id: i64, note: &str) -> Result<(), StorageError> {
+    update_pending(db, id, vec![(Column::LastError, Expr::value(note))]).await
+}
+
 /// Marks job `id` delivered after `attempts` attempts.
 pub async fn complete(db: &Db, id: i64, attempts: i32) -> Result<(), StorageError> {
     apply_update(db, &JobUpdate::Complete { id, attempts }).await

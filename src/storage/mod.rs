@@ -22,7 +22,7 @@ mod tickets;
 pub use attempts::{Attempt, NewAttempt, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
-pub use deliveries::{
+pub use deliveries::{note_in_flight, 
     Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };

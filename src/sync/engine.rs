@@ -46,6 +46,9 @@ pub enum Current {
 pub enum Kind {
     /// A change seen on its source (webhook, pull, publish).
     Change,
+    /// The same, sent before without its outcome being stored (a restart came between):
+    /// its write may have landed.
+    Resent,
     /// An operator resolved a conflict in favour of this record: applied unless the target
     /// already holds exactly it.
     Forced,
@@ -73,6 +76,13 @@ pub struct Synced {
     /// its own edits): an older change from that side was then overwritten by us.
     pub hms_version_ours: bool,
     pub external_version_ours: bool,
+}
+
+impl Kind {
+    /// A change seen on its source, sent before or not.
+    pub fn is_change(self) -> bool {
+        matches!(self, Kind::Change | Kind::Resent)
+    }
 }
 
 impl Synced {
@@ -284,13 +294,15 @@ fn as_number(v: &Value) -> Option<f64> {
 /// Steps 1 and 2 of [`decide`] for a change seen on its source: superseded, an echo, or
 /// stale (and, without a read, an edit we overwrote: a conflict). `None`: a new change.
 #[allow(clippy::too_many_arguments)]
-fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, c: &str, v: Option<&Value>, base_hash: Option<&str>, source_now: &Current, target_now: &Current) -> Option<Verdict> {
+fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value, c: &str, v: Option<&Value>, base_hash: Option<&str>, source_now: &Current, target_now: &Current, resent: bool) -> Option<Verdict> {
     match source_now {
         Current::Present(now) if rules.content(now) != c => {
-            // The target holds this superseded content: an earlier attempt of this very
-            // change landed there, its outcome lost in a crash. Linked now, so the source's
-            // newer change finds the target unchanged instead of "changed" by our own write.
-            if let Current::Present(t) = target_now
+            // Sent before, and the target holds this superseded content: that attempt
+            // landed there, its outcome lost in a restart. Linked now, so the source's newer
+            // change finds the target unchanged instead of "changed" by our own write. (Never
+            // sent: the target holding it is someone's edit, which brings itself.)
+            if resent
+                && let Current::Present(t) = target_now
                 && rules.content(t) == c
             {
                 let target = other(source);
@@ -394,8 +406,8 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let c = rules.content(record);
     let v = rules.version(record).cloned();
     let base_hash = link.and_then(|l| l.base.as_ref()).filter(|b| !b.is_null()).map(|b| rules.content(b));
-    if kind == Kind::Change
-        && let Some(settled) = already_seen(rules, link, source, record, &c, v.as_ref(), base_hash.as_deref(), source_now, target_now)
+    if kind.is_change()
+        && let Some(settled) = already_seen(rules, link, source, record, &c, v.as_ref(), base_hash.as_deref(), source_now, target_now, kind == Kind::Resent)
     {
         return settled;
     }
@@ -412,7 +424,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         *l.hash_mut(source) = Some(rules.content(source_holds));
         if let Current::Present(s) = source_now {
             l.saw_version(source, rules.version(s));
-        } else if kind == Kind::Change {
+        } else if kind.is_change() {
             l.saw_version(source, rules.version(record));
         }
         if let Current::Present(t) = target_now {

@@ -320,7 +320,10 @@ fn a_superseded_change_whose_write_landed_before_a_crash_is_linked() {
     let round3 = shift("09:00", "Ana", 6);
     // Round 2 reached Lotus (re-stamped 53) but its outcome was lost; HMS is at round 3.
     let in_lotus = shift("07:00", "Ana", 53);
+    // Never sent before: Lotus holding it is someone's edit, which brings itself.
     let v = decide(&rules, Some(&link), Side::Hms, &round2, Kind::Change, &Current::Present(round3.clone()), &Current::Present(in_lotus.clone()), None);
+    assert!(matches!(&v, Verdict::Skip { link: None, .. }), "{v:?}");
+    let v = decide(&rules, Some(&link), Side::Hms, &round2, Kind::Resent, &Current::Present(round3.clone()), &Current::Present(in_lotus.clone()), None);
     let Verdict::Skip { link: Some(linked), reason } = v else { panic!("{v:?}") };
     assert!(reason.contains("before a restart"), "{reason}");
     // Round 3 then finds Lotus unchanged since that sync, whatever its newer stamp.

@@ -194,7 +194,8 @@ async fn a_republished_event_id_is_delivered_once() {
     let same: Vec<_> = got.iter().filter(|r| r.header("Idempotency-Key") == Some("gis:same-id")).collect();
     assert_eq!(same.len(), 1, "same-id sent once: {got:#?}");
     assert_eq!(got.len(), 2, "same-id once, then the marker: {got:#?}");
-    assert_eq!(app.tickets("connector=gis").await.len(), 2);
+    // The marker's ticket is stored after its answer: wait for it (bounded), then count.
+    assert_eq!(app.wait_tickets("connector=gis", 2).await.len(), 2);
 }
 
 // 7

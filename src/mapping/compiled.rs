@@ -159,27 +159,30 @@ impl CompiledConnector {
         env.get_template(FILTER).ok().and_then(|t| t.render(ctx).ok()).is_some_and(|out| out == "1")
     }
 
-    /// Renders the write of a two-way or outbound job to `to`: the create request when
-    /// `create` and the connector has one, the delete request when `delete`, else the
-    /// update (`map.to` / `map.hms`). `None`: the connector has no such request.
+    /// Renders the write of a job to `to`: the create request when `op` is a create and the
+    /// connector has one, the delete request for a delete, else the update (`map.to` /
+    /// `map.hms`). Without a body template the body is the record, mapped to the external
+    /// system's fields for it. `extras` (an object, or null) stand beside the record's
+    /// fields: two-way writes see the side's record as read (`current`), its `etag` and the
+    /// record's `link` (`hmsId`, `externalId`). `None`: the connector has no such request.
     pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         use crate::spec::model::Side;
-        let (create, delete) = match to {
-            Side::Legacy => (&self.create, &self.delete),
-            Side::Hms => (&self.hms_create, &self.hms_delete),
+        let (update, create, delete) = match to {
+            Side::Legacy => (&self.request, &self.create, &self.delete),
+            Side::Hms => (&self.hms, &self.hms_create, &self.hms_delete),
         };
-        let ctx = with_extras(payload, extras);
-        let default_body = match to {
-            Side::Legacy if !self.mapping.is_empty() => crate::mapping::fields::map_out(payload, &self.mapping),
+        let req = match op {
+            Write::Update => update.as_ref(),
+            Write::Create => create.as_ref().or(update.as_ref()),
+            Write::Delete => delete.as_ref(),
+        };
+        let Some(req) = req else { return Ok(None) };
+        let default_body = match (op, to) {
+            (Write::Delete, _) => Value::Null,
+            (_, Side::Legacy) if !self.mapping.is_empty() => crate::mapping::fields::map_out(payload, &self.mapping),
             _ => payload.clone(),
         };
-        match (op, create, delete) {
-            (Write::Create, Some(req), _) => self.render_request(req, &ctx, default_body, secrets).map(Some),
-            (Write::Delete, _, Some(req)) => self.render_request(req, &ctx, Value::Null, secrets).map(Some),
-            (Write::Delete, _, None) => Ok(None),
-            _ if to == Side::Hms => self.render_hms_with(payload, extras, secrets),
-            _ => self.render_with(payload, extras, secrets),
-        }
+        self.render_request(req, &with_extras(payload, extras), default_body, secrets).map(Some)
     }
 
     /// Renders the lookup (`match`) of side `to` for `record` (HMS fields), if it has one.
@@ -218,30 +221,9 @@ impl CompiledConnector {
         }
     }
 
-    /// Renders the outbound request (`map.to`) for an HMS event. Without a body template
-    /// the body is the event mapped through the mapping table (or the event itself).
+    /// Renders the outbound request (`map.to`) for an HMS event (the dry run's request).
     pub fn render(&self, payload: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        self.render_with(payload, &Value::Null, secrets)
-    }
-
-    /// [`render`](Self::render) with `extras` (an object) beside the event's fields: two-way
-    /// writes see the target's record as read (`current`), its `etag` and the record's
-    /// `link` (`hmsId`, `externalId`), for revisions and conditional writes.
-    pub fn render_with(&self, payload: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        let Some(req) = &self.request else { return Ok(None) };
-        let default_body = if self.mapping.is_empty() { payload.clone() } else { crate::mapping::fields::map_out(payload, &self.mapping) };
-        self.render_request(req, &with_extras(payload, extras), default_body, secrets).map(Some)
-    }
-
-    /// Renders the request that applies an inbound record (already in HMS fields) to HMS.
-    pub fn render_hms(&self, record: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        self.render_hms_with(record, &Value::Null, secrets)
-    }
-
-    /// [`render_hms`](Self::render_hms) with `extras` (see [`render_with`](Self::render_with)).
-    pub fn render_hms_with(&self, record: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        let Some(req) = &self.hms else { return Ok(None) };
-        self.render_request(req, &with_extras(record, extras), record.clone(), secrets).map(Some)
+        self.render_write(crate::spec::model::Side::Legacy, Write::Update, payload, &Value::Null, secrets)
     }
 
     /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
@@ -345,15 +327,16 @@ impl CompiledConnector {
     }
 }
 
-/// The render context of a payload with `extras` added (they win over same-named fields).
-fn with_extras(payload: &Value, extras: &Value) -> Value {
+/// The render context of a payload with `extras` added (they win over same-named fields);
+/// the payload itself, not a copy, when there are none (every plain outbound event).
+fn with_extras<'a>(payload: &'a Value, extras: &Value) -> std::borrow::Cow<'a, Value> {
     match (payload, extras) {
         (Value::Object(p), Value::Object(x)) if !x.is_empty() => {
             let mut m = p.clone();
             m.extend(x.iter().map(|(k, v)| (k.clone(), v.clone())));
-            Value::Object(m)
+            std::borrow::Cow::Owned(Value::Object(m))
         }
-        _ => payload.clone(),
+        _ => std::borrow::Cow::Borrowed(payload),
     }
 }
 

@@ -245,7 +245,8 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     let (rt, shared) = (&crew.rt, &crew.shared);
     let inbound = cleared.to == Side::Hms;
     let (payload, why) = (cleared.payload.clone(), cleared.why.clone());
-    let outcome = crate::delivery::RetryPolicy::of(&shared.spec).classify(outcome, sent_meta.and_then(|m| m.0));
+    let policy = crate::delivery::RetryPolicy::of(&shared.spec);
+    let outcome = policy.classify(outcome, sent_meta.and_then(|m| m.0));
     // Errors are scrubbed of every secret of the connector that is set, not only this
     // request's: a resolver read or a pull may have used others.
     // (Only failures have errors to scrub: a success skips reading the environment.)
@@ -257,7 +258,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         all
     };
 
-    let decision = crate::delivery::RetryPolicy::of(&shared.spec).decide(&outcome, attempts as u32, fastrand::f64());
+    let decision = policy.decide(&outcome, attempts as u32, fastrand::f64());
     // Every attempt that reached the wire (or failed on it) is kept with its status,
     // latency and error, secrets scrubbed.
     let attempt_row = sent_meta.map(|(status, latency_ms)| NewAttempt {
@@ -302,7 +303,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             if let Err(e) = published {
                 // Like a failed delivery: retried with back-off, parked after `retry.max`.
                 let error = format!("cannot publish on {}: {e}", shared.spec.publish_topic().unwrap_or_default());
-                let update = match crate::delivery::RetryPolicy::of(&shared.spec).decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
+                let update = match policy.decide(&Outcome::Retryable { error: error.clone(), retry_after: None }, attempts as u32, fastrand::f64()) {
                     Decision::RetryIn(delay) => {
                         tracing::warn!(error = %error, "will retry");
                         JobUpdate::Reschedule { id: 0, attempts, at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(), error }

@@ -55,10 +55,6 @@ pub fn can_read(shared: &ConnectorShared, side: Side) -> bool {
 
 /// What `side` holds now: [`Current::Unknown`] when the connector has no `resolve.fetch`
 /// for it. A read's record comes back in HMS fields.
-pub async fn fetch_current(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value) -> Result<Current, String> {
-    read(client, egress, shared, side, record, &Value::Null, true).await.map(|r| r.current)
-}
-
 async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, side: Side, record: &Value, link_ctx: &Value, linked: bool) -> Result<Read, String> {
     let unknown = Read { current: Current::Unknown, raw: None, etag: None, found_id: None };
     let absent = || async {

@@ -450,18 +450,16 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     if kind == Kind::Forced {
         return apply(record.clone(), "chosen by an operator".into());
     }
-    let target_changed = match (link, target_now) {
-        // Never synced: both sides hold the record, differently.
-        (None, Current::Present(_)) => true,
-        (None, _) => false,
-        (Some(_), Current::Unknown | Current::Absent) => false,
-        (Some(l), Current::Present(_)) => t_hash.as_deref() != l.hash(target) && t_hash != base_hash,
+    // The target's record when it changed since the last sync (only a read one can show it;
+    // never synced, both sides holding it differently, counts as changed).
+    let changed = match (link, target_now) {
+        (None, Current::Present(t)) => Some(t),
+        (Some(l), Current::Present(t)) if t_hash.as_deref() != l.hash(target) && t_hash != base_hash => Some(t),
+        _ => None,
     };
-    if !target_changed {
+    let Some(current) = changed else {
         return apply(record.clone(), format!("{} has not changed since the last sync", side_name(target)));
-    }
-    // (Only a target that was read can have changed.)
-    let Current::Present(current) = target_now else { return apply(record.clone(), format!("{} has not changed since the last sync", side_name(target))) };
+    };
     // The source's own stamp of this content: a late notification carries an old stamp,
     // but a read shows the source holding the same content as of now.
     let v = match source_now {
@@ -500,7 +498,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         Some((i, r)) => (r.then, format!("rule {} ({}): ", i + 1, r.when)),
         None => (rules.resolve.policy, String::new()),
     };
-    let verdict = decide_conflict(rules, policy, link, source, record, source_now, current, &t_hash, &t_version, &c, later, &apply, &take, &lww);
+    let verdict = decide_conflict(rules, policy, link, source, record, current, &t_hash, &c, later, &after, &apply, &take, &lww);
     match verdict {
         Verdict::Apply { to, record, link, why, then_back, write } => Verdict::Apply { to, record, link, why: format!("{by_rule}{why}"), then_back, write },
         Verdict::Skip { reason, link } => Verdict::Skip { reason: format!("{by_rule}{reason}"), link },
@@ -517,28 +515,16 @@ fn decide_conflict(
     link: Option<&Synced>,
     source: Side,
     record: &Value,
-    source_now: &Current,
     current: &Value,
     t_hash: &Option<String>,
-    t_version: &Option<Value>,
     c: &str,
     later: Ordering,
+    after: &dyn Fn(&Value, &Value) -> Synced,
     apply: &dyn Fn(Value, String) -> Verdict,
     take: &dyn Fn(String) -> Verdict,
     lww: &dyn Fn() -> Verdict,
 ) -> Verdict {
     let target = other(source);
-    let after = |source_holds: &Value| {
-        let mut l = link.cloned().unwrap_or_default();
-        l.base = Some(rules.project(source_holds));
-        *l.hash_mut(source) = Some(rules.content(source_holds));
-        match source_now {
-            Current::Present(s) => l.saw_version(source, rules.version(s)),
-            _ => l.saw_version(source, rules.version(record)),
-        }
-        l.saw_version(target, t_version.as_ref());
-        l
-    };
     match policy {
         Policy::LastWriterWins => lww(),
         Policy::HmsWins | Policy::LegacyWins => {
@@ -562,7 +548,7 @@ fn decide_conflict(
             }
             // The merged record goes to the target now and to the source next; until then the
             // source holds `record`, which is the base its next edit starts from.
-            Verdict::Apply { to: target, record: merged.clone(), link: after(record), why: "merged field by field".into(), then_back: Some(merged), write: Write::Update }
+            Verdict::Apply { to: target, record: merged.clone(), link: after(record, record), why: "merged field by field".into(), then_back: Some(merged), write: Write::Update }
         }
     }
 }

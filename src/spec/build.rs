@@ -211,6 +211,10 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
         let id_field = c.string(cx, "idField");
         if let (Some(sel), Some(n)) = (&id_field, c.get("idField")) {
             selector_check(cx, Some(n), &c.path_of("idField"), &selector_of(sel));
+            // The record key is HMS's id: a record HMS numbers itself could not be found again.
+            if key == "hmsCreate" {
+                cx.error(n, &c.path_of("idField"), "HMS ids are the record key (`key:`): an id HMS assigns on create is not supported; create in HMS under the key");
+            }
         }
         let lookup = c.get("match").and_then(|n| {
             let at = c.path_of("match");
@@ -223,13 +227,6 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     };
     let create_out = create(cx, "create");
     let hms_create = create(cx, "hmsCreate");
-    // The record key is HMS's id: a record HMS numbers itself could not be found again.
-    if let Some(n) = o.get("hmsCreate").and_then(|c| match &c.data {
-        saphyr::YamlData::Mapping(m) => m.iter().find(|(k, _)| as_str(k) == Some("idField")).map(|(k, _)| k),
-        _ => None,
-    }) {
-        cx.error(n, &format!("{}.idField", o.path_of("hmsCreate")), "HMS ids are the record key (`key:`): an id HMS assigns on create is not supported; create in HMS under the key");
-    }
     let delete = o.get("delete").and_then(|n| request(cx, n, &o.path_of("delete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
     let hms_delete = o.get("hmsDelete").and_then(|n| request(cx, n, &o.path_of("hmsDelete"), REQUEST_KEYS, "DELETE").map(|(r, _)| r));
     Some(MapSpec { from, to, hms, publish, create: create_out, delete, hms_create, hms_delete })
@@ -402,7 +399,7 @@ fn resolve(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<ResolveSpec> {
     };
     if as_str(node).is_some() {
         let policy = parse_policy(cx, node, path)?;
-        return Some(ResolveSpec { policy, version_field: "updatedAt".into(), owners: Vec::new(), conflicts: FieldRule::LastWriter, rules: Vec::new(), fetch_hms: None, fetch_legacy: None });
+        return Some(ResolveSpec { policy, ..ResolveSpec::default() });
     }
     let o = Obj::open(cx, node, path, RESOLVE_KEYS)?;
     let policy = match o.get("policy") {

@@ -16,7 +16,7 @@ use crate::mapping::{RenderedRequest, fields, selector};
 use crate::metrics::Metrics;
 use crate::spec::model::{Pagination, PullSpec};
 use crate::storage::{self, Db};
-use super::two_way::inbound_job;
+use super::two_way::{inbound_job, key_by_links};
 use crate::sync::inbound::scalar_text;
 
 /// Most pages one pull follows (a feed that never ends is an error, not a hang).
@@ -187,6 +187,8 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
             }
             jobs.push(inbound_job(shared, record, pull.id_field.as_deref(), Some(&version), "pull", None));
         }
+        let from = jobs.len() - records.len();
+        key_by_links(db, shared, &mut jobs[from..], pull.id_field.as_deref(), &records).await.map_err(|e| e.to_string())?;
         match next_page(pull, &first, &body, page_no, !records.is_empty(), render)? {
             // A very long backlog is taken in parts: what was read so far is stored and the
             // cursor advanced to it; the next pull (at once) goes on from there.

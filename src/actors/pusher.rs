@@ -269,11 +269,11 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         latency_ms,
         error: (!matches!(outcome, Outcome::Delivered { .. })).then(|| scrub_secrets(&outcome_error(&outcome), &secrets)),
     });
-    // The other side's id: the URL written to (secrets masked), or for a pulled record its
-    // external id (the record key).
+    // The other side's id: the URL written to (secrets masked), and the record's own id on
+    // the side it came from (its link's when linked, else the record key).
     let target = masked.map(|r| r.url);
-    let (hms_id, external_id, direction) =
-        if inbound { (target, Some(job.record_key.clone()), Direction::Inbound) } else { (Some(job.record_key.clone()), target, Direction::Outbound) };
+    let own = |ext: bool| cleared.link.as_ref().map_or_else(|| job.record_key.clone(), |l| if ext { l.external_id.clone() } else { l.hms_id.clone() });
+    let (hms_id, external_id, direction) = if inbound { (target, Some(own(true)), Direction::Inbound) } else { (Some(own(false)), target, Direction::Outbound) };
     let ticket = |status: TicketStatus, error: Option<String>| NewTicket {
         connector_id: shared.id().to_string(),
         event_id: Some(job.event_id.clone()),

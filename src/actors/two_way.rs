@@ -62,15 +62,9 @@ async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, s
         if linked {
             return Ok(none);
         }
-        // Before anything is created there, look the record up by its natural key. (The
-        // link's external id is the external system's: an id HMS gives is not kept.)
+        // Before anything is created there, look the record up by its natural key.
         match lookup(client, egress, shared, side, record, link_ctx).await? {
-            Some((found, id)) => Ok(Read {
-                current: Current::Present(in_hms_fields(shared, side, found.clone())),
-                raw: Some(found),
-                etag: None,
-                found_id: id.filter(|_| side == Side::Legacy),
-            }),
+            Some((found, id)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.clone())), raw: Some(found), etag: None, found_id: id }),
             None => Ok(none),
         }
     };
@@ -110,14 +104,66 @@ async fn lookup(client: &awc::Client, egress: &Egress, shared: &ConnectorShared,
     Ok(Some((found, id)))
 }
 
-/// Why a record found by a lookup cannot be linked to `key`: another record key of the
-/// connector is linked to that external id already.
-async fn linked_elsewhere(rt: &Runtime, shared: &ConnectorShared, key: &str, external_id: &str) -> Option<String> {
-    match storage::link_by_external(&rt.db, shared.id(), external_id).await {
-        Ok(Some(other)) if other.hms_id != key => Some(format!("the record found by `match` (id {external_id}) is linked to record {} already", other.hms_id)),
+/// Why a record `side` holds, found by a lookup under id `found`, cannot be linked to the
+/// record of `key` (the record's id on the other side): another record of the connector is
+/// linked to it already (two records, one counterpart: a person must look).
+async fn linked_elsewhere(rt: &Runtime, shared: &ConnectorShared, side: Side, key: &str, found: &str) -> Option<String> {
+    let link = match side {
+        Side::Legacy => storage::link_by_external(&rt.db, shared.id(), found).await,
+        Side::Hms => storage::get_link(&rt.db, shared.id(), found).await,
+    };
+    let theirs = |l: &storage::Link| if side == Side::Legacy { l.hms_id.clone() } else { l.external_id.clone() };
+    match link {
+        Ok(Some(other)) if theirs(&other) != key => Some(format!("the record found by `match` (id {found}) is linked to record {} already", theirs(&other))),
         Ok(_) => None,
         Err(e) => Some(format!("cannot read the record links: {e}")),
     }
+}
+
+/// The link of a job's record: by its key, or, when HMS numbers the records we create
+/// there and this job was queued before its record was linked, by the external id the key
+/// then was.
+async fn find_link(rt: &Runtime, shared: &ConnectorShared, job: &Delivery, to: Side) -> Result<Option<storage::Link>, storage::StorageError> {
+    let link = storage::get_link(&rt.db, shared.id(), &job.record_key).await?;
+    if link.is_none() && to == Side::Hms && shared.spec.assigns_ids(Side::Hms) {
+        return storage::link_by_external(&rt.db, shared.id(), &job.record_key).await;
+    }
+    Ok(link)
+}
+
+/// A record's ids on both sides: from its link, or before one exists from the job's key
+/// and the id a `match` lookup found on the side written to.
+fn ids(job: &Delivery, link: Option<&storage::Link>, to: Side, found: Option<&String>) -> (String, String) {
+    let key = job.record_key.clone();
+    match (link, found) {
+        (Some(l), _) => (l.hms_id.clone(), l.external_id.clone()),
+        (None, Some(f)) if to == Side::Hms => (f.clone(), key),
+        (None, Some(f)) => (key, f.clone()),
+        (None, None) => (key.clone(), key),
+    }
+}
+
+/// What request templates see of a record's link.
+fn link_json(hms_id: &str, external_id: Option<&str>) -> Value {
+    json!({ "hmsId": hms_id, "externalId": external_id })
+}
+
+/// Inbound jobs of a connector whose HMS numbers the records we create: a record linked
+/// already is queued under its HMS id, so both directions of one record share a key (and so
+/// their order and lock). A record that names its HMS id itself (the key template rendered)
+/// keeps that key.
+pub async fn key_by_links(db: &storage::Db, shared: &ConnectorShared, jobs: &mut [NewDelivery], id_field: Option<&str>, records: &[Value]) -> Result<(), storage::StorageError> {
+    if !shared.spec.assigns_ids(Side::Hms) {
+        return Ok(());
+    }
+    for (job, record) in jobs.iter_mut().zip(records) {
+        if job.record_key == external_id_of(record, id_field)
+            && let Some(link) = storage::link_by_external(db, shared.id(), &job.record_key).await?
+        {
+            job.record_key = link.hms_id;
+        }
+    }
+    Ok(())
 }
 
 /// A record as `side` returned it, in HMS fields.
@@ -161,7 +207,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let mut cleared = Cleared { payload: job.payload.clone(), to, link: None, then_back: None, blocked: None, why: None, extras: Value::Null, write: if job.deleted { Write::Delete } else { Write::Update } };
     if matches!(job.origin, Origin::Take(_)) {
         let link = storage::get_link(&rt.db, shared.id(), &job.record_key).await.ok().flatten();
-        let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": link.map(|l| l.external_id) } });
+        let link_ctx = json!({ "link": link_json(&job.record_key, link.as_ref().map(|l| l.external_id.as_str())) });
         match read(client, &rt.egress, shared, source, &job.payload, &link_ctx, true).await.map(|r| r.current) {
             Ok(Current::Present(current)) => cleared.payload = current,
             Ok(_) => return Err(settle(shared, job, to, TicketStatus::Skipped, Some("the chosen side has no such record".into()), attempts, None)),
@@ -181,7 +227,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         Origin::Event | Origin::Inbound if job.last_error.as_deref().is_some_and(|e| e.starts_with(IN_FLIGHT)) => Kind::Resent,
         Origin::Event | Origin::Inbound => Kind::Change,
     };
-    let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
+    let link = match find_link(rt, shared, job, to).await {
         Ok(l) => l,
         Err(e) => {
             cleared.blocked = Some(format!("cannot read the record link: {e}"));
@@ -190,7 +236,9 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     };
     // The source is read for every change (was it superseded?), and for the others too
     // when it could be written (a merge's second half, an operator's choice).
-    let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": link.as_ref().map(|l| l.external_id.clone()) } });
+    // (Before a link exists both ids are the job's key: the change's own id.)
+    let (hms_key, external_key) = ids(job, link.as_ref(), to, None);
+    let link_ctx = json!({ "link": link_json(&hms_key, Some(&external_key)) });
     // A side that assigns its own ids has no record of ours before we linked one.
     // (The source is read as the change names it, linked or not.)
     let source_read = read(client, &rt.egress, shared, source, &cleared.payload, &link_ctx, true).await;
@@ -218,20 +266,17 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         }
     });
     // A record found by the lookup is linked under the id the other side gave it, unless
-    // another record is linked to it already (two HMS records, one external record: a
-    // person must look; retried, then parked with this reason).
-    let external_id = match &link {
-        Some(l) => l.external_id.clone(),
-        None => target_read.found_id.clone().unwrap_or_else(|| job.record_key.clone()),
-    };
+    // another record is linked to it already (two records, one counterpart: a person must
+    // look; retried, then parked with this reason).
+    let (hms_id, external_id) = ids(job, link.as_ref(), to, target_read.found_id.as_ref());
     if link.is_none()
         && let Some(found) = &target_read.found_id
-        && let Some(err) = linked_elsewhere(rt, shared, &job.record_key, found).await
+        && let Some(err) = linked_elsewhere(rt, shared, to, &job.record_key, found).await
     {
         cleared.blocked = Some(err);
         return Ok(cleared);
     }
-    let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id: external_id.clone(), synced };
+    let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: hms_id.clone(), external_id: external_id.clone(), synced, replaces: None };
     match verdict {
         Verdict::Delete { to: delete_on, link: synced, why } => {
             if shared.spec.write_request(delete_on, Write::Delete).is_none() {
@@ -242,7 +287,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             cleared.extras = json!({
                 "current": written.raw,
                 "etag": written.etag.clone().unwrap_or_default(),
-                "link": { "hmsId": job.record_key, "externalId": external_id },
+                "link": link_json(&hms_id, Some(&external_id)),
             });
             cleared.to = delete_on;
             cleared.write = Write::Delete;
@@ -257,7 +302,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             cleared.extras = json!({
                 "current": written.raw,
                 "etag": written.etag.clone().unwrap_or_default(),
-                "link": { "hmsId": job.record_key, "externalId": external_id },
+                "link": link_json(&hms_id, Some(&external_id)),
             });
             let (to, link) = (write_to, synced);
             cleared.to = to;
@@ -316,7 +361,7 @@ async fn one_way(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, j
     if !creates && !deletes {
         return Ok(cleared);
     }
-    let link = match storage::get_link(&rt.db, shared.id(), &job.record_key).await {
+    let link = match find_link(rt, shared, job, to).await {
         // A tombstone: the record was deleted there, so it is created again.
         Ok(l) => l.filter(|l| l.synced.base != Some(Value::Null)),
         Err(e) => {
@@ -327,21 +372,22 @@ async fn one_way(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, j
     if job.deleted && link.is_none() && shared.spec.assigns_ids(to) {
         return Err(settle(shared, job, to, TicketStatus::Skipped, Some("deleted before it was ever created there".into()), attempts, None));
     }
-    let mut external_id = link.as_ref().map_or_else(|| job.record_key.clone(), |l| l.external_id.clone());
+    let (mut hms_id, mut external_id) = ids(job, link.as_ref(), to, None);
     if !job.deleted && link.is_none() && creates {
         cleared.write = Write::Create;
         // Already there (made before, or by a create whose outcome a crash lost): linked
         // and updated, never created twice.
-        let link_ctx = json!({ "link": { "hmsId": job.record_key, "externalId": Value::Null } });
+        let link_ctx = json!({ "link": link_json(&job.record_key, None) });
         match lookup(client, &rt.egress, shared, to, &cleared.payload, &link_ctx).await {
             Ok(Some((_, id))) => {
-                let id = id.filter(|_| to == Side::Legacy).unwrap_or(external_id);
-                if let Some(err) = linked_elsewhere(rt, shared, &job.record_key, &id).await {
+                if let Some(found) = &id
+                    && let Some(err) = linked_elsewhere(rt, shared, to, &job.record_key, found).await
+                {
                     cleared.blocked = Some(err);
                     return Ok(cleared);
                 }
                 cleared.write = Write::Update;
-                external_id = id;
+                (hms_id, external_id) = ids(job, None, to, id.as_ref());
                 cleared.why = Some("found by its natural key: linked, not created again".into());
             }
             Ok(None) => {}
@@ -351,12 +397,12 @@ async fn one_way(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, j
             }
         }
     }
-    cleared.extras = json!({ "current": Value::Null, "etag": "", "link": { "hmsId": job.record_key, "externalId": external_id } });
+    cleared.extras = json!({ "current": Value::Null, "etag": "", "link": link_json(&hms_id, Some(&external_id)) });
     let mut synced = link.map(|l| l.synced).unwrap_or_default();
     if job.deleted {
         synced.base = Some(Value::Null);
     }
-    cleared.link = Some(LinkUpdate { connector_id: shared.id().to_string(), hms_id: job.record_key.clone(), external_id, synced });
+    cleared.link = Some(LinkUpdate { connector_id: shared.id().to_string(), hms_id, external_id, synced, replaces: None });
     Ok(cleared)
 }
 
@@ -411,13 +457,19 @@ pub fn direction(to: Side) -> Direction {
 pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Cleared, answer: Option<&[u8]>) -> Vec<NewDelivery> {
     let Some(link) = cleared.link.as_mut() else { return Vec::new() };
     let raw = answer.and_then(|b| serde_json::from_slice::<Value>(b).ok()).filter(Value::is_object);
-    // The id a create's answer holds is the record's id on that side from now on.
+    // The id a create's answer holds is the record's id on that side from now on. (A
+    // record HMS numbers anew, say written back after a delete, moves its link: the row
+    // under the old id goes.)
     if cleared.write == Write::Create
-        && cleared.to == Side::Legacy
-        && let Some(sel) = shared.spec.map.as_ref().and_then(|m| m.create.as_ref()).and_then(|c| c.id_field.as_deref())
+        && let Some(sel) = shared.spec.create_request(cleared.to).and_then(|c| c.id_field.as_deref())
         && let Some(id) = raw.as_ref().and_then(|a| crate::mapping::selector::select(a, &crate::spec::model::selector_of(sel)))
     {
-        link.external_id = no_nul(scalar_text(id));
+        let id = no_nul(scalar_text(id));
+        match cleared.to {
+            Side::Legacy => link.external_id = id,
+            Side::Hms if link.hms_id != id => link.replaces = Some(std::mem::replace(&mut link.hms_id, id)),
+            Side::Hms => {}
+        }
     }
     if cleared.write == Write::Delete || !shared.spec.two_way() {
         return Vec::new();
@@ -447,14 +499,14 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
 pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&str>, version: Option<&Value>, origin: &str, change_id: Option<&str>) -> NewDelivery {
     let table = shared.spec.mapping_pairs();
     let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
-    let external_id = no_nul(id_field.and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default());
+    let external_id = external_id_of(record, id_field);
     // Without a version from the feed, the record's own version field (in HMS names) tells
     // changes apart: A -> B -> A is three changes, not a replay of the first.
     let own_version = shared.spec.resolve.as_ref().and_then(|r| fields::get_path(&payload, &r.version_field)).filter(|v| !v.is_null()).cloned();
     let version = version.filter(|v| !v.is_null()).cloned().or(own_version);
     // In HMS terms when the connector has a key template, so both directions of one record
     // share a key (and so its order and its lock); else the external id.
-    let record_key = no_nul(shared.compiled.record_key(&payload, &external_id).unwrap_or_else(|_| external_id.clone()));
+    let record_key = no_nul(shared.compiled.record_key(&payload, &external_id).ok().filter(|k| !k.is_empty()).unwrap_or_else(|| external_id.clone()));
     let event_id = no_nul(match (change_id, version) {
         (Some(id), _) => format!("{origin}:{id}"),
         // The version and the content: two edits within one tick of a coarse clock (a
@@ -464,4 +516,9 @@ pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&s
     });
     let deleted = shared.compiled.is_delete(INBOUND_TOPIC, record);
     NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload, origin: Origin::Inbound, deleted }
+}
+
+/// An external record's id (its `idField`), as text.
+fn external_id_of(record: &Value, id_field: Option<&str>) -> String {
+    no_nul(id_field.and_then(|f| fields::get_path(record, f)).map(scalar_text).unwrap_or_default())
 }

@@ -206,15 +206,13 @@ fn map_spec(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<MapSpec> {
     let to = o.get("to").and_then(|n| request(cx, n, &o.path_of("to"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let hms = o.get("hms").and_then(|n| request(cx, n, &o.path_of("hms"), REQUEST_KEYS, "POST").map(|(r, _)| r));
     let publish = o.get("publish").and_then(|n| topics(cx, n, &o.path_of("publish"))).and_then(|t| t.into_iter().next());
+    // With `idField` the side numbers the records we create; the id it gives is kept in the
+    // record link (`{{ link.externalId }}` / `{{ link.hmsId }}` in later requests).
     let create = |cx: &mut Cx, key: &str| {
         let (create_req, c) = request(cx, o.get(key)?, &o.path_of(key), CREATE_KEYS, "POST")?;
         let id_field = c.string(cx, "idField");
         if let (Some(sel), Some(n)) = (&id_field, c.get("idField")) {
             selector_check(cx, Some(n), &c.path_of("idField"), &selector_of(sel));
-            // The record key is HMS's id: a record HMS numbers itself could not be found again.
-            if key == "hmsCreate" {
-                cx.error(n, &c.path_of("idField"), "HMS ids are the record key (`key:`): an id HMS assigns on create is not supported; create in HMS under the key");
-            }
         }
         let lookup = c.get("match").and_then(|n| {
             let at = c.path_of("match");

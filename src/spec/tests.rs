@@ -172,9 +172,15 @@ fn resolver_rules_merge_and_retry_on_are_validated() {
 }
 
 #[test]
-fn an_id_hms_assigns_is_refused_with_the_reason() {
+fn an_id_hms_assigns_is_read_from_the_create_answer() {
+    let spec = parse(
+        "t.yaml",
+        "id: c\ntype: inbound\nkey: \"{{ id }}\"\nmap:\n  hms: { url: 'http://hms/{{ link.hmsId }}', method: PATCH }\n  hmsCreate: { url: 'http://hms/', idField: id }\nsource: { webhook: { verify: { scheme: none } } }\n",
+    )
+    .expect("accepted");
+    assert!(spec.assigns_ids(crate::spec::model::Side::Hms));
     let errs = errors(
-        "id: c\ntype: inbound\nkey: \"{{ id }}\"\nmap:\n  hms: { url: 'http://hms/{{ id }}', method: PATCH }\n  hmsCreate: { url: 'http://hms/', idField: id }\nsource: { webhook: { verify: { scheme: none } } }\n",
+        "id: c\ntype: inbound\nmap:\n  hms: { url: 'http://hms/{{ link.hmsId }}', method: PATCH }\n  hmsCreate: { url: 'http://hms/', idField: '$$bad' }\nsource: { webhook: { verify: { scheme: none } } }\n",
     );
-    assert!(has(&errs, "map.hmsCreate.idField", "not supported"), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.path == "map.hmsCreate.idField"), "{errs:#?}");
 }

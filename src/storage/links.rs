@@ -47,6 +47,9 @@ pub struct LinkUpdate {
     pub hms_id: String,
     pub external_id: String,
     pub synced: Synced,
+    /// The HMS id the record was linked under before HMS numbered it anew (a record
+    /// created there again): that row goes.
+    pub replaces: Option<String>,
 }
 
 /// The link of record `hms_id` of `connector_id`.
@@ -61,6 +64,9 @@ pub async fn link_by_external(db: &Db, connector_id: &str, external_id: &str) ->
 
 /// Saves a record's link (upsert by connector and HMS id).
 pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), StorageError> {
+    if let Some(old) = u.replaces.as_deref().filter(|old| *old != u.hms_id) {
+        Entity::delete_many().filter(Column::ConnectorId.eq(&u.connector_id)).filter(Column::HmsId.eq(old)).exec(c).await?;
+    }
     let s = &u.synced;
     let written = |l: &Vec<String>| (!l.is_empty()).then(|| serde_json::to_string(l).unwrap_or_default());
     let row = ActiveModel {

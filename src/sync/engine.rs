@@ -436,7 +436,9 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
         let mut l = after(record, record);
         *l.hash_mut(target) = t_hash.clone();
         let known = link.is_some_and(|l| l.hash(target) == Some(c.as_str()) && base_hash.as_deref() == Some(c.as_str()));
-        return if known || link.is_none() {
+        // Unlinked, it is a record found by its natural key (nothing to write), unless this
+        // job was sent before: then it is our create that landed before a restart.
+        return if known || (link.is_none() && kind != Kind::Resent) {
             Verdict::Skip { reason: format!("no change: {} already has this content", side_name(target)), link: Some(l) }
         } else {
             Verdict::AlreadyThere { link: l, why: format!("{} already holds this content (a write of ours that landed before a restart, or the same edit on both sides)", side_name(target)) }

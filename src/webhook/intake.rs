@@ -15,7 +15,7 @@ use crate::bus::PublishError;
 use crate::mapping::selector;
 use crate::spec::model::{Side, WebhookSpec};
 use crate::storage;
-use crate::actors::two_way::inbound_job;
+use crate::actors::two_way::{inbound_job, key_by_links};
 
 /// The sender's id for this delivery: Standard Webhooks' `webhook-id`, GitHub's
 /// `X-GitHub-Delivery`, or an `Idempotency-Key`.
@@ -55,7 +55,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
         Side::Legacy => {
             let records = selector::records(&payload, &hook.records);
             let many = records.len() > 1;
-            let jobs: Vec<_> = records
+            let mut jobs: Vec<_> = records
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
@@ -63,6 +63,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
                     inbound_job(&shared, r, hook.id_field.as_deref(), None, "webhook", cid.as_deref())
                 })
                 .collect();
+            key_by_links(&state.db, &shared, &mut jobs, hook.id_field.as_deref(), &records).await.map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the record links: {e}")))?;
             // Stored in a transaction of its own (not the group commit) so the answer can say
             // exactly what was new: concurrent replays of one webhook id store it once, and
             // only one of them is told so.

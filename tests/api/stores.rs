@@ -365,3 +365,168 @@ async fn a_couchdb_style_store_syncs_both_ways_with_revisions_and_deletes() {
     assert!(app.tickets("connector=couch-shifts").await.len() <= quiet + 2, "only the feed's tombstone echoes may follow: {tickets:#?}");
     assert!(app.parked("couch-shifts").await.is_empty(), "nothing parked");
 }
+
+// ----- HMS numbering the records we create there ---------------------------------------
+
+#[derive(Default)]
+struct NumberingState {
+    /// HMS permits by the id HMS gave them.
+    permits: BTreeMap<String, Value>,
+    next: u64,
+    /// The crew calendar's events by their uid.
+    events: BTreeMap<String, Value>,
+    /// (system, method, path) of every write.
+    writes: Vec<(&'static str, String, String)>,
+    /// Lookups by `legacyRef` answered.
+    lookups: u64,
+}
+
+type Numbering = web::Data<Arc<Mutex<NumberingState>>>;
+
+async fn permit_create(body: web::Json<Value>, st: Numbering) -> HttpResponse {
+    let mut s = st.lock().unwrap();
+    s.next += 1;
+    let id = format!("P-{}", s.next);
+    let mut permit = body.into_inner();
+    permit["id"] = json!(id);
+    s.permits.insert(id.clone(), permit.clone());
+    s.writes.push(("hms", "POST".into(), "/api/permits".into()));
+    HttpResponse::Created().json(permit)
+}
+
+async fn permit_find(req: HttpRequest, st: Numbering) -> HttpResponse {
+    let wanted = req.query_string().split('&').find_map(|kv| kv.strip_prefix("legacyRef=")).unwrap_or_default().to_string();
+    let mut s = st.lock().unwrap();
+    s.lookups += 1;
+    let data: Vec<Value> = s.permits.values().filter(|p| p["legacyRef"] == wanted.as_str()).cloned().collect();
+    HttpResponse::Ok().json(json!({ "data": data }))
+}
+
+async fn permit_get(id: web::Path<String>, st: Numbering) -> HttpResponse {
+    match st.lock().unwrap().permits.get(id.as_str()) {
+        Some(p) => HttpResponse::Ok().json(p),
+        None => HttpResponse::NotFound().json(json!({"error": "no such permit"})),
+    }
+}
+
+async fn permit_patch(id: web::Path<String>, body: web::Json<Value>, st: Numbering) -> HttpResponse {
+    let mut s = st.lock().unwrap();
+    s.writes.push(("hms", "PATCH".into(), format!("/api/permits/{id}")));
+    let Some(p) = s.permits.get_mut(id.as_str()) else { return HttpResponse::NotFound().json(json!({"error": "no such permit"})) };
+    merge(p, &body);
+    HttpResponse::Ok().json(p.clone())
+}
+
+async fn event_get(uid: web::Path<String>, st: Numbering) -> HttpResponse {
+    match st.lock().unwrap().events.get(uid.as_str()) {
+        Some(e) => HttpResponse::Ok().json(e),
+        None => HttpResponse::NotFound().json(json!({"error": "no such event"})),
+    }
+}
+
+async fn event_put(uid: web::Path<String>, body: web::Json<Value>, st: Numbering) -> HttpResponse {
+    let mut s = st.lock().unwrap();
+    s.writes.push(("cal", "PUT".into(), format!("/cal/{uid}")));
+    s.events.insert(uid.to_string(), body.into_inner());
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+#[actix_web::test]
+async fn hms_numbers_the_records_we_create_there_and_later_changes_use_its_number() {
+    let state: Arc<Mutex<NumberingState>> = Arc::default();
+    let data = state.clone();
+    let base = crate::serve_local!(move || {
+        App::new()
+            .app_data(web::Data::new(data.clone()))
+            .route("/api/permits", web::post().to(permit_create))
+            .route("/api/permits", web::get().to(permit_find))
+            .route("/api/permits/{id}", web::get().to(permit_get))
+            .route("/api/permits/{id}", web::patch().to(permit_patch))
+            .route("/cal/{uid}", web::get().to(event_get))
+            .route("/cal/{uid}", web::put().to(event_put))
+    });
+    let yaml = format!(
+        r#"id: crew-cal
+type: two-way
+trigger: {{ topic: permit.changed }}
+key: "{{{{ id }}}}"
+mapping: {{ legacyRef: uid, title: summary }}
+map:
+  to:
+    method: PUT
+    url: "{base}/cal/{{{{ link.externalId }}}}"
+    body: {{ uid: "{{{{ link.externalId }}}}", summary: "{{{{ title }}}}" }}
+  hms: {{ method: PATCH, url: "{base}/api/permits/{{{{ link.hmsId }}}}" }}
+  hmsCreate:
+    method: POST
+    url: "{base}/api/permits"
+    idField: id
+    match: {{ url: "{base}/api/permits?legacyRef={{{{ legacyRef }}}}", records: "$.data" }}
+source:
+  webhook: {{ path: /webhook/crew-cal, verify: {{ scheme: none }}, idField: uid }}
+resolve:
+  policy: last-writer-wins
+  fetch:
+    hms: {{ url: "{base}/api/permits/{{{{ link.hmsId }}}}" }}
+    legacy: {{ url: "{base}/cal/{{{{ link.externalId }}}}" }}
+retry: {{ max: 4, backoffMs: 10 }}
+"#
+    );
+    let dir = temp_dir("stores-hms-ids");
+    std::fs::write(dir.join("connectors").join("crew-cal.yaml"), yaml).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    app.wait_state("crew-cal", "running").await;
+    let push = |event: Value| {
+        let app = &app;
+        let state = state.clone();
+        async move {
+            state.lock().unwrap().events.insert(event["uid"].as_str().unwrap().to_string(), event.clone());
+            let (code, body) = app.call("POST", "/webhook/crew-cal", Some(&event.to_string())).await;
+            assert_eq!(code, 200, "{body}");
+        }
+    };
+    let permit_of = |uid: &str| state.lock().unwrap().permits.values().find(|p| p["legacyRef"] == uid).cloned();
+
+    // A crew event new to HMS is created there; HMS gives it the number P-1.
+    push(json!({"uid": "E1", "summary": "Dig at Elm"})).await;
+    let p1 = poll_until("E1 created in HMS", WAIT, || async { permit_of("E1") }).await;
+    assert_eq!(p1["id"], "P-1");
+    app.wait_tickets("connector=crew-cal&status=completed", 1).await;
+
+    // HMS announces the permit under its own number: known as ours, not written back.
+    app.publish("permit.changed", json!({"id": "P-1", "legacyRef": "E1", "title": "Dig at Elm"})).await;
+    app.wait_tickets("connector=crew-cal", 2).await;
+    // An edit in HMS goes to the calendar event it is linked to.
+    state.lock().unwrap().permits.get_mut("P-1").unwrap()["title"] = json!("Dig at Oak");
+    app.publish("permit.changed", json!({"id": "P-1", "legacyRef": "E1", "title": "Dig at Oak"})).await;
+    poll_until("the HMS edit in the calendar", WAIT, || async { state.lock().unwrap().events.get("E1").filter(|e| e["summary"] == "Dig at Oak").cloned() }).await;
+    // A calendar edit goes to HMS by the number HMS gave (queued under it: one record, one key).
+    push(json!({"uid": "E1", "summary": "Dig at Ash"})).await;
+    poll_until("the calendar edit in HMS", WAIT, || async { permit_of("E1").filter(|p| p["title"] == "Dig at Ash") }).await;
+    let tickets = app.wait_tickets("connector=crew-cal&status=completed", 3).await;
+    assert!(tickets.iter().any(|t| t["hmsId"].as_str().is_some_and(|h| h.ends_with("/api/permits/P-1")) && t["externalId"] == "E1"), "the ticket names both ids: {tickets:#?}");
+
+    // A create that HMS answered while its outcome could not be stored (as after a crash):
+    // the retry finds P-2 by the calendar's uid and links it; HMS holds one permit for E2.
+    use sea_orm::ConnectionTrait;
+    let db = &app.state().db;
+    db.execute_unprepared("CREATE TRIGGER refuse_tickets BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
+    push(json!({"uid": "E2", "summary": "Fence at Birch"})).await;
+    poll_until("E2 created in HMS", WAIT, || async { permit_of("E2") }).await;
+    let lookups = state.lock().unwrap().lookups;
+    poll_until("the retry's lookup", WAIT, || async { (state.lock().unwrap().lookups > lookups).then_some(()) }).await;
+    db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
+    let done = app.wait_tickets("connector=crew-cal&status=completed", 4).await;
+    assert!(done.iter().any(|t| t["externalId"] == "E2" && t["reason"].as_str().is_some_and(|r| r.contains("already holds"))), "the retry completes the create that landed: {done:#?}");
+    push(json!({"uid": "E2", "summary": "Fence at Pine"})).await;
+    poll_until("the E2 edit in HMS", WAIT, || async { permit_of("E2").filter(|p| p["title"] == "Fence at Pine") }).await;
+    app.wait_tickets("connector=crew-cal&status=completed", 5).await;
+
+    let s = state.lock().unwrap();
+    assert_eq!(s.permits.len(), 2, "one permit per calendar event: {:?}", s.permits);
+    let writes: Vec<String> = s.writes.iter().map(|(sys, m, p)| format!("{sys} {m} {p}")).collect();
+    assert_eq!(writes.iter().filter(|w| w.starts_with("hms POST")).count(), 2, "{writes:?}");
+    assert!(writes.contains(&"hms PATCH /api/permits/P-1".to_string()) && writes.contains(&"hms PATCH /api/permits/P-2".to_string()), "{writes:?}");
+    assert_eq!(writes.iter().filter(|w| w.starts_with("cal ")).count(), 1, "the calendar was written once (the HMS edit), never with an echo: {writes:?}");
+    assert_eq!(s.events["E1"]["summary"], "Dig at Ash");
+}

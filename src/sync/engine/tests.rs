@@ -330,3 +330,16 @@ fn a_superseded_change_whose_write_landed_before_a_crash_is_linked() {
     let v = decide(&rules, Some(&linked), Side::Hms, &round3, Kind::Change, &Current::Present(round3.clone()), &Current::Present(in_lotus), None);
     assert_eq!(applied(&v), (Side::Legacy, round3));
 }
+
+#[test]
+fn a_create_that_landed_before_a_crash_completes_and_links() {
+    let rec = shift("07:00", "Ana", 1);
+    let rules_v = |kind| rules_for(Policy::LastWriterWins, |rules| decide(rules, None, Side::Legacy, &rec, kind, &Current::Unknown, &Current::Present(rec.clone()), None));
+    // Found by its natural key on a first sync: nothing was written, nothing to write.
+    assert!(skipped(&rules_v(Kind::Change)).contains("no change"));
+    // The same job sent before a restart: our create landed, the job is done.
+    match rules_v(Kind::Resent) {
+        Verdict::AlreadyThere { link, .. } => assert!(link.base.is_some()),
+        v => panic!("expected AlreadyThere, got {v:?}"),
+    }
+}

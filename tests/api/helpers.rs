@@ -824,14 +824,16 @@ pub mod twoway_sim {
         let id = shift_id(&spec);
         let mut s = st.state.lock().unwrap();
         s.reads += 1;
-        let answer = match s.docs.get(&id) {
+        let live = s.docs.get(&id).filter(|d| !is_tombstone(d)).cloned();
+        let answer = match &live {
             Some(d) => HttpResponse::Ok().insert_header(("ETag", etag(s.revs.get(&id).copied().unwrap_or(0)))).json(d),
             None => HttpResponse::NotFound().json(json!({"error": "no such document"})),
         };
         if s.edit_after_read.as_ref().is_some_and(|(i, _)| *i == id) {
             let (_, changes) = s.edit_after_read.take().unwrap();
-            // Meanwhile the document may hold these values already: then nobody edits.
-            if changes_anything(s.docs.get(&id), &changes) {
+            // Meanwhile the document may hold these values already, or be gone: then
+            // nobody edits.
+            if live.is_some() && changes_anything(live.as_ref(), &changes) {
                 let tick = st.clock.tick();
                 let stamp = s.behaviour.stamp(tick);
                 let doc = edit_doc(&mut s, &id, &changes, stamp);
@@ -839,6 +841,41 @@ pub mod twoway_sim {
             }
         }
         answer
+    }
+
+    /// A deleted document as the store keeps it (and lists it in its feed).
+    fn tombstone(id: &str, t: u64) -> Value {
+        json!({ "ShiftID": id.parse::<u64>().unwrap_or_default(), "Deleted": true, "LastModified": t })
+    }
+
+    fn is_tombstone(doc: &Value) -> bool {
+        doc.get("Deleted") == Some(&json!(true))
+    }
+
+    /// The sync deletes a document: it becomes a tombstone (stamped, in the feed).
+    async fn lotus_delete(req: HttpRequest, spec: web::Path<String>, st: web::Data<LotusShared>) -> HttpResponse {
+        let id = shift_id(&spec);
+        let mut s = st.state.lock().unwrap();
+        if s.fail_writes > 0 {
+            s.fail_writes -= 1;
+            s.failed_writes += 1;
+            return HttpResponse::ServiceUnavailable().json(json!({"error": "Domino server busy"}));
+        }
+        if s.docs.get(&id).is_none_or(is_tombstone) {
+            return HttpResponse::NotFound().json(json!({"error": "no such document"}));
+        }
+        let rev = s.revs.get(&id).copied().unwrap_or(0);
+        if stale_precondition(&req, s.behaviour, rev) {
+            s.stale_refused += 1;
+            return HttpResponse::PreconditionFailed().json(json!({"error": "document changed", "rev": rev}));
+        }
+        let t = s.behaviour.stamp(st.clock.tick());
+        let tomb = tombstone(&id, t);
+        s.writes += 1;
+        s.log.push((id.clone(), tomb.clone()));
+        s.revs.insert(id.clone(), rev + 1);
+        s.docs.insert(id, tomb);
+        HttpResponse::NoContent().finish()
     }
 
     /// Would `changes` change any field of `record`?
@@ -867,13 +904,30 @@ pub mod twoway_sim {
                     .route("/calendar/changes", web::route().to(lotus_changes))
                     .route("/calendar/doc/{spec}", web::put().to(lotus_put))
                     .route("/calendar/doc/{spec}", web::get().to(lotus_get))
+                    .route("/calendar/doc/{spec}", web::delete().to(lotus_delete))
             });
             FakeLotus { base, shared }
         }
 
-        /// A document as it is now.
+        /// A document as it is now (a deleted one as its tombstone).
         pub fn doc(&self, id: u64) -> Option<Value> {
             self.shared.state.lock().unwrap().docs.get(&id.to_string()).cloned()
+        }
+
+        /// A document that is not deleted.
+        pub fn live_doc(&self, id: u64) -> Option<Value> {
+            self.doc(id).filter(|d| !is_tombstone(d))
+        }
+
+        /// A ranger deletes document `id`: a tombstone stamped by the clock (in the feed).
+        pub fn ranger_delete(&self, id: u64) -> Value {
+            let t = self.shared.clock.tick();
+            let mut s = self.shared.state.lock().unwrap();
+            let t = s.behaviour.stamp(t);
+            let tomb = tombstone(&id.to_string(), t);
+            *s.revs.entry(id.to_string()).or_insert(0) += 1;
+            s.docs.insert(id.to_string(), tomb.clone());
+            tomb
         }
 
         /// Puts a document in place (not a write by the sync).
@@ -1078,7 +1132,7 @@ pub mod twoway_sim {
         };
         if s.edit_after_read.as_ref().is_some_and(|(i, _)| *i == *id) {
             let (_, changes) = s.edit_after_read.take().unwrap();
-            if changes_anything(s.shifts.get(id.as_str()), &changes) {
+            if s.shifts.contains_key(id.as_str()) && changes_anything(s.shifts.get(id.as_str()), &changes) {
                 let tick = st.clock.tick();
                 let stamp = s.behaviour.stamp(tick);
                 let shift = edit_shift(&mut s, &id, &changes, stamp);
@@ -1089,12 +1143,18 @@ pub mod twoway_sim {
     }
 
     /// The sync deletes a shift; HMS pushes the deletion (`{"id": …, "deleted": true}`).
-    async fn hms_delete(id: web::Path<String>, st: web::Data<HmsShared>) -> HttpResponse {
+    async fn hms_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<HmsShared>) -> HttpResponse {
         let hook = {
             let mut s = st.state.lock().unwrap();
-            if s.shifts.remove(id.as_str()).is_none() {
+            if !s.shifts.contains_key(id.as_str()) {
                 return HttpResponse::NotFound().json(json!({"error": "no such shift"}));
             }
+            let rev = s.revs.get(id.as_str()).copied().unwrap_or(0);
+            if stale_precondition(&req, s.behaviour, rev) {
+                s.stale_refused += 1;
+                return HttpResponse::PreconditionFailed().json(json!({"error": "shift changed", "rev": rev}));
+            }
+            s.shifts.remove(id.as_str());
             s.writes += 1;
             s.log.push((id.to_string(), json!({"deleted": true})));
             s.revs.remove(id.as_str());

@@ -30,6 +30,7 @@ trigger:
     path: /webhook/hms
     verify: { scheme: token, secret: "${@TOKEN@}" }
 key: "{{ id }}"
+deleted: object.deleted == true or object.Deleted == true
 mapping:
   id: ShiftID
   startAt: BeginTime
@@ -42,6 +43,12 @@ map:
     url: "@LOTUS@/calendar/doc/ShiftID={id}"@PRECONDITION@
   hms:
     method: PATCH
+    url: "@HMS@/api/shifts/{id}"@PRECONDITION@
+  delete:
+    method: DELETE
+    url: "@LOTUS@/calendar/doc/ShiftID={id}"@PRECONDITION@
+  hmsDelete:
+    method: DELETE
     url: "@HMS@/api/shifts/{id}"@PRECONDITION@
 source:
   pull:
@@ -827,7 +834,16 @@ struct Mode {
     /// webhook arrives. Then the latest edit may be lost, but never silently: its record
     /// has a `conflict` ticket.
     blind: bool,
+    /// Users also delete records on both sides (last-writer-wins with HMS read). Records
+    /// are created on both sides in every mode.
+    deletes: bool,
+    /// A resolver rule before the policy: a ranger who assigns Di outranks an HMS edit
+    /// that does not (`legacy-wins` on a conflict it matches).
+    rules: bool,
 }
+
+/// The resolver rule of a [`Mode`] with `rules`.
+const RANGER_RULE: &str = "rules:\n  - when: 'legacy.RangerName == \"Di\" and hms.assignee != \"Di\"'\n    then: legacy-wins";
 
 impl Mode {
     /// Seeds take turns: stores that keep our versions; re-stamping stores with ms-like and
@@ -835,13 +851,13 @@ impl Mode {
     /// merge on re-stamping, revision-checked stores; and HMS not read at all.
     fn of(seed: u64) -> Mode {
         let restamping = |precision| Behaviour { restamp: true, precision, revisions: true };
-        let mode = |merge, behaviour| Mode { merge, behaviour, blind: false };
+        let mode = |merge, behaviour| Mode { merge, behaviour, blind: false, deletes: !merge, rules: false };
         match seed % 5 {
             0 => mode(false, Behaviour::default()),
             1 => mode(false, restamping(1)),
-            2 => mode(false, restamping(3)),
+            2 => Mode { rules: true, ..mode(false, restamping(3)) },
             3 => mode(true, restamping(1)),
-            _ => Mode { blind: true, ..mode(false, restamping(1)) },
+            _ => Mode { blind: true, deletes: false, ..mode(false, restamping(1)) },
         }
     }
 
@@ -849,7 +865,9 @@ impl Mode {
         let b = self.behaviour;
         let store = if b.restamp { format!("re-stamping (precision {}), revisions", b.precision.max(1)) } else { "keeping our versions".into() };
         let blind = if self.blind { ", HMS not read" } else { "" };
-        format!("{}, stores {store}{blind}", if self.merge { "merge" } else { "last-writer-wins" })
+        let churn = if self.deletes { "creates and deletes" } else { "creates" };
+        let rules = if self.rules { " with a resolver rule" } else { "" };
+        format!("{}{rules}, stores {store}{blind}, {churn}", if self.merge { "merge" } else { "last-writer-wins" })
     }
 }
 
@@ -861,6 +879,12 @@ struct Edit {
     field: &'static str,
     value: String,
     content: Value,
+}
+
+/// One user delete, for the checks: (clock tick, side).
+struct Delete {
+    tick: u64,
+    lotus: bool,
 }
 
 /// The contents a record may end with, from its edits. Last-writer-wins: the latest
@@ -929,11 +953,21 @@ async fn converge_one(seed: u64) -> Result<String, String> {
             shift(*id, v[0], v[1], v[2], (i as u64 + 1) * mode.behaviour.precision.max(1))
         })
         .collect();
-    let policy = if mode.merge { "policy: merge" } else { "policy: last-writer-wins" };
+    let policy = match (mode.merge, mode.rules) {
+        (true, _) => "policy: merge".to_string(),
+        (false, false) => "policy: last-writer-wins".to_string(),
+        (false, true) => format!("policy: last-writer-wins\n{RANGER_RULE}"),
+    };
     let conditional = mode.behaviour.revisions;
-    let rig = Rig::start_with(&format!("tw-conv-{seed}"), "TWOWAY_CONVERGENCE_HMS_TOKEN", policy, &initial, mode.behaviour, conditional, !mode.blind).await;
-    let first: BTreeMap<u64, Value> = initial.iter().map(|s| (s["id"].as_u64().unwrap(), hms_content(s))).collect();
+    let rig = Rig::start_with(&format!("tw-conv-{seed}"), "TWOWAY_CONVERGENCE_HMS_TOKEN", &policy, &initial, mode.behaviour, conditional, !mode.blind).await;
+    let mut first: BTreeMap<u64, Value> = initial.iter().map(|s| (s["id"].as_u64().unwrap(), hms_content(s))).collect();
     let mut edits: Vec<(u64, Edit)> = Vec::new();
+    // Records created during the run, and deletes.
+    let mut all_ids = ids.clone();
+    let mut deletes: Vec<(u64, Delete)> = Vec::new();
+    let live_in_hms = |all: &[u64]| all.iter().copied().filter(|id| rig.hms.shift(*id).is_some()).collect::<Vec<u64>>();
+    let live_in_lotus = |all: &[u64]| all.iter().copied().filter(|id| rig.lotus.live_doc(*id).is_some()).collect::<Vec<u64>>();
+    let new_values = |rng: &mut XorShift| FIELDS.map(|(_, _, vals)| *rng.pick(&vals));
     let target = 10 + rng.below(11);
     let mut history = vec![format!("mode: {}", mode.name())];
     let mut held: Vec<Value> = Vec::new();
@@ -953,9 +987,48 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         if steps > 400 {
             return fail(&history, "too many steps".into());
         }
+        let (hms_live, lotus_live) = (live_in_hms(&all_ids), live_in_lotus(&all_ids));
+        let churn = rng.chance(12);
         match rng.below(12) {
+            0..=3 if churn || hms_live.is_empty() => {
+                // A user creates a shift in HMS (pushed), or deletes one (its deletion pushed).
+                if !mode.deletes || hms_live.is_empty() || rng.chance(50) {
+                    let id = 100 + all_ids.len() as u64 + 1;
+                    let v = new_values(&mut rng);
+                    let snap = rig.hms.edit(id, json!({ "startAt": v[0], "endAt": v[1], "assignee": v[2] }));
+                    all_ids.push(id);
+                    first.insert(id, hms_content(&snap));
+                    history.push(format!("t={} HMS creates {id} {}", snap["updatedAt"], hms_content(&snap)));
+                    rig.push(&snap).await;
+                } else {
+                    let id = *rng.pick(&hms_live);
+                    rig.clock.tick();
+                    let gone = rig.hms.delete(id);
+                    deletes.push((id, Delete { tick: rig.clock.now(), lotus: false }));
+                    history.push(format!("t={} HMS deletes {id}", rig.clock.now()));
+                    rig.push(&gone).await;
+                }
+                done += 1;
+            }
+            4..=6 if churn || lotus_live.is_empty() => {
+                // A ranger creates a document in Lotus, or deletes one (a tombstone in the feed).
+                if !mode.deletes || lotus_live.is_empty() || rng.chance(50) {
+                    let id = 100 + all_ids.len() as u64 + 1;
+                    let v = new_values(&mut rng);
+                    let doc = rig.lotus.ranger_edit(id, json!({ "BeginTime": v[0], "FinishTime": v[1], "RangerName": v[2] }));
+                    all_ids.push(id);
+                    first.insert(id, lotus_content(&doc));
+                    history.push(format!("t={} Lotus creates {id} {}", doc["LastModified"], lotus_content(&doc)));
+                } else {
+                    let id = *rng.pick(&lotus_live);
+                    let tomb = rig.lotus.ranger_delete(id);
+                    deletes.push((id, Delete { tick: rig.clock.now(), lotus: true }));
+                    history.push(format!("t={} Lotus deletes {id}", tomb["LastModified"]));
+                }
+                done += 1;
+            }
             0..=3 => {
-                let id = *rng.pick(&ids);
+                let id = *rng.pick(&hms_live);
                 // Mostly a mapped field; sometimes only `notes`, which the mapping does not
                 // name (HMS pushes the shift all the same, with a new updatedAt).
                 let (field, value) = if rng.chance(25) {
@@ -988,7 +1061,7 @@ async fn converge_one(seed: u64) -> Result<String, String> {
                 }
             }
             4..=6 => {
-                let id = *rng.pick(&ids);
+                let id = *rng.pick(&lotus_live);
                 let (hms_field, field, values) = FIELDS[*rng.pick(lotus_fields)];
                 let current = rig.lotus.doc(id).unwrap()[field].clone();
                 let value = pick_value(&mut rng, &current, &values);
@@ -1009,13 +1082,14 @@ async fn converge_one(seed: u64) -> Result<String, String> {
             7 if mode.behaviour.revisions => {
                 // An edit that lands while a sync of the same record is in flight: right
                 // after the service reads the record, before it writes.
-                let id = *rng.pick(&ids);
-                if rng.chance(50) {
+                if rng.chance(50) && !lotus_live.is_empty() {
+                    let id = *rng.pick(&lotus_live);
                     let (_, field, values) = FIELDS[*rng.pick(lotus_fields)];
                     let value = pick_value(&mut rng, &rig.lotus.doc(id).unwrap()[field].clone(), &values);
                     rig.lotus.edit_after_next_read(id, json!({ field: value }));
                     history.push(format!("Lotus: ranger edit {id} {field}={value} lands after the next read"));
-                } else {
+                } else if !hms_live.is_empty() {
+                    let id = *rng.pick(&hms_live);
                     let (field, _, values) = FIELDS[*rng.pick(hms_fields)];
                     let value = pick_value(&mut rng, &rig.hms.shift(id).unwrap()[field].clone(), &values);
                     rig.hms.edit_after_next_read(id, json!({ field: value }));
@@ -1071,15 +1145,40 @@ async fn converge_one(seed: u64) -> Result<String, String> {
     let tickets = rig.tickets().await;
     let ticket_lines = || tickets.iter().map(|t| format!("{} {} {} {} {}", ticket_key(t), t["direction"], t["status"], t["eventId"], reason(t))).collect::<Vec<_>>().join("\n    ");
     let mut problems = Vec::new();
-    for id in &ids {
-        let h = hms_content(&rig.hms.shift(*id).unwrap());
-        let l = lotus_content(&rig.lotus.doc(*id).unwrap());
+    for id in &all_ids {
+        let h = rig.hms.shift(*id).map(|s| hms_content(&s));
+        let l = rig.lotus.live_doc(*id).map(|d| lotus_content(&d));
         let of_id: Vec<&Edit> = edits.iter().filter(|(i, _)| i == id).map(|(_, e)| e).collect();
-        let ok = acceptable(mode, &first[id], &of_id);
+        let mut ok = acceptable(mode, &first[id], &of_id);
+        // A delete after the record's last edit ends it on both sides, unless the other
+        // side edited it since the last sync: an edit wins over a delete, so that side's
+        // record then survives on both sides.
+        let last_edit = of_id.iter().map(|e| e.tick).max();
+        let last_delete = deletes.iter().filter(|(i, _)| i == id).map(|(_, d)| d).max_by_key(|d| d.tick);
+        let deleted_last = last_delete.filter(|d| last_edit.is_none_or(|e| d.tick > e));
+        if let Some(d) = deleted_last {
+            let before = deletes.iter().filter(|(i, o)| i == id && o.tick < d.tick).map(|(_, o)| o.tick).max().unwrap_or(0);
+            ok.extend(of_id.iter().filter(|e| e.lotus != d.lotus && e.tick > before).map(|e| e.content.clone()));
+        }
+        // A conflict the rule decided (its ticket says so) goes to the ranger's record that
+        // assigned Di, even when an HMS edit was later.
+        if mode.rules && tickets.iter().any(|t| ticket_key(t) == id.to_string() && reason(t).starts_with("rule 1 ")) {
+            ok.extend(of_id.iter().filter(|e| e.lotus && e.content["assignee"] == "Di").map(|e| e.content.clone()));
+        }
         // Unread, an edit may be lost: then its record has a conflict ticket (findable).
         let ticketed = mode.blind && tickets.iter().any(|t| t["status"] == "conflict" && ticket_key(t) == id.to_string());
-        if h != l || !(ok.contains(&h) || ticketed) {
-            problems.push(format!("shift {id}: the latest edit was {}; HMS has {h}, Lotus has {l}", ok.iter().map(Value::to_string).collect::<Vec<_>>().join(" or ")));
+        let want = || ok.iter().map(Value::to_string).collect::<Vec<_>>().join(" or ");
+        match (h, l) {
+            (None, None) if deleted_last.is_none() => problems.push(format!("shift {id}: deleted on both sides, but its latest change was an edit ({})", want())),
+            (None, None) => {}
+            (Some(h), Some(l)) if h == l && (ok.contains(&h) || ticketed) => {}
+            (h, l) => problems.push(format!(
+                "shift {id}: the latest change was {}{}; HMS has {}, Lotus has {}",
+                if deleted_last.is_some() { "a delete, or " } else { "" },
+                want(),
+                h.map_or("nothing".into(), |v| v.to_string()),
+                l.map_or("nothing".into(), |v| v.to_string())
+            )),
         }
     }
     // At most one write to each side per user edit (plus one per record for the start).
@@ -1088,7 +1187,7 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         problems.push(format!("too many writes: Lotus {lotus_w}, HMS {hms_w} for {done} edits (bound {bound} each)"));
     }
     let completed = tickets.iter().filter(|t| t["status"] == "completed").count() as u64;
-    let changed = ids.iter().filter(|id| edits.iter().any(|(i, e)| i == *id && e.content != first[*id])).count() as u64;
+    let changed = all_ids.iter().filter(|id| edits.iter().any(|(i, e)| i == *id && e.content != first[*id])).count() as u64;
     if completed < changed.min(1) {
         problems.push(format!("{completed} completed tickets for {changed} changed records"));
     }
@@ -1112,8 +1211,10 @@ async fn converge_one(seed: u64) -> Result<String, String> {
     }
     rig.app.stop().await;
     Ok(format!(
-        "seed {seed} ({}): {n} records, {done} edits, {} writes to Lotus ({} failed once, {} refused as stale), {} to HMS ({} failed once, {} refused as stale), {completed} completed tickets, {} conflict tickets",
+        "seed {seed} ({}): {n} records ({} created, {} deletes), {done} user changes, {} writes to Lotus ({} failed once, {} refused as stale), {} to HMS ({} failed once, {} refused as stale), {completed} completed tickets, {} conflict tickets, {} decided by the rule",
         mode.name(),
+        all_ids.len() as u64 - n,
+        deletes.len(),
         lotus_w,
         rig.lotus.failed_writes(),
         rig.lotus.stale_refused(),
@@ -1121,6 +1222,7 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         rig.hms.failed_writes(),
         rig.hms.stale_refused(),
         tickets.iter().filter(|t| t["status"] == "conflict").count(),
+        tickets.iter().filter(|t| reason(t).starts_with("rule 1 ")).count(),
     ))
 }
 

@@ -1152,13 +1152,14 @@ async fn converge_one(seed: u64) -> Result<String, String> {
         let mut ok = acceptable(mode, &first[id], &of_id);
         // A delete after the record's last edit ends it on both sides, unless the other
         // side edited it since the last sync: an edit wins over a delete, so that side's
-        // record then survives on both sides.
-        let last_edit = of_id.iter().map(|e| e.tick).max();
+        // record then survives on both sides. (A `notes` edit changes no synced field: it
+        // is no edit of the synced record, and cannot beat a delete.)
+        let last_edit = of_id.iter().filter(|e| e.field != "notes").map(|e| e.tick).max();
         let last_delete = deletes.iter().filter(|(i, _)| i == id).map(|(_, d)| d).max_by_key(|d| d.tick);
         let deleted_last = last_delete.filter(|d| last_edit.is_none_or(|e| d.tick > e));
         if let Some(d) = deleted_last {
             let before = deletes.iter().filter(|(i, o)| i == id && o.tick < d.tick).map(|(_, o)| o.tick).max().unwrap_or(0);
-            ok.extend(of_id.iter().filter(|e| e.lotus != d.lotus && e.tick > before).map(|e| e.content.clone()));
+            ok.extend(of_id.iter().filter(|e| e.lotus != d.lotus && e.tick > before && e.field != "notes").map(|e| e.content.clone()));
         }
         // A conflict the rule decided (its ticket says so) goes to the ranger's record that
         // assigned Di, even when an HMS edit was later.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use saphyr::{LoadableYamlNode, MarkedYaml};
 
-use super::build;
+use super::{build, limits};
 use super::error::{SpecError, SpecErrors};
 use super::model::ConnectorSpec;
 use super::reader::Cx;
@@ -22,6 +22,10 @@ pub struct LoadedSpec {
 /// Parses and validates one YAML or JSON document; `origin` names it in errors.
 pub fn parse(origin: &str, text: &str) -> Result<ConnectorSpec, SpecErrors> {
     let mut cx = Cx::new(origin);
+    if let Err(b) = limits::check(text) {
+        cx.error_at(b.line, b.column, "", b.message);
+        return Err(SpecErrors(cx.errors));
+    }
     let docs = match MarkedYaml::load_from_str(text) {
         Ok(docs) => docs,
         Err(e) => {

@@ -5,6 +5,7 @@
 //! accepted and refused documents.
 
 mod build;
+pub mod limits;
 pub mod error;
 pub mod load;
 pub mod model;

@@ -1,6 +1,7 @@
 //! The real binary: `validate`, `--help`, and the thin clients against a running app.
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -24,6 +25,22 @@ fn validate_accepts_the_examples_and_reports_bad_files() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml:4:") && err.contains("map.to.url"), "{err}");
+}
+
+// Issue 11, item 1: 20,000 nested sequences aborted `validate` (stack overflow).
+#[test]
+fn validate_refuses_a_deeply_nested_document_at_its_line() {
+    let dir = temp_dir("cli-validate-deep");
+    let deep = dir.join("deep.yaml");
+    std::fs::write(&deep, "id: d\ntype: outbound\nmap:\n  to:\n    body:\n      ".to_string() + &"- ".repeat(20_000) + "x\n").unwrap();
+    let out = run_bounded({
+        let mut c = bin();
+        c.args(["validate", deep.to_str().unwrap()]);
+        c
+    }, None, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("deep.yaml:6:") && err.contains("nested more than 64 levels"), "{err}");
 }
 
 // A two-way dry run says how the change would be decided, and which resolver rule decides

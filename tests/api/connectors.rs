@@ -64,6 +64,36 @@ async fn an_invalid_document_gets_400_with_every_error() {
     assert_eq!(app.call("GET", "/connectors", None).await.1, json!([]), "nothing registered");
 }
 
+/// Issue 11, item 1: documents that killed the service (stack overflow) or drove it past
+/// 2 GiB (alias expansion, nested complex keys), each refused with 400 at its line.
+#[actix_web::test]
+async fn hostile_documents_get_400_at_their_line_and_the_service_stays_up() {
+    let dir = temp_dir("hostile");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let mut laughs = String::from("id: l\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        laughs += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", "));
+    }
+    // Accepted before, then every event for it aborted the process (a crash loop).
+    let nested_body = format!("id: n\ntype: outbound\ntrigger: {{ topic: t }}\nmap:\n  to:\n    url: http://127.0.0.1:1/a\n    body:\n      {}1\n", "- ".repeat(2000));
+    let cases = [
+        ("- ".repeat(5000) + "x", 1, "nested more than 64 levels"),
+        (nested_body, 8, "nested more than 64 levels"),
+        (laughs, 6, "more than 20000 values"),
+        (format!("id: k\na:\n  {}x\n", "? ".repeat(40)), 3, "mapping key must be a plain value"),
+    ];
+    for (doc, line, needle) in &cases {
+        for (method, path) in [("POST", "/connectors"), ("PUT", "/connectors/x")] {
+            let (code, body) = app.call(method, path, Some(doc)).await;
+            assert_eq!(code, 400, "{method} {path}: {body}");
+            let d = &body["details"][0];
+            assert!(d["message"].as_str().is_some_and(|m| m.contains(needle)) && d["line"] == *line, "{method} {path}: {body}");
+        }
+    }
+    assert_eq!(app.call("GET", "/healthz", None).await.0, 200, "still up");
+    assert_eq!(app.call("GET", "/connectors", None).await.1, json!([]), "nothing registered");
+}
+
 #[actix_web::test]
 async fn file_connectors_are_owned_by_their_files() {
     let fake = FakeSystem::start().await;

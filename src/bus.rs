@@ -31,6 +31,10 @@ pub struct Accepted {
     pub connectors: Vec<String>,
     /// Connectors on the topic whose filter turned the event away (counted, not delivered).
     pub filtered: Vec<String>,
+    /// When no connector subscribes to the topic: the subscribed topic closest to it, a
+    /// likely typo's intended topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub did_you_mean: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +67,19 @@ impl Bus {
             Some(id) => id,
             None => uuid::Uuid::now_v7().to_string(),
         };
-        let routes: Vec<RouteEntry> = match self.routes.read() {
-            Ok(t) => t.get(topic).cloned().unwrap_or_default(),
-            Err(poisoned) => poisoned.into_inner().get(topic).cloned().unwrap_or_default(),
-        };
+        let table = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let routes: Vec<RouteEntry> = table.get(topic).cloned().unwrap_or_default();
+        let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new(), did_you_mean: None };
+        if routes.is_empty() {
+            // Normal (events nobody syncs), but counted, and a likely typo is named.
+            accepted.did_you_mean = closest(topic, table.keys().map(String::as_str));
+            drop(table);
+            self.metrics.unrouted(topic);
+            tracing::debug!(topic, did_you_mean = ?accepted.did_you_mean, "no connector subscribes to this topic; the event is not stored");
+            return Ok(accepted);
+        }
+        drop(table);
         let mut jobs = Vec::with_capacity(routes.len());
-        let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new() };
         for RouteEntry { shared, .. } in &routes {
             if !shared.compiled.matches(topic, &payload) {
                 Counters::inc(&shared.counters.filtered);
@@ -109,8 +120,28 @@ impl Bus {
     }
 }
 
+/// The topic of `known` closest to `topic` by edit distance, if it is close enough to be a
+/// typo of it (at most a third of its length, and 3 edits).
+fn closest<'a>(topic: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
+    let limit = (topic.chars().count() / 3).clamp(1, 3);
+    known.map(|k| (strsim::levenshtein(topic, k), k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k.to_string())
+}
+
 /// Topics are names like `permit.updated`: letters, digits, `.`, `_`, `-`, at most 128.
 fn check_topic(topic: &str) -> Result<(), PublishError> {
     let ok = !topic.is_empty() && topic.len() <= 128 && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok { Ok(()) } else { Err(PublishError::Invalid(format!("invalid topic `{topic}`: expected 1 to 128 letters, digits, `.`, `_` or `-`"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn a_typo_names_the_closest_subscribed_topic() {
+        let known = ["permit.updated", "permit.created", "shift.updated"];
+        assert_eq!(closest("permit.updaetd", known.into_iter()).as_deref(), Some("permit.updated"));
+        assert_eq!(closest("shift.update", known.into_iter()).as_deref(), Some("shift.updated"));
+        assert_eq!(closest("invoice.paid", known.into_iter()), None);
+    }
 }

@@ -3,10 +3,11 @@
 //! depth, parked jobs and pull lag are read when `GET /metrics` is scraped, so they are
 //! true even for work another instance did.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::storage::{self, Db, StorageError};
@@ -35,10 +36,21 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     parked_jobs: IntGaugeVec,
     pull_lag: GaugeVec,
+    /// Events published on a topic no connector subscribes to, by topic (the first
+    /// [`MAX_UNROUTED_TOPICS`] topics seen, then `other`).
+    pub unrouted: IntCounterVec,
+    unrouted_topics: Mutex<HashSet<String>>,
+    /// The registered connectors: their series exist from registration (at 0) until the
+    /// connector is deleted.
+    connectors: Mutex<BTreeSet<String>>,
     /// Last successful pull of each connector (for the lag gauge).
     last_pull: Mutex<HashMap<String, Instant>>,
     started: Instant,
 }
+
+/// How many distinct topics `sync_events_unrouted_total` names before it counts the rest
+/// as `other` (a typo per request must not grow the series without bound).
+pub const MAX_UNROUTED_TOPICS: usize = 100;
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
@@ -85,10 +97,52 @@ impl Metrics {
             parked_jobs: gauge(&r, "sync_parked_jobs", "Jobs parked now, waiting for a human."),
             latency,
             pull_lag,
+            unrouted: counter(&r, "sync_events_unrouted_total", "Events published on a topic no connector subscribes to (stored nowhere), by topic: the first 100 topics, then `other`.", &["topic"]),
+            unrouted_topics: Mutex::new(HashSet::new()),
+            connectors: Mutex::new(BTreeSet::new()),
             last_pull: Mutex::new(HashMap::new()),
             started: Instant::now(),
             registry: r,
         }
+    }
+
+    /// Connector `id` was registered: its series start at 0 now, so a dashboard or an
+    /// alert rule sees them before anything happens (Prometheus advises against missing
+    /// series).
+    pub fn register_connector(&self, id: &str) {
+        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts] {
+            c.with_label_values(&[id]);
+        }
+        self.latency.with_label_values(&[id]);
+        if let Ok(mut set) = self.connectors.lock() {
+            set.insert(id.to_string());
+        }
+    }
+
+    /// Connector `id` was deleted: its series go.
+    pub fn forget_connector(&self, id: &str) {
+        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts, &self.webhook_rejections, &self.alerts] {
+            remove_series(c, id);
+        }
+        remove_series(&self.latency, id);
+        if let Ok(mut set) = self.connectors.lock() {
+            set.remove(id);
+        }
+        if let Ok(mut last) = self.last_pull.lock() {
+            last.remove(id);
+        }
+    }
+
+    /// An event on `topic` had no subscriber.
+    pub fn unrouted(&self, topic: &str) {
+        let label = match self.unrouted_topics.lock() {
+            Ok(mut seen) if seen.contains(topic) || seen.len() < MAX_UNROUTED_TOPICS => {
+                seen.insert(topic.to_string());
+                topic
+            }
+            _ => "other",
+        };
+        self.unrouted.with_label_values(&[label]).inc();
     }
 
     /// A pull of `connector` succeeded now.
@@ -103,6 +157,12 @@ impl Metrics {
     pub async fn render(&self, db: &Db, pullers: &[String]) -> Result<String, StorageError> {
         self.queue_depth.reset();
         self.parked_jobs.reset();
+        if let Ok(registered) = self.connectors.lock() {
+            for id in registered.iter() {
+                self.queue_depth.with_label_values(&[id.as_str()]).set(0);
+                self.parked_jobs.with_label_values(&[id.as_str()]).set(0);
+            }
+        }
         for (connector, status, n) in storage::queue_stats(db).await? {
             match status.as_str() {
                 "pending" => self.queue_depth.with_label_values(&[connector.as_str()]).set(n as i64),
@@ -121,5 +181,17 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format; an error would be a bug.
         TextEncoder::new().encode(&self.registry.gather(), &mut out).map_err(|e| StorageError::Corrupt(format!("metrics encoding: {e}")))?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// Removes every series of `vec` whose `connector` label is `id`, whatever its other labels.
+fn remove_series<T: prometheus::core::MetricVecBuilder>(vec: &prometheus::core::MetricVec<T>, id: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: Vec<&str> = metric.get_label().iter().map(|l| l.value()).collect();
+            if metric.get_label().iter().any(|l| l.name() == "connector" && l.value() == id) {
+                let _ = vec.remove_label_values(&labels);
+            }
+        }
     }
 }

@@ -52,7 +52,12 @@ pub struct Application {
 fn check_exposure(settings: &Settings) -> Result<(), StartupError> {
     let host = &settings.server.host;
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if settings.server.admin_token.as_deref().unwrap_or("").is_empty() && !loopback {
+    let token = settings.server.admin_token.as_deref().unwrap_or("");
+    // Blanks are no secret: a token of spaces (a template left unfilled) is refused.
+    if !token.is_empty() && token.trim().is_empty() {
+        return Err(StartupError::Settings("server.admin_token is only blanks: set a real token, or leave it unset to listen on 127.0.0.1 only".into()));
+    }
+    if token.is_empty() && !loopback {
         return Err(StartupError::OpenAdmin(host.clone()));
     }
     Ok(())
@@ -164,6 +169,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(st.clone()))
                 .app_data(web::PayloadConfig::new(limit))
+                .app_data(admin::error::BodyLimit(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
                 .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(admin::error::json_error_body))
                 .configure(move |cfg| admin::routes(cfg, &st, token))

@@ -122,6 +122,7 @@ impl Registry {
         let shared = Self::build_shared(loaded.spec, Arc::new(Counters::default()))?;
         let id = shared.id().to_string();
         let addr = ConnectorSupervisor::new(self.rt.clone(), shared.clone(), paused, self.governance_enabled).start();
+        self.rt.metrics.register_connector(&id);
         self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, addr });
         self.reindex();
         Ok(())
@@ -233,6 +234,7 @@ impl Handler<Remove> for Registry {
                 res?;
                 if let Some(entry) = act.connectors.remove(&msg.0) {
                     entry.addr.do_send(supervisor::Shutdown);
+                    act.rt.metrics.forget_connector(&msg.0);
                 }
                 act.reindex();
                 tracing::info!(connector = %msg.0, "connector removed");

@@ -15,12 +15,7 @@ pub struct AdminToken(pub Option<String>);
 pub async fn require_token(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let expected = req.app_data::<web::Data<AdminToken>>().and_then(|t| t.0.clone());
     if let Some(expected) = expected {
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(crate::webhook::verify::bearer).unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             let err = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
             return Ok(req.into_response(err.error_response()));

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::actors::messages::{ChildKind, Fault};
 use crate::actors::registry::{AllStatus, FaultConnector, GetShared, List, Lookup, PauseConnector, Register, Remove};
-use crate::actors::supervisor::{GetStatus, Restart};
+use crate::actors::supervisor::{ConnectorSupervisor, GetStatus, Restart};
 use crate::spec::{self, LoadedSpec};
 
 #[derive(Deserialize)]
@@ -81,8 +81,7 @@ pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result
 }
 
 pub async fn status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(addr.send(GetStatus).await?))
+    Ok(HttpResponse::Ok().json(ask(&state, &id, || GetStatus).await?))
 }
 
 pub async fn pause(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -99,8 +98,7 @@ async fn set_paused(state: web::Data<AppState>, id: String, paused: bool) -> Res
 }
 
 pub async fn restart(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
-    addr.send(Restart).await?;
+    ask(&state, &id, || Restart).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": *id, "restarting": true })))
 }
 
@@ -129,6 +127,24 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("connector `{id}` does not exist"))
 }
 
+/// Asks connector `id`'s supervisor. A connector deleted between the lookup and its
+/// answer (its supervisor stopped) is looked up once more: created again meanwhile, the
+/// new one answers; else it does not exist for the caller: 404, never a server error.
+async fn ask<M>(state: &AppState, id: &str, msg: impl Fn() -> M) -> Result<M::Result, ApiError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    ConnectorSupervisor: actix::Handler<M>,
+{
+    for _ in 0..2 {
+        let addr = state.registry.send(Lookup(id.to_string())).await?.ok_or_else(|| not_found(id))?;
+        if let Ok(answer) = addr.send(msg()).await {
+            return Ok(answer);
+        }
+    }
+    Err(ApiError::not_found(format!("connector `{id}` does not exist (it was removed while the request waited)")))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestQuery {
@@ -150,9 +166,7 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
 /// Run one reconciliation now (the seed's `svc:syncNow`): pull the change feed from the
 /// cursor and store what changed; answers with what the pull did.
 pub async fn sync(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let addr = state.registry.send(Lookup(id.clone())).await?.ok_or_else(|| not_found(&id))?;
-    let report = addr
-        .send(crate::actors::supervisor::SyncNow)
+    let report = ask(&state, &id, || crate::actors::supervisor::SyncNow)
         .await?
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("connector `{id}`: {e}")))?;
     Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report })))

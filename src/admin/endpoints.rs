@@ -97,7 +97,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
         endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),
         endpoint!(GET "/tickets" => tickets::list, "Sync tickets, oldest first, with filters and cursor pagination.", ok 200 "`{tickets, next}`",
-            query &[("connector", "connector id"), ("status", "completed, parked, skipped or conflict"), ("direction", "outbound or inbound"), ("since", "RFC 3339, inclusive"), ("until", "RFC 3339, exclusive"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")],
+            query &[("connector", "connector id"), ("status", "completed, parked, skipped or conflict"), ("direction", "outbound or inbound"), ("since", "inclusive: RFC 3339, a date (2026-11-30) or an age (90s, 15m, 1h, 2d, 1w)"), ("until", "exclusive: the same forms as since"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")],
             errors &[400, 401, 503]),
         endpoint!(GET "/tickets/verify" => tickets::verify, "Walk the tickets' hash chain; names the first broken link.", ok 200 "`{ok, checked, anchor, firstBroken}`", errors &[401, 503]),
         endpoint!(GET "/tickets/{id}" => tickets::get, "One ticket, by `SYNC-n` or `n`.", ok 200 "ticket", errors &[400, 401, 404, 503]),

@@ -88,10 +88,22 @@ impl From<actix::MailboxError> for ApiError {
     }
 }
 
+/// The largest request body accepted (`server.max_body_bytes`), named in the 413 answer.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 /// Gives every error response the one JSON shape, including those actix-web makes itself
 /// (body over the limit → 413, unknown route, a malformed path), so clients never parse
 /// plain text.
 pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && let Some(limit) = res.request().app_data::<BodyLimit>().map(|l| l.0)
+    {
+        let message = format!("the body is over the limit of {limit} bytes (setting server.max_body_bytes, HMS_SYNC__SERVER__MAX_BODY_BYTES)");
+        let (req, _) = res.into_parts();
+        let resp = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).error_response();
+        return Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()));
+    }
     let is_json = res
         .headers()
         .get(CONTENT_TYPE)

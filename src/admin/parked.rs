@@ -21,7 +21,8 @@ pub struct ParkedQuery {
 
 pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
     let q = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    super::tickets::connector_filter(&q.connector)?;
+    let limit = super::tickets::page_limit(q.limit)?;
     let after = match &q.cursor {
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
         None => None,

@@ -20,10 +20,10 @@ pub struct TicketQuery {
     pub status: Option<String>,
     /// `outbound`, `inbound`.
     pub direction: Option<String>,
-    /// RFC 3339; tickets created at or after.
-    pub since: Option<DateTime<Utc>>,
-    /// RFC 3339; tickets created before.
-    pub until: Option<DateTime<Utc>>,
+    /// Tickets created at or after (see [`instant`] for the forms).
+    pub since: Option<String>,
+    /// Tickets created before.
+    pub until: Option<String>,
     /// The `next` cursor of the previous page.
     pub cursor: Option<String>,
     pub limit: Option<u64>,
@@ -39,16 +39,72 @@ fn one_of(what: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
+/// A page's `limit`: 1 to 500, 100 when not given.
+pub(super) fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!("`limit` must be 1 to {MAX_PAGE}, found {n}"))),
+    }
+}
+
+/// A time filter (`since`, `until`): an RFC 3339 time (`2026-11-30T08:00:00Z`), a date
+/// (`2026-11-30`, midnight UTC), or an age before `now` (`90s`, `15m`, `1h`, `2d`, `1w`).
+pub fn instant(name: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let v = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let age = v.char_indices().last().and_then(|(i, unit)| {
+        let n: i64 = v[..i].parse().ok().filter(|n| *n >= 0)?;
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        chrono::Duration::try_seconds(n.checked_mul(secs)?)
+    });
+    match age.and_then(|a| now.checked_sub_signed(a)) {
+        Some(t) => Ok(t),
+        None => Err(ApiError::bad_request(format!(
+            "`{name}` must be an RFC 3339 time (2026-11-30T08:00:00Z), a date (2026-11-30) or an age (90s, 15m, 1h, 2d, 1w); found `{}`",
+            v.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// A `connector` filter must be a connector id: anything else (a NUL byte, say) is refused
+/// here, the same on every database, rather than handed to one that cannot take it.
+pub(super) fn connector_filter(value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(c) if !crate::spec::valid_id(c) => Err(ApiError::bad_request(format!(
+            "`connector` is not a connector id: expected 1 to 128 letters, digits, `.`, `_` or `-`, found {:?}",
+            c.chars().take(40).collect::<String>()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub async fn list(state: web::Data<AppState>, q: Result<web::Query<TicketQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
     let q = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
+    connector_filter(&q.connector)?;
     one_of("status", &q.status, STATUSES)?;
     one_of("direction", &q.direction, DIRECTIONS)?;
     let after_id = match &q.cursor {
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let filter = TicketFilter { connector_id: q.connector, status: q.status, direction: q.direction, since: q.since, until: q.until, after_id, limit };
+    let limit = page_limit(q.limit)?;
+    let now = Utc::now();
+    let since = q.since.as_deref().map(|v| instant("since", v, now)).transpose()?;
+    let until = q.until.as_deref().map(|v| instant("until", v, now)).transpose()?;
+    let filter = TicketFilter { connector_id: q.connector, status: q.status, direction: q.direction, since, until, after_id, limit };
     let tickets = storage::list_tickets(&state.db, &filter).await?;
     let next = (tickets.len() as u64 == limit).then(|| tickets.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "tickets": tickets, "next": next })))
@@ -75,4 +131,26 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<Ht
     let mut body = serde_json::to_value(&ticket).unwrap_or_default();
     body["attemptLog"] = serde_json::to_value(log).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_filters_take_times_dates_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z").unwrap().with_timezone(&Utc);
+        let at = |v: &str| instant("since", v, now).map(|t| t.to_rfc3339()).map_err(|e| e.to_string());
+        assert_eq!(at("2026-11-30T08:00:00+01:00").unwrap(), "2026-11-30T07:00:00+00:00");
+        assert_eq!(at("2026-11-30").unwrap(), "2026-11-30T00:00:00+00:00");
+        assert_eq!(at("1h").unwrap(), "2026-11-30T11:00:00+00:00");
+        assert_eq!(at("2d").unwrap(), "2026-11-28T12:00:00+00:00");
+        assert_eq!(at("90s").unwrap(), "2026-11-30T11:58:30+00:00");
+        for bad in ["yesterday", "", "h", "-1h", "99999999999999999w"] {
+            let e = at(bad).unwrap_err();
+            assert!(e.contains("`since` must be an RFC 3339 time"), "{bad}: {e}");
+        }
+        assert!(page_limit(Some(0)).is_err() && page_limit(Some(501)).is_err());
+        assert_eq!(page_limit(None).unwrap(), 100);
+    }
 }

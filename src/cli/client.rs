@@ -152,7 +152,21 @@ pub fn publish(args: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> 
         }
     };
     let headers: Vec<(&str, String)> = id.map(|i| ("Idempotency-Key", i.to_string())).into_iter().collect();
-    finish(call(args, "POST", &format!("/events/{topic}"), Some((text, "application/json")), &headers), pretty)
+    // Encoded, so a topic the service refuses gets the service's own answer.
+    finish(call(args, "POST", &format!("/events/{}", encode(topic)), Some((text, "application/json")), &headers), |answer| {
+        pretty(answer);
+        warn_unrouted(topic, answer);
+    })
+}
+
+/// An event no connector subscribes to is accepted (202) and stored nowhere: said on
+/// stderr, with the subscribed topic it was likely meant for.
+fn warn_unrouted(topic: &str, answer: &Value) {
+    let none = |k: &str| answer.get(k).and_then(Value::as_array).is_some_and(Vec::is_empty);
+    if none("connectors") && none("filtered") {
+        let hint = answer.get("did_you_mean").and_then(Value::as_str).map(|t| format!(" (did you mean {t}?)")).unwrap_or_default();
+        eprintln!("warning: no connector subscribes to `{topic}`: the event was not stored{hint}");
+    }
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).

@@ -101,16 +101,18 @@ pub enum Command {
         /// outbound or inbound.
         #[arg(long)]
         direction: Option<String>,
-        /// Only tickets created at or after this RFC 3339 time.
+        /// Only tickets created at or after this time: RFC 3339 (2026-11-30T08:00:00Z), a
+        /// date (2026-11-30, midnight UTC) or an age (90s, 15m, 1h, 2d, 1w: that long ago).
         #[arg(long)]
         since: Option<String>,
-        /// Only tickets created before this RFC 3339 time.
+        /// Only tickets created before this time (the same forms as --since).
         #[arg(long)]
         until: Option<String>,
         /// Start after this cursor (the `next` of a previous page).
         #[arg(long)]
         cursor: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// How many tickets, 1 to 500.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -199,6 +201,9 @@ pub struct ClientArgs {
 
 /// Runs the parsed command; the exit code says whether it worked.
 pub fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Command::Up(_) | Command::Bench(_)) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Up(args) => up::run(cli.config.as_deref(), args),
         Command::Validate { files } => validate::run(&files),
@@ -220,5 +225,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Replay { id, data, client } => client::replay(&client, id, data.as_deref()),
         Command::Resolve { id, side, data, client } => client::resolve(&client, id, side.as_deref(), data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),
+    }
+}
+
+/// A command whose output goes to a pipe closed early (`hms-sync tickets | head -1`) ends
+/// there, quietly, as other Unix tools do: Rust ignores SIGPIPE, so the next write would
+/// fail and `println!` would panic. The default action is restored for the commands that
+/// print and exit; the service (`up`) and `bench` keep Rust's handling, so a closed
+/// connection is an error to handle, never a signal that ends them. (Sockets are written
+/// with `MSG_NOSIGNAL`, so a client's HTTP connection is not affected.)
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -85,7 +85,8 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
     cx.errors.is_empty().then_some(spec)
 }
 
-fn valid_id(id: &str) -> bool {
+/// Is `id` a connector id (1 to 128 letters, digits, `.`, `_`, `-`)?
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 

@@ -12,6 +12,7 @@ pub mod model;
 mod reader;
 pub mod templates;
 
+pub use build::valid_id;
 pub use error::{SpecError, SpecErrors};
 pub use load::{LoadedSpec, load_dir, load_file, parse};
 pub use model::{ConnectorSpec, Direction, PullSpec, RequestSpec};

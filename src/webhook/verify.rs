@@ -30,6 +30,8 @@ pub enum Rejection {
     Stale(u64),
     #[error("signature does not match")]
     BadSignature,
+    #[error("token does not match")]
+    BadToken,
     #[error("the verification secret is not configured")]
     NoSecret,
 }
@@ -41,10 +43,17 @@ impl Rejection {
             Rejection::MissingHeader(_) => "missing",
             Rejection::Malformed(_) => "malformed",
             Rejection::Stale(_) => "stale",
-            Rejection::BadSignature => "forged",
+            Rejection::BadSignature | Rejection::BadToken => "forged",
             Rejection::NoSecret => "no-secret",
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// regard to case (RFC 9110: auth schemes are case-insensitive): `bearer x` counts.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Header lookup by lower-case name.
@@ -71,8 +80,8 @@ pub fn verify(scheme: Scheme, secret: Option<&str>, headers: &(impl Headers + ?S
         Scheme::Token => {
             let secret = secret.ok_or(Rejection::NoSecret)?;
             let given = headers.get("authorization").ok_or(Rejection::MissingHeader("Authorization"))?;
-            let token = given.strip_prefix("Bearer ").ok_or(Rejection::Malformed("Authorization"))?;
-            if bool::from(token.as_bytes().ct_eq(secret.as_bytes())) { Ok(()) } else { Err(Rejection::BadSignature) }
+            let token = bearer(given).ok_or(Rejection::Malformed("Authorization"))?;
+            if bool::from(token.as_bytes().ct_eq(secret.as_bytes())) { Ok(()) } else { Err(Rejection::BadToken) }
         }
         Scheme::Github => {
             let secret = secret.ok_or(Rejection::NoSecret)?;
@@ -189,7 +198,10 @@ mod tests {
         let good: [(&str, &str); 1] = [("Authorization", "Bearer t0k")];
         let bad: [(&str, &str); 1] = [("Authorization", "Bearer nope")];
         assert_eq!(verify(Scheme::Token, Some("t0k"), good.as_slice(), b"", 0, 0), Ok(()));
-        assert_eq!(verify(Scheme::Token, Some("t0k"), bad.as_slice(), b"", 0, 0), Err(Rejection::BadSignature));
+        assert_eq!(verify(Scheme::Token, Some("t0k"), bad.as_slice(), b"", 0, 0), Err(Rejection::BadToken));
+        assert_eq!(Rejection::BadToken.to_string(), "token does not match");
+        let lower = [("authorization", "bearer t0k")];
+        assert_eq!(verify(Scheme::Token, Some("t0k"), lower.as_slice(), b"", 0, 0), Ok(()));
         let none: [(&str, &str); 0] = [];
         assert_eq!(verify(Scheme::Token, Some("t0k"), none.as_slice(), b"", 0, 0), Err(Rejection::MissingHeader("Authorization")));
         assert_eq!(verify(Scheme::Token, None, good.as_slice(), b"", 0, 0), Err(Rejection::NoSecret));

@@ -11,6 +11,9 @@ async fn admin_routes_need_the_token_when_one_is_set() {
     settings.server.admin_token = Some("s3cret-admin".into());
     let mut app = TestApp::spawn(settings).await;
     assert_eq!(app.call("GET", "/connectors", None).await.0, 200, "with the token");
+    // The scheme is case-insensitive (issue 11, item 18).
+    let (code, body) = app.call_with("GET", "/connectors", None, &[("Authorization", "bearer s3cret-admin")]).await;
+    assert_eq!(code, 200, "{body}");
     app.token = Some("wrong".into());
     let (code, body) = app.call("GET", "/connectors", None).await;
     assert_eq!(code, 401);
@@ -29,4 +32,14 @@ async fn no_token_means_loopback_only() {
     let err = Application::build(settings).await.err().expect("refuses to start");
     assert!(matches!(err, StartupError::OpenAdmin(_)), "{err}");
     assert!(err.to_string().contains("admin_token"));
+}
+
+#[actix_web::test]
+async fn a_token_of_only_blanks_is_refused_at_start_up() {
+    let dir = temp_dir("auth-blank");
+    let mut settings = test_settings(&dir);
+    settings.server.host = "0.0.0.0".into();
+    settings.server.admin_token = Some("   ".into());
+    let err = Application::build(settings).await.err().expect("refuses to start");
+    assert!(err.to_string().contains("only blanks"), "{err}");
 }

@@ -43,6 +43,22 @@ fn validate_refuses_a_deeply_nested_document_at_its_line() {
     assert!(err.contains("deep.yaml:6:") && err.contains("nested more than 64 levels"), "{err}");
 }
 
+// Issue 11, item 4: `hms-sync status | head -1` panicked (`failed printing to stdout:
+// Broken pipe`) with a backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
+    let files: Vec<String> = ["gis-ddot", "notes-calendar", "appointment"].iter().map(|f| format!("{examples}/{f}.yaml")).collect();
+    let mut child = bin().arg("validate").args(&files).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The reader goes away before the command writes (as `head` does after its line).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(out.status.success() || out.status.signal() == Some(13), "ended by SIGPIPE, like other Unix tools: {:?}", out.status);
+}
+
 // A two-way dry run says how the change would be decided, and which resolver rule decides
 // against the external system's record given with --current (seed 000's rule, shipped).
 #[test]

@@ -94,6 +94,45 @@ async fn hostile_documents_get_400_at_their_line_and_the_service_stays_up() {
     assert_eq!(app.call("GET", "/connectors", None).await.1, json!([]), "nothing registered");
 }
 
+/// Issue 11, item 2: status, restart and sync answered 500 ("runtime unavailable: Mailbox
+/// has closed") while the connector was deleted and created again.
+#[actix_web::test]
+async fn a_connector_deleted_and_created_again_never_answers_500() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("churn");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let yaml = outbound_yaml("churn", "t", &fake, "");
+    let done = std::cell::Cell::new(false);
+    let churn = async {
+        for _ in 0..40 {
+            assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
+            assert_eq!(app.call("DELETE", "/connectors/churn", None).await.0, 204);
+        }
+        done.set(true);
+    };
+    let probe = |method: &'static str, path: &'static str| {
+        let (app, done) = (&app, &done);
+        async move {
+            let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+            for _ in 0..5_000 {
+                if done.get() {
+                    break;
+                }
+                let (code, body) = app.call(method, path, None).await;
+                assert!(code < 500, "{method} {path}: {code} {body}");
+                *codes.entry(code).or_default() += 1;
+            }
+            codes
+        }
+    };
+    let probes = futures_util::future::join3(probe("GET", "/connectors/churn/status"), probe("POST", "/connectors/churn/restart"), probe("POST", "/connectors/churn/sync"));
+    let ((), (status, restart, sync)) = futures_util::future::join(churn, probes).await;
+    // Both answers were seen, so the calls did meet the connector coming and going.
+    assert!(status.contains_key(&200) && status.contains_key(&404), "{status:?}");
+    assert!(restart.keys().all(|c| [202, 404].contains(c)), "{restart:?}");
+    assert!(sync.keys().all(|c| [404, 409].contains(c)), "an outbound connector has nothing to pull: {sync:?}");
+}
+
 #[actix_web::test]
 async fn file_connectors_are_owned_by_their_files() {
     let fake = FakeSystem::start().await;
@@ -147,9 +186,15 @@ async fn every_error_is_json_even_actix_webs_own() {
     let (code, body) = app.call("POST", "/events/permit.updated", Some(&big)).await;
     assert_eq!(code, 413, "{body}");
     assert_eq!(body["error_code"], 413, "{body}");
+    // It names the limit and the setting (issue 11, item 18).
+    assert!(body["message"].as_str().unwrap().contains("1024 bytes (setting server.max_body_bytes"), "{body}");
     let (code, body) = app.call("POST", "/events/permit.updated", Some("{not json")).await;
     assert_eq!(code, 400);
     assert!(body["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+    // An event is an object (issue 11, item 18: `--data '[1,2]'` was accepted).
+    let (code, body) = app.call("POST", "/events/permit.updated", Some("[1,2]")).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("must be a JSON object"), "{body}");
 }
 
 /// The OpenAPI document describes exactly what the server routes: every documented

@@ -568,3 +568,45 @@ async fn a_chain_check_during_a_prune_reports_no_false_break() {
         false_breaks[0]
     );
 }
+
+/// Issue 11, item 7: a registered connector's series exist at 0 before anything happens,
+/// and go when it is deleted.
+#[actix_web::test]
+async fn every_registered_connector_has_its_series_from_the_start_until_deleted() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-metrics-zero");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("quiet", "quiet.t", &fake, ""))).await.0, 201);
+    let s = scrape(&metrics_text(&app.base).await);
+    let quiet = [("connector", "quiet")];
+    for m in ["sync_ok_total", "sync_fail_total", "sync_parked_total", "sync_events_accepted_total", "sync_filtered_total", "sync_restarts_total", "sync_queue_depth", "sync_parked_jobs", "sync_latency_seconds_count"] {
+        assert_eq!(value(&s, m, &quiet), Some(0.0), "{m} at 0 for a connector that did nothing yet");
+    }
+    assert_eq!(app.call("DELETE", "/connectors/quiet", None).await.0, 204);
+    let s = scrape(&metrics_text(&app.base).await);
+    assert!(s.samples.iter().all(|x| x.labels.get("connector") != Some("quiet")), "a deleted connector's series are gone");
+}
+
+/// Issue 11, items 8 and 9: a mistyped topic was dropped without a word, and a topic with
+/// spaces made the CLI say it could not reach the service.
+#[actix_web::test]
+async fn an_unrouted_event_is_counted_and_the_cli_names_the_likely_topic() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-unrouted");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("permits", "permit.updated", &fake, ""))).await.0, 201);
+    let (code, body) = app.call("POST", "/events/permit.updaetd", Some(r#"{"id": 1}"#)).await;
+    assert_eq!(code, 202, "no subscriber is normal: {body}");
+    assert_eq!((body["connectors"].clone(), body["did_you_mean"].clone()), (json!([]), json!("permit.updated")), "{body}");
+    let out = run_client(&app.base, &["publish", "permit.updaetd", "--data", r#"{"id": 2}"#]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: no connector subscribes to `permit.updaetd`") && err.contains("did you mean permit.updated?"), "{err}");
+    let s = scrape(&metrics_text(&app.base).await);
+    assert_eq!(value(&s, "sync_events_unrouted_total", &[("topic", "permit.updaetd")]), Some(2.0));
+
+    let out = run_client(&app.base, &["publish", "bad topic!", "--data", "{}"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HTTP 400") && err.contains("invalid topic `bad topic!`"), "the service's own answer: {err}");
+}

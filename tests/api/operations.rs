@@ -610,3 +610,39 @@ async fn an_unrouted_event_is_counted_and_the_cli_names_the_likely_topic() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("HTTP 400") && err.contains("invalid topic `bad topic!`"), "the service's own answer: {err}");
 }
+
+/// Issue 11, items 3 and 10: a NUL byte in `connector` answered 503 on PostgreSQL and 200 on
+/// SQLite (now 400 before any query, on both); `--since 2026-11-30` and `--since 1h` were
+/// refused with a deserializer's words; `limit=0` returned a ticket.
+#[actix_web::test]
+async fn ticket_and_parked_filters_are_checked_and_name_what_they_take() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-filters");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("f", "f.t", &fake, ""))).await.0, 201);
+    app.publish("f.t", json!({"n": 1})).await;
+    app.wait_tickets("connector=f", 1).await;
+    for path in ["/tickets?connector=%00", "/parked?connector=%00", "/tickets?connector=a%20b"] {
+        let (code, body) = app.call("GET", path, None).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("`connector` is not a connector id"), "{body}");
+    }
+    for path in ["/tickets?limit=0", "/parked?limit=0", "/tickets?limit=501"] {
+        let (code, body) = app.call("GET", path, None).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("`limit` must be 1 to 500"), "{body}");
+    }
+    let (code, body) = app.call("GET", "/tickets?since=yesterday", None).await;
+    assert_eq!(code, 400);
+    assert!(body["message"].as_str().unwrap().contains("`since` must be an RFC 3339 time (2026-11-30T08:00:00Z), a date (2026-11-30) or an age"), "{body}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for (query, n) in [(format!("since={today}"), 1), ("since=1h".into(), 1), ("until=1h".into(), 0), ("since=2d&until=1w".into(), 0)] {
+        let (code, body) = app.call("GET", &format!("/tickets?connector=f&{query}"), None).await;
+        assert_eq!(code, 200, "{query}: {body}");
+        assert_eq!(body["tickets"].as_array().unwrap().len(), n, "{query}: {body}");
+    }
+    let out = run_client(&app.base, &["tickets", "--since", "1h", "--connector", "f"]).await;
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 2, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_client(&app.base, &["tickets", "--limit", "0"]).await;
+    assert_eq!(out.status.code(), Some(2), "clap refuses it: {}", String::from_utf8_lossy(&out.stderr));
+}

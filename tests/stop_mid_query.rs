@@ -5,6 +5,8 @@
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "common/pg.rs"]
+mod pg;
 
 use helpers::*;
 
@@ -44,6 +46,7 @@ async fn a_connector_removed_while_its_query_waits_stops_cleanly() {
         eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
         return;
     };
+    pg::drop_leftovers(&admin).await;
     let name = format!("hms_sync_stop_{}", std::process::id());
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();

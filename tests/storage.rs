@@ -15,6 +15,8 @@ mod queue;
 mod state;
 #[path = "storage/tickets.rs"]
 mod tickets;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::time::Duration;
 
@@ -84,6 +86,21 @@ async fn postgres_suite() {
             return;
         }
     };
+    // A database left by a run that died (its process id can never be running: pids are
+    // below pid_max) is dropped; ours and those of live processes stay.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|t| t.trim().parse().ok()).unwrap_or(4_194_304);
+    let dead = format!("hms_test_{pid_max}_0");
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {dead}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {dead}")).await.unwrap();
+    pg::drop_leftovers(&admin).await;
+    let left = admin
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT count(*)::bigint AS n FROM pg_database WHERE datname = '{dead}'")))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0, "the leftover {dead} was dropped");
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -320,6 +320,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             rt.metrics.fail.with_label_values(&[shared.id()]).inc();
             rt.alerts.do_send(FailureSeen(shared.id().to_string()));
             let error = scrub_secrets(&outcome_error(&outcome), &secrets);
+            shared.counters.note_delivery_error(&error);
             tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
             (JobUpdate::Reschedule { id: job.id, attempts, at, error }, None)
@@ -331,6 +332,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             rt.metrics.parked.with_label_values(&[shared.id()]).inc();
             rt.alerts.do_send(FailureSeen(shared.id().to_string()));
             let reason = scrub_secrets(reason, &secrets);
+            shared.counters.note_delivery_error(&reason);
             tracing::warn!(attempt = attempts, reason = %reason, "delivery parked");
             rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
             (JobUpdate::Park { id: job.id, attempts, error: reason.clone() }, Some(ticket(TicketStatus::Parked, Some(reason))))

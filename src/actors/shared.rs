@@ -46,11 +46,25 @@ pub struct Counters {
     pub filtered: AtomicU64,
     pub pulled: AtomicU64,
     pub pull_failures: AtomicU64,
+    /// The last failed delivery attempt's error (secrets scrubbed) and when it failed.
+    last_delivery_error: std::sync::Mutex<Option<(String, chrono::DateTime<chrono::Utc>)>>,
 }
 
 impl Counters {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery attempt failed with `error` (already scrubbed of secrets).
+    pub fn note_delivery_error(&self, error: &str) {
+        if let Ok(mut last) = self.last_delivery_error.lock() {
+            *last = Some((error.to_string(), chrono::Utc::now()));
+        }
+    }
+
+    /// The last failed delivery attempt's error and time.
+    pub fn last_delivery_error(&self) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        self.last_delivery_error.lock().ok().and_then(|l| l.clone())
     }
 
     pub fn snapshot(&self) -> serde_json::Value {

@@ -48,8 +48,13 @@ pub struct ConnectorStatus {
     pub governance_paused: bool,
     pub children: Vec<ChildStatus>,
     pub restarts: u64,
-    /// Why the connector is failed, or the last crash.
+    /// Why the connector is failed, or the last crash of one of its children.
     pub last_error: Option<LastError>,
+    /// The last failed delivery attempt (retried or parked), secrets scrubbed.
+    pub last_delivery_error: Option<LastError>,
+    /// Secrets (`${NAME}`) the connector's requests name that are not set in the
+    /// environment: a request that needs one parks its job.
+    pub missing_secrets: Vec<String>,
     /// Jobs accepted and not yet delivered or parked.
     pub queue_depth: u64,
     pub counters: serde_json::Value,

@@ -217,6 +217,8 @@ impl ConnectorSupervisor {
                 .collect(),
             restarts: self.restarts,
             last_error: self.last_error.clone(),
+            last_delivery_error: self.shared.counters.last_delivery_error().map(|(message, at)| LastError { message, at }),
+            missing_secrets: self.shared.spec.missing_env(),
             queue_depth,
             counters: self.shared.counters.snapshot(),
             intensity: IntensityView {

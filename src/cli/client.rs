@@ -81,16 +81,25 @@ pub fn status(args: &ClientArgs, id: Option<&str>) -> ExitCode {
     }
 }
 
-/// One line per connector: state, restarts, queue, ok/fail counts, last error.
+/// One line per connector: state, restarts, queue, ok/fail counts and its latest error (a
+/// failed delivery or a crash, with its time); the other of the two, and secrets that are
+/// not set, on indented lines below it.
 fn print_table(all: &Value) {
-    println!("{:<28} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  LAST ERROR", "CONNECTOR", "TYPE", "STATE", "RESTARTS", "QUEUE", "OK", "FAIL");
     let Some(map) = all.as_object() else { return };
+    let width = map.keys().map(|k| k.chars().count()).max().unwrap_or(0).max("CONNECTOR".len());
+    println!("{:<width$} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  LAST ERROR", "CONNECTOR", "TYPE", "STATE", "RESTARTS", "QUEUE", "OK", "FAIL");
     for (id, entry) in map {
         let s = &entry["status"];
         let n = |v: &Value| v.as_u64().unwrap_or(0);
-        let err = s["last_error"]["message"].as_str().unwrap_or("-");
+        let error = |kind: &str, e: &Value| {
+            let at = e["at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default();
+            e["message"].as_str().map(|m| (at.clone(), format!("{kind} {at}: {}", one_line(m))))
+        };
+        let mut errors: Vec<(String, String)> = [error("delivery", &s["last_delivery_error"]), error("crash", &s["last_error"])].into_iter().flatten().collect();
+        errors.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut lines = errors.into_iter().map(|(_, text)| text);
         println!(
-            "{:<28} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  {}",
+            "{:<width$} {:<10} {:<10} {:>8} {:>6} {:>8} {:>6}  {}",
             id,
             s["type"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
@@ -98,9 +107,21 @@ fn print_table(all: &Value) {
             n(&s["queue_depth"]),
             n(&s["counters"]["delivered"]),
             n(&s["counters"]["failed_attempts"]),
-            err
+            lines.next().unwrap_or_else(|| "-".into())
         );
+        for older in lines {
+            println!("{:width$}   {older}", "");
+        }
+        let missing: Vec<&str> = s["missing_secrets"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        if !missing.is_empty() {
+            println!("{:width$}   not set: {}", "", missing.iter().map(|m| format!("${{{m}}}")).collect::<Vec<_>>().join(", "));
+        }
     }
+}
+
+/// A message on one line (an error may hold newlines).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub fn set_paused(args: &ClientArgs, id: Option<&str>, paused: bool) -> ExitCode {

@@ -114,9 +114,17 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s
 }
 
+/// The service's logs (warnings and errors, or `RUST_LOG`) go through the test harness's
+/// capture: shown for a test that fails, silent for one that passes. Threads the service
+/// starts inherit the capture of the test that started them.
+pub fn test_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false).with_test_writer().try_init();
+}
+
 impl TestApp {
     pub async fn spawn(settings: Settings) -> TestApp {
-        hms_sync::telemetry::init("text", "warn");
+        test_logs();
         let app = Application::build(settings.clone()).await.expect("application builds");
         let port = app.port();
         let handle = app.server_handle();

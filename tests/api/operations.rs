@@ -487,7 +487,8 @@ async fn status_prints_a_table_with_one_row_per_connector() {
     }
     let names: Vec<&str> = header.split_whitespace().collect();
     let col = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name} column: {header}"));
-    let rows: Vec<Vec<&str>> = lines[header_at + 1..].iter().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    // A connector's row, then indented lines (its older error, secrets not set).
+    let rows: Vec<Vec<&str>> = lines[header_at + 1..].iter().filter(|l| !l.trim().is_empty() && !l.starts_with(' ')).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "one row per connector:\n{stdout}");
     let row = |id: &str| rows.iter().find(|r| r[col("CONNECTOR")] == id).unwrap_or_else(|| panic!("no row for {id}:\n{stdout}"));
     let alpha = row("alpha");
@@ -496,8 +497,13 @@ async fn status_prints_a_table_with_one_row_per_connector() {
     assert_eq!(alpha[col("QUEUE")], "0", "{stdout}");
     assert_eq!(alpha[col("OK")], "1", "{stdout}");
     assert_eq!(alpha[col("FAIL")], "1", "{stdout}");
-    let alpha_line = lines.iter().find(|l| l.split_whitespace().next() == Some("alpha")).unwrap();
-    assert!(alpha_line.contains("pusher panicked"), "the last error is shown: {alpha_line}");
+    let at = lines.iter().position(|l| l.split_whitespace().next() == Some("alpha")).unwrap();
+    let block: Vec<&str> = std::iter::once(lines[at]).chain(lines[at + 1..].iter().copied().take_while(|l| l.starts_with(' '))).collect();
+    let block = block.join("\n");
+    // Both the crash and the failed delivery, each with its time (issue 11, item 11: a
+    // failed delivery showed `-`).
+    assert!(block.contains("crash ") && block.contains("pusher panicked"), "the last crash is shown: {block}");
+    assert!(block.contains("delivery ") && block.contains("HTTP 503"), "the last delivery error is shown: {block}");
     let beta = row("beta");
     assert_eq!(beta[col("STATE")], "paused", "{stdout}");
     assert_eq!(beta[col("RESTARTS")], "0", "{stdout}");
@@ -645,4 +651,21 @@ async fn ticket_and_parked_filters_are_checked_and_name_what_they_take() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 2, "{}", String::from_utf8_lossy(&out.stderr));
     let out = run_client(&app.base, &["tickets", "--limit", "0"]).await;
     assert_eq!(out.status.code(), Some(2), "clap refuses it: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Issue 11, item 17: a connector whose secret is not set said nothing until its first
+/// event parked.
+#[actix_web::test]
+async fn secrets_that_are_not_set_are_named_in_status() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-missing-secret");
+    let yaml = outbound_yaml("needs", "needs.t", &fake, "").replace("map:\n  to:\n", "map:\n  to:\n    headers: { Authorization: \"Bearer ${OPS_TEST_NEVER_SET_TOKEN}\" }\n");
+    assert!(yaml.contains("OPS_TEST_NEVER_SET_TOKEN"), "{yaml}");
+    write_connector(&dir, "needs", &yaml);
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let s = app.status("needs").await;
+    assert_eq!(s["missing_secrets"], json!(["OPS_TEST_NEVER_SET_TOKEN"]), "{s}");
+    let out = run_client(&app.base, &["status"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("not set: ${OPS_TEST_NEVER_SET_TOKEN}"), "{stdout}");
 }

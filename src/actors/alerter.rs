@@ -1,6 +1,8 @@
-//! Alerter: the seed's `rate(sync.fail) > 3 per 5m` rule, per connector, plus an alert for
-//! every parked job. Alerts are POSTed as JSON to the configured URL, rate-limited per
-//! connector and kind, counted in metrics, and kept (the last few) for the status API.
+//! Alerter: the seed's `rate(sync.fail) > 3 per 5m` rule, per connector, plus alerts for
+//! parked jobs (each job in one: the first at once, those parked while rate-limited
+//! together when the interval ends). Alerts are POSTed as JSON to the configured URL,
+//! rate-limited per connector and kind, counted in metrics, and kept (the last few) for the
+//! status API.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -68,11 +70,41 @@ pub struct Alerter {
     failures: HashMap<String, VecDeque<Instant>>,
     last_sent: HashMap<(String, &'static str), Instant>,
     recent: HashMap<String, VecDeque<AlertRecord>>,
+    /// Jobs parked while a connector's `parked` alert was rate-limited: (job, reason),
+    /// sent as one alert when the interval ends (no parked job goes unreported).
+    held: HashMap<String, Vec<(i64, String)>>,
 }
+
+/// Job ids named in one held-jobs alert, at most (the rest are counted).
+const NAMED: usize = 20;
 
 impl Alerter {
     pub fn new(rule: FailRule, url: Option<String>, min_interval: Duration, metrics: std::sync::Arc<Metrics>) -> Self {
-        Self { rule, url, min_interval, metrics, client: None, failures: HashMap::new(), last_sent: HashMap::new(), recent: HashMap::new() }
+        Self { rule, url, min_interval, metrics, client: None, failures: HashMap::new(), last_sent: HashMap::new(), recent: HashMap::new(), held: HashMap::new() }
+    }
+
+    /// How long until `connector` may raise an alert of `kind` again (zero: now).
+    fn wait_for(&self, connector: &str, kind: &'static str) -> Duration {
+        match self.last_sent.get(&(connector.to_string(), kind)) {
+            Some(t) => self.min_interval.saturating_sub(t.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The jobs of `connector` parked while its alerts were rate-limited, as one alert.
+    fn flush_held(&mut self, connector: &str, ctx: &mut Context<Self>) {
+        let Some(jobs) = self.held.remove(connector).filter(|j| !j.is_empty()) else { return };
+        let message = match jobs.as_slice() {
+            [(job, reason)] => format!("job {job} parked: {reason}"),
+            _ => {
+                let ids: Vec<String> = jobs.iter().take(NAMED).map(|(j, _)| j.to_string()).collect();
+                let more = if jobs.len() > NAMED { format!(" and {} more", jobs.len() - NAMED) } else { String::new() };
+                let (last, reason) = jobs.last().map(|(j, r)| (*j, r.as_str())).unwrap_or_default();
+                format!("{} jobs parked since the last alert: jobs {}{more}; the last, job {last}: {reason}", jobs.len(), ids.join(", "))
+            }
+        };
+        self.last_sent.remove(&(connector.to_string(), "parked"));
+        self.raise(connector, "parked", message, ctx);
     }
 
     /// Raises an alert unless one of the same kind for the connector went out within
@@ -162,9 +194,22 @@ pub struct JobParked {
 
 impl Handler<JobParked> for Alerter {
     type Result = ();
+    /// The first parked job raises its alert at once; those parked while that kind is
+    /// rate-limited are held and sent together, as one alert naming them, when the
+    /// interval ends.
     fn handle(&mut self, msg: JobParked, ctx: &mut Context<Self>) {
-        let message = format!("job {} parked: {}", msg.job, msg.reason);
-        self.raise(&msg.connector, "parked", message, ctx);
+        let wait = self.wait_for(&msg.connector, "parked");
+        if wait.is_zero() {
+            let message = format!("job {} parked: {}", msg.job, msg.reason);
+            self.raise(&msg.connector, "parked", message, ctx);
+            return;
+        }
+        let held = self.held.entry(msg.connector.clone()).or_default();
+        held.push((msg.job, msg.reason));
+        if held.len() == 1 {
+            let connector = msg.connector;
+            ctx.run_later(wait, move |act, ctx| act.flush_held(&connector, ctx));
+        }
     }
 }
 

@@ -669,3 +669,36 @@ async fn secrets_that_are_not_set_are_named_in_status() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("not set: ${OPS_TEST_NEVER_SET_TOKEN}"), "{stdout}");
 }
+
+/// Issue 11, item 12: three jobs parked within the rate limit raised one alert naming one
+/// job; the others were never reported. Now the others come in one alert when the
+/// interval ends.
+#[actix_web::test]
+async fn jobs_parked_while_alerts_are_rate_limited_come_in_one_alert_after_the_interval() {
+    let receiver = FakeSystem::start().await;
+    let refusing = FakeSystem::start().await;
+    refusing.answer_always(Reply::Status(400));
+    let dir = temp_dir("ops-alert-digest");
+    write_connector(&dir, "strict", &numbered_connector("strict", "digest.strict", &refusing.base, "{ max: 3, backoffMs: 10 }"));
+    let mut settings = test_settings(&dir);
+    settings.alerts.url = Some(format!("{}/alerts", receiver.base));
+    settings.alerts.min_interval_secs = 1;
+    let app = TestApp::spawn(settings).await;
+    app.wait_state("strict", "running").await;
+    for n in 1..=3 {
+        app.publish("digest.strict", json!({"n": n})).await;
+    }
+    let parked = app.wait_parked("strict", 3).await;
+    let mut ids: Vec<i64> = parked.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    let sent = poll_until("two parked alerts", WAIT, || async {
+        let sent = alerts_of(&receiver, "strict", "parked");
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let first = text(&sent[0]["message"]);
+    let second = text(&sent[1]["message"]);
+    assert!(first.starts_with(&format!("job {} parked", ids[0])), "{first}");
+    assert!(second.starts_with(&format!("2 jobs parked since the last alert: jobs {}, {}", ids[1], ids[2])), "{second}");
+}

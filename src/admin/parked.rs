@@ -49,20 +49,40 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Optional body: `{"payload": {…}}` replaces the event before it is sent again.
+/// Optional body: `{"payload": {…}}` replaces the event before it is sent again;
+/// `{"force": true}` sends a job older than the record's last delivered one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     pub payload: Option<Value>,
+    #[serde(default)]
+    pub force: bool,
 }
 
 pub async fn replay(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let edit: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayBody { payload: None }
+        ReplayBody { payload: None, force: false }
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected nothing or {{\"payload\": {{…}}}}: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected nothing or {{\"payload\": {{…}}, \"force\": true}}: {e}")))?
     };
-    parked_job(&state, *id).await?;
+    let parked = parked_job(&state, *id).await?;
+    // Sent now, an older change would land after a newer one of the same record, and undo
+    // it. (A two-way job needs no guard: it is decided again against both sides first.)
+    let two_way = state.registry.send(GetShared(parked.connector_id.clone())).await?.is_some_and(|s| s.spec.two_way());
+    if !edit.force
+        && !two_way
+        && let Some(newer) = storage::newer_delivered(&state.db, &parked.connector_id, &parked.record_key, parked.id).await?
+    {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            format!(
+                "job {id} is older than job {} of the same record ({}), accepted at {} and delivered: replayed, it would send older data after newer; send it anyway with {{\"force\": true}} (hms-sync replay {id} --force), or discard it",
+                newer.id,
+                parked.record_key,
+                newer.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ));
+    }
     let job = storage::replay_parked(&state.db, *id, edit.payload.as_ref())
         .await?
         .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;

@@ -239,14 +239,18 @@ pub fn parked(args: &ClientArgs, connector: Option<&str>) -> ExitCode {
     })
 }
 
-pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>) -> ExitCode {
-    let body = match data.map(read_data).transpose() {
-        Ok(Some(text)) => format!("{{\"payload\": {text}}}"),
-        Ok(None) => String::new(),
+pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>, force: bool) -> ExitCode {
+    let payload = match data.map(read_data).transpose() {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    let body = match (payload, force) {
+        (Some(text), force) => format!("{{\"payload\": {text}, \"force\": {force}}}"),
+        (None, true) => "{\"force\": true}".to_string(),
+        (None, false) => String::new(),
     };
     finish(call(args, "POST", &format!("/parked/{id}/replay"), Some((body, "application/json")), &[]), |_| println!("job {id}: replayed"))
 }

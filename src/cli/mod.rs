@@ -140,6 +140,10 @@ pub enum Command {
         /// Replacement event as JSON, or @FILE.
         #[arg(long)]
         data: Option<String>,
+        /// Send it even when a newer change of the same record was delivered after it (it
+        /// would land after that one and undo it).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -222,7 +226,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit { action: AuditAction::Verify { client } } => client::audit_verify(&client),
         Command::Parked { connector, client } => client::parked(&client, connector.as_deref()),
-        Command::Replay { id, data, client } => client::replay(&client, id, data.as_deref()),
+        Command::Replay { id, data, force, client } => client::replay(&client, id, data.as_deref(), force),
         Command::Resolve { id, side, data, client } => client::resolve(&client, id, side.as_deref(), data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),
     }

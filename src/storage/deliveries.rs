@@ -384,6 +384,21 @@ pub async fn get_delivery(db: &Db, id: i64) -> Result<Option<Delivery>, StorageE
         .transpose()
 }
 
+/// The newest job of record `record_key` of `connector_id` delivered after job `id` was
+/// accepted (a later change of the same record), if the queue still holds one.
+pub async fn newer_delivered(db: &Db, connector_id: &str, record_key: &str, id: i64) -> Result<Option<Delivery>, StorageError> {
+    Entity::find()
+        .filter(Column::ConnectorId.eq(connector_id))
+        .filter(Column::RecordKey.eq(record_key))
+        .filter(Column::Status.eq(DONE))
+        .filter(Column::Id.gt(id))
+        .order_by_desc(Column::Id)
+        .one(db)
+        .await?
+        .map(Delivery::try_from)
+        .transpose()
+}
+
 /// Parked jobs, oldest first, with `id > after_id`, optionally of one connector (for
 /// `GET /parked`).
 pub async fn list_parked(

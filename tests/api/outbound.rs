@@ -107,8 +107,17 @@ async fn past_its_retries_a_job_is_parked_then_replayed_edited_or_discarded() {
     assert_eq!(tickets[0]["deliveryId"], job_id);
     assert!(text(&tickets[0]["lastError"]).contains("500"), "{}", tickets[0]);
 
-    // Replay with an edited event: the fake gets the edited body, a completed ticket follows.
+    // The marker, a newer change of P-1, was delivered after the parked job: replayed as
+    // is, the parked job would undo it (issue 11, item 13). Refused, with why and how.
     let edit = json!({"payload": {"permitId": "P-1", "status": "FIXED"}}).to_string();
+    let (code, body) = app.call("POST", &format!("/parked/{job_id}/replay"), Some(&edit)).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(text(&body["message"]).contains("older than job") && text(&body["message"]).contains("\"force\": true"), "{body}");
+    let out = run_client(&app.base, &["replay", &job_id.to_string()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Forced, with an edited event: the fake gets the edited body, a completed ticket follows.
+    let edit = json!({"payload": {"permitId": "P-1", "status": "FIXED"}, "force": true}).to_string();
     let (code, body) = app.call("POST", &format!("/parked/{job_id}/replay"), Some(&edit)).await;
     assert_eq!(code, 202, "{body}");
     fake.wait_until("the replayed job", |r| r.iter().any(|x| x.body == json!({"status": "FIXED"}) && x.status == 200)).await;

@@ -203,12 +203,18 @@ impl Settings {
             .try_deserialize()
     }
 
-    /// The database URL in force: the configured one or the SQLite file under `data_dir`.
+    /// The database URL in force: the configured one, else a SQLite file under `data_dir`:
+    /// `hms-sync.db`, or in demo mode `demo.db` (so a demo never mixes with real work).
     pub fn database_url(&self) -> String {
         match &self.database.url {
             Some(url) if !url.trim().is_empty() => url.clone(),
-            _ => format!("sqlite:{}", self.data_dir.join("hms-sync.db").display()),
+            _ => format!("sqlite:{}", self.default_database_file().display()),
         }
+    }
+
+    /// The SQLite file used when no database URL is set.
+    pub fn default_database_file(&self) -> PathBuf {
+        self.data_dir.join(if self.demo.enabled { "demo.db" } else { "hms-sync.db" })
     }
 }
 

@@ -63,17 +63,11 @@ fn check_exposure(settings: &Settings) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Connector files, then connectors registered over the API earlier; every error of every
-/// source at once.
-async fn load_connectors(settings: &Settings, db: &storage::Db) -> Result<Vec<(LoadedSpec, Origin)>, StartupError> {
+/// The connector files (valid already), then connectors registered over the API earlier;
+/// every error of the stored ones at once.
+async fn load_connectors(files: Vec<LoadedSpec>, db: &storage::Db) -> Result<Vec<(LoadedSpec, Origin)>, StartupError> {
     let mut errors = Vec::new();
-    let mut all: Vec<(LoadedSpec, Origin)> = match spec::load_dir(&settings.connectors.dir) {
-        Ok(files) => files.into_iter().map(|l| (l, Origin::File)).collect(),
-        Err(e) => {
-            errors.extend(e.0);
-            Vec::new()
-        }
-    };
+    let mut all: Vec<(LoadedSpec, Origin)> = files.into_iter().map(|l| (l, Origin::File)).collect();
     for stored in storage::list_connectors(db).await? {
         let origin = format!("<database:{}>", stored.id);
         match spec::parse(&origin, &stored.source) {
@@ -112,8 +106,11 @@ impl Application {
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
+        // Connector files are checked before the database is opened (or created): a bad
+        // file stops the start with nothing made.
+        let files = spec::load_dir(&settings.connectors.dir).map_err(StartupError::Specs)?;
         let db = storage::connect(&settings.database_url()).await?;
-        let connectors = load_connectors(&settings, &db).await?;
+        let connectors = load_connectors(files, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
         let retention = Retention {
             keep: chrono::Duration::days(i64::from(settings.tickets.retention_days)),

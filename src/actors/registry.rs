@@ -124,7 +124,7 @@ impl Registry {
         let addr = ConnectorSupervisor::new(self.rt.clone(), shared.clone(), paused, self.governance_enabled).start();
         self.rt.metrics.register_connector(&id);
         // Said at once, not at the first event that needs it (which parks).
-        for name in shared.spec.missing_env() {
+        for name in self.rt.egress.missing(&shared.spec) {
             tracing::warn!(connector = %id, secret = %name, "the environment variable ${{{name}}} is not set: requests or webhooks that need it fail and their jobs park until the service runs with it set");
         }
         self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, addr });

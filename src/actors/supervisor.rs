@@ -218,7 +218,7 @@ impl ConnectorSupervisor {
             restarts: self.restarts,
             last_error: self.last_error.clone(),
             last_delivery_error: self.shared.counters.last_delivery_error().map(|(message, at)| LastError { message, at }),
-            missing_secrets: self.shared.spec.missing_env(),
+            missing_secrets: self.rt.egress.missing(&self.shared.spec),
             queue_depth,
             counters: self.shared.counters.snapshot(),
             intensity: IntensityView {

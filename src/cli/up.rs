@@ -25,6 +25,7 @@ pub struct UpArgs {
     pub database: Option<String>,
     /// Show a sync with no outside system: every request goes to a built-in demo target on
     /// loopback, missing secrets get placeholders, and the seed's permit event is published.
+    /// Without --database it runs on its own SQLite file (DATA_DIR/demo.db), new at each start.
     #[arg(long)]
     pub demo: bool,
 }
@@ -53,6 +54,19 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
         settings.demo.enabled = true;
     }
     telemetry::init(&settings.log.format, &settings.log.level);
+    // The demo starts from nothing each time, in its own file: connectors registered over
+    // the API in an earlier run (or a real run's work) cannot become its headline.
+    if settings.demo.enabled && settings.database.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        let file = settings.default_database_file();
+        for f in [file.clone(), file.with_extension("db-wal"), file.with_extension("db-shm")] {
+            if let Err(e) = std::fs::remove_file(&f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                eprintln!("error: cannot start the demo afresh: cannot remove {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let host = settings.server.host.clone();
     let demo = settings.demo.enabled;
     let result = actix_web::rt::System::new().block_on(async move {

@@ -38,6 +38,17 @@ impl Egress {
         names.iter().filter_map(|n| self.secrets(std::slice::from_ref(n)).ok()).flatten().collect()
     }
 
+    /// The environment variables `spec` reads that are not set: its requests' secrets
+    /// (none in demo mode, where they are placeholders) and its webhooks' verification
+    /// secrets (always read from the environment). Sorted, each once.
+    pub fn missing(&self, spec: &crate::spec::ConnectorSpec) -> Vec<String> {
+        let requests = if self.demo_secrets { Vec::new() } else { spec.secret_names() };
+        let mut names: Vec<String> = requests.into_iter().chain(spec.webhook_secret_names()).filter(|n| std::env::var_os(n).is_none()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The URL to really call for `url`, and the original when it was redirected.
     pub fn route(&self, url: &str) -> (String, Option<String>) {
         let Some(base) = &self.redirect_to else { return (url.to_string(), None) };

@@ -632,17 +632,9 @@ impl ConnectorSpec {
         names.into_keys().collect()
     }
 
-    /// Every environment variable the connector reads: its requests' secrets and its
-    /// webhooks' verification secrets.
-    pub fn env_names(&self) -> Vec<String> {
-        let mut names: BTreeMap<String, ()> = self.secret_names().into_iter().map(|n| (n, ())).collect();
-        names.extend(self.webhooks().into_iter().filter_map(|(_, w)| w.verify.secret.clone()).map(|n| (n, ())));
-        names.into_keys().collect()
-    }
-
-    /// The environment variables of [`env_names`](Self::env_names) that are not set now.
-    pub fn missing_env(&self) -> Vec<String> {
-        self.env_names().into_iter().filter(|n| std::env::var_os(n).is_none()).collect()
+    /// The environment variables the connector's webhooks verify with (`verify.secret`).
+    pub fn webhook_secret_names(&self) -> Vec<String> {
+        self.webhooks().into_iter().filter_map(|(_, w)| w.verify.secret.clone()).collect()
     }
 
     /// The secrets one request needs (`None`: the connector has no such request). A job

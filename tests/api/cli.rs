@@ -166,6 +166,10 @@ fn up_reads_settings_and_stops_on_sigterm() {
 fn up_demo_shows_a_sync_with_no_outside_system() {
     use std::io::{BufRead, BufReader};
     let dir = temp_dir("cli-demo");
+    // Left over from an earlier run (issue 11, item 14): the demo starts clean, in a file
+    // of its own, whatever this one holds.
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/demo.db"), "left over, not even a database").unwrap();
     let mut child = bin()
         .args(["up", "--demo", "--port", "0", "--connectors", concat!(env!("CARGO_MANIFEST_DIR"), "/connectors")])
         .env("HMS_SYNC__DATA_DIR", dir.join("data"))
@@ -213,4 +217,22 @@ fn up_demo_shows_a_sync_with_no_outside_system() {
         assert!(std::time::Instant::now() < deadline, "hms-sync did not stop after SIGTERM");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(!dir.join("data/hms-sync.db").exists(), "the demo never touches the real database file");
+}
+
+/// Issue 11, item 18: `up` with an invalid connector file refuses before it creates the
+/// database.
+#[test]
+fn up_with_an_invalid_connector_file_creates_nothing() {
+    let dir = temp_dir("cli-up-invalid");
+    let connectors = dir.join("bad-connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    std::fs::write(connectors.join("bad.yaml"), "id: b\ntype: outbound\n").unwrap();
+    let mut cmd = bin();
+    cmd.args(["up", "--port", "0", "--connectors", connectors.to_str().unwrap()]).env("HMS_SYNC__DATA_DIR", dir.join("data"));
+    let out = run_bounded(cmd, None, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml"), "{err}");
+    assert!(!dir.join("data").exists(), "no database (not even its folder) was made");
 }

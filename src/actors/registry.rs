@@ -125,7 +125,7 @@ impl Registry {
         self.rt.metrics.register_connector(&id);
         // Said at once, not at the first event that needs it (which parks).
         for name in self.rt.egress.missing(&shared.spec) {
-            tracing::warn!(connector = %id, secret = %name, "the environment variable ${{{name}}} is not set: requests or webhooks that need it fail and their jobs park until the service runs with it set");
+            tracing::warn!(connector = %id, secret = %name, "the environment variable ${{{name}}} is not set: requests that need it fail (their jobs park) and webhooks verified with it are refused, until the service runs with it set");
         }
         self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, addr });
         self.reindex();

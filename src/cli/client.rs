@@ -151,7 +151,18 @@ pub fn deploy(args: &ClientArgs, file: &Path) -> ExitCode {
     };
     let id = loaded.spec.id.clone();
     let body = Some((loaded.source, "application/yaml"));
-    finish(call(args, "PUT", &format!("/connectors/{id}"), body, &[]), |_| println!("{id}: deployed"))
+    // PUT answers 201 for a new connector and 200 for a replaced one (queued work kept).
+    match call(args, "PUT", &format!("/connectors/{id}"), body, &[]) {
+        Ok((201, _)) => {
+            println!("{id}: created");
+            ExitCode::SUCCESS
+        }
+        Ok((200, _)) => {
+            println!("{id}: replaced (queued work kept)");
+            ExitCode::SUCCESS
+        }
+        other => finish(other, |_| println!("{id}: deployed")),
+    }
 }
 
 /// `--data` text: JSON, or `@FILE` to read it from a file; checked to be JSON.
@@ -208,14 +219,16 @@ pub fn tickets(args: &ClientArgs, query: &[(&str, Option<String>)], json: bool) 
         if json {
             return pretty(page);
         }
-        println!("{:<10} {:<26} {:<9} {:<10} {:<20} {:<40} {:>3}  ERROR", "TICKET", "CONNECTOR", "DIRECTION", "STATUS", "HMS ID", "EXTERNAL ID", "TRY");
-        for t in page["tickets"].as_array().into_iter().flatten() {
-            let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
-            println!(
-                "{:<10} {:<26} {:<9} {:<10} {:<20} {:<40} {:>3}  {}",
-                s("ticketId"), s("connectorId"), s("direction"), s("status"), s("hmsId"), s("externalId"), t["attempts"].as_i64().unwrap_or(0), s("lastError")
-            );
-        }
+        let rows: Vec<Vec<String>> = page["tickets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
+                vec![s("ticketId"), s("connectorId"), s("direction"), s("status"), s("hmsId"), s("externalId"), t["attempts"].as_i64().unwrap_or(0).to_string(), s("lastError")]
+            })
+            .collect();
+        print_rows(&["TICKET", "CONNECTOR", "DIRECTION", "STATUS", "HMS ID", "EXTERNAL ID", "TRY", "ERROR"], &rows);
         if let Some(next) = page["next"].as_str() {
             println!("(more: --cursor {next})");
         }
@@ -225,18 +238,40 @@ pub fn tickets(args: &ClientArgs, query: &[(&str, Option<String>)], json: bool) 
 pub fn parked(args: &ClientArgs, connector: Option<&str>) -> ExitCode {
     let query = query_string(&[("connector", connector.map(str::to_string))]);
     finish(call(args, "GET", &format!("/parked{query}"), None, &[]), |page| {
-        println!("{:>6} {:<26} {:<24} {:>3}  LAST ERROR", "JOB", "CONNECTOR", "RECORD KEY", "TRY");
-        for j in page["parked"].as_array().into_iter().flatten() {
-            println!(
-                "{:>6} {:<26} {:<24} {:>3}  {}",
-                j["id"].as_i64().unwrap_or(0),
-                j["connectorId"].as_str().unwrap_or("-"),
-                j["recordKey"].as_str().unwrap_or("-"),
-                j["attempts"].as_i64().unwrap_or(0),
-                j["lastError"].as_str().unwrap_or("-")
-            );
-        }
+        let rows: Vec<Vec<String>> = page["parked"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| {
+                let s = |k: &str| j[k].as_str().unwrap_or("-").to_string();
+                vec![j["id"].as_i64().unwrap_or(0).to_string(), s("connectorId"), s("recordKey"), j["attempts"].as_i64().unwrap_or(0).to_string(), s("lastError")]
+            })
+            .collect();
+        print_rows(&["JOB", "CONNECTOR", "RECORD KEY", "TRY", "LAST ERROR"], &rows);
     })
+}
+
+/// A table whose columns are as wide as their longest cell (long ids and URLs keep the
+/// columns aligned); the last column is free text. Cells are put on one line.
+fn print_rows(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| one_line(c)).collect()).collect();
+    let last = header.len() - 1;
+    let widths: Vec<usize> = (0..last).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < last {
+                out += &format!("{cell:<w$}  ", w = widths[i]);
+            } else {
+                out += cell;
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
 }
 
 pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>, force: bool) -> ExitCode {

@@ -34,24 +34,28 @@ pub enum Command {
     },
     /// Show the status of every connector, or of one.
     Status {
+        /// A connector id: its status as JSON (default: a table of every connector).
         id: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Pause syncing: every connector (governance), or one connector by id.
     Pause {
+        /// A connector id (default: every connector, through governance).
         id: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Resume syncing: every connector (governance), or one connector by id.
     Resume {
+        /// A connector id (default: every connector, through governance).
         id: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Restart a connector (also the way out of the `failed` state).
     Restart {
+        /// The connector id.
         id: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -59,20 +63,24 @@ pub enum Command {
     /// Run one reconciliation of a connector now: pull its change feed (the seed's
     /// `svc:syncNow`).
     Sync {
+        /// The connector id (one that pulls: `source.pull`).
         id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Register a connector file on a running service, or replace it there.
+    /// Register a connector file on a running service, or replace it there (says which).
     Deploy {
+        /// The connector file (YAML or JSON); validated here first.
         file: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Dry run: show the exact request a connector file would send for an event (read from
     /// standard input or --event), secrets masked. Sends nothing, stores nothing.
-    /// Exit code 0: would send; 3: filtered out; 1: would be parked or invalid file.
+    /// Exit code 0: would send; 3: filtered out; 1: would be parked or invalid file;
+    /// 2: the event (or --current) cannot be read or is not JSON.
     Test {
+        /// The connector file (YAML or JSON) to try.
         file: PathBuf,
         /// The event as a JSON file (default: standard input).
         #[arg(long, value_name = "FILE")]
@@ -93,6 +101,7 @@ pub enum Command {
     },
     /// List sync tickets, newest last (filters combine).
     Tickets {
+        /// Only this connector's tickets.
         #[arg(long)]
         connector: Option<String>,
         /// completed, parked, skipped or conflict.
@@ -128,6 +137,7 @@ pub enum Command {
     },
     /// List parked jobs (failed past their retries or refused for good).
     Parked {
+        /// Only this connector's parked jobs.
         #[arg(long)]
         connector: Option<String>,
         #[command(flatten)]
@@ -150,7 +160,9 @@ pub enum Command {
     /// Resolve a parked conflict: `--side hms|legacy` picks the winner, `--data` applies a
     /// merged record to both sides.
     Resolve {
+        /// The parked conflict's job id.
         id: i64,
+        /// The side whose version wins: hms or legacy.
         #[arg(long, conflicts_with = "data")]
         side: Option<String>,
         /// The merged record as JSON, or @FILE.
@@ -161,6 +173,7 @@ pub enum Command {
     },
     /// Discard a parked job for good (kept as history, ticketed as skipped).
     Discard {
+        /// The parked job's id.
         id: i64,
         #[command(flatten)]
         client: ClientArgs,
@@ -171,6 +184,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Publish an HMS event on a topic, like the seed's `hms-bus publish`.
     Publish {
+        /// The topic, e.g. permit.updated.
         topic: String,
         /// The event as JSON, or @FILE to read it from a file.
         #[arg(long)]
@@ -243,5 +257,38 @@ fn quiet_on_closed_pipe() {
     // SAFETY: setting a signal's disposition to its default has no preconditions.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, argument and option says what it is for in `--help` (issue 11,
+    /// item 18: `parked --connector` and `test <FILE>` did not).
+    #[test]
+    fn every_command_and_argument_has_a_help_text() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        let mut walk = vec![(String::new(), &cli)];
+        while let Some((path, cmd)) = walk.pop() {
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("{name} (the command)"));
+                }
+                for arg in sub.get_arguments().filter(|a| !matches!(a.get_id().as_str(), "help" | "version")) {
+                    if arg.get_help().is_none() {
+                        missing.push(format!("{name} {}", arg.get_id()));
+                    }
+                }
+                walk.push((name, sub));
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        let test = cli.find_subcommand("test").unwrap().get_about().unwrap().to_string() + &cli.find_subcommand("test").unwrap().get_long_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(test.contains("2: the event"), "`test --help` names exit code 2: {test}");
     }
 }

@@ -115,16 +115,19 @@ fn check_direction(cx: &mut Cx, o: &Obj, spec: &ConnectorSpec) {
     if sends_out && spec.trigger.is_none() && !o.has("trigger") {
         o.missing(cx, "trigger", &format!("the HMS topic {ty} connector listens on, e.g. {{ topic: permit.updated }}"));
     }
+    // A request that is there but invalid has its own errors: only an absent one is
+    // reported as missing.
+    let map_has = |key: &str| o.get("map").map(super::reader::to_json).is_some_and(|m| m.get(key).is_some());
     if sends_out && spec.outbound_request().is_none() && !o.has("map") {
         o.missing(cx, "map", &format!("`map.to`, the request {ty} connector sends"));
-    } else if sends_out && spec.outbound_request().is_none() && spec.map.is_some() {
+    } else if sends_out && spec.outbound_request().is_none() && spec.map.is_some() && !map_has("to") {
         cx.error(o.get("map").unwrap_or(o.node), "map.to", format!("missing required key `to`: {ty} connector needs the request it sends"));
     }
     if takes_in && !o.has("source") {
         o.missing(cx, "source", &format!("where {ty} connector's changes come from: source.pull and/or source.webhook"));
     }
     let applies = spec.hms_request().is_some() || (spec.direction == Direction::Inbound && spec.publish_topic().is_some());
-    if takes_in && !applies && spec.map.is_some() {
+    if takes_in && !applies && spec.map.is_some() && !map_has("hms") && !map_has("publish") {
         let what = if spec.direction == Direction::Inbound { "`hms` or `publish`" } else { "`hms`" };
         cx.error(o.get("map").unwrap_or(o.node), "map.hms", format!("missing required key {what}: {ty} connector needs the request that applies a change to HMS"));
     } else if takes_in && !o.has("map") {

@@ -184,3 +184,17 @@ fn an_id_hms_assigns_is_read_from_the_create_answer() {
     );
     assert!(errs.iter().any(|e| e.path == "map.hmsCreate.idField"), "{errs:#?}");
 }
+
+/// Issue 11, item 18: a request without `url` got two errors, one of them a wrong
+/// "missing required key `to`".
+#[test]
+fn a_request_without_url_gets_one_error() {
+    let errs = errors("id: a\ntype: outbound\ntrigger: { topic: t }\nmap:\n  to:\n    method: PATCH\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(has(&errs, "map.to.url", "missing required key `url`"), "{errs:#?}");
+    let errs = errors("id: a\ntype: inbound\nsource: { webhook: { verify: { scheme: none } } }\nmap:\n  hms: { method: PATCH }\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(has(&errs, "map.hms.url", "missing required key `url`"), "{errs:#?}");
+    // Absent, it is still named.
+    assert!(has(&errors("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { hms: { url: 'http://h' } }\n"), "map.to", "missing required key `to`"));
+}

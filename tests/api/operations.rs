@@ -702,3 +702,25 @@ async fn jobs_parked_while_alerts_are_rate_limited_come_in_one_alert_after_the_i
     assert!(first.starts_with(&format!("job {} parked", ids[0])), "{first}");
     assert!(second.starts_with(&format!("2 jobs parked since the last alert: jobs {}, {}", ids[1], ids[2])), "{second}");
 }
+
+/// Issue 11, item 18: long connector ids and URLs pushed the tickets table out of line.
+#[actix_web::test]
+async fn the_tickets_table_stays_aligned_with_long_ids_and_urls() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-table");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let long = "ddot.gis.roadwork.permits.outbound.to-the-arcgis-feature-service.v12";
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml(long, "t.long", &fake, ""))).await.0, 201);
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("s", "t.long", &fake, ""))).await.0, 201);
+    app.publish("t.long", json!({"permitId": "RW-481-with-a-rather-long-permit-number-2024-05-10", "status": "OK"})).await;
+    app.wait_tickets("status=completed", 2).await;
+    let out = run_client(&app.base, &["tickets"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    // Every column starts where its header starts.
+    let starts = |line: &str, header: &str| ["CONNECTOR", "DIRECTION", "STATUS", "HMS ID", "EXTERNAL ID", "TRY"].map(|h| (h, header.find(h).unwrap())).map(|(_, at)| line.chars().nth(at.saturating_sub(1)) == Some(' ') && line.chars().nth(at) != Some(' '));
+    for row in &lines[1..] {
+        assert!(starts(row, lines[0]).iter().all(|ok| *ok), "out of line:\n{stdout}");
+    }
+}

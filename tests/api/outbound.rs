@@ -560,7 +560,7 @@ async fn deploy_registers_a_connector_file_and_a_second_deploy_replaces_it() {
     std::fs::write(&file, doc("v1")).unwrap();
     let out = deploy(file.clone(), app.base.clone()).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deployed: deployed"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployed: created"), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(app.call("GET", "/connectors", None).await.1, json!(["deployed"]));
     let (_, info) = app.call("GET", "/connectors/deployed", None).await;
     assert_eq!(info["origin"], "api", "{info}");
@@ -569,6 +569,7 @@ async fn deploy_registers_a_connector_file_and_a_second_deploy_replaces_it() {
     std::fs::write(&file, doc("v2")).unwrap();
     let out = deploy(file.clone(), app.base.clone()).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployed: replaced"), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(app.call("GET", "/connectors", None).await.1, json!(["deployed"]), "replaced, not added");
     let (_, info) = app.call("GET", "/connectors/deployed", None).await;
     assert!(text(&info["config"]["map"]["to"]["url"]).contains("/v2/"), "{info}");

@@ -92,6 +92,9 @@ fn settings_in(dir: &Path, database: Option<String>) -> Settings {
 pub fn run(args: BenchArgs) -> ExitCode {
     // RUST_LOG overrides, e.g. hms_sync::actors::ticket_writer=debug shows every batch.
     crate::telemetry::init("text", "warn");
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; its figures are several times below a release build's (cargo run --release -- bench …)");
+    }
     let dir = std::env::temp_dir().join(format!("hms-sync-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(dir.join("connectors")) {
         eprintln!("error: cannot create {}: {e}", dir.display());
@@ -131,6 +134,25 @@ async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), Stri
     handle.stop(true).await;
     let _ = running.await;
     Ok(())
+}
+
+/// On a terminal, a progress line on stderr (published, delivered, rate so far) redrawn
+/// four times a second until the run is done; nothing when stderr is a file or a pipe.
+fn show_progress(published: Arc<AtomicUsize>, sink: web::Data<SinkState>, n: usize) -> Option<actix_web::rt::task::JoinHandle<()>> {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let t0 = Instant::now();
+    Some(actix_web::rt::spawn(async move {
+        loop {
+            let (p, d) = (published.load(Ordering::Relaxed).min(n), sink.count.load(Ordering::Relaxed));
+            let bar = |k: usize| "#".repeat(k * 30 / n.max(1)) + &".".repeat(30 - k * 30 / n.max(1));
+            eprint!("\r\x1b[2K  published [{}] {p}/{n}  delivered [{}] {d}/{n}  {:.0} events/s", bar(p), bar(d.min(n)), d as f64 / t0.elapsed().as_secs_f64().max(0.001));
+            let _ = std::io::stderr().flush();
+            actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+        }
+    }))
 }
 
 /// One publisher: takes the next event number until all are taken, optionally paced.
@@ -188,6 +210,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let starts_w = starts.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
+    let progress = show_progress(next.clone(), state.clone(), n);
     // The publishers run on a thread of their own, as an outside client would: on the
     // service's main arbiter they would compete with its actors for one thread.
     let publisher_thread = actix::Arbiter::new();
@@ -224,6 +247,10 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }
     let done_in = t0.elapsed();
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
     let (_, peak) = rss_kib();
     let mut latencies: Vec<Duration> = {
         let starts = starts.lock().map_err(|_| "lock poisoned")?;

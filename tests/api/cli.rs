@@ -236,3 +236,17 @@ fn up_with_an_invalid_connector_file_creates_nothing() {
     assert!(err.contains("bad.yaml"), "{err}");
     assert!(!dir.join("data").exists(), "no database (not even its folder) was made");
 }
+
+/// `bench` runs end to end (a small run), and from a debug build says its figures are not
+/// a release build's (issue 11, item 18).
+#[test]
+fn bench_runs_and_warns_in_a_debug_build() {
+    let mut cmd = bin();
+    cmd.args(["bench", "--events", "50", "--publishers", "4"]);
+    let out = run_bounded(cmd, None, Duration::from_secs(60));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("delivered and ticketed") && stdout.contains("50 events"), "{stdout}");
+    assert_eq!(stderr.contains("warning: this is a debug build"), cfg!(debug_assertions), "{stderr}");
+    assert!(!stderr.contains("published ["), "no progress line when stderr is not a terminal: {stderr}");
+}

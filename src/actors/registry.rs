@@ -18,8 +18,10 @@ use crate::mapping::CompiledConnector;
 use crate::spec::{ConnectorSpec, LoadedSpec};
 use crate::storage::{self, StorageError};
 
+pub mod reload;
+
 /// Where a connector came from: files are owned by the file system, the API may not
-/// replace or delete them (edit the file and restart instead).
+/// replace or delete them (edit the file and reload instead, see [`reload`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
@@ -31,6 +33,8 @@ struct Entry {
     shared: Arc<ConnectorShared>,
     origin: Origin,
     origin_path: String,
+    /// The document as written (a reload compares it with the file's text now).
+    source: String,
     addr: Addr<ConnectorSupervisor>,
 }
 
@@ -50,7 +54,7 @@ pub enum RegistryError {
     Exists(String),
     #[error("connector `{0}` does not exist")]
     NotFound(String),
-    #[error("connector `{id}` comes from the file {path}; change the file instead")]
+    #[error("connector `{id}` comes from the file {path}; change the file instead (then reload: SIGHUP, `up --watch` or POST /connectors/reload)")]
     FileOwned { id: String, path: String },
     #[error("webhook path {path} is already used by connector `{other}`")]
     PathTaken { path: String, other: String },
@@ -127,7 +131,7 @@ impl Registry {
         for name in self.rt.egress.missing(&shared.spec) {
             tracing::warn!(connector = %id, secret = %name, "the environment variable ${{{name}}} is not set: requests that need it fail (their jobs park) and webhooks verified with it are refused, until the service runs with it set");
         }
-        self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, addr });
+        self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, source: loaded.source, addr });
         self.reindex();
         Ok(())
     }
@@ -196,6 +200,7 @@ impl Handler<Register> for Registry {
                 if let Some(entry) = act.connectors.get_mut(&id) {
                     let shared = Self::build_shared(msg.loaded.spec, entry.shared.counters.clone())?;
                     entry.shared = shared.clone();
+                    entry.source = msg.loaded.source;
                     entry.addr.do_send(supervisor::Replace(shared));
                     act.reindex();
                     tracing::info!(connector = %id, "connector replaced");

@@ -80,6 +80,15 @@ pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `POST /connectors/reload`: the connectors folder applied again (see
+/// [`reload`](crate::actors::registry::reload)).
+pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot reload the connectors folder: {e}")))?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
 pub async fn status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(ask(&state, &id, || GetStatus).await?))
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,
+    /// The connectors folder (`POST /connectors/reload`).
+    pub connectors_dir: std::path::PathBuf,
     /// The demo target, served only with `--demo`.
     pub demo: Option<web::Data<crate::demo::DemoSink>>,
 }

@@ -28,6 +28,11 @@ pub struct UpArgs {
     /// Without --database it runs on its own SQLite file (DATA_DIR/demo.db), new at each start.
     #[arg(long)]
     pub demo: bool,
+    /// Watch the connectors folder and apply changes as they are saved (checked every
+    /// second): a changed file hot-replaces its connector, a new one starts, a removed one
+    /// stops; an invalid file keeps its old version running. SIGHUP does the same once.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
@@ -69,9 +74,14 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
     }
     let host = settings.server.host.clone();
     let demo = settings.demo.enabled;
+    let (watch, dir) = (args.watch, settings.connectors.dir.clone());
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await.map_err(|e| e.to_string())?;
         stop_on_signals(app.server_handle()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        reload_on_hangup(app.state().clone(), dir.clone()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        if watch {
+            watch_folder(app.state().clone(), dir);
+        }
         let base = format!("http://{host}:{}", app.port());
         println!("hms-sync is up on {base} (Ctrl-C to stop)");
         if demo {
@@ -90,6 +100,41 @@ pub fn run(config: Option<&Path>, args: UpArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// SIGHUP re-reads the connectors folder (see [`reload`](crate::actors::registry::reload)).
+fn reload_on_hangup(state: crate::admin::AppState, dir: PathBuf) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    actix_web::rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", folder = %dir.display(), "reloading the connectors folder");
+            reload(&state, &dir).await;
+        }
+    });
+    Ok(())
+}
+
+/// `--watch`: the folder's fingerprint checked every second; a change reloads it.
+fn watch_folder(state: crate::admin::AppState, dir: PathBuf) {
+    actix_web::rt::spawn(async move {
+        let mut seen = crate::spec::folder_fingerprint(&dir);
+        tracing::info!(folder = %dir.display(), "watching the connectors folder");
+        loop {
+            actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = crate::spec::folder_fingerprint(&dir);
+            if now != seen {
+                seen = now;
+                reload(&state, &dir).await;
+            }
+        }
+    });
+}
+
+async fn reload(state: &crate::admin::AppState, dir: &Path) {
+    if let Err(e) = crate::actors::registry::reload::reload_files(&state.registry, &state.db, dir).await {
+        tracing::error!(folder = %dir.display(), error = %e, "cannot reload the connectors folder; nothing changed");
     }
 }
 

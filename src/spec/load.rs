@@ -63,9 +63,8 @@ fn is_connector_file(path: &Path) -> bool {
     path.is_file() && path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
 }
 
-/// Every connector file of `dir`, sorted by name. A missing folder holds no connectors.
-/// Two files with one id are an error, as is any invalid file; all are reported together.
-pub fn load_dir(dir: &Path) -> Result<Vec<LoadedSpec>, SpecErrors> {
+/// The connector files of `dir`, sorted by name. A missing folder holds none.
+fn connector_paths(dir: &Path) -> Result<Vec<std::path::PathBuf>, SpecErrors> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -76,25 +75,45 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedSpec>, SpecErrors> {
     };
     let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_connector_file(p)).collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// A fingerprint of the connector files of `dir` (names and contents): it changes when a
+/// file is added, removed or edited. (`up --watch` polls it; mtimes can be too coarse.)
+pub fn folder_fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for path in connector_paths(dir).unwrap_or_default() {
+        path.hash(&mut h);
+        std::fs::read(&path).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Every connector file of `dir`, each on its own: the valid ones (a second file with an
+/// id already taken counts as invalid), and the errors of the others by file. What a
+/// reload needs: an invalid file keeps its old version running.
+pub fn load_each(dir: &Path) -> Result<(Vec<LoadedSpec>, Vec<(String, SpecErrors)>), SpecErrors> {
     let mut loaded: Vec<LoadedSpec> = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
+    let mut invalid = Vec::new();
+    for path in connector_paths(dir)? {
         match load_file(&path) {
-            Ok(l) => {
-                if let Some(first) = loaded.iter().find(|o| o.spec.id == l.spec.id) {
-                    errors.push(SpecError {
-                        file: l.origin.clone(),
-                        line: 1,
-                        column: 1,
-                        path: "id".into(),
-                        message: format!("id `{}` is already defined in {}", l.spec.id, first.origin),
-                    });
-                } else {
-                    loaded.push(l);
+            Ok(l) => match loaded.iter().find(|o| o.spec.id == l.spec.id) {
+                Some(first) => {
+                    let message = format!("id `{}` is already defined in {}", l.spec.id, first.origin);
+                    invalid.push((l.origin.clone(), SpecErrors(vec![SpecError { file: l.origin, line: 1, column: 1, path: "id".into(), message }])));
                 }
-            }
-            Err(e) => errors.extend(e.0),
+                None => loaded.push(l),
+            },
+            Err(e) => invalid.push((path.display().to_string(), e)),
         }
     }
-    if errors.is_empty() { Ok(loaded) } else { Err(SpecErrors(errors)) }
+    Ok((loaded, invalid))
+}
+
+/// Every connector file of `dir`, sorted by name. A missing folder holds no connectors.
+/// Two files with one id are an error, as is any invalid file; all are reported together.
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedSpec>, SpecErrors> {
+    let (loaded, invalid) = load_each(dir)?;
+    if invalid.is_empty() { Ok(loaded) } else { Err(SpecErrors(invalid.into_iter().flat_map(|(_, e)| e.0).collect())) }
 }

@@ -14,7 +14,7 @@ pub mod templates;
 
 pub use build::valid_id;
 pub use error::{SpecError, SpecErrors};
-pub use load::{LoadedSpec, load_dir, load_file, parse};
+pub use load::{LoadedSpec, folder_fingerprint, load_dir, load_each, load_file, parse};
 pub use model::{ConnectorSpec, Direction, PullSpec, RequestSpec};
 
 #[cfg(test)]

@@ -250,3 +250,26 @@ fn bench_runs_and_warns_in_a_debug_build() {
     assert_eq!(stderr.contains("warning: this is a debug build"), cfg!(debug_assertions), "{stderr}");
     assert!(!stderr.contains("published ["), "no progress line when stderr is not a terminal: {stderr}");
 }
+
+/// Issue 11, item 16: `up --watch` applies a saved file, and SIGHUP reloads once.
+#[actix_web::test]
+async fn up_watch_and_sighup_apply_the_connectors_folder() {
+    let fake = FakeSystem::start().await;
+    for watch in [true, false] {
+        let dir = temp_dir(if watch { "cli-watch" } else { "cli-sighup" });
+        std::fs::write(dir.join("connectors/a.yaml"), outbound_yaml("a", "a.t", &fake, "")).unwrap();
+        let args: &[&str] = if watch { &["--watch"] } else { &[] };
+        let service = Service::up_with(&dir, args, &[], std::process::Stdio::null()).await;
+        std::fs::write(dir.join("connectors/b.yaml"), outbound_yaml("b", "b.t", &fake, "")).unwrap();
+        if !watch {
+            let _ = Command::new("kill").args(["-HUP", &service.child.id().to_string()]).status();
+        }
+        poll_until("b started from its file", WAIT, || async {
+            let (_, ids) = service.call("GET", "/connectors", None).await;
+            (ids == json!(["a", "b"])).then_some(())
+        })
+        .await;
+        let (code, status) = service.call("GET", "/connectors/b/status", None).await;
+        assert_eq!(code, 200, "{status}");
+    }
+}

@@ -243,3 +243,51 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(code, 404);
     assert!(body["message"].as_str().unwrap().starts_with("no route for"), "{body}");
 }
+
+/// Issue 11, item 16: connector files were read only at start. A reload applies the folder:
+/// a changed file hot-replaces its connector (queued work kept), a new one starts, a
+/// removed one stops, an invalid one keeps its old version running, and a file may not
+/// take an id the API owns.
+#[actix_web::test]
+async fn a_reload_applies_the_connectors_folder_and_keeps_what_is_invalid() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("reload");
+    let file = |id: &str, version: &str| outbound_yaml(id, &format!("{id}.t"), &fake, "").replace("/roadwork/", &format!("/{version}/roadwork/"));
+    std::fs::write(dir.join("connectors/a.yaml"), file("a", "v1")).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("owned", "owned.t", &fake, ""))).await.0, 201);
+    // Queued while paused, so the reload meets waiting work.
+    assert_eq!(app.call("PUT", "/connectors/a/pause", None).await.0, 202);
+    app.wait_state("a", "paused").await;
+    app.publish("a.t", json!({"permitId": "P-1", "status": "QUEUED"})).await;
+
+    std::fs::write(dir.join("connectors/a.yaml"), file("a", "v2")).unwrap();
+    std::fs::write(dir.join("connectors/b.yaml"), file("b", "v1")).unwrap();
+    std::fs::write(dir.join("connectors/broken.yaml"), "id: broken\ntype: outbound\n").unwrap();
+    std::fs::write(dir.join("connectors/owned.yaml"), file("owned", "v9")).unwrap();
+    let (code, report) = app.call("POST", "/connectors/reload", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!((report["added"].clone(), report["replaced"].clone(), report["removed"].clone()), (json!(["b"]), json!(["a"]), json!([])), "{report}");
+    let refused: Vec<String> = report["refused"].as_array().unwrap().iter().map(|r| format!("{} {}", r["file"], r["reason"])).collect();
+    assert_eq!(refused.len(), 2, "{report}");
+    assert!(refused.iter().any(|r| r.contains("broken.yaml") && r.contains("map")), "{refused:?}");
+    assert!(refused.iter().any(|r| r.contains("owned.yaml") && r.contains("registered over the API")), "{refused:?}");
+    // The queued job goes out with the new version.
+    assert_eq!(app.call("PUT", "/connectors/a/resume", None).await.0, 202);
+    fake.wait_until("the queued job, sent by the new version", |r| r.iter().any(|x| x.path == "/v2/roadwork/P-1")).await;
+    // The file owns its id: the API may not replace it, and says how to change it.
+    let (code, body) = app.call("PUT", "/connectors/a", Some(&file("a", "v3"))).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("POST /connectors/reload"), "{body}");
+
+    // An invalid edit keeps the running version; a removed file removes its connector.
+    std::fs::write(dir.join("connectors/a.yaml"), "id: a\ntype: outbound\ntrigger: { topic: a.t }\nmap: { to: { method: PATCH } }\n").unwrap();
+    std::fs::remove_file(dir.join("connectors/b.yaml")).unwrap();
+    let (_, report) = app.call("POST", "/connectors/reload", None).await;
+    assert_eq!((report["removed"].clone(), report["replaced"].clone()), (json!(["b"]), json!([])), "{report}");
+    assert!(report["refused"].as_array().unwrap().iter().any(|r| r["file"].as_str().unwrap_or_default().ends_with("a.yaml")), "{report}");
+    app.publish("a.t", json!({"permitId": "P-2", "status": "STILL"})).await;
+    fake.wait_until("a still runs its last valid version", |r| r.iter().any(|x| x.path == "/v2/roadwork/P-2")).await;
+    let (_, ids) = app.call("GET", "/connectors", None).await;
+    assert_eq!(ids, json!(["a", "owned"]), "b is gone, broken never came");
+}

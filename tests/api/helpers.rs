@@ -460,9 +460,15 @@ impl Service {
     /// Starts the binary with `env` on top of the test's settings; `stderr` is where its
     /// log goes. Waits (bounded) for its "up" line and returns once it listens.
     pub async fn up(dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> Service {
+        Self::up_with(dir, &[], env, stderr).await
+    }
+
+    /// [`up`](Self::up) with extra arguments to `up` (e.g. `--watch`).
+    pub async fn up_with(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Service {
         use std::io::{BufRead, BufReader};
         let mut cmd = bin();
         cmd.arg("up")
+            .args(args)
             .env_remove("RUST_LOG")
             .env_remove("HMS_SYNC_CONFIG")
             .env("HMS_SYNC__SERVER__PORT", "0")

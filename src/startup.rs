@@ -148,7 +148,7 @@ impl Application {
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(),
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;

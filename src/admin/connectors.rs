@@ -15,16 +15,24 @@ use crate::actors::registry::{AllStatus, FaultConnector, GetShared, List, Lookup
 use crate::actors::supervisor::{ConnectorSupervisor, GetStatus, Restart};
 use crate::spec::{self, LoadedSpec};
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    /// `status` and/or `info`, comma-separated or repeated, as in Kafka Connect.
-    pub expand: Option<String>,
-}
 
-pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+/// `?expand=status,info`, or repeated (`?expand=status&expand=info`), as in Kafka Connect.
+pub async fn list(state: web::Data<AppState>, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
+    let mut parts: Vec<String> = Vec::new();
+    for (key, value) in pairs {
+        if key != "expand" {
+            return Err(ApiError::bad_request(format!("unknown query parameter `{key}`: expected expand")));
+        }
+        for part in value.split(',').filter(|_| !value.is_empty()) {
+            if !matches!(part, "status" | "info") {
+                return Err(ApiError::bad_request(format!("unknown `expand` value `{part}`: expected status, info or both (status,info)")));
+            }
+            parts.push(part.to_string());
+        }
+    }
+    let (want_status, want_info) = (parts.iter().any(|p| p == "status"), parts.iter().any(|p| p == "info"));
     let infos = state.registry.send(List).await?;
-    let expand = q.expand.clone().unwrap_or_default();
-    let (want_status, want_info) = (expand.contains("status"), expand.contains("info"));
     if !want_status && !want_info {
         return Ok(HttpResponse::Ok().json(infos.iter().map(|i| &i.id).collect::<Vec<_>>()));
     }

@@ -74,13 +74,13 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/metrics" => metrics::metrics, "Prometheus metrics (text format 0.0.4), labelled by connector.", ok 200 "exposition text", public true, errors &[503]),
         endpoint!(GET "/openapi.json" => openapi::document, "This document.", ok 200 "OpenAPI 3 document", public true),
         endpoint!(POST "/webhooks/{name}" => webhooks::receive, "A webhook for the connector whose path this is (default /webhooks/ID): verified by its scheme (Standard Webhooks, GitHub, token), stored before the answer. A replayed webhook id changes nothing.", ok 200 "`{ok, duplicate, stored}`; for HMS pushes (trigger.webhook) `{ok, event_id, connectors}`",
-            public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
+            public true, body Body::Json("WebhookBody"), errors &[400, 401, 404, 413, 503]),
         endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`; for HMS pushes `{ok, event_id, connectors}`",
-            public true, body Body::Json("Event"), errors &[400, 401, 404, 413, 503]),
+            public true, body Body::Json("WebhookBody"), errors &[400, 401, 404, 413, 503]),
         endpoint!(POST "/events/{topic}" => events::publish, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`",
             body Body::Json("Event"), errors &[400, 401, 413, 503]),
         endpoint!(GET "/connectors" => connectors::list, "List connectors: their ids, or a map with status and/or info.", ok 200 "ids, or a map id → {status, info}",
-            query &[("expand", "`status`, `info` or both, comma-separated")], errors &[401]),
+            query &[("expand", "`status`, `info` or both, comma-separated or repeated (anything else: 400)")], errors &[400, 401]),
         endpoint!(POST "/connectors" => connectors::create, "Register a connector at run time (persisted).", ok 201 "`{id, config}`",
             body Body::Connector, errors &[400, 401, 409, 503]),
         endpoint!(POST "/connectors/reload" => connectors::reload, "Re-read the connectors folder: validate every file, then add, hot-replace (queued work kept) and remove file connectors to match it. An invalid file keeps its old version running and is listed under `refused`.", ok 200 "`{added, replaced, removed, unchanged, refused: [{file, reason}]}`", errors &[401, 503]),
@@ -120,6 +120,13 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
 
 /// Registers every endpoint: public ones at the top level, the rest in a scope that
 /// checks the bearer token when one is configured.
+/// Every (method, path pattern) the server routes, fault hooks included: built once, read
+/// per request (the token check and the 404/405 answer).
+pub fn routed() -> &'static [(Method, &'static str)] {
+    static ROUTES: std::sync::LazyLock<Vec<(Method, &'static str)>> = std::sync::LazyLock::new(|| all(true).into_iter().map(|e| (e.method, e.path)).collect());
+    &ROUTES
+}
+
 pub fn register(cfg: &mut web::ServiceConfig, token: Option<String>, fault_injection: bool) {
     let mut admin = web::scope("")
         .wrap(actix_web::middleware::from_fn(super::auth::require_token))

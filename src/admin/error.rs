@@ -122,7 +122,28 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()))
 }
 
-/// The answer for a route that does not exist.
+/// The answer for a route that does not exist: 405 with `Allow` when the path exists with
+/// other methods (RFC 9110), else 404.
 pub async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())))
+    // The routes this path would take: the most literal patterns that match it (as the
+    // router prefers `/connectors/reload` to `/connectors/{id}`).
+    let matching: Vec<_> = super::endpoints::routed().iter().filter(|(_, path)| path_matches(path, req.path())).collect();
+    let fewest = matching.iter().map(|(_, path)| path.matches('{').count()).min().unwrap_or(0);
+    let allowed: Vec<String> = matching.iter().filter(|(_, path)| path.matches('{').count() == fewest).map(|(m, _)| m.as_str().to_string()).collect();
+    if allowed.is_empty() {
+        return Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())));
+    }
+    let allow = allowed.join(", ");
+    let err = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}: use {allow}", req.method(), req.path()));
+    let mut resp = actix_web::ResponseError::error_response(&err);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    Ok(resp)
+}
+
+/// Does request path `path` match route `pattern` (`{param}` segments match any one)?
+pub(super) fn path_matches(pattern: &str, path: &str) -> bool {
+    let (p, r): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == r.len() && p.iter().zip(&r).all(|(a, b)| (a.starts_with('{') && a.ends_with('}') && !b.is_empty()) || a == b)
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub fault_injection: bool,
     /// The connectors folder (`POST /connectors/reload`).
     pub connectors_dir: std::path::PathBuf,
+    /// An admin token is configured: the admin routes need it.
+    pub secured: bool,
     /// The demo target, served only with `--demo`.
     pub demo: Option<web::Data<crate::demo::DemoSink>>,
 }

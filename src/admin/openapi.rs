@@ -21,18 +21,43 @@ fn describe_error(status: u16) -> &'static str {
     }
 }
 
+/// A connector id or a topic: 1 to 128 letters, digits, `.`, `_`, `-`.
+const NAME: &str = "^[A-Za-z0-9._-]{1,128}$";
+
+/// The schema of a parameter, by its name (and for `id`, the path it is in): every
+/// constraint the server enforces, so a request the document calls valid is served.
+fn param_schema(path: &str, name: &str) -> Value {
+    match name {
+        "id" if path.starts_with("/tickets") => json!({ "type": "string", "pattern": "^SYNC-[0-9]{1,18}$", "example": "SYNC-42" }),
+        "id" if path.starts_with("/parked") => json!({ "type": "integer", "format": "int64", "minimum": 1 }),
+        "id" | "connector" | "topic" => json!({ "type": "string", "pattern": NAME }),
+        "name" => json!({ "type": "string", "minLength": 1 }),
+        "status" => json!({ "type": "string", "enum": crate::storage::TicketStatus::NAMES }),
+        "direction" => json!({ "type": "string", "enum": crate::storage::Direction::NAMES }),
+        "since" | "until" => json!({ "anyOf": [
+            { "type": "string", "format": "date-time" },
+            { "type": "string", "format": "date" },
+            { "type": "string", "pattern": "^[0-9]{1,6}[smhdw]$", "description": "an age: that long before now" } ] }),
+        "cursor" => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
+        "limit" => json!({ "type": "integer", "minimum": 1, "maximum": 500 }),
+        "expand" => json!({ "type": "string", "pattern": "^((status|info)(,(status|info))*)?$" }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": param_schema(path, name) }))
         .collect()
 }
 
-fn operation(e: &Endpoint) -> Value {
+fn operation(e: &Endpoint, secured: bool) -> Value {
     let mut params = path_params(e.path);
-    params.extend(e.query.iter().map(|(name, d)| json!({ "name": name, "in": "query", "required": false, "description": d, "schema": { "type": "string" } })));
+    params.extend(e.query.iter().map(|(name, d)| json!({ "name": name, "in": "query", "required": false, "description": d, "schema": param_schema(e.path, name) })));
     if e.path == "/events/{topic}" {
-        params.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false, "description": "The event id; the same id is delivered once per connector. Default: a new UUIDv7.", "schema": { "type": "string" } }));
+        params.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false, "description": "The event id; the same id is delivered once per connector. Default: a new UUIDv7.",
+            "schema": { "type": "string", "pattern": "^[!-~]([ -~]{0,198}[!-~])?$", "description": "1 to 200 printable ASCII characters, no blank at either end" } }));
     }
     let mut responses = Map::new();
     responses.insert(e.ok.0.to_string(), json!({ "description": e.ok.1 }));
@@ -51,7 +76,7 @@ fn operation(e: &Endpoint) -> Value {
     if let Some(b) = body {
         op["requestBody"] = b;
     }
-    op["security"] = if e.public { json!([]) } else { json!([{ "bearer": [] }]) };
+    op["security"] = if e.public || !secured { json!([]) } else { json!([{ "bearer": [] }]) };
     op
 }
 
@@ -62,12 +87,13 @@ fn operation_id(e: &Endpoint) -> String {
     format!("{}_{}", e.method.as_str().to_lowercase(), path)
 }
 
-/// The whole document for the given endpoint table.
-pub fn build(all: &[Endpoint]) -> Value {
+/// The whole document for the given endpoint table; `secured`: the admin routes need the
+/// bearer token (one is configured), so the document says so only then.
+pub fn build(all: &[Endpoint], secured: bool) -> Value {
     let mut paths = Map::new();
     for e in all {
         let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
-        entry[e.method.as_str().to_lowercase()] = operation(e);
+        entry[e.method.as_str().to_lowercase()] = operation(e, secured);
     }
     json!({
         "openapi": "3.0.3",
@@ -87,13 +113,16 @@ pub fn build(all: &[Endpoint]) -> Value {
                 "SpecError": { "type": "object", "properties": {
                     "file": { "type": "string" }, "line": { "type": "integer" }, "column": { "type": "integer" },
                     "path": { "type": "string", "description": "Dotted field path, e.g. retry.max." }, "message": { "type": "string" } } },
-                "Connector": { "type": "object", "required": ["id", "type"], "description": "See docs/connectors.md.", "properties": {
-                    "id": { "type": "string" }, "type": { "type": "string", "enum": ["outbound", "inbound", "two-way"] } }, "additionalProperties": true },
-                "Event": { "description": "Any JSON value; objects are usual.", "nullable": true },
+                "Connector": { "type": "object", "required": ["id", "type"], "description": "See docs/connectors.md: the rules between keys (what each type needs, templates, selectors) are checked there, and a document that breaks one gets 400 with every error.", "properties": {
+                    "id": { "type": "string", "pattern": NAME }, "type": { "type": "string", "enum": ["outbound", "inbound", "two-way"] } }, "additionalProperties": true },
+                "Event": { "type": "object", "description": "An HMS event: a JSON object, whose fields connectors map." },
+                "WebhookBody": { "description": "What the sender pushes: a JSON object (or any JSON the connector's `records` selector reads)." },
                 "Governance": { "type": "object", "required": ["sync_enabled"], "properties": { "sync_enabled": { "type": "boolean" } }, "additionalProperties": false },
                 "Resolve": { "type": "object", "additionalProperties": false, "description": "Exactly one of side or record.", "properties": {
                     "side": { "type": "string", "enum": ["hms", "legacy"] }, "record": { "type": "object" } } },
-                "Replay": { "type": "object", "properties": { "payload": { "description": "Replaces the event before it is sent again." } }, "additionalProperties": false },
+                "Replay": { "type": "object", "properties": {
+                    "payload": { "type": "object", "description": "Replaces the event before it is sent again." },
+                    "force": { "type": "boolean", "description": "Send it even when a newer change of its record was delivered since." } }, "additionalProperties": false },
                 "Fault": { "type": "object", "required": ["child", "fault"], "additionalProperties": false, "properties": {
                     "child": { "type": "string", "enum": ["pusher", "puller", "retrier"] },
                     "fault": { "type": "string", "enum": ["panic", "stop", "arbiter"] } } }
@@ -103,5 +132,5 @@ pub fn build(all: &[Endpoint]) -> Value {
 }
 
 pub async fn document(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(build(&endpoints::all(state.fault_injection)))
+    HttpResponse::Ok().json(build(&endpoints::all(state.fault_injection), state.secured))
 }

@@ -24,7 +24,7 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>,
     super::tickets::connector_filter(&q.connector)?;
     let limit = super::tickets::page_limit(q.limit)?;
     let after = match &q.cursor {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
+        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
         None => None,
     };
     let jobs = storage::list_parked(&state.db, q.connector.as_deref(), after, limit).await?;

@@ -97,7 +97,7 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<TicketQuery>,
     one_of("status", &q.status, STATUSES)?;
     one_of("direction", &q.direction, DIRECTIONS)?;
     let after_id = match &q.cursor {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
+        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
         None => None,
     };
     let limit = page_limit(q.limit)?;

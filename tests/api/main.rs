@@ -9,6 +9,7 @@ mod connectors;
 mod durability;
 mod governance;
 mod inbound;
+mod openapi;
 mod operations;
 mod stores;
 mod outbound;

@@ -54,7 +54,7 @@ pub enum RegistryError {
     Exists(String),
     #[error("connector `{0}` does not exist")]
     NotFound(String),
-    #[error("connector `{id}` comes from the file {path}; change the file instead (then reload: SIGHUP, `up --watch` or POST /connectors/reload)")]
+    #[error("connector `{id}` comes from the file {path}; change the file instead (then reload: SIGHUP, `up --watch` or POST /reload)")]
     FileOwned { id: String, path: String },
     #[error("webhook path {path} is already used by connector `{other}`")]
     PathTaken { path: String, other: String },

@@ -88,7 +88,7 @@ pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /connectors/reload`: the connectors folder applied again (see
+/// `POST /reload`: the connectors folder applied again (see
 /// [`reload`](crate::actors::registry::reload)).
 pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let report = crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)

@@ -83,7 +83,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
             query &[("expand", "`status`, `info` or both, comma-separated or repeated (anything else: 400)")], errors &[400, 401]),
         endpoint!(POST "/connectors" => connectors::create, "Register a connector at run time (persisted).", ok 201 "`{id, config}`",
             body Body::Connector, errors &[400, 401, 409, 503]),
-        endpoint!(POST "/connectors/reload" => connectors::reload, "Re-read the connectors folder: validate every file, then add, hot-replace (queued work kept) and remove file connectors to match it. An invalid file keeps its old version running and is listed under `refused`.", ok 200 "`{added, replaced, removed, unchanged, refused: [{file, reason}]}`", errors &[401, 503]),
+        endpoint!(POST "/reload" => connectors::reload, "Re-read the connectors folder: validate every file, then add, hot-replace (queued work kept) and remove file connectors to match it. An invalid file keeps its old version running and is listed under `refused`.", ok 200 "`{added, replaced, removed, unchanged, refused: [{file, reason}]}`", errors &[401, 503]),
         endpoint!(GET "/connectors/{id}" => connectors::get, "One connector: origin, source and validated config.", ok 200 "connector info", errors &[401, 404]),
         endpoint!(PUT "/connectors/{id}" => connectors::replace, "Replace a connector (hot reload; queued work is kept) or create it.", ok 200 "`{id, config}` (201 when created)",
             body Body::Connector, errors &[400, 401, 409, 503]),

@@ -126,7 +126,7 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
 /// other methods (RFC 9110), else 404.
 pub async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     // The routes this path would take: the most literal patterns that match it (as the
-    // router prefers `/connectors/reload` to `/connectors/{id}`).
+    // router prefers `/reload` to `/connectors/{id}`).
     let matching: Vec<_> = super::endpoints::routed().iter().filter(|(_, path)| path_matches(path, req.path())).collect();
     let fewest = matching.iter().map(|(_, path)| path.matches('{').count()).min().unwrap_or(0);
     let allowed: Vec<String> = matching.iter().filter(|(_, path)| path.matches('{').count() == fewest).map(|(m, _)| m.as_str().to_string()).collect();

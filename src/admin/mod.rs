@@ -32,7 +32,7 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,
-    /// The connectors folder (`POST /connectors/reload`).
+    /// The connectors folder (`POST /reload`).
     pub connectors_dir: std::path::PathBuf,
     /// An admin token is configured: the admin routes need it.
     pub secured: bool,

@@ -239,9 +239,14 @@ async fn the_openapi_document_matches_the_routes() {
     ] {
         assert!(documented.iter().any(|d| d == required), "{required} is not documented: {documented:?}");
     }
-    let (code, body) = app.call("PATCH", "/connectors", None).await;
+    let (code, body) = app.call("GET", "/no/such/route", None).await;
     assert_eq!(code, 404);
     assert!(body["message"].as_str().unwrap().starts_with("no route for"), "{body}");
+    // A route with another method: 405 and the methods it takes (issue 11, item 6).
+    let (code, _, allow) = app.call_raw("PATCH", "/connectors").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("GET, POST")));
+    let (code, _, allow) = app.call_raw("GET", "/reload").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("POST")));
 }
 
 /// Issue 11, item 16: connector files were read only at start. A reload applies the folder:
@@ -265,7 +270,7 @@ async fn a_reload_applies_the_connectors_folder_and_keeps_what_is_invalid() {
     std::fs::write(dir.join("connectors/b.yaml"), file("b", "v1")).unwrap();
     std::fs::write(dir.join("connectors/broken.yaml"), "id: broken\ntype: outbound\n").unwrap();
     std::fs::write(dir.join("connectors/owned.yaml"), file("owned", "v9")).unwrap();
-    let (code, report) = app.call("POST", "/connectors/reload", None).await;
+    let (code, report) = app.call("POST", "/reload", None).await;
     assert_eq!(code, 200, "{report}");
     assert_eq!((report["added"].clone(), report["replaced"].clone(), report["removed"].clone()), (json!(["b"]), json!(["a"]), json!([])), "{report}");
     let refused: Vec<String> = report["refused"].as_array().unwrap().iter().map(|r| format!("{} {}", r["file"], r["reason"])).collect();
@@ -278,12 +283,12 @@ async fn a_reload_applies_the_connectors_folder_and_keeps_what_is_invalid() {
     // The file owns its id: the API may not replace it, and says how to change it.
     let (code, body) = app.call("PUT", "/connectors/a", Some(&file("a", "v3"))).await;
     assert_eq!(code, 409, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("POST /connectors/reload"), "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("POST /reload"), "{body}");
 
     // An invalid edit keeps the running version; a removed file removes its connector.
     std::fs::write(dir.join("connectors/a.yaml"), "id: a\ntype: outbound\ntrigger: { topic: a.t }\nmap: { to: { method: PATCH } }\n").unwrap();
     std::fs::remove_file(dir.join("connectors/b.yaml")).unwrap();
-    let (_, report) = app.call("POST", "/connectors/reload", None).await;
+    let (_, report) = app.call("POST", "/reload", None).await;
     assert_eq!((report["removed"].clone(), report["replaced"].clone()), (json!(["b"]), json!([])), "{report}");
     assert!(report["refused"].as_array().unwrap().iter().any(|r| r["file"].as_str().unwrap_or_default().ends_with("a.yaml")), "{report}");
     app.publish("a.t", json!({"permitId": "P-2", "status": "STILL"})).await;

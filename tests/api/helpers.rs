@@ -152,6 +152,19 @@ impl TestApp {
         self.call_with(method, path, body, &[]).await
     }
 
+    /// A request with the token and no body: the status, the body as JSON and the `Allow`
+    /// header.
+    pub async fn call_raw(&self, method: &str, path: &str) -> (u16, Value, Option<String>) {
+        let mut req = self.client.request(awc::http::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let allow = resp.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = resp.body().await.unwrap_or_default();
+        (resp.status().as_u16(), to_json(&bytes), allow)
+    }
+
     /// [`call`](Self::call) with extra request headers.
     pub async fn call_with(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
         let (code, bytes) = http(&self.client, &self.base, self.token.as_deref(), method, path, body, headers).await;

@@ -1,5 +1,5 @@
 //! Reloading the connectors folder while the service runs (SIGHUP, `up --watch`,
-//! `POST /connectors/reload`): validate every file first, then add, hot-replace (queued
+//! `POST /reload`): validate every file first, then add, hot-replace (queued
 //! work kept, as the API's replace) and remove file connectors to match the folder.
 //!
 //! The rule for a connector that is both a file and stored in the database: at start-up

@@ -42,18 +42,32 @@ pub struct BenchArgs {
     /// Measure idle memory with this many connectors instead of throughput.
     #[arg(long, value_name = "N")]
     pub idle_connectors: Option<usize>,
+    /// The sink refuses each event's first attempt with 503 and `Retry-After: 1`, and the
+    /// report adds how late the retries came (arrival after the refusal, minus 1 s).
+    #[arg(long)]
+    pub fail_first: bool,
 }
 
 /// Arrival time of each event at the sink, by event number.
 struct SinkState {
     arrived: Mutex<Vec<Option<Instant>>>,
     count: AtomicUsize,
+    /// With `--fail-first`: when each event's first attempt was refused.
+    refused: Option<Mutex<Vec<Option<Instant>>>>,
 }
 
 /// The external system. It reads the request body, as a real one does: actix-web closes a
 /// connection whose request body was left unread, which would cost a TCP connect per delivery.
 async fn sink(state: web::Data<SinkState>, n: web::Path<usize>, _body: web::Bytes) -> HttpResponse {
     let now = Instant::now();
+    if let Some(refused) = &state.refused
+        && let Ok(mut refused) = refused.lock()
+        && let Some(slot) = refused.get_mut(*n)
+        && slot.is_none()
+    {
+        *slot = Some(now);
+        return HttpResponse::ServiceUnavailable().insert_header(("Retry-After", "1")).json(json!({ "ok": false }));
+    }
     if let Ok(mut arrived) = state.arrived.lock()
         && let Some(slot) = arrived.get_mut(*n)
         && slot.is_none()
@@ -186,7 +200,7 @@ async fn publish_loop(starts: Arc<Mutex<Vec<Option<Instant>>>>, next: Arc<Atomic
 
 async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let n = args.events;
-    let state = web::Data::new(SinkState { arrived: Mutex::new(vec![None; n]), count: AtomicUsize::new(0) });
+    let state = web::Data::new(SinkState { arrived: Mutex::new(vec![None; n]), count: AtomicUsize::new(0), refused: args.fail_first.then(|| Mutex::new(vec![None; n])) });
     let sink_state = state.clone();
     let sink_server = HttpServer::new(move || App::new().app_data(sink_state.clone()).route("/events/{n}", web::post().to(sink)))
         .workers(1)
@@ -264,6 +278,18 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     println!("  accepted (202, durable)  {:>8.0} events/s  ({:.2} s)", n as f64 / accepted_in.as_secs_f64(), accepted_in.as_secs_f64());
     println!("  delivered and ticketed   {:>8.0} events/s  ({:.2} s)", n as f64 / done_in.as_secs_f64(), done_in.as_secs_f64());
     println!("  publish -> delivered     p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", ms(pct(0.50)), ms(pct(0.99)), ms(pct(1.0)));
+    if let Some(refused) = &state.refused {
+        let refused = refused.lock().map_err(|_| "lock poisoned")?;
+        let arrived = state.arrived.lock().map_err(|_| "lock poisoned")?;
+        let mut late: Vec<Duration> = refused
+            .iter()
+            .zip(arrived.iter())
+            .filter_map(|(r, a)| Some(a.as_ref()?.saturating_duration_since(*r.as_ref()?).saturating_sub(Duration::from_secs(1))))
+            .collect();
+        late.sort();
+        let at = |p: f64| late.get(((late.len() as f64 * p) as usize).min(late.len().saturating_sub(1))).copied().unwrap_or_default();
+        println!("  retry lateness           p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (after Retry-After: 1)", ms(at(0.50)), ms(at(0.99)), ms(at(1.0)));
+    }
     println!("  peak RSS                 {:.1} MiB", peak as f64 / 1024.0);
     handle.stop(true).await;
     sink_handle.stop(true).await;

@@ -233,6 +233,7 @@ pub async fn due_heads_except(
 pub async fn next_due_at(
     db: &Db,
     connector_id: &str,
+    after: Option<DateTime<Utc>>,
 ) -> Result<Option<DateTime<Utc>>, StorageError> {
     // `MIN` rather than `ORDER BY … LIMIT 1`: see [`literal_limit`] (and `one()` adds a LIMIT).
     let t = Entity::find()
@@ -240,6 +241,7 @@ pub async fn next_due_at(
         .column_as(Expr::from(Func::min(Expr::col((Entity, Column::NextAttemptAt)))), "next")
         .filter(Column::ConnectorId.eq(connector_id))
         .filter(Column::Status.eq(PENDING))
+        .apply_if(after, |q, a| q.filter(Column::NextAttemptAt.gt(a)))
         .filter(is_head())
         .into_tuple::<Option<DateTime<Utc>>>()
         .all(db)

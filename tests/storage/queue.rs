@@ -134,11 +134,14 @@ pub async fn heads_and_retries(db: &Db) {
     );
 
     // Only heads count for "next due": e3 is older but stuck behind e1.
-    let next = storage::next_due_at(db, c).await.unwrap().unwrap();
+    let next = storage::next_due_at(db, c, None).await.unwrap().unwrap();
     assert!(
         (next - later).num_milliseconds().abs() < 1,
         "next due is e1's retry"
     );
+    // The next one still ahead: jobs due already do not hide it (issue 11, item 15).
+    assert!(storage::next_due_at(db, c, Some(later - chrono::Duration::milliseconds(1))).await.unwrap().is_some());
+    assert_eq!(storage::next_due_at(db, c, Some(later + chrono::Duration::seconds(1))).await.unwrap(), None, "nothing due after e1's retry");
     let heads = storage::due_heads(db, c, later + chrono::Duration::seconds(1), 10)
         .await
         .unwrap();
@@ -165,6 +168,6 @@ pub async fn heads_and_retries(db: &Db) {
         ["e3", "e4"]
     );
     storage::complete(db, 0, 1).await.unwrap(); // unknown id: no error
-    assert_eq!(storage::next_due_at(db, "nobody").await.unwrap(), None);
+    assert_eq!(storage::next_due_at(db, "nobody", None).await.unwrap(), None);
     assert!(storage::get_delivery(db, -1).await.unwrap().is_none());
 }

@@ -46,6 +46,14 @@ pub struct BenchArgs {
     /// report adds how late the retries came (arrival after the refusal, minus 1 s).
     #[arg(long)]
     pub fail_first: bool,
+    /// Fuzz connector documents instead: N seeded mutants of the shipped connectors, each
+    /// parsed, validated, compiled and (if accepted) rendered; reports panics, the slowest
+    /// case and peak memory.
+    #[arg(long, value_name = "N")]
+    pub fuzz: Option<u64>,
+    /// The first seed of --fuzz (a case is reproduced by its seed).
+    #[arg(long, default_value_t = 1)]
+    pub fuzz_seed: u64,
 }
 
 /// Arrival time of each event at the sink, by event number.
@@ -109,6 +117,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; its figures are several times below a release build's (cargo run --release -- bench …)");
     }
+    if let Some(n) = args.fuzz {
+        return fuzz(args.fuzz_seed, n);
+    }
     let dir = std::env::temp_dir().join(format!("hms-sync-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(dir.join("connectors")) {
         eprintln!("error: cannot create {}: {e}", dir.display());
@@ -128,6 +139,30 @@ pub fn run(args: BenchArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `bench --fuzz N`: the cases run on a thread with an actix worker's stack size (2 MiB),
+/// where a document once overflowed the stack.
+fn fuzz(first: u64, n: u64) -> ExitCode {
+    // Panics are counted and reported, not printed one by one.
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = Instant::now();
+    let report = match std::thread::Builder::new().stack_size(2 * 1024 * 1024).spawn(move || super::fuzz::run_cases(first, n)).map(|h| h.join()) {
+        Ok(Ok(r)) => r,
+        _ => {
+            eprintln!("error: the fuzz thread died");
+            return ExitCode::from(1);
+        }
+    };
+    let (_, peak) = rss_kib();
+    println!("hms-sync bench --fuzz: {} cases from seed {first} in {:.1} s", report.cases, started.elapsed().as_secs_f64());
+    println!("  accepted {}  refused {}  compile errors {}  panics {}", report.accepted, report.refused, report.compile_errors, report.panics.len());
+    println!("  slowest case             seed {}: {:.1} ms", report.slowest.0, report.slowest.1.as_secs_f64() * 1000.0);
+    println!("  peak RSS                 {:.1} MiB", peak as f64 / 1024.0);
+    for (seed, msg) in report.panics.iter().take(10) {
+        println!("  panic: seed {seed}: {msg}");
+    }
+    if report.panics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {

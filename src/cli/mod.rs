@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+pub mod fuzz;
 mod test_cmd;
 mod up;
 mod validate;

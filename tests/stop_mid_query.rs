@@ -79,6 +79,28 @@ async fn a_connector_removed_while_its_query_waits_stops_cleanly() {
     poll_until("the database to be quiet", WAIT, || async { (count(still.clone()).await == 0).then_some(()) }).await;
     assert_eq!(NO_RUNTIME_PANICS.load(std::sync::atomic::Ordering::SeqCst), 0, "a connection was dropped outside a runtime");
 
+    // Issue 11, item 2: a pulling connector deleted while its Puller loads its cursor (the
+    // query waits for a lock). The Puller used to wait for the cursor with its mailbox
+    // closed, so its StopChild came too late and the query was dropped with the thread.
+    let pulling = format!(
+        "id: pulling\ntype: inbound\nkey: \"{{{{ id }}}}\"\nmap:\n  hms: {{ url: \"{fake}/hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  pull: {{ url: \"{fake}/changes?since={{{{ cursor }}}}\", every: 1h, records: \"$.changes\", idField: id, cursorField: v, initialCursor: 0 }}\n",
+        fake = fake.base
+    );
+    for round in 0..3 {
+        let txn = locker.begin().await.unwrap();
+        txn.execute_unprepared("LOCK TABLE cursors IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        let (code, body) = app.call("POST", "/connectors", Some(&pulling)).await;
+        assert_eq!(code, 201, "{body}");
+        poll_until("the Puller's cursor query waiting for the lock", WAIT, || async { (count(waiting.clone()).await > 0).then_some(()) }).await;
+        assert_eq!(app.call("DELETE", "/connectors/pulling", None).await.0, 204, "round {round}");
+        // The thread goes while the query still waits; then the lock goes.
+        poll_until("the connector gone", WAIT, || async { (app.call("GET", "/connectors/pulling", None).await.0 == 404).then_some(()) }).await;
+        txn.rollback().await.unwrap();
+        poll_until("no query left waiting", WAIT, || async { (count(waiting.clone()).await == 0).then_some(()) }).await;
+        poll_until("the database to be quiet", WAIT, || async { (count(still.clone()).await == 0).then_some(()) }).await;
+    }
+    assert_eq!(NO_RUNTIME_PANICS.load(std::sync::atomic::Ordering::SeqCst), 0, "a Puller's cursor query was dropped outside a runtime");
+
     app.stop().await;
     drop(locker);
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;

@@ -28,6 +28,8 @@ pub struct Puller {
     /// Reloaded from the database at every start: the database, not memory, is the truth.
     cursor: Value,
     running: bool,
+    /// The cursor is loaded: pulls may start (a `PullNow` before waits for the first).
+    ready: bool,
     /// Failed pulls in a row (back-off); 0 after a success.
     failures: u32,
     retry: Option<SpawnHandle>,
@@ -48,11 +50,11 @@ pub struct PullReport {
 
 impl Puller {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, client: None, cursor: Value::Null, running: false, failures: 0, retry: None, waiting: Vec::new() }
+        Self { cx, client: None, cursor: Value::Null, running: false, ready: false, failures: 0, retry: None, waiting: Vec::new() }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.running || self.cx.shared.is_paused() {
+        if self.running || !self.ready || self.cx.shared.is_paused() {
             return;
         }
         let Some(client) = self.client.clone() else { return };
@@ -239,10 +241,17 @@ impl Actor for Puller {
         let initial = spec.pull_view().map(|p| p.initial_cursor.clone()).unwrap_or(Value::Null);
         let db = self.cx.rt.db.clone();
         let id = self.cx.id().to_string();
-        // Wait for the cursor before the first tick: never pull from a stale position.
-        ctx.wait(async move { storage::load_cursor(&db, &id).await }.into_actor(self).map(move |res, act, ctx| {
+        // No pull before the cursor is loaded (never from a stale position), but the mailbox
+        // stays open meanwhile (`spawn`, not `wait`): a StopChild while the query waits in the
+        // database stops the actor, which drops the query inside the runtime. Blocked in
+        // `wait`, the actor kept it until its thread was torn down, and sqlx panicked
+        // dropping a pooled connection outside a runtime.
+        ctx.spawn(async move { storage::load_cursor(&db, &id).await }.into_actor(self).map(move |res, act, ctx| {
             match res {
-                Ok(cursor) => act.cursor = cursor.unwrap_or(initial),
+                Ok(cursor) => {
+                    act.cursor = cursor.unwrap_or(initial);
+                    act.ready = true;
+                }
                 Err(e) => {
                     tracing::error!(connector = %act.cx.id(), error = %e, "cannot load the cursor; stopping for a restart");
                     ctx.stop();

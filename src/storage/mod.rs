@@ -155,7 +155,7 @@ pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageE
 ///   (sea-orm's SQLite default is 1, which serializes every reader behind the writer).
 ///   `sqlite::memory:` gets a pool of 1: each in-memory connection would otherwise share one
 ///   cache and trip over table locks.
-/// - `postgres://…` / `postgresql://…`: a pool of 16.
+/// - `postgres://…` / `postgresql://…`: a pool of 16, all opened at start.
 ///
 /// Then runs `migrations::Migrator::up`, which is a no-op when the schema is current.
 /// Errors name the URL with its password redacted.
@@ -194,7 +194,13 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
                 .foreign_keys(true)
         });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        opts.max_connections(16);
+        // All 16 opened up front, by the pool's own task on the runtime that connects (the
+        // service's main one, which lives as long as the process): a connection's socket
+        // belongs to the runtime that opened it, and one opened by a connector's thread
+        // breaks for every later user when that connector is deleted and its thread ends
+        // ("A Tokio 1.x context was found, but it is being shutdown"). With the pool full
+        // from the start, connector threads never open their own.
+        opts.max_connections(16).min_connections(16);
     } else {
         return Err(StorageError::UnsupportedUrl(shown));
     }

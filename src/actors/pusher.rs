@@ -380,7 +380,7 @@ async fn record(crew: &Crew, job: Delivery, mut outcome: RecordOutcome, line: St
                 tracing::Span::current().record("ticket", format!("SYNC-{id}"));
             }
             if !line.is_empty() {
-                tracing::info!("{line}");
+                tracing::info!(target: crate::telemetry::DELIVERY, "[{}] {line}", crew.shared.id());
             }
             if let Some(at) = retry_at {
                 crew.supervisor.do_send(RetryScheduled { at });

@@ -272,6 +272,18 @@ impl Handler<List> for Registry {
     }
 }
 
+/// The file connector `id` comes from, if it is a file connector.
+#[derive(Message)]
+#[rtype(result = "Option<String>")]
+pub struct FileOf(pub String);
+
+impl Handler<FileOf> for Registry {
+    type Result = Option<String>;
+    fn handle(&mut self, msg: FileOf, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.get(&msg.0).filter(|e| e.origin == Origin::File).map(|e| e.origin_path.clone())
+    }
+}
+
 /// The supervisor address of one connector.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<ConnectorSupervisor>>")]

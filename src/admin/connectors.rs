@@ -73,14 +73,45 @@ pub async fn create(state: web::Data<AppState>, body: web::Bytes) -> Result<Http
 }
 
 pub async fn replace(state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    // A file connector sent as its file now holds it (`hms-sync deploy` of the service's own
+    // file, seed 002): that file is applied as a reload does. Any other body for it is
+    // refused: the file owns the id.
+    if let Some(path) = state.registry.send(crate::actors::registry::FileOf(id.to_string())).await? {
+        return deploy_own_file(&state, &id, &path, &body).await;
+    }
     let loaded = parse_body(&body)?;
     if loaded.spec.id != *id {
         return Err(ApiError::bad_request(format!("the document's id `{}` differs from the URL's `{id}`", loaded.spec.id)));
     }
     let config = serde_json::to_value(&loaded.spec).unwrap_or_default();
     let created = state.registry.send(Register { loaded, replace: true }).await??;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(HttpResponse::build(status).json(json!({ "id": *id, "config": config })))
+    let (status, result) = if created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "replaced") };
+    Ok(HttpResponse::build(status).json(json!({ "id": *id, "result": result, "config": config })))
+}
+
+/// `PUT` of a file connector with its file's own text: the folder is reloaded and the
+/// answer says what became of that connector (`unchanged`, `replaced`).
+async fn deploy_own_file(state: &AppState, id: &str, path: &str, body: &[u8]) -> Result<HttpResponse, ApiError> {
+    let on_disk = std::fs::read(path).map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("connector `{id}` comes from the file {path}, which cannot be read: {e}")))?;
+    if on_disk != body {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("connector `{id}` comes from the file {path}, and this document differs from it; change the file instead (then reload: SIGHUP, `up --watch` or POST /reload)"),
+        ));
+    }
+    let report = crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot reload the connectors folder: {e}")))?;
+    if let Some(refused) = report.refused.iter().find(|r| r.file == path) {
+        return Err(ApiError::bad_request(format!("{path} is not valid; the running version is kept: {}", refused.reason)));
+    }
+    let has = |list: &[String]| list.iter().any(|i| i == id);
+    let result = if has(&report.replaced) { "replaced" } else if has(&report.added) { "created" } else { "unchanged" };
+    let config = match state.registry.send(GetShared(id.to_string())).await? {
+        Some(shared) => serde_json::to_value(&*shared.spec).unwrap_or_default(),
+        None => serde_json::Value::Null,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "result": result, "config": config })))
 }
 
 pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -141,7 +141,11 @@ pub fn restart(args: &ClientArgs, id: &str) -> ExitCode {
     finish(call(args, "POST", &format!("/connectors/{id}/restart"), None, &[]), |_| println!("{id}: restarting"))
 }
 
-pub fn deploy(args: &ClientArgs, file: &Path) -> ExitCode {
+/// `deploy FILE`, as seed 002 uses it. With a service answering: `PUT /connectors/{id}`
+/// (for the service's own file, applied as a reload). With none: the file is validated, and
+/// then either it is in the connectors folder `up` reads (nothing to do), or it is
+/// registered in the database `up` will use; the answer says which.
+pub fn deploy(args: &ClientArgs, file: &Path, config: Option<&Path>) -> ExitCode {
     let loaded = match crate::spec::load_file(file) {
         Ok(l) => l,
         Err(e) => {
@@ -150,18 +154,76 @@ pub fn deploy(args: &ClientArgs, file: &Path) -> ExitCode {
         }
     };
     let id = loaded.spec.id.clone();
-    let body = Some((loaded.source, "application/yaml"));
-    // PUT answers 201 for a new connector and 200 for a replaced one (queued work kept).
-    match call(args, "PUT", &format!("/connectors/{id}"), body, &[]) {
-        Ok((201, _)) => {
-            println!("{id}: created");
+    let mut sent = call(args, "PUT", &format!("/connectors/{id}"), Some((loaded.source.clone(), "application/yaml")), &[]);
+    // Not the service's own file, and it names a mapping file the service cannot read:
+    // sent again with the table inlined.
+    if loaded.spec.mapping_file.is_some() && matches!(&sent, Ok((400, body)) if body.to_string().contains("mappingFile")) {
+        let inline = crate::spec::mapping_file::inlined(&loaded.source, &loaded.spec.mapping);
+        sent = call(args, "PUT", &format!("/connectors/{id}"), Some((inline, "application/json")), &[]);
+    }
+    match sent {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            let result = body.get("result").and_then(Value::as_str).unwrap_or("deployed");
+            println!("{id}: {result}{}", if result == "replaced" { " (queued work kept)" } else { "" });
             ExitCode::SUCCESS
         }
-        Ok((200, _)) => {
-            println!("{id}: replaced (queued work kept)");
+        Ok(answer) => finish(Ok(answer), |_| {}),
+        Err(unreachable) => deploy_offline(args, file, &loaded, config, &unreachable),
+    }
+}
+
+/// `deploy` with no service answering (see [`deploy`]).
+fn deploy_offline(args: &ClientArgs, file: &Path, loaded: &crate::spec::LoadedSpec, config: Option<&Path>, why: &str) -> ExitCode {
+    let id = &loaded.spec.id;
+    let settings = match crate::settings::Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = settings.connectors.dir.clone();
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let folder = file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).and_then(canonical);
+    println!("no service answers at {} ({}); deploying for the next `hms-sync up`", args.url, why.rsplit(": ").next().unwrap_or(why));
+    if folder.is_some() && folder == canonical(&dir) {
+        println!("ok: {id} ({}) is in the connectors folder {}: `hms-sync up` will load it", file.display(), dir.display());
+        return ExitCode::SUCCESS;
+    }
+    // A file of the folder owns its id: registering the same id would stop `up`.
+    if let Ok((files, _)) = crate::spec::load_each(&dir)
+        && let Some(owner) = files.iter().find(|f| f.spec.id == *id)
+    {
+        eprintln!("error: the connectors folder {} defines `{id}` in {}: change that file instead", dir.display(), owner.origin);
+        return ExitCode::from(1);
+    }
+    let url = settings.database_url();
+    // Stored as `up` will read it back: with a mapping file's rows inlined.
+    let source = crate::spec::mapping_file::inlined(&loaded.source, &loaded.spec.mapping);
+    let id_owned = id.clone();
+    let stored = actix_web::rt::System::new().block_on(async move {
+        let db = crate::storage::connect(&url).await.map_err(|e| e.to_string())?;
+        let before = crate::storage::list_connectors(&db).await.map_err(|e| e.to_string())?.into_iter().find(|c| c.id == id_owned).map(|c| c.source);
+        let result = match before {
+            Some(old) if old == source => "unchanged",
+            Some(_) => "replaced",
+            None => "created",
+        };
+        if result != "unchanged" {
+            crate::storage::save_connector(&db, &id_owned, &source).await.map_err(|e| e.to_string())?;
+        }
+        db.close().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(result)
+    });
+    match stored {
+        Ok(result) => {
+            println!("{id}: {result} in the database {}: `hms-sync up` will start it", crate::storage::redact_url(&settings.database_url()));
             ExitCode::SUCCESS
         }
-        other => finish(other, |_| println!("{id}: deployed")),
+        Err(e) => {
+            eprintln!("error: cannot register {id} in the database: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -147,10 +147,20 @@ fn mutate(doc: &str, rng: &mut Rng) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The document of case `seed`: a shipped connector, mutated one to four times.
+/// A shipped connector as one document (its mapping file's rows inline: a fuzzed
+/// document has no folder to read one from).
+fn seed_doc(text: &str) -> String {
+    if !text.contains("\nmappingFile: notes-calendar.mapping.json") {
+        return text.to_string();
+    }
+    text.replace("\nmappingFile: notes-calendar.mapping.json", "\n")
+        .replace("\nmapping:", "\nmapping:\n  id: ShiftID\n  startAt: BeginTime\n  endAt: FinishTime\n  assignee: RangerName")
+}
+
+/// The document of case `seed`: a shipped connector, mutated one to three times.
 pub fn case(seed: u64) -> String {
     let mut rng = Rng::new(seed);
-    let mut doc = rng.pick(&SEEDS).to_string();
+    let mut doc = seed_doc(SEEDS[rng.below(SEEDS.len())]);
     for _ in 0..(1 + rng.below(3)) {
         doc = mutate(&doc, &mut rng);
     }
@@ -242,7 +252,7 @@ mod tests {
         assert_ne!(case(7), case(8));
         // The seeds themselves are accepted: the run reaches the renders.
         for doc in SEEDS {
-            assert_eq!(run(doc), Verdict::Accepted);
+            assert_eq!(run(&seed_doc(doc)), Verdict::Accepted, "{}", seed_doc(doc));
         }
     }
 }

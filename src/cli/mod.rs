@@ -69,7 +69,10 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Register a connector file on a running service, or replace it there (says which).
+    /// Deploy a connector file (seed 002: `deploy`, then `up`). With a service running: it is
+    /// registered there, or replaces the running version (the service's own file: applied
+    /// as a reload). With none: validated, then ready in the connectors folder, or stored
+    /// in the database `up` will use. Says which: created, replaced, unchanged, or ok.
     Deploy {
         /// The connector file (YAML or JSON); validated here first.
         file: PathBuf,
@@ -231,7 +234,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Resume { id, client } => client::set_paused(&client, id.as_deref(), false),
         Command::Restart { id, client } => client::restart(&client, &id),
         Command::Sync { id, client } => client::sync(&client, &id),
-        Command::Deploy { file, client } => client::deploy(&client, &file),
+        Command::Deploy { file, client } => client::deploy(&client, &file, cli.config.as_deref()),
         Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::Test { file, event, topic, id, current, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), current.as_deref(), json),
@@ -245,6 +248,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Resolve { id, side, data, client } => client::resolve(&client, id, side.as_deref(), data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),
     }
+}
+
+/// `publish` for the `hms-bus` binary (the seed's `hms-bus publish`): the same client.
+pub fn publish(client: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> ExitCode {
+    quiet_on_closed_pipe();
+    client::publish(client, topic, data, id)
 }
 
 /// A command whose output goes to a pipe closed early (`hms-sync tickets | head -1`) ends

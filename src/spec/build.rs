@@ -12,7 +12,7 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
 const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "idField", "match"];
@@ -50,7 +50,17 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
     if let (Some(k), Some(node)) = (&key, o.get("key")) {
         template(cx, node, "key", k);
     }
-    let mapping = o.string_map(cx, "mapping");
+    let mapping_file = o.string(cx, "mappingFile");
+    let mut mapping = match (&mapping_file, o.get("mappingFile")) {
+        (Some(file), Some(node)) => super::mapping_file::rows(cx, node, file),
+        _ => Vec::new(),
+    };
+    for (hms, external) in o.string_map(cx, "mapping") {
+        match mapping.iter_mut().find(|(h, _)| *h == hms) {
+            Some(row) => row.1 = external,
+            None => mapping.push((hms, external)),
+        }
+    }
     let map = o.get("map").and_then(|n| map_spec(cx, n, "map"));
     let source = o.get("source").and_then(|n| source(cx, n, "source", &id_text));
     let resolve = o.get("resolve").and_then(|n| resolve(cx, n, "resolve"));
@@ -72,6 +82,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         trigger,
         key,
         mapping,
+        mapping_file,
         map,
         source,
         resolve,

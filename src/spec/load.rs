@@ -108,6 +108,14 @@ pub fn load_each(dir: &Path) -> Result<(Vec<LoadedSpec>, Vec<(String, SpecErrors
             Err(e) => invalid.push((path.display().to_string(), e)),
         }
     }
+    // A connector's mapping file in the folder is no connector (it has no `id`, so it was
+    // taken for an invalid one): it is read with the connector that names it.
+    let tables: Vec<std::path::PathBuf> = loaded
+        .iter()
+        .filter_map(|l| l.spec.mapping_file.as_ref().map(|f| Path::new(&l.origin).parent().unwrap_or(Path::new(".")).join(f)))
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    invalid.retain(|(file, _)| std::fs::canonicalize(file).map_or(true, |p| !tables.contains(&p)));
     Ok((loaded, invalid))
 }
 

@@ -6,6 +6,7 @@
 
 mod build;
 pub mod limits;
+pub mod mapping_file;
 pub mod error;
 pub mod load;
 pub mod model;

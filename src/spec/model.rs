@@ -445,9 +445,13 @@ pub struct ConnectorSpec {
     /// Record-key template: jobs of one key are delivered in acceptance order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Mapping table, HMS field → external field, in file order (used both ways).
+    /// Mapping table, HMS field → external field, in file order (used both ways): the
+    /// rows of `mappingFile`, then the inline `mapping` rows (which add to or override them).
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     pub mapping: Vec<(String, String)>,
+    /// `mappingFile`: the mapping table's own JSON file, relative to the connector file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]

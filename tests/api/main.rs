@@ -11,6 +11,7 @@ mod governance;
 mod inbound;
 mod openapi;
 mod operations;
+mod seeds;
 mod stores;
 mod outbound;
 mod supervision;

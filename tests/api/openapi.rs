@@ -31,7 +31,7 @@ async fn schemathesis_finds_no_disagreement_between_the_document_and_the_server(
         return;
     };
     let dir = temp_dir("openapi-conformance");
-    for f in ["gis-ddot.yaml", "notes-calendar.yaml", "appointment.yaml"] {
+    for f in ["gis-ddot.yaml", "notes-calendar.yaml", "notes-calendar.mapping.json", "appointment.yaml"] {
         std::fs::copy(format!("{}/connectors/{f}", env!("CARGO_MANIFEST_DIR")), dir.join("connectors").join(f)).unwrap();
     }
     let token = "conformance-token";

@@ -82,7 +82,8 @@ impl Handler<ReloadFiles> for Registry {
                 Some(e) if e.origin == Origin::Api => {
                     refuse(&mut report, format!("connector `{id}` is registered over the API; delete it there (DELETE /connectors/{id}) or give the file another id"));
                 }
-                Some(e) if e.source == loaded.source => {
+                // The same text and the same spec (a mapping file may have changed alone).
+                Some(e) if e.source == loaded.source && serde_json::to_value(&*e.shared.spec).ok() == serde_json::to_value(&loaded.spec).ok() => {
                     e.origin_path = loaded.origin;
                     report.unchanged.push(id);
                 }

@@ -19,22 +19,11 @@ enum Command {
     /// Publish an event on a topic: stored for every connector that subscribes, before the
     /// answer. Exit code 0: accepted; 1: refused by the service; 2: the event is not JSON
     /// or the service cannot be reached.
-    Publish {
-        /// The topic, e.g. permit.updated.
-        topic: String,
-        /// The event as JSON, or @FILE to read it from a file.
-        #[arg(long)]
-        data: String,
-        /// Event id (Idempotency-Key): publishing the same id twice delivers once.
-        #[arg(long)]
-        id: Option<String>,
-        #[command(flatten)]
-        client: hms_sync::cli::ClientArgs,
-    },
+    Publish(hms_sync::cli::PublishArgs),
 }
 
 fn main() -> ExitCode {
     match Bus::parse().command {
-        Command::Publish { topic, data, id, client } => hms_sync::cli::publish(&client, &topic, &data, id.as_deref()),
+        Command::Publish(args) => hms_sync::cli::publish(&args),
     }
 }

@@ -187,18 +187,22 @@ pub enum Command {
     /// latency and memory. Build with --release for real figures.
     Bench(bench::BenchArgs),
     /// Publish an HMS event on a topic, like the seed's `hms-bus publish`.
-    Publish {
-        /// The topic, e.g. permit.updated.
-        topic: String,
-        /// The event as JSON, or @FILE to read it from a file.
-        #[arg(long)]
-        data: String,
-        /// Event id (Idempotency-Key): publishing the same id twice delivers once.
-        #[arg(long)]
-        id: Option<String>,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Publish(PublishArgs),
+}
+
+/// `publish TOPIC --data JSON [--id ID]`: of `hms-sync publish` and `hms-bus publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The topic, e.g. permit.updated.
+    pub topic: String,
+    /// The event as JSON, or @FILE to read it from a file.
+    #[arg(long)]
+    pub data: String,
+    /// Event id (Idempotency-Key): publishing the same id twice delivers once.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,7 +239,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restart { id, client } => client::restart(&client, &id),
         Command::Sync { id, client } => client::sync(&client, &id),
         Command::Deploy { file, client } => client::deploy(&client, &file, cli.config.as_deref()),
-        Command::Publish { topic, data, id, client } => client::publish(&client, &topic, &data, id.as_deref()),
+        Command::Publish(args) => client::publish(&args.client, &args.topic, &args.data, args.id.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::Test { file, event, topic, id, current, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), current.as_deref(), json),
         Command::Tickets { connector, status, direction, since, until, cursor, limit, json, client } => {
@@ -250,10 +254,10 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// `publish` for the `hms-bus` binary (the seed's `hms-bus publish`): the same client.
-pub fn publish(client: &ClientArgs, topic: &str, data: &str, id: Option<&str>) -> ExitCode {
+/// `publish` for the `hms-bus` binary (the seed's `hms-bus publish`): the same command.
+pub fn publish(args: &PublishArgs) -> ExitCode {
     quiet_on_closed_pipe();
-    client::publish(client, topic, data, id)
+    client::publish(&args.client, &args.topic, &args.data, args.id.as_deref())
 }
 
 /// A command whose output goes to a pipe closed early (`hms-sync tickets | head -1`) ends

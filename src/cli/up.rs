@@ -116,10 +116,12 @@ fn reload_on_hangup(state: crate::admin::AppState, dir: PathBuf) -> std::io::Res
     Ok(())
 }
 
-/// `--watch`: the folder's fingerprint checked every second; a change reloads it.
+/// `--watch`: the folder's fingerprint checked every second; a change reloads it. The first
+/// fingerprint is taken here, before the service says it is up: a file saved right after
+/// that line is a change.
 fn watch_folder(state: crate::admin::AppState, dir: PathBuf) {
+    let mut seen = crate::spec::folder_fingerprint(&dir);
     actix_web::rt::spawn(async move {
-        let mut seen = crate::spec::folder_fingerprint(&dir);
         tracing::info!(folder = %dir.display(), "watching the connectors folder");
         loop {
             actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -109,6 +109,8 @@ async fn past_its_retries_a_job_is_parked_then_replayed_edited_or_discarded() {
 
     // The marker, a newer change of P-1, was delivered after the parked job: replayed as
     // is, the parked job would undo it (issue 11, item 13). Refused, with why and how.
+    // (Once its outcome is stored: the fake has answered before that.)
+    app.wait_tickets("connector=gis&status=completed", 1).await;
     let edit = json!({"payload": {"permitId": "P-1", "status": "FIXED"}}).to_string();
     let (code, body) = app.call("POST", &format!("/parked/{job_id}/replay"), Some(&edit)).await;
     assert_eq!(code, 409, "{body}");

@@ -15,7 +15,7 @@ fn hms_bus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hms-bus"))
 }
 
-async fn run(mut cmd: Command) -> std::process::Output {
+async fn run(cmd: Command) -> std::process::Output {
     actix_web::rt::task::spawn_blocking(move || run_bounded(cmd, None, Duration::from_secs(30))).await.unwrap()
 }
 

@@ -63,10 +63,13 @@ pub struct SupervisionSettings {
     pub max_restarts: u32,
     /// …within this many seconds; one more and the connector is `failed`.
     pub within_secs: u64,
-    /// Wait before the first restart; doubles with each restart inside the window.
+    /// Wait before a restart; doubles with each restart inside the window.
     pub backoff_ms: u64,
     /// Cap of that doubling.
     pub max_backoff_ms: u64,
+    /// The first restart in a window is immediate and the back-off applies from the second
+    /// (OTP's timing: a one-off crash costs nothing); `false` waits `backoff_ms` first too.
+    pub immediate_first_restart: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,7 +172,7 @@ impl Default for ConnectorsSettings {
 
 impl Default for SupervisionSettings {
     fn default() -> Self {
-        Self { max_restarts: 5, within_secs: 60, backoff_ms: 200, max_backoff_ms: 10_000 }
+        Self { max_restarts: 5, within_secs: 60, backoff_ms: 200, max_backoff_ms: 10_000, immediate_first_restart: true }
     }
 }
 

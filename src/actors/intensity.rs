@@ -42,7 +42,13 @@ impl RestartWindow {
             return Verdict::GiveUp;
         }
         self.recent.push_back(now);
-        let doublings = (self.recent.len() as u32).saturating_sub(1).min(20);
+        // The n-th restart in the window waits backoff_ms × 2^(n-1); with OTP's timing the
+        // first is immediate and the doubling starts at the second.
+        let n = self.recent.len() as u32;
+        if self.policy.immediate_first_restart && n == 1 {
+            return Verdict::Restart(Duration::ZERO);
+        }
+        let doublings = n.saturating_sub(if self.policy.immediate_first_restart { 2 } else { 1 }).min(20);
         let delay = self.policy.backoff_ms.saturating_mul(1u64 << doublings).min(self.policy.max_backoff_ms);
         Verdict::Restart(Duration::from_millis(delay))
     }
@@ -58,7 +64,23 @@ mod tests {
     use super::*;
 
     fn policy(max: u32, within: u64) -> SupervisionSettings {
-        SupervisionSettings { max_restarts: max, within_secs: within, backoff_ms: 100, max_backoff_ms: 350 }
+        SupervisionSettings { max_restarts: max, within_secs: within, backoff_ms: 100, max_backoff_ms: 350, immediate_first_restart: false }
+    }
+
+    /// Issue 12, item 3: OTP's timing, the first restart in a window at once.
+    #[test]
+    fn the_first_restart_is_immediate_then_the_back_off_doubles() {
+        let mut w = RestartWindow::new(SupervisionSettings { immediate_first_restart: true, ..policy(4, 10) });
+        let t = Instant::now();
+        assert_eq!(w.on_crash(t), Verdict::Restart(Duration::ZERO));
+        assert_eq!(w.on_crash(t), Verdict::Restart(Duration::from_millis(100)));
+        assert_eq!(w.on_crash(t), Verdict::Restart(Duration::from_millis(200)));
+        assert_eq!(w.on_crash(t), Verdict::Restart(Duration::from_millis(350)), "capped");
+        assert_eq!(w.on_crash(t), Verdict::GiveUp);
+        // A crash after the window has emptied is a first one again.
+        let mut w = RestartWindow::new(SupervisionSettings { immediate_first_restart: true, ..policy(4, 10) });
+        assert_eq!(w.on_crash(t), Verdict::Restart(Duration::ZERO));
+        assert_eq!(w.on_crash(t + Duration::from_secs(11)), Verdict::Restart(Duration::ZERO));
     }
 
     #[test]

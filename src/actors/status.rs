@@ -69,4 +69,5 @@ pub struct IntensityView {
     pub within_secs: u64,
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
+    pub immediate_first_restart: bool,
 }

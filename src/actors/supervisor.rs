@@ -226,6 +226,7 @@ impl ConnectorSupervisor {
                 within_secs: policy.within_secs,
                 backoff_ms: policy.backoff_ms,
                 max_backoff_ms: policy.max_backoff_ms,
+                immediate_first_restart: policy.immediate_first_restart,
             },
             alerts,
         }

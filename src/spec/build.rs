@@ -27,7 +27,7 @@ const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
 const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
 const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "every", "records", "idField", "cursorField", "initialCursor", "next", "lookback"];
 const RETRY_KEYS: &[&str] = &["max", "backoffMs", "maxBackoffMs", "on"];
-const SUPERVISION_KEYS: &[&str] = &["maxRestarts", "withinSecs", "backoffMs", "maxBackoffMs"];
+const SUPERVISION_KEYS: &[&str] = &["maxRestarts", "withinSecs", "backoffMs", "maxBackoffMs", "immediateFirstRestart"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A day, in milliseconds: the upper bound of every back-off setting.
@@ -599,6 +599,7 @@ fn supervision(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Supervision
         within_secs: o.uint(cx, "withinSecs", 1, 86_400),
         backoff_ms: o.uint(cx, "backoffMs", 0, DAY_MS),
         max_backoff_ms: o.uint(cx, "maxBackoffMs", 0, DAY_MS),
+        immediate_first_restart: o.get("immediateFirstRestart").and_then(|n| bool_value(cx, n, &o.path_of("immediateFirstRestart"))),
     };
     if let (Some(b), Some(m), Some(n)) = (spec.backoff_ms, spec.max_backoff_ms, o.get("maxBackoffMs"))
         && m < b
@@ -606,4 +607,13 @@ fn supervision(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<Supervision
         cx.error(n, &o.path_of("maxBackoffMs"), format!("expected at least backoffMs ({b}), found {m}"));
     }
     Some(spec)
+}
+
+/// A `true` or `false` value.
+fn bool_value(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<bool> {
+    let value = to_json(node).as_bool();
+    if value.is_none() {
+        cx.error(node, path, format!("expected true or false, found {}", kind(node)));
+    }
+    value
 }

@@ -424,6 +424,8 @@ pub struct SupervisionSpec {
     pub backoff_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immediate_first_restart: Option<bool>,
 }
 
 /// Default per-request timeout (issue: 15 s).
@@ -608,6 +610,7 @@ impl ConnectorSpec {
             within_secs: own.within_secs.unwrap_or(global.within_secs),
             backoff_ms: own.backoff_ms.unwrap_or(global.backoff_ms),
             max_backoff_ms: own.max_backoff_ms.unwrap_or(global.max_backoff_ms),
+            immediate_first_restart: own.immediate_first_restart.unwrap_or(global.immediate_first_restart),
         }
     }
 

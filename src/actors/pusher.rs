@@ -113,7 +113,7 @@ impl Pusher {
         // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
         let crew = Crew { client, rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), supervisor: self.cx.supervisor.clone(), pusher: ctx.address() };
-        let fut = attempt(crew, job).instrument(span);
+        let fut = guarded(crew, job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
             if done.recorded {
                 act.sending.remove(&done.id);
@@ -140,6 +140,7 @@ impl Pusher {
 
 /// What one attempt works with: the connector's HTTP client and shared state, and whom to
 /// tell (the supervisor of a scheduled retry, the Pusher of a request that is over).
+#[derive(Clone)]
 struct Crew {
     client: awc::Client,
     rt: Runtime,
@@ -224,10 +225,73 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
     Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets })
 }
 
+/// What a job's `last_error` starts with after its attempt panicked.
+const PANICKED: &str = "panicked: ";
+
+/// How long a job whose attempt panicked waits before its second (and last) try.
+const AFTER_PANIC: Duration = Duration::from_secs(1);
+
+/// [`attempt`], with a panic caught as that job's failure: the Pusher lives on (no restart,
+/// no crash loop into `failed`, the other keys keep going). The first panic retries the job
+/// once after [`AFTER_PANIC`]; a second parks it with the panic's message as the reason (a
+/// poison job).
+async fn guarded(crew: Crew, job: Delivery) -> Done {
+    use futures_util::FutureExt;
+    let (crew_again, job_again) = (crew.clone(), job.clone());
+    match std::panic::AssertUnwindSafe(attempt(crew, job)).catch_unwind().await {
+        Ok(done) => done,
+        Err(panic) => poisoned(crew_again, job_again, crate::actors::panics::message(&*panic).unwrap_or_else(|| "a panic".into())).await,
+    }
+}
+
+/// Settles a job whose attempt panicked (see [`guarded`]).
+async fn poisoned(crew: Crew, job: Delivery, message: String) -> Done {
+    let (rt, shared) = (&crew.rt, &crew.shared);
+    let attempts = job.attempts + 1;
+    let error = format!("{PANICKED}{message}");
+    Counters::inc(&shared.counters.failed_attempts);
+    rt.metrics.fail.with_label_values(&[shared.id()]).inc();
+    shared.counters.note_delivery_error(&error);
+    let again = job.last_error.as_deref().is_some_and(|e| e.starts_with(PANICKED));
+    let (update, ticket) = if again {
+        let reason = format!("poison job: its attempt panicked twice ({message}); parked so that the connector's other jobs go on");
+        tracing::error!(job = job.id, reason = %reason, "delivery parked");
+        Counters::inc(&shared.counters.parked);
+        rt.metrics.parked.with_label_values(&[shared.id()]).inc();
+        rt.alerts.do_send(JobParked { connector: shared.id().to_string(), job: job.id, reason: reason.clone() });
+        let ticket = NewTicket {
+            connector_id: shared.id().to_string(),
+            event_id: Some(job.event_id.clone()),
+            delivery_id: Some(job.id),
+            hms_id: Some(job.record_key.clone()),
+            external_id: None,
+            direction: two_way::direction(job.origin.target()),
+            status: TicketStatus::Parked,
+            reason: Some(reason.clone()),
+            attempts,
+            last_error: Some(error),
+            detail: None,
+        };
+        (JobUpdate::Park { id: job.id, attempts, error: reason }, Some(ticket))
+    } else {
+        tracing::error!(job = job.id, error = %error, retry_in_ms = AFTER_PANIC.as_millis() as u64, "delivery panicked; one more try");
+        let at = Utc::now() + chrono::Duration::from_std(AFTER_PANIC).unwrap_or_default();
+        (JobUpdate::Reschedule { id: job.id, attempts, at, error }, None)
+    };
+    record(&crew, job, RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket }, String::new()).await
+}
+
 /// One attempt of one job: the two-way gate, render (secrets from the environment now),
 /// send, classify, then record the outcome in the database and, when final, as a ticket.
 /// Returns the job's id and key so the Pusher can let the key's next job go.
 async fn attempt(crew: Crew, job: Delivery) -> Done {
+    // Test hook (only with `server.fault_injection`): an event carrying
+    // `"__hms_sync_panic": "why"` makes its attempt panic, as a bug in a render would.
+    if crew.rt.fault_injection
+        && let Some(why) = job.payload.get("__hms_sync_panic").and_then(serde_json::Value::as_str)
+    {
+        panic!("injected panic in the attempt of job {}: {why}", job.id);
+    }
     let attempts = job.attempts + 1;
     let mut rounds = 0;
     let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets } = loop {

@@ -164,3 +164,25 @@ async fn every_connector_thread_runs_the_thread_start_hook() {
     })
     .await;
 }
+
+/// Issue 12, item 2: a job whose attempt panics is tried once more, then parked as a poison
+/// job with the panic's message; the Pusher is not restarted, the connector never
+/// crash-loops into `failed`, and its other keys are delivered meanwhile.
+#[actix_web::test]
+async fn a_poison_job_is_parked_after_its_second_panic_and_the_others_go_on() {
+    let (app, fake) = app_with(&[("gis.yaml", gis("gis", ""))]).await;
+    app.wait_state("gis", "running").await;
+    app.publish("permit.updated", json!({"permitId": "RW-P", "__hms_sync_panic": "a render bug"})).await;
+    app.publish("permit.updated", json!({"permitId": "RW-OK"})).await;
+    let got = fake.wait_for(1).await;
+    assert_eq!(got[0].path, "/gis/RW-OK", "the other key went on");
+    let parked = app.wait_parked("gis", 1).await;
+    let reason = parked[0]["lastError"].as_str().unwrap_or_default();
+    assert!(reason.contains("poison job") && reason.contains("a render bug"), "{}", parked[0]);
+    assert_eq!(parked[0]["attempts"], 2, "one retry, then parked: {}", parked[0]);
+    let s = app.status("gis").await;
+    assert_eq!((s["restarts"].as_u64(), s["state"].as_str()), (Some(0), Some("running")), "no restart, no crash loop: {s}");
+    let tickets = app.wait_tickets("connector=gis&status=parked", 1).await;
+    assert!(tickets[0]["reason"].as_str().is_some_and(|r| r.contains("poison job")), "{tickets:?}");
+    assert_eq!(fake.received().len(), 1, "the poison job never reached the target");
+}

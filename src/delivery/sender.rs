@@ -34,6 +34,19 @@ pub fn client(timeout: Duration, connections: usize) -> awc::Client {
     awc::Client::builder().connector(connector).timeout(timeout).disable_redirects().finish()
 }
 
+/// Sends `request` with `req`'s body in its encoding, and the encoding's `Content-Type`
+/// unless the connector's headers name one.
+async fn send_with_body(request: awc::ClientRequest, req: &RenderedRequest) -> Result<awc::ClientResponse, awc::error::SendRequestError> {
+    match req.wire_body() {
+        Some((text, content_type)) => {
+            let named = req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+            let request = if named { request } else { request.insert_header(("Content-Type", content_type)) };
+            request.send_body(text).await
+        }
+        None => request.send().await,
+    }
+}
+
 /// Sends `req` carrying `idempotency_key`, reads the whole body (so the connection goes
 /// back to the pool) and classifies the answer.
 pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: &str, egress: &Egress) -> Attempt {
@@ -43,10 +56,7 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
     let outcome = match build(client, req, idempotency_key, egress) {
         Err(error) => Outcome::Permanent { error },
         Ok(request) => {
-            let sent = match &req.body {
-                Some(body) => request.send_json(body).await,
-                None => request.send().await,
-            };
+            let sent = send_with_body(request, req).await;
             match sent {
                 Err(e) => Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None },
                 Ok(mut resp) => {
@@ -113,11 +123,9 @@ pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Eg
 
 async fn fetch(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Fetched, Outcome> {
     let request = build(client, req, "", egress).map_err(|error| Outcome::Permanent { error })?;
-    let mut resp = match &req.body {
-        Some(body) => request.send_json(body).await,
-        None => request.send().await,
-    }
-    .map_err(|e| Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None })?;
+    let mut resp = send_with_body(request, req)
+        .await
+        .map_err(|e| Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None })?;
     let status = resp.status().as_u16();
     let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None })?;

@@ -33,6 +33,26 @@ pub struct RenderedRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// How `body` goes on the wire (a string for xml and text).
+    #[serde(skip_serializing_if = "Encoding::is_json")]
+    pub encoding: Encoding,
+}
+
+impl RenderedRequest {
+    /// The body as sent, with its `Content-Type`: JSON, a form (fields nested the Stripe
+    /// way), or the rendered document. `None` without a body.
+    pub fn wire_body(&self) -> Option<(String, &'static str)> {
+        let body = self.body.as_ref()?;
+        let text = match self.encoding {
+            Encoding::Json => body.to_string(),
+            Encoding::Form => crate::mapping::form::encode(body),
+            Encoding::Xml | Encoding::Text => match body {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        };
+        Some((text, self.encoding.content_type()))
+    }
 }
 
 /// Templates of one request, compiled.
@@ -41,6 +61,7 @@ struct RequestTemplates {
     url: String,
     headers: Vec<(String, String)>,
     body: Option<Value>,
+    encoding: Encoding,
 }
 
 /// Everything of a connector that turns an event into a request.
@@ -73,7 +94,7 @@ pub struct CompiledConnector {
     mapping: Vec<(String, String)>,
 }
 
-pub use crate::spec::model::Write;
+pub use crate::spec::model::{Encoding, Write};
 
 /// Name of the filter template in its environment.
 const FILTER: &str = "filter";
@@ -106,11 +127,13 @@ fn compile_request(
         add(tname.clone(), value.clone())?;
         headers.push((name.clone(), tname));
     }
+    // An XML document's template escapes what it inserts (its name says so, see `compile`).
+    let body_name = if req.encoding == Encoding::Xml { format!("{prefix}.body.xml") } else { format!("{prefix}.body") };
     let body = match &req.body {
-        Some(body) => Some(register_body(add, &format!("{prefix}.body"), body)?),
+        Some(body) => Some(register_body(add, &body_name, body)?),
         None => None,
     };
-    Ok(RequestTemplates { method: req.method.clone(), url, headers, body })
+    Ok(RequestTemplates { method: req.method.clone(), url, headers, body, encoding: req.encoding })
 }
 
 impl CompiledConnector {
@@ -119,8 +142,9 @@ impl CompiledConnector {
     pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Requests are JSON and URLs, never HTML: no escaping whatever a template is named.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // Requests are JSON, forms and URLs: no escaping, except in an XML document's
+        // template, whose inserted values are escaped (`&`, `<`, `>`, quotes).
+        env.set_auto_escape_callback(|name| if name.ends_with(".xml") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None });
         let mut add = |name: String, source: String| {
             env.add_template_owned(name.clone(), secrets_to_vars(&source))
                 .map_err(|e| MappingError::Render { field: name, reason: e.to_string() })
@@ -259,7 +283,7 @@ impl CompiledConnector {
             None => Some(default_body),
         };
         let body = if req.method == "GET" || req.method == "DELETE" { None } else { body };
-        Ok(RenderedRequest { method: req.method.clone(), url, headers, body })
+        Ok(RenderedRequest { method: req.method.clone(), url, headers, body, encoding: req.encoding })
     }
 
     fn render_str(&self, name: &str, payload: &Value, secrets: &Secrets) -> Result<String, MappingError> {

@@ -74,8 +74,14 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
     match compiled.render(event, &masked_secrets(&names)) {
         Ok(Some(mut req)) => {
             req.headers.push(("Idempotency-Key".into(), format!("{}:{event_id}", spec.id)));
-            if req.body.is_some() {
-                req.headers.push(("Content-Type".into(), "application/json".into()));
+            if let Some((wire, content_type)) = req.wire_body() {
+                if !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                    req.headers.push(("Content-Type".into(), content_type.into()));
+                }
+                // A form or a document is shown as it goes on the wire.
+                if !req.encoding.is_json() {
+                    req.body = Some(serde_json::Value::String(wire));
+                }
             }
             out.verdict = "send";
             out.request = Some(req);
@@ -92,10 +98,18 @@ pub fn format_request(req: &RenderedRequest) -> String {
     for (name, value) in &req.headers {
         text.push_str(&format!("{name}: {value}\n"));
     }
-    if let Some(body) = &req.body {
-        text.push('\n');
-        text.push_str(&serde_json::to_string_pretty(body).unwrap_or_default());
-        text.push('\n');
+    match &req.body {
+        Some(serde_json::Value::String(wire)) if !req.encoding.is_json() => {
+            text.push('\n');
+            text.push_str(wire);
+            text.push('\n');
+        }
+        Some(body) => {
+            text.push('\n');
+            text.push_str(&serde_json::to_string_pretty(body).unwrap_or_default());
+            text.push('\n');
+        }
+        None => {}
     }
     text
 }

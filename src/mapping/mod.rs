@@ -4,6 +4,7 @@
 pub mod compiled;
 pub mod dry_run;
 pub mod fields;
+pub mod form;
 pub mod selector;
 
 pub use compiled::{CompiledConnector, MappingError, RenderedRequest, Secrets};

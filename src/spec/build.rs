@@ -15,17 +15,17 @@ const ROOT_KEYS: &[&str] =
     &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
-const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "idField", "match"];
-const MATCH_KEYS: &[&str] = &["url", "method", "headers", "body", "records"];
+const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "idField", "match"];
+const MATCH_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "records"];
 const WEBHOOK_KEYS: &[&str] = &["path", "verify", "records", "idField"];
 const VERIFY_KEYS: &[&str] = &["scheme", "secret", "toleranceSecs"];
 const NEXT_KEYS: &[&str] = &["link", "token", "page"];
 const RESOLVE_KEYS: &[&str] = &["policy", "versionField", "owners", "conflicts", "rules", "fetch"];
 const RULE_KEYS: &[&str] = &["when", "then"];
 const FETCH_KEYS: &[&str] = &["hms", "legacy"];
-const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body"];
+const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding"];
 const SOURCE_KEYS: &[&str] = &["pull", "webhook"];
-const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "every", "records", "idField", "cursorField", "initialCursor", "next", "lookback"];
+const PULL_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "every", "records", "idField", "cursorField", "initialCursor", "next", "lookback"];
 const RETRY_KEYS: &[&str] = &["max", "backoffMs", "maxBackoffMs", "on"];
 const SUPERVISION_KEYS: &[&str] = &["maxRestarts", "withinSecs", "backoffMs", "maxBackoffMs", "immediateFirstRestart"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -282,7 +282,28 @@ fn request<'a, 'y>(cx: &mut Cx, node: &'a MarkedYaml<'y>, path: &str, keys: &[&s
         body_templates(cx, n, &o.path_of("body"));
         to_json(n)
     });
-    Some((RequestSpec { url: url?, method, headers, body }, o))
+    let encoding = match (o.string(cx, "encoding"), o.get("encoding")) {
+        (Some(e), Some(n)) => Encoding::parse(&e).unwrap_or_else(|| {
+            cx.error(n, &o.path_of("encoding"), format!("unknown encoding `{e}`: expected one of {}", Encoding::NAMES.join(", ")));
+            Encoding::Json
+        }),
+        _ => Encoding::Json,
+    };
+    // What each encoding writes: a shape of fields (json, form) or one document (xml, text).
+    if let Some(n) = o.get("body") {
+        let document = matches!(encoding, Encoding::Xml | Encoding::Text);
+        let is_text = as_str(n).is_some();
+        if document && !is_text {
+            cx.error(n, &o.path_of("body"), format!("expected the {} document as one template (a string), found {}", if encoding == Encoding::Xml { "XML" } else { "text" }, kind(n)));
+        } else if encoding == Encoding::Form && !matches!(n.data, saphyr::YamlData::Mapping(_)) {
+            cx.error(n, &o.path_of("body"), format!("expected the form's fields (a mapping), found {}", kind(n)));
+        }
+    } else if matches!(encoding, Encoding::Xml | Encoding::Text)
+        && let Some(n) = o.get("encoding")
+    {
+        cx.error(n, &o.path_of("body"), "missing required key `body`: the document to send, as one template");
+    }
+    Some((RequestSpec { url: url?, method, headers, body, encoding }, o))
 }
 
 /// Checks every string of a body shape as a template, with the string's own position.

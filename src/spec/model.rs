@@ -260,6 +260,53 @@ pub struct RequestSpec {
     /// Body shape: every string in it is a template. `None`: the (mapped) record itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// How the body is written on the wire (`encoding:`).
+    #[serde(skip_serializing_if = "Encoding::is_json")]
+    pub encoding: Encoding,
+}
+
+/// A request body's encoding (`encoding:` of a request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// `application/json`: the body shape as JSON.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`: the body shape's fields, nested the Stripe way
+    /// (`metadata[key]=value`, `items[0][price]=…`).
+    Form,
+    /// `application/xml`: the body is one template, the document; values are escaped.
+    Xml,
+    /// `text/plain`: the body is one template, sent as it renders.
+    Text,
+}
+
+impl Encoding {
+    pub const NAMES: [&'static str; 4] = ["json", "form", "xml", "text"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json" => Some(Self::Json),
+            "form" => Some(Self::Form),
+            "xml" => Some(Self::Xml),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        *self == Self::Json
+    }
+
+    /// The `Content-Type` the body goes with.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+            Self::Xml => "application/xml; charset=utf-8",
+            Self::Text => "text/plain; charset=utf-8",
+        }
+    }
 }
 
 /// `map:` — how an event becomes a request, and how an inbound record is applied to HMS.

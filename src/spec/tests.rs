@@ -198,3 +198,15 @@ fn a_request_without_url_gets_one_error() {
     // Absent, it is still named.
     assert!(has(&errors("id: a\ntype: outbound\ntrigger: { topic: t }\nmap: { hms: { url: 'http://h' } }\n"), "map.to", "missing required key `to`"));
 }
+
+/// Issue 15, item 2: what each body encoding takes.
+#[test]
+fn body_encodings_are_checked_against_their_bodies() {
+    let doc = |to: &str| format!("id: e\ntype: outbound\ntrigger: {{ topic: t }}\nmap:\n  to:\n    url: http://127.0.0.1:1/x\n{to}");
+    assert!(parse("t.yaml", &doc("    encoding: form\n    body: { a: \"{{ a }}\" }\n")).is_ok());
+    assert!(parse("t.yaml", &doc("    encoding: xml\n    body: \"<a>{{ a }}</a>\"\n")).is_ok());
+    assert!(has(&errors(&doc("    encoding: yaml\n")), "map.to.encoding", "unknown encoding `yaml`: expected one of json, form, xml, text"));
+    assert!(has(&errors(&doc("    encoding: xml\n    body: { a: 1 }\n")), "map.to.body", "expected the XML document as one template"));
+    assert!(has(&errors(&doc("    encoding: form\n    body: \"a=1\"\n")), "map.to.body", "expected the form's fields (a mapping)"));
+    assert!(has(&errors(&doc("    encoding: text\n")), "map.to.body", "missing required key `body`"));
+}

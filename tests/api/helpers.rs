@@ -390,7 +390,8 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
             method: req.method().to_string(),
             path: path.clone(),
             headers: req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect(),
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            // JSON as JSON; any other body (a form, XML, text) as its text.
+            body: serde_json::from_slice(&body).unwrap_or_else(|_| if body.is_empty() { Value::Null } else { Value::String(String::from_utf8_lossy(&body).into_owned()) }),
             at: Instant::now(),
             status,
         });

@@ -580,3 +580,33 @@ async fn deploy_registers_a_connector_file_and_a_second_deploy_replaces_it() {
     let got = fake.wait_for(1).await;
     assert_eq!(got[0].path, "/v2/RW-1", "the replacement is the one running");
 }
+
+/// Issue 15, item 2: bodies as real APIs take them, checked byte for byte at the target:
+/// a form nested the Stripe way with a JSON-text field as ArcGIS's applyEdits takes it, an
+/// XML document with its values escaped, and plain text; each with its Content-Type.
+#[actix_web::test]
+async fn form_xml_and_text_bodies_go_out_byte_for_byte() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("encodings");
+    let connector = |id: &str, rest: &str| format!("id: {id}\ntype: outbound\ntrigger: {{ topic: fee.changed }}\nkey: \"{{{{ permitId }}}}\"\nmap:\n  to:\n    method: POST\n    url: \"{}/{id}\"\n{rest}", fake.base);
+    std::fs::write(dir.join("connectors/form.yaml"), connector("form", "    encoding: form\n    body:\n      amount: \"{{ amount }}\"\n      metadata: { permit: \"{{ permitId }}\", note: \"{{ note }}\" }\n      f: json\n      updates: \"{{ [{'attributes': {'OBJECTID': objectId, 'status': status}}] | tojson }}\"\n")).unwrap();
+    std::fs::write(dir.join("connectors/xml.yaml"), connector("xml", "    encoding: xml\n    body: \"<fee><permit>{{ permitId }}</permit><note>{{ note }}</note></fee>\"\n")).unwrap();
+    std::fs::write(dir.join("connectors/text.yaml"), connector("text", "    encoding: text\n    body: \"{{ permitId }}: {{ amount }} cents\"\n")).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    app.publish("fee.changed", json!({"permitId": "RW-481", "amount": 2500, "note": "A&B <fast> \"lane\"", "objectId": 7, "status": "APPROVED"})).await;
+    let got = fake.wait_for(3).await;
+    let at = |path: &str| got.iter().find(|r| r.path == path).unwrap_or_else(|| panic!("{path}: {got:?}")).clone();
+    let form = at("/form");
+    assert_eq!(form.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        form.body,
+        json!("amount=2500&f=json&metadata%5Bnote%5D=A%26B+%3Cfast%3E+%22lane%22&metadata%5Bpermit%5D=RW-481&updates=%5B%7B%22attributes%22%3A%7B%22OBJECTID%22%3A7%2C%22status%22%3A%22APPROVED%22%7D%7D%5D")
+    );
+    let xml = at("/xml");
+    assert_eq!(xml.header("content-type"), Some("application/xml; charset=utf-8"));
+    assert_eq!(xml.body, json!("<fee><permit>RW-481</permit><note>A&amp;B &lt;fast&gt; &quot;lane&quot;</note></fee>"), "values escaped");
+    let text = at("/text");
+    assert_eq!(text.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(text.body, json!("RW-481: 2500 cents"));
+    app.wait_tickets("status=completed", 3).await;
+}

@@ -207,7 +207,13 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
             {
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }
+            shared.throttle().await;
             let sent = sender::send(client, &req, &key, &rt.egress).await;
+            // The API says its budget is spent: every request of the connector waits.
+            if let Some(pause) = sent.pause {
+                tracing::info!(pause_ms = pause.as_millis() as u64, "the target's rate limit is spent; pausing the connector's requests");
+                shared.limiter.pause_for(pause);
+            }
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
             let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
             // The seed's console line, `[connector] PATCH https://… 200 OK`; logged once the

@@ -113,12 +113,14 @@ impl Registry {
     fn build_shared(spec: ConnectorSpec, counters: Arc<Counters>) -> Result<Arc<ConnectorShared>, RegistryError> {
         let compiled = CompiledConnector::compile(&spec)
             .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
+        let spec_rate = spec.rate_limit;
         Ok(Arc::new(ConnectorShared {
             spec: Arc::new(spec),
             compiled: Arc::new(compiled),
             paused: Arc::new(AtomicBool::new(false)),
             wake_sent: AtomicBool::new(false),
             counters,
+            limiter: Arc::new(crate::delivery::rate::RateLimiter::new(spec_rate)),
         }))
     }
 

@@ -91,11 +91,19 @@ pub struct ConnectorShared {
     /// message instead of one per event (see [`ConnectorShared::jobs_stored`]).
     pub wake_sent: AtomicBool,
     pub counters: Arc<Counters>,
+    /// The connector's request rate: every request it makes waits here first.
+    pub limiter: Arc<crate::delivery::rate::RateLimiter>,
 }
 
 impl ConnectorShared {
     pub fn id(&self) -> &str {
         &self.spec.id
+    }
+
+    /// Waits until the connector's rate limit (and any pause an answer asked for) lets a
+    /// request go. A wait here is not an attempt.
+    pub async fn throttle(&self) {
+        self.limiter.acquire().await;
     }
 
     pub fn is_paused(&self) -> bool {

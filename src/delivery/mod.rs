@@ -3,6 +3,7 @@
 
 pub mod egress;
 pub mod outcome;
+pub mod rate;
 pub mod retry;
 pub mod sender;
 

@@ -17,6 +17,8 @@ pub struct Attempt {
     /// The answer's body (up to 64 KiB), when an answer came: two-way sync reads the record
     /// as the target stored it from a write's answer.
     pub body: Option<actix_web::web::Bytes>,
+    /// The answer said the API's request budget is spent for this long (rate-limit headers).
+    pub pause: Option<Duration>,
 }
 
 /// The first 200 characters of an answer, for error messages: lossy UTF-8, control
@@ -53,6 +55,7 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
     let started = Instant::now();
     let mut status_seen = None;
     let mut body_seen = None;
+    let mut pause = None;
     let outcome = match build(client, req, idempotency_key, egress) {
         Err(error) => Outcome::Permanent { error },
         Ok(request) => {
@@ -62,6 +65,8 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     status_seen = Some(status);
+                    let headers = resp.headers();
+                    pause = super::rate::pause_asked(|h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string), chrono::Utc::now().timestamp());
                     let retry_after = resp
                         .headers()
                         .get("retry-after")
@@ -76,7 +81,7 @@ pub async fn send(client: &awc::Client, req: &RenderedRequest, idempotency_key: 
             }
         }
     };
-    Attempt { outcome, latency: started.elapsed(), status: status_seen, body: body_seen }
+    Attempt { outcome, latency: started.elapsed(), status: status_seen, body: body_seen, pause }
 }
 
 fn build(client: &awc::Client, req: &RenderedRequest, key: &str, egress: &Egress) -> Result<awc::ClientRequest, String> {

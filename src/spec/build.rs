@@ -12,7 +12,7 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
 const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "idField", "match"];
@@ -83,6 +83,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         key,
         mapping,
         mapping_file,
+        rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
         map,
         source,
         resolve,
@@ -637,4 +638,21 @@ fn bool_value(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<bool> {
         cx.error(node, path, format!("expected true or false, found {}", kind(node)));
     }
     value
+}
+
+/// `rateLimit: { perSecond, burst }`: perSecond a number over 0 (0.5 is one request every
+/// two seconds), burst a whole number from 1 (default: perSecond rounded up).
+fn rate_limit(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RateLimitSpec> {
+    let o = Obj::open(cx, node, path, &["perSecond", "burst"])?;
+    let Some(n) = o.get("perSecond") else {
+        o.missing(cx, "perSecond", "requests per second, e.g. 50 (0.5: one every two seconds)");
+        return None;
+    };
+    let per_second = to_json(n).as_f64().filter(|v| *v > 0.0 && *v <= 1_000_000.0);
+    if per_second.is_none() {
+        cx.error(n, &o.path_of("perSecond"), format!("expected a number over 0 (at most 1000000), found {}", kind(n)));
+    }
+    let per_second = per_second?;
+    let burst = o.uint(cx, "burst", 1, 1_000_000).map_or(per_second.ceil().max(1.0) as u32, |b| b as u32);
+    Some(RateLimitSpec { per_second, burst })
 }

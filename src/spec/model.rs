@@ -265,6 +265,15 @@ pub struct RequestSpec {
     pub encoding: Encoding,
 }
 
+/// `rateLimit: { perSecond, burst }`: at most `perSecond` requests a second on average,
+/// `burst` at once, over all of a connector's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
 /// A request body's encoding (`encoding:` of a request).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -501,6 +510,9 @@ pub struct ConnectorSpec {
     /// `mappingFile`: the mapping table's own JSON file, relative to the connector file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_file: Option<String>,
+    /// `rateLimit`: the connector's request rate (see `delivery::rate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]

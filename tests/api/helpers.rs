@@ -266,6 +266,9 @@ pub enum Reply {
     Status(u16),
     /// This status with `Retry-After: secs`.
     RetryAfter(u16, u64),
+    /// 200, saying the API's rate-limit budget is spent for `secs`
+    /// (`X-RateLimit-Remaining: 0`, `X-RateLimit-Reset: secs`).
+    BudgetSpent(u64),
     /// Sleeps this long (longer than the connector's timeout), then answers 200.
     Stall(Duration),
     /// This status with the request's path and query as the (text) body, the way some
@@ -382,7 +385,7 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
         };
         let status = match reply {
             Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) => s,
-            Reply::Stall(_) => 200,
+            Reply::Stall(_) | Reply::BudgetSpent(_) => 200,
         };
         st.in_flight += 1;
         st.max_in_flight = st.max_in_flight.max(st.in_flight);
@@ -403,6 +406,10 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
         Reply::RetryAfter(s, secs) => {
             HttpResponse::build(code(s)).insert_header(("Retry-After", secs.to_string())).json(serde_json::json!({"ok": false}))
         }
+        Reply::BudgetSpent(secs) => HttpResponse::Ok()
+            .insert_header(("X-RateLimit-Remaining", "0"))
+            .insert_header(("X-RateLimit-Reset", secs.to_string()))
+            .json(serde_json::json!({"ok": true})),
         Reply::Stall(d) => {
             actix_web::rt::time::sleep(d).await;
             HttpResponse::Ok().json(serde_json::json!({"ok": true}))

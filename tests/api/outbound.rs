@@ -610,3 +610,31 @@ async fn form_xml_and_text_bodies_go_out_byte_for_byte() {
     assert_eq!(text.body, json!("RW-481: 2500 cents"));
     app.wait_tickets("status=completed", 3).await;
 }
+
+/// Issue 15, item 3: a connector's rate limit holds over all its requests (not faster than
+/// it says, whatever the load), a delayed request is no failed attempt, and an answer
+/// saying the API's budget is spent pauses the connector until its reset.
+#[actix_web::test]
+async fn a_rate_limit_spaces_requests_and_a_spent_budget_pauses_them() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("rate-limit");
+    let yaml = outbound_yaml("paced", "paced.t", &fake, "rateLimit: { perSecond: 10, burst: 1 }\nconcurrency: 8\n");
+    std::fs::write(dir.join("connectors/paced.yaml"), yaml).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    for n in 0..6 {
+        app.publish("paced.t", json!({"permitId": format!("P-{n}"), "status": "OK"})).await;
+    }
+    let got = fake.wait_for(6).await;
+    let span = got[5].at.duration_since(got[0].at);
+    assert!(span >= Duration::from_millis(450), "6 requests at 10/s take at least 0.5 s, took {span:?}");
+    app.wait_tickets("connector=paced&status=completed", 6).await;
+    assert_eq!(app.status("paced").await["counters"]["failed_attempts"], 0, "waiting is not failing");
+
+    // The target says its budget is spent for 1 s: the next request waits for the reset.
+    fake.script([Reply::BudgetSpent(1)]);
+    app.publish("paced.t", json!({"permitId": "B-1", "status": "OK"})).await;
+    app.publish("paced.t", json!({"permitId": "B-2", "status": "OK"})).await;
+    let got = fake.wait_for(8).await;
+    let gap = got[7].at.duration_since(got[6].at);
+    assert!(gap >= Duration::from_millis(900), "paused until the reset, the gap was {gap:?}");
+}

@@ -213,6 +213,22 @@ impl Handler<JobParked> for Alerter {
     }
 }
 
+/// A connector's circuit opened: its target looks down.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CircuitOpened {
+    pub connector: String,
+    pub cool_down_ms: u64,
+}
+
+impl Handler<CircuitOpened> for Alerter {
+    type Result = ();
+    fn handle(&mut self, msg: CircuitOpened, ctx: &mut Context<Self>) {
+        let message = format!("circuit open: the target looks down; deliveries wait and are probed every {} ms", msg.cool_down_ms);
+        self.raise(&msg.connector, "circuit-open", message, ctx);
+    }
+}
+
 /// The recent alerts of one connector, oldest first.
 #[derive(Message)]
 #[rtype(result = "Vec<AlertRecord>")]

@@ -12,7 +12,8 @@ use chrono::Utc;
 use serde_json::json;
 use tracing::Instrument;
 
-use super::alerter::{FailureSeen, JobParked};
+use super::alerter::{CircuitOpened, FailureSeen, JobParked};
+use crate::delivery::breaker::{Change, Gate};
 use super::child::ChildCtx;
 use super::messages::Wake;
 use crate::spec::model::{ConnectorSpec, Side};
@@ -57,11 +58,13 @@ pub struct Pusher {
     /// A queue query is running; a wake meanwhile sets `again`.
     polling: bool,
     again: bool,
+    /// A look at the queue scheduled for the end of an open circuit's cool-down.
+    after_cool_down: Option<SpawnHandle>,
 }
 
 impl Pusher {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, polling: false, again: false }
+        Self { cx, client: None, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, polling: false, again: false, after_cool_down: None }
     }
 
     fn capacity(&self) -> usize {
@@ -77,26 +80,50 @@ impl Pusher {
             self.again = true;
             return;
         }
+        // An open circuit: nothing is taken (the jobs wait untouched) until the cool-down
+        // ends; then one job goes as the probe.
+        let probe = match self.cx.shared.breaker.gate(std::time::Instant::now()) {
+            Gate::Send { probe } => probe,
+            Gate::Wait(wait) => {
+                if self.after_cool_down.is_none() {
+                    self.after_cool_down = Some(ctx.run_later(wait, |act, ctx| {
+                        act.after_cool_down = None;
+                        act.poll(ctx);
+                    }));
+                }
+                return;
+            }
+        };
         self.polling = true;
         let db = self.cx.rt.db.clone();
         let id = self.cx.id().to_string();
-        let limit = self.capacity() as u64;
+        let limit = if probe { 1 } else { self.capacity() as u64 };
         let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
         ctx.spawn(async move { storage::due_heads_except(&db, &id, Utc::now(), limit, &in_flight).await }.into_actor(self).map(
-            |res, act, ctx| {
+            move |res, act, ctx| {
                 act.polling = false;
                 match res {
                     Ok(jobs) => {
+                        let mut probe_sent = false;
                         for job in jobs {
                             if act.capacity() == 0 {
                                 break;
                             }
                             if !act.in_flight_ids.contains(&job.id) && !act.in_flight_keys.contains(&job.record_key) {
-                                act.deliver(job, ctx);
+                                act.deliver(job, probe, ctx);
+                                probe_sent = probe;
                             }
                         }
+                        if probe && !probe_sent {
+                            act.cx.shared.breaker.release_probe();
+                        }
                     }
-                    Err(e) => tracing::error!(connector = %act.cx.id(), error = %e, "cannot read the delivery queue"),
+                    Err(e) => {
+                        if probe {
+                            act.cx.shared.breaker.release_probe();
+                        }
+                        tracing::error!(connector = %act.cx.id(), error = %e, "cannot read the delivery queue");
+                    }
                 }
                 if std::mem::take(&mut act.again) {
                     act.poll(ctx);
@@ -105,14 +132,14 @@ impl Pusher {
         ));
     }
 
-    fn deliver(&mut self, job: Delivery, ctx: &mut Context<Self>) {
+    fn deliver(&mut self, job: Delivery, probe: bool, ctx: &mut Context<Self>) {
         let Some(client) = self.client.clone() else { return };
         self.in_flight_ids.insert(job.id);
         self.sending.insert(job.id);
         self.in_flight_keys.insert(job.record_key.clone());
         // `ticket` is filled in once the outcome is recorded (ticket ids come from the database).
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %job.event_id, job = job.id, ticket = tracing::field::Empty);
-        let crew = Crew { client, rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), supervisor: self.cx.supervisor.clone(), pusher: ctx.address() };
+        let crew = Crew { client, rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), supervisor: self.cx.supervisor.clone(), pusher: ctx.address(), probe };
         let fut = guarded(crew, job).instrument(span);
         ctx.spawn(fut.into_actor(self).map(|done: Done, act, ctx| {
             if done.recorded {
@@ -147,6 +174,8 @@ struct Crew {
     shared: Arc<ConnectorShared>,
     supervisor: Addr<ConnectorSupervisor>,
     pusher: Addr<Pusher>,
+    /// This job is the circuit breaker's probe after a cool-down.
+    probe: bool,
 }
 
 /// How often a refused conditional write (409/412) is decided again within one attempt.
@@ -317,6 +346,15 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     let (payload, why) = (cleared.payload.clone(), cleared.why.clone());
     let policy = crate::delivery::RetryPolicy::of(&shared.spec);
     let outcome = policy.classify(outcome, sent_meta.and_then(|m| m.0));
+    match shared.breaker.observe(&outcome, sent_meta.and_then(|m| m.0), crew.probe, std::time::Instant::now()) {
+        Change::Opened => {
+            let cool = shared.spec.circuit_breaker.map_or(0, |b| b.cool_down_ms);
+            tracing::warn!(cool_down_ms = cool, "circuit open: the target looks down; deliveries wait (no attempts counted) until a probe succeeds");
+            rt.alerts.do_send(CircuitOpened { connector: shared.id().to_string(), cool_down_ms: cool });
+        }
+        Change::Closed => tracing::info!("circuit closed: the probe got through; deliveries resume"),
+        Change::None => {}
+    }
     // Errors are scrubbed of every secret of the connector that is set, not only this
     // request's: a resolver read or a pull may have used others.
     // (Only failures have errors to scrub: a success skips reading the environment.)
@@ -357,6 +395,20 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         last_error: error,
         detail: Some(detail.clone()),
     };
+    // The circuit is open after this failure (it opened now, or a probe failed): the
+    // failure is the outage's, not the job's. The job waits for the cool-down's end with
+    // its attempts as they were: it never parks for an outage.
+    let held = !matches!(decision, Decision::Done | Decision::Park(_)) || matches!(outcome, Outcome::Retryable { .. });
+    if held && shared.breaker.circuit(std::time::Instant::now()) == crate::delivery::breaker::Circuit::Open {
+        let wait = shared.breaker.open_for(std::time::Instant::now());
+        Counters::inc(&shared.counters.failed_attempts);
+        rt.metrics.fail.with_label_values(&[shared.id()]).inc();
+        let error = format!("circuit open, waiting: {}", scrub_secrets(&outcome_error(&outcome), &secrets));
+        shared.counters.note_delivery_error(&error);
+        let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        let update = JobUpdate::Reschedule { id: job.id, attempts: job.attempts, at, error };
+        return record(&crew, job, RecordOutcome { update, jobs: Vec::new(), link: None, attempt: attempt_row, ticket: None }, line).await;
+    }
     let (update, ticket) = match &decision {
         Decision::Done => {
             Counters::inc(&shared.counters.delivered);

@@ -113,7 +113,7 @@ impl Registry {
     fn build_shared(spec: ConnectorSpec, counters: Arc<Counters>) -> Result<Arc<ConnectorShared>, RegistryError> {
         let compiled = CompiledConnector::compile(&spec)
             .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
-        let spec_rate = spec.rate_limit;
+        let (spec_rate, spec_breaker) = (spec.rate_limit, spec.circuit_breaker);
         Ok(Arc::new(ConnectorShared {
             spec: Arc::new(spec),
             compiled: Arc::new(compiled),
@@ -121,6 +121,7 @@ impl Registry {
             wake_sent: AtomicBool::new(false),
             counters,
             limiter: Arc::new(crate::delivery::rate::RateLimiter::new(spec_rate)),
+            breaker: Arc::new(crate::delivery::breaker::Breaker::new(spec_breaker)),
         }))
     }
 

@@ -93,6 +93,8 @@ pub struct ConnectorShared {
     pub counters: Arc<Counters>,
     /// The connector's request rate: every request it makes waits here first.
     pub limiter: Arc<crate::delivery::rate::RateLimiter>,
+    /// Whether deliveries are tried at all (`circuitBreaker`).
+    pub breaker: Arc<crate::delivery::breaker::Breaker>,
 }
 
 impl ConnectorShared {

@@ -52,6 +52,9 @@ pub struct ConnectorStatus {
     pub last_error: Option<LastError>,
     /// The last failed delivery attempt (retried or parked), secrets scrubbed.
     pub last_delivery_error: Option<LastError>,
+    /// `closed`, `open` (the target looks down: deliveries wait) or `half-open` (a probe is
+    /// out), with `circuitBreaker`; always `closed` without.
+    pub circuit: crate::delivery::breaker::Circuit,
     /// Secrets (`${NAME}`) the connector's requests name that are not set in the
     /// environment: a request that needs one parks its job.
     pub missing_secrets: Vec<String>,

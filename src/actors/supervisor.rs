@@ -219,6 +219,7 @@ impl ConnectorSupervisor {
             last_error: self.last_error.clone(),
             last_delivery_error: self.shared.counters.last_delivery_error().map(|(message, at)| LastError { message, at }),
             missing_secrets: self.rt.egress.missing(&self.shared.spec),
+            circuit: self.shared.breaker.circuit(std::time::Instant::now()),
             queue_depth,
             counters: self.shared.counters.snapshot(),
             intensity: IntensityView {

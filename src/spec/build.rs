@@ -12,7 +12,7 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "circuitBreaker", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
 const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "idField", "match"];
@@ -84,6 +84,13 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         mapping,
         mapping_file,
         rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
+        circuit_breaker: o.get("circuitBreaker").and_then(|n| {
+            let b = Obj::open(cx, n, "circuitBreaker", &["failures", "coolDownMs"])?;
+            Some(BreakerSpec {
+                failures: b.uint(cx, "failures", 1, 1_000_000).map_or(5, |v| v as u32),
+                cool_down_ms: b.uint(cx, "coolDownMs", 1, DAY_MS).unwrap_or(30_000),
+            })
+        }),
         map,
         source,
         resolve,

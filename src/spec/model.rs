@@ -274,6 +274,14 @@ pub struct RateLimitSpec {
     pub burst: u32,
 }
 
+/// `circuitBreaker: { failures, coolDownMs }` (see `delivery::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerSpec {
+    pub failures: u32,
+    pub cool_down_ms: u64,
+}
+
 /// A request body's encoding (`encoding:` of a request).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -513,6 +521,9 @@ pub struct ConnectorSpec {
     /// `rateLimit`: the connector's request rate (see `delivery::rate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// `circuitBreaker`: stop trying a target that is down (see `delivery::breaker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -638,3 +638,44 @@ async fn a_rate_limit_spaces_requests_and_a_spent_budget_pauses_them() {
     let gap = got[7].at.duration_since(got[6].at);
     assert!(gap >= Duration::from_millis(900), "paused until the reset, the gap was {gap:?}");
 }
+
+/// Issue 15, item 4: a target that is down for a while. Without a breaker every job would
+/// use up its 3 attempts and park; with one, after 3 failures in a row the deliveries wait
+/// (no attempts counted, nothing parked), one probe per cool-down asks, and when the target
+/// is back everything is delivered in per-key order.
+#[actix_web::test]
+async fn a_circuit_breaker_holds_deliveries_while_the_target_is_down() {
+    let fake = FakeSystem::start().await;
+    fake.answer_always(Reply::Status(503));
+    let dir = temp_dir("breaker");
+    let yaml = outbound_yaml("cb", "cb.t", &fake, "circuitBreaker: { failures: 3, coolDownMs: 300 }\nconcurrency: 1\n").replace("retry: { max: 3, backoffMs: 20 }", "retry: { max: 3, backoffMs: 10 }");
+    std::fs::write(dir.join("connectors/cb.yaml"), yaml).unwrap();
+    let mut settings = test_settings(&dir);
+    let receiver = FakeSystem::start().await;
+    settings.alerts.url = Some(format!("{}/alerts", receiver.base));
+    let app = TestApp::spawn(settings).await;
+    for n in 0..10 {
+        app.publish("cb.t", json!({"permitId": format!("K-{}", n % 3), "status": format!("S{n}")})).await;
+    }
+    poll_until("the circuit to open", WAIT, || async { (app.status("cb").await["circuit"] == "open").then_some(()) }).await;
+    // While it is down: probes only, one per cool-down at most.
+    let at_open = fake.received().len();
+    poll_until("two probes", WAIT, || async { (fake.received().len() >= at_open + 2).then_some(()) }).await;
+    let during = fake.received();
+    let probes: Vec<_> = during[at_open..].iter().map(|r| r.at).collect();
+    assert!(probes.windows(2).all(|w| w[1].duration_since(w[0]) >= std::time::Duration::from_millis(250)), "at most one probe per cool-down: {probes:?}");
+    assert!(app.parked("cb").await.is_empty(), "nothing parks while the circuit is open");
+    poll_until("the circuit-open alert", WAIT, || async { receiver.received().iter().any(|r| r.body["kind"] == "circuit-open").then_some(()) }).await;
+
+    fake.answer_normally();
+    app.wait_tickets("connector=cb&status=completed", 10).await;
+    assert!(app.parked("cb").await.is_empty(), "none parked");
+    assert_eq!(app.status("cb").await["circuit"], "closed");
+    // Per key, the last status sent is the key's last event.
+    let delivered: Vec<_> = fake.received().into_iter().filter(|r| r.status == 200).collect();
+    for k in 0..3 {
+        let last = delivered.iter().rev().find(|r| r.path == format!("/roadwork/K-{k}")).unwrap();
+        let want = (0..10).filter(|n| n % 3 == k).max().unwrap();
+        assert_eq!(last.body["status"], format!("S{want}"), "per-key order kept for K-{k}");
+    }
+}

@@ -176,8 +176,9 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
     let mut more = false;
     loop {
         pages += 1;
-        shared.throttle().await;
-        let body = sender::fetch_json(client, &req, egress).await.map_err(|o| match o {
+        let mut authorized = req.clone();
+        shared.ready(&mut authorized, client, egress).await?;
+        let body = sender::fetch_json(client, &authorized, egress).await.map_err(|o| match o {
             Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
             Outcome::Delivered { status } => format!("HTTP {status}"),
         })?;

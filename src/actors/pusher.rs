@@ -237,7 +237,7 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }
             shared.throttle().await;
-            let sent = sender::send(client, &req, &key, &rt.egress).await;
+            let sent = send_authorized(client, shared, &req, &key, &rt.egress).await;
             // The API says its budget is spent: every request of the connector waits.
             if let Some(pause) = sent.pause {
                 tracing::info!(pause_ms = pause.as_millis() as u64, "the target's rate limit is spent; pausing the connector's requests");
@@ -258,6 +258,28 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
         }
     };
     Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets })
+}
+
+/// Sends `req` with the connector's credentials (`auth`). An OAuth2 token the target
+/// refuses (401) is fetched anew and the request sent once more.
+async fn send_authorized(client: &awc::Client, shared: &ConnectorShared, req: &crate::mapping::RenderedRequest, key: &str, egress: &crate::delivery::Egress) -> sender::Attempt {
+    let started = std::time::Instant::now();
+    let mut last = None;
+    for round in 0..2 {
+        let mut authorized = req.clone();
+        if let Err(outcome) = shared.auth.apply(&mut authorized, client, egress).await {
+            return sender::Attempt { outcome, latency: started.elapsed(), status: None, body: None, pause: None };
+        }
+        let sent = sender::send(client, &authorized, key, egress).await;
+        if round == 0 && sent.status == Some(401) && shared.auth.refreshes() {
+            tracing::info!("the target refused the access token (401); fetching a new one and sending again");
+            shared.auth.invalidate().await;
+            last = Some(sent);
+            continue;
+        }
+        return sent;
+    }
+    last.unwrap_or_else(|| sender::Attempt { outcome: Outcome::Retryable { error: "no attempt".into(), retry_after: None }, latency: started.elapsed(), status: None, body: None, pause: None })
 }
 
 /// What a job's `last_error` starts with after its attempt panicked.

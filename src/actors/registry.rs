@@ -113,7 +113,7 @@ impl Registry {
     fn build_shared(spec: ConnectorSpec, counters: Arc<Counters>) -> Result<Arc<ConnectorShared>, RegistryError> {
         let compiled = CompiledConnector::compile(&spec)
             .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
-        let (spec_rate, spec_breaker) = (spec.rate_limit, spec.circuit_breaker);
+        let (spec_rate, spec_breaker, spec_auth) = (spec.rate_limit, spec.circuit_breaker, spec.auth.clone());
         Ok(Arc::new(ConnectorShared {
             spec: Arc::new(spec),
             compiled: Arc::new(compiled),
@@ -122,6 +122,7 @@ impl Registry {
             counters,
             limiter: Arc::new(crate::delivery::rate::RateLimiter::new(spec_rate)),
             breaker: Arc::new(crate::delivery::breaker::Breaker::new(spec_breaker)),
+            auth: Arc::new(crate::delivery::auth::Authenticator::new(spec_auth)),
         }))
     }
 

@@ -95,6 +95,8 @@ pub struct ConnectorShared {
     pub limiter: Arc<crate::delivery::rate::RateLimiter>,
     /// Whether deliveries are tried at all (`circuitBreaker`).
     pub breaker: Arc<crate::delivery::breaker::Breaker>,
+    /// The credentials every request carries (`auth`).
+    pub auth: Arc<crate::delivery::auth::Authenticator>,
 }
 
 impl ConnectorShared {
@@ -106,6 +108,15 @@ impl ConnectorShared {
     /// request go. A wait here is not an attempt.
     pub async fn throttle(&self) {
         self.limiter.acquire().await;
+    }
+
+    /// A read's turn: waits for the rate limit, then adds the connector's credentials.
+    pub async fn ready(&self, req: &mut crate::mapping::RenderedRequest, client: &awc::Client, egress: &crate::delivery::Egress) -> Result<(), String> {
+        self.throttle().await;
+        self.auth.apply(req, client, egress).await.map_err(|o| match o {
+            crate::delivery::Outcome::Retryable { error, .. } | crate::delivery::Outcome::Permanent { error } => error,
+            crate::delivery::Outcome::Delivered { status } => format!("HTTP {status}"),
+        })
     }
 
     pub fn is_paused(&self) -> bool {

@@ -78,8 +78,8 @@ async fn read(client: &awc::Client, egress: &Egress, shared: &ConnectorShared, s
     };
     let Some(spec_req) = spec_req else { return Ok(unknown) };
     let secrets = egress.secrets(&spec_req.secret_names()).map_err(|e| e.to_string())?;
-    let Some(req) = shared.compiled.render_fetch(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
-    shared.throttle().await;
+    let Some(mut req) = shared.compiled.render_fetch(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(unknown) };
+    shared.ready(&mut req, client, egress).await?;
     match sender::fetch_optional_json(client, &req, egress).await {
         Ok(None) => absent().await,
         Ok(Some(found)) => Ok(Read { current: Current::Present(in_hms_fields(shared, side, found.record.clone())), raw: Some(found.record), etag: found.etag, found_id: None }),
@@ -94,8 +94,8 @@ async fn lookup(client: &awc::Client, egress: &Egress, shared: &ConnectorShared,
     let Some(create) = shared.spec.create_request(side) else { return Ok(None) };
     let Some(spec_req) = create.lookup.as_ref() else { return Ok(None) };
     let secrets = egress.secrets(&spec_req.request.secret_names()).map_err(|e| e.to_string())?;
-    let Some(req) = shared.compiled.render_lookup(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(None) };
-    shared.throttle().await;
+    let Some(mut req) = shared.compiled.render_lookup(side, record, link_ctx, &secrets).map_err(|e| e.to_string())? else { return Ok(None) };
+    shared.ready(&mut req, client, egress).await?;
     let answer = match sender::fetch_json(client, &req, egress).await {
         Ok(a) => a,
         Err(Outcome::Retryable { error, .. } | Outcome::Permanent { error }) => return Err(format!("cannot look the record up in {}: {error}", side_name(side))),

@@ -1,6 +1,7 @@
 //! Delivery: sending a rendered request with awc, classifying the outcome, and the pure
 //! retry policy that decides what happens after a failure.
 
+pub mod auth;
 pub mod breaker;
 pub mod egress;
 pub mod outcome;

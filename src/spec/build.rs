@@ -12,7 +12,7 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "circuitBreaker", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "circuitBreaker", "auth", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
 const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "idField", "match"];
@@ -84,6 +84,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         mapping,
         mapping_file,
         rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
+        auth: o.get("auth").and_then(|n| auth(cx, n, "auth")),
         circuit_breaker: o.get("circuitBreaker").and_then(|n| {
             let b = Obj::open(cx, n, "circuitBreaker", &["failures", "coolDownMs"])?;
             Some(BreakerSpec {
@@ -662,4 +663,63 @@ fn rate_limit(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RateLimitSpe
     let per_second = per_second?;
     let burst = o.uint(cx, "burst", 1, 1_000_000).map_or(per_second.ceil().max(1.0) as u32, |b| b as u32);
     Some(RateLimitSpec { per_second, burst })
+}
+
+/// `auth:` `{ type: basic, username, password }`, `{ type: bearer, token }`,
+/// `{ type: apiKey, header | query, value }`, or `{ type: oauth2, grant: client_credentials |
+/// refresh_token, tokenUrl, clientId, clientSecret, refreshToken, scope }`.
+fn auth(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<AuthSpec> {
+    let o = Obj::open(cx, node, path, &["type", "username", "password", "token", "header", "query", "value", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope"])?;
+    let ty = o.required_string(cx, "type", "basic, bearer, apiKey or oauth2")?;
+    let need = |cx: &mut Cx, key: &str, what: &str| o.required_string(cx, key, what);
+    let unused = |cx: &mut Cx, keys: &[&str]| {
+        for key in keys {
+            if let Some(n) = o.get(key) {
+                cx.error(n, &o.path_of(key), format!("`{key}` is not used by auth type `{ty}`"));
+            }
+        }
+    };
+    match ty.as_str() {
+        "basic" => {
+            unused(cx, &["token", "header", "query", "value", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope"]);
+            Some(AuthSpec::Basic { username: need(cx, "username", "the user name, e.g. ${API_USER}")?, password: need(cx, "password", "the password, e.g. ${API_PASSWORD}")? })
+        }
+        "bearer" => {
+            unused(cx, &["username", "password", "header", "query", "value", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope"]);
+            Some(AuthSpec::Bearer { token: need(cx, "token", "the token, e.g. ${API_TOKEN}")? })
+        }
+        "apiKey" => {
+            unused(cx, &["username", "password", "token", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope"]);
+            let (header, query) = (o.string(cx, "header"), o.string(cx, "query"));
+            if header.is_some() == query.is_some() {
+                cx.error(node, path, "an apiKey goes in a `header` (e.g. X-Api-Key) or a `query` parameter (e.g. api_key): name exactly one");
+            }
+            Some(AuthSpec::ApiKey { header, query, value: need(cx, "value", "the key, e.g. ${API_KEY}")? })
+        }
+        "oauth2" => {
+            unused(cx, &["username", "password", "token", "header", "query", "value"]);
+            let grant = match o.string(cx, "grant").as_deref() {
+                None | Some("client_credentials") => OAuthGrant::ClientCredentials,
+                Some("refresh_token") => OAuthGrant::RefreshToken,
+                Some(other) => {
+                    if let Some(n) = o.get("grant") {
+                        cx.error(n, &o.path_of("grant"), format!("unknown grant `{other}`: expected client_credentials or refresh_token"));
+                    }
+                    return None;
+                }
+            };
+            let refresh_token = o.string(cx, "refreshToken");
+            if grant == OAuthGrant::RefreshToken && refresh_token.is_none() {
+                o.missing(cx, "refreshToken", "the refresh token, e.g. ${CRM_REFRESH_TOKEN}");
+            }
+            let token_url = need(cx, "tokenUrl", "the token endpoint, e.g. https://login.example.gov/oauth2/token")?;
+            Some(AuthSpec::Oauth2 { grant, token_url, client_id: need(cx, "clientId", "the client id")?, client_secret: o.string(cx, "clientSecret"), refresh_token, scope: o.string(cx, "scope") })
+        }
+        other => {
+            if let Some(n) = o.get("type") {
+                cx.error(n, &o.path_of("type"), format!("unknown auth type `{other}`: expected basic, bearer, apiKey or oauth2"));
+            }
+            None
+        }
+    }
 }

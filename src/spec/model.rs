@@ -274,6 +274,45 @@ pub struct RateLimitSpec {
     pub burst: u32,
 }
 
+/// `auth:` how every request of a connector authenticates (see `delivery::auth`). Every
+/// value may hold `${NAME}` secrets, read at request time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AuthSpec {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: String },
+    /// `Authorization: Bearer token`.
+    Bearer { token: String },
+    /// A key in a header (`header: X-Api-Key`) or a query parameter (`query: api_key`).
+    #[serde(rename_all = "camelCase")]
+    ApiKey { header: Option<String>, query: Option<String>, value: String },
+    /// An OAuth2 access token, fetched and cached (client credentials or refresh token).
+    #[serde(rename_all = "camelCase")]
+    Oauth2 { grant: OAuthGrant, token_url: String, client_id: String, client_secret: Option<String>, refresh_token: Option<String>, scope: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrant {
+    ClientCredentials,
+    RefreshToken,
+}
+
+impl AuthSpec {
+    /// The secrets its values name.
+    pub fn secret_names(&self) -> Vec<String> {
+        let texts: Vec<&str> = match self {
+            Self::Basic { username, password } => vec![username, password],
+            Self::Bearer { token } => vec![token],
+            Self::ApiKey { value, .. } => vec![value],
+            Self::Oauth2 { token_url, client_id, client_secret, refresh_token, scope, .. } => {
+                [Some(token_url), Some(client_id), client_secret.as_ref(), refresh_token.as_ref(), scope.as_ref()].into_iter().flatten().map(String::as_str).collect()
+            }
+        };
+        texts.into_iter().flat_map(super::templates::secret_refs).collect()
+    }
+}
+
 /// `circuitBreaker: { failures, coolDownMs }` (see `delivery::breaker`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -524,6 +563,10 @@ pub struct ConnectorSpec {
     /// `circuitBreaker`: stop trying a target that is down (see `delivery::breaker`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerSpec>,
+    /// `auth`: how every request authenticates (see `delivery::auth`). Its values are shown
+    /// as written (`${NAME}`), never resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -705,6 +748,9 @@ impl ConnectorSpec {
         ];
         for req in requests.into_iter().flatten() {
             names.extend(req.secret_names().into_iter().map(|n| (n, ())));
+        }
+        if let Some(auth) = &self.auth {
+            names.extend(auth.secret_names().into_iter().map(|n| (n, ())));
         }
         names.into_keys().collect()
     }

@@ -210,3 +210,23 @@ fn body_encodings_are_checked_against_their_bodies() {
     assert!(has(&errors(&doc("    encoding: form\n    body: \"a=1\"\n")), "map.to.body", "expected the form's fields (a mapping)"));
     assert!(has(&errors(&doc("    encoding: text\n")), "map.to.body", "missing required key `body`"));
 }
+
+/// Issue 15, item 1: what each `auth` type takes.
+#[test]
+fn auth_types_are_checked() {
+    let doc = |auth: &str| format!("id: a\ntype: outbound\ntrigger: {{ topic: t }}\nmap: {{ to: {{ url: 'http://127.0.0.1:1/x' }} }}\nauth: {auth}\n");
+    for ok in [
+        "{ type: basic, username: \"${U}\", password: \"${P}\" }",
+        "{ type: bearer, token: \"${T}\" }",
+        "{ type: apiKey, header: X-Api-Key, value: \"${K}\" }",
+        "{ type: oauth2, tokenUrl: \"https://login.example.gov/token\", clientId: hms, clientSecret: \"${S}\" }",
+        "{ type: oauth2, grant: refresh_token, tokenUrl: \"https://login.example.gov/token\", clientId: hms, refreshToken: \"${R}\" }",
+    ] {
+        let spec = parse("t.yaml", &doc(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert!(!spec.secret_names().is_empty(), "auth secrets are the connector's secrets: {ok}");
+    }
+    assert!(has(&errors(&doc("{ type: kerberos }")), "auth.type", "unknown auth type `kerberos`"));
+    assert!(has(&errors(&doc("{ type: apiKey, value: x }")), "auth", "name exactly one"));
+    assert!(has(&errors(&doc("{ type: bearer, token: x, username: u }")), "auth.username", "not used by auth type `bearer`"));
+    assert!(has(&errors(&doc("{ type: oauth2, grant: refresh_token, tokenUrl: 'https://x', clientId: c }")), "auth.refreshToken", "missing required key"));
+}

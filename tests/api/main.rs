@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod auth_oauth2;
 mod cli;
 mod connectors;
 mod durability;

@@ -69,9 +69,23 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
         return out;
     }
     out.record_key = compiled.record_key(event, event_id).ok();
-    let names = ConnectorSpec::secrets_of(spec.outbound_request());
-    out.missing_secrets = names.iter().filter(|n| std::env::var_os(n).is_none()).cloned().collect();
-    match compiled.render(event, &masked_secrets(&names)) {
+    // The write a first change of this record makes: a delete when the change deletes, a
+    // create when the connector has one (no link yet), else the update.
+    use crate::spec::model::{Side, Write};
+    let write = if compiled.is_delete(&topic, event) && spec.delete_request(Side::Legacy).is_some() {
+        Write::Delete
+    } else if spec.create_request(Side::Legacy).is_some() {
+        Write::Create
+    } else {
+        Write::Update
+    };
+    let names = ConnectorSpec::secrets_of(spec.write_request(Side::Legacy, write));
+    let auth = spec.auth.as_ref().map(|a| a.secret_names()).unwrap_or_default();
+    out.missing_secrets = names.iter().chain(&auth).filter(|n| std::env::var_os(n).is_none()).cloned().collect();
+    out.missing_secrets.dedup();
+    let key = out.record_key.clone().unwrap_or_else(|| event_id.to_string());
+    let extras = serde_json::json!({ "current": null, "etag": "", "link": { "hmsId": key, "externalId": if write == Write::Create { serde_json::Value::Null } else { serde_json::Value::String(key.clone()) } } });
+    match compiled.render_write(Side::Legacy, write, event, &extras, &masked_secrets(&names)) {
         Ok(Some(mut req)) => {
             req.headers.push(("Idempotency-Key".into(), format!("{}:{event_id}", spec.id)));
             if let Some((wire, content_type)) = req.wire_body() {

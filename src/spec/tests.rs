@@ -16,13 +16,13 @@ fn the_shipped_examples_are_accepted() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
     let all = load_dir(std::path::Path::new(dir)).expect("examples are valid");
     let ids: Vec<_> = all.iter().map(|l| l.spec.id.as_str()).collect();
-    assert_eq!(ids, ["appointment", "ddot.gis.outbound.v1", "NotesCalendar"]);
-    let gis = &all[1].spec;
+    assert_eq!(ids, ["appointment", "arcgis.roadwork.v1", "ddot.gis.outbound.v1", "NotesCalendar", "stripe.lane-fee.v1"]);
+    let gis = &all[2].spec;
     assert_eq!(gis.filter(), Some("object.agency == \"DDOT\""));
     assert_eq!(gis.retry.max, 5);
     assert_eq!(gis.retry.backoff_ms, 3000);
     assert_eq!(gis.secret_names(), ["ARC_TOKEN"]);
-    let notes = &all[2].spec;
+    let notes = &all[3].spec;
     assert_eq!(notes.mapping[1], ("startAt".to_string(), "BeginTime".to_string()));
     assert_eq!(notes.pull_view().unwrap().every, std::time::Duration::from_secs(30));
 }

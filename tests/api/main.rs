@@ -13,6 +13,7 @@ mod inbound;
 mod openapi;
 mod operations;
 mod seeds;
+mod vendors;
 mod stores;
 mod outbound;
 mod supervision;

@@ -238,7 +238,7 @@ impl Actor for Puller {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let spec = self.cx.shared.spec.clone();
-        self.client = Some(sender::client(spec.timeout(), 1));
+        self.client = Some(sender::client(spec.timeout(), 1, self.cx.shared.tls.clone()));
         let every = spec.pull_view().map_or(Duration::from_secs(30), |p| p.every);
         let initial = spec.pull_view().map(|p| p.initial_cursor.clone()).unwrap_or(Value::Null);
         let db = self.cx.rt.db.clone();

@@ -567,7 +567,7 @@ impl Actor for Pusher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.client = Some(sender::client(self.cx.shared.spec.timeout(), self.cx.shared.spec.concurrency_limit()));
+        self.client = Some(sender::client(self.cx.shared.spec.timeout(), self.cx.shared.spec.concurrency_limit(), self.cx.shared.tls.clone()));
         ctx.run_interval(IDLE_POLL, |act, ctx| act.poll(ctx));
         self.cx.shared.wake_taken();
         self.poll(ctx);

@@ -97,6 +97,8 @@ pub struct ConnectorShared {
     pub breaker: Arc<crate::delivery::breaker::Breaker>,
     /// The credentials every request carries (`auth`).
     pub auth: Arc<crate::delivery::auth::Authenticator>,
+    /// The connector's TLS client configuration (`tls`), if it has one.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ConnectorShared {

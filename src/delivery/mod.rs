@@ -8,6 +8,7 @@ pub mod outcome;
 pub mod rate;
 pub mod retry;
 pub mod sender;
+pub mod tls;
 
 pub use egress::Egress;
 pub use outcome::Outcome;

@@ -31,8 +31,12 @@ fn excerpt(body: &[u8]) -> String {
 /// clones share the pool, a client per request would open a connection per request).
 /// `connections` caps the pool: one per record key the connector sends in parallel, so a
 /// busy connector neither queues behind awc's default limit nor opens more than it uses.
-pub fn client(timeout: Duration, connections: usize) -> awc::Client {
-    let connector = awc::Connector::new().limit(connections.max(1)).timeout(timeout);
+pub fn client(timeout: Duration, connections: usize, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> awc::Client {
+    let mut connector = awc::Connector::new().limit(connections.max(1)).timeout(timeout);
+    // A connector's own CA and client certificate (`tls`), else the public roots.
+    if let Some(config) = tls {
+        connector = connector.rustls_0_23(config);
+    }
     awc::Client::builder().connector(connector).timeout(timeout).disable_redirects().finish()
 }
 

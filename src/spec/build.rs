@@ -12,7 +12,7 @@ use super::reader::{Cx, Obj, as_str, kind, to_json};
 use super::templates::{check_expression, check_template, url_to_template};
 
 const ROOT_KEYS: &[&str] =
-    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "circuitBreaker", "auth", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
+    &["id", "type", "description", "trigger", "key", "mapping", "mappingFile", "rateLimit", "circuitBreaker", "auth", "tls", "map", "source", "resolve", "deleted", "retry", "timeoutMs", "concurrency", "supervision"];
 const TRIGGER_KEYS: &[&str] = &["topic", "filter", "webhook"];
 const MAP_KEYS: &[&str] = &["from", "to", "hms", "publish", "create", "delete", "hmsCreate", "hmsDelete"];
 const CREATE_KEYS: &[&str] = &["url", "method", "headers", "body", "encoding", "idField", "match"];
@@ -85,6 +85,14 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         mapping_file,
         rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
         auth: o.get("auth").and_then(|n| auth(cx, n, "auth")),
+        tls: o.get("tls").and_then(|n| {
+            let t = Obj::open(cx, n, "tls", &["caFile", "certFile", "keyFile"])?;
+            let spec = TlsSpec { ca_file: t.string(cx, "caFile"), cert_file: t.string(cx, "certFile"), key_file: t.string(cx, "keyFile") };
+            if spec.cert_file.is_some() != spec.key_file.is_some() {
+                cx.error(n, "tls", "a client certificate needs both `certFile` and `keyFile`");
+            }
+            Some(spec)
+        }),
         circuit_breaker: o.get("circuitBreaker").and_then(|n| {
             let b = Obj::open(cx, n, "circuitBreaker", &["failures", "coolDownMs"])?;
             Some(BreakerSpec {

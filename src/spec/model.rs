@@ -313,6 +313,20 @@ impl AuthSpec {
     }
 }
 
+/// `tls: { caFile, certFile, keyFile }`: PEM files (paths as written, relative to the
+/// service's working folder) of a private CA the targets' certificates are checked against
+/// (beside the public roots), and of the client certificate and key to present.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
 /// `circuitBreaker: { failures, coolDownMs }` (see `delivery::breaker`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -567,6 +581,9 @@ pub struct ConnectorSpec {
     /// as written (`${NAME}`), never resolved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// `tls`: a private CA and a client certificate (see `delivery::tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,4 +17,5 @@ mod vendors;
 mod stores;
 mod outbound;
 mod supervision;
+mod tls;
 mod twoway;

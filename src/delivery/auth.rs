@@ -84,10 +84,20 @@ impl Authenticator {
         if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(t.value.clone());
         }
-        let AuthSpec::Oauth2 { grant, token_url, client_id, client_secret, refresh_token, scope } = spec else { return Err(Outcome::Permanent { error: "not an OAuth2 connector".into() }) };
+        let AuthSpec::Oauth2 { grant, token_url, client_id, client_secret, refresh_token, scope, private_key } = spec else { return Err(Outcome::Permanent { error: "not an OAuth2 connector".into() }) };
         let url = fill(token_url, secrets);
-        let mut form = vec![("client_id", fill(client_id, secrets))];
+        let mut form = vec![];
+        if *grant != OAuthGrant::JwtBearer {
+            form.push(("client_id", fill(client_id, secrets)));
+        }
         match grant {
+            OAuthGrant::JwtBearer => {
+                let key = private_key.as_deref().map(|k| fill(k, secrets)).unwrap_or_default();
+                let assertion = jwt_assertion(&fill(client_id, secrets), scope.as_deref().map(|s| fill(s, secrets)).as_deref(), &url, &key)
+                    .map_err(|why| Outcome::Permanent { error: format!("cannot sign the OAuth2 JWT assertion: {why}") })?;
+                form.push(("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()));
+                form.push(("assertion", assertion));
+            }
             OAuthGrant::ClientCredentials => form.push(("grant_type", "client_credentials".into())),
             OAuthGrant::RefreshToken => {
                 form.push(("grant_type", "refresh_token".into()));
@@ -97,7 +107,7 @@ impl Authenticator {
         if let Some(s) = client_secret {
             form.push(("client_secret", fill(s, secrets)));
         }
-        if let Some(s) = scope {
+        if let Some(s) = scope.as_ref().filter(|_| *grant != OAuthGrant::JwtBearer) {
             form.push(("scope", fill(s, secrets)));
         }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
@@ -126,6 +136,29 @@ impl Authenticator {
         *cached = Some(Token { value: value.clone(), refresh_at: Instant::now() + lifetime - margin });
         Ok(value)
     }
+}
+
+/// An RS256-signed JWT for the JWT-bearer grant (RFC 7523, as Google service accounts use
+/// it): `iss` the client (the service account's email), `scope`, `aud` the token endpoint,
+/// valid for an hour. `pem` is the PKCS#8 private key.
+fn jwt_assertion(issuer: &str, scope: Option<&str>, audience: &str, pem: &str) -> Result<String, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("the private key is not PEM: {e}"))? {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        _ => return Err("the private key must be PKCS#8 (-----BEGIN PRIVATE KEY-----)".into()),
+    };
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("not an RSA key: {e}"))?;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = serde_json::json!({ "iss": issuer, "aud": audience, "iat": now, "exp": now + 3_600 });
+    if let Some(scope) = scope {
+        claims["scope"] = Value::String(scope.to_string());
+    }
+    let signing_input = format!("{}.{}", b64(br#"{"alg":"RS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), signing_input.as_bytes(), &mut signature).map_err(|e| format!("signing failed: {e}"))?;
+    Ok(format!("{signing_input}.{}", b64(&signature)))
 }
 
 /// Sets `name` (replacing one the connector's own headers gave).

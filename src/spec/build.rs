@@ -677,7 +677,7 @@ fn rate_limit(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<RateLimitSpe
 /// `{ type: apiKey, header | query, value }`, or `{ type: oauth2, grant: client_credentials |
 /// refresh_token, tokenUrl, clientId, clientSecret, refreshToken, scope }`.
 fn auth(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<AuthSpec> {
-    let o = Obj::open(cx, node, path, &["type", "username", "password", "token", "header", "query", "value", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope"])?;
+    let o = Obj::open(cx, node, path, &["type", "username", "password", "token", "header", "query", "value", "grant", "tokenUrl", "clientId", "clientSecret", "refreshToken", "scope", "privateKey"])?;
     let ty = o.required_string(cx, "type", "basic, bearer, apiKey or oauth2")?;
     let need = |cx: &mut Cx, key: &str, what: &str| o.required_string(cx, key, what);
     let unused = |cx: &mut Cx, keys: &[&str]| {
@@ -709,19 +709,24 @@ fn auth(cx: &mut Cx, node: &MarkedYaml, path: &str) -> Option<AuthSpec> {
             let grant = match o.string(cx, "grant").as_deref() {
                 None | Some("client_credentials") => OAuthGrant::ClientCredentials,
                 Some("refresh_token") => OAuthGrant::RefreshToken,
+                Some("jwt_bearer") => OAuthGrant::JwtBearer,
                 Some(other) => {
                     if let Some(n) = o.get("grant") {
-                        cx.error(n, &o.path_of("grant"), format!("unknown grant `{other}`: expected client_credentials or refresh_token"));
+                        cx.error(n, &o.path_of("grant"), format!("unknown grant `{other}`: expected client_credentials, refresh_token or jwt_bearer"));
                     }
                     return None;
                 }
             };
+            let private_key = o.string(cx, "privateKey");
+            if grant == OAuthGrant::JwtBearer && private_key.is_none() {
+                o.missing(cx, "privateKey", "the service account's private key (PKCS#8 PEM) as a secret, e.g. ${GOOGLE_SA_PRIVATE_KEY}");
+            }
             let refresh_token = o.string(cx, "refreshToken");
             if grant == OAuthGrant::RefreshToken && refresh_token.is_none() {
                 o.missing(cx, "refreshToken", "the refresh token, e.g. ${CRM_REFRESH_TOKEN}");
             }
             let token_url = need(cx, "tokenUrl", "the token endpoint, e.g. https://login.example.gov/oauth2/token")?;
-            Some(AuthSpec::Oauth2 { grant, token_url, client_id: need(cx, "clientId", "the client id")?, client_secret: o.string(cx, "clientSecret"), refresh_token, scope: o.string(cx, "scope") })
+            Some(AuthSpec::Oauth2 { grant, token_url, client_id: need(cx, "clientId", "the client id")?, client_secret: o.string(cx, "clientSecret"), refresh_token, scope: o.string(cx, "scope"), private_key })
         }
         other => {
             if let Some(n) = o.get("type") {

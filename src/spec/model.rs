@@ -286,9 +286,10 @@ pub enum AuthSpec {
     /// A key in a header (`header: X-Api-Key`) or a query parameter (`query: api_key`).
     #[serde(rename_all = "camelCase")]
     ApiKey { header: Option<String>, query: Option<String>, value: String },
-    /// An OAuth2 access token, fetched and cached (client credentials or refresh token).
+    /// An OAuth2 access token, fetched and cached (client credentials, refresh token, or a
+    /// JWT signed with a service account's private key).
     #[serde(rename_all = "camelCase")]
-    Oauth2 { grant: OAuthGrant, token_url: String, client_id: String, client_secret: Option<String>, refresh_token: Option<String>, scope: Option<String> },
+    Oauth2 { grant: OAuthGrant, token_url: String, client_id: String, client_secret: Option<String>, refresh_token: Option<String>, scope: Option<String>, private_key: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -296,6 +297,9 @@ pub enum AuthSpec {
 pub enum OAuthGrant {
     ClientCredentials,
     RefreshToken,
+    /// RFC 7523 `urn:ietf:params:oauth:grant-type:jwt-bearer`: a JWT signed RS256 with
+    /// `privateKey` (PKCS#8 PEM), as Google service accounts use.
+    JwtBearer,
 }
 
 impl AuthSpec {
@@ -305,8 +309,8 @@ impl AuthSpec {
             Self::Basic { username, password } => vec![username, password],
             Self::Bearer { token } => vec![token],
             Self::ApiKey { value, .. } => vec![value],
-            Self::Oauth2 { token_url, client_id, client_secret, refresh_token, scope, .. } => {
-                [Some(token_url), Some(client_id), client_secret.as_ref(), refresh_token.as_ref(), scope.as_ref()].into_iter().flatten().map(String::as_str).collect()
+            Self::Oauth2 { token_url, client_id, client_secret, refresh_token, scope, private_key, .. } => {
+                [Some(token_url), Some(client_id), client_secret.as_ref(), refresh_token.as_ref(), scope.as_ref(), private_key.as_ref()].into_iter().flatten().map(String::as_str).collect()
             }
         };
         texts.into_iter().flat_map(super::templates::secret_refs).collect()

@@ -16,13 +16,14 @@ fn the_shipped_examples_are_accepted() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors");
     let all = load_dir(std::path::Path::new(dir)).expect("examples are valid");
     let ids: Vec<_> = all.iter().map(|l| l.spec.id.as_str()).collect();
-    assert_eq!(ids, ["appointment", "arcgis.roadwork.v1", "ddot.gis.outbound.v1", "NotesCalendar", "stripe.lane-fee.v1"]);
-    let gis = &all[2].spec;
+    assert_eq!(ids, ["appointment", "arcgis.roadwork.v1", "calendar.crew-shifts.v1", "ddot.gis.outbound.v1", "NotesCalendar", "stripe.lane-fee.v1"]);
+    let by_id = |id: &str| &all.iter().find(|l| l.spec.id == id).unwrap().spec;
+    let gis = by_id("ddot.gis.outbound.v1");
     assert_eq!(gis.filter(), Some("object.agency == \"DDOT\""));
     assert_eq!(gis.retry.max, 5);
     assert_eq!(gis.retry.backoff_ms, 3000);
     assert_eq!(gis.secret_names(), ["ARC_TOKEN"]);
-    let notes = &all[3].spec;
+    let notes = by_id("NotesCalendar");
     assert_eq!(notes.mapping[1], ("startAt".to_string(), "BeginTime".to_string()));
     assert_eq!(notes.pull_view().unwrap().every, std::time::Duration::from_secs(30));
 }

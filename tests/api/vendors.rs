@@ -201,3 +201,140 @@ async fn arcgis_roadwork_adds_updates_and_deletes_a_feature_by_its_objectid() {
     assert_eq!(s.log[2].1, "deletes=101&f=json");
     assert!(s.features.is_empty(), "deleted");
 }
+
+// ----- Google Calendar, with a service account ------------------------------------------
+
+#[derive(Default)]
+struct Google {
+    /// The public key (PKCS#1 DER) the token endpoint checks assertions with.
+    public_key: Vec<u8>,
+    /// Claims of the assertions it accepted.
+    assertions: Vec<Value>,
+    events: BTreeMap<String, Value>,
+    /// (method, path, body) of the calendar requests.
+    log: Vec<(String, String, Value)>,
+}
+
+type GoogleData = web::Data<Arc<Mutex<Google>>>;
+
+/// `POST /token` (grant_type jwt-bearer): checks the RS256 signature and the claims, as
+/// https://developers.google.com/identity/protocols/oauth2/service-account#httprest says.
+async fn google_token(body: String, st: GoogleData) -> HttpResponse {
+    use base64::Engine;
+    let f = form(&body);
+    if f.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+        return HttpResponse::BadRequest().json(json!({"error": "unsupported_grant_type"}));
+    }
+    let jwt = f.get("assertion").cloned().unwrap_or_default();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut s = st.lock().unwrap();
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, s.public_key.clone());
+    let signed = parts.len() == 3 && b64.decode(parts[2]).is_ok_and(|sig| key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).is_ok());
+    if !signed {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}));
+    }
+    let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    s.assertions.push(claims);
+    HttpResponse::Ok().json(json!({"access_token": "ya29.c.test-token", "expires_in": 3599, "token_type": "Bearer"}))
+}
+
+fn google_authorized(req: &HttpRequest) -> bool {
+    req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer ya29.c.test-token")
+}
+
+async fn calendar_insert(req: HttpRequest, body: web::Json<Value>, st: GoogleData) -> HttpResponse {
+    if !google_authorized(&req) {
+        return HttpResponse::Unauthorized().json(json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}}));
+    }
+    let mut s = st.lock().unwrap();
+    let id = format!("evt{}", s.events.len() + 1);
+    let mut event = body.into_inner();
+    s.log.push(("POST".into(), req.path().to_string(), event.clone()));
+    event["id"] = json!(id);
+    event["kind"] = json!("calendar#event");
+    s.events.insert(id, event.clone());
+    HttpResponse::Ok().json(event)
+}
+
+async fn calendar_patch(req: HttpRequest, path: web::Path<(String, String)>, body: web::Json<Value>, st: GoogleData) -> HttpResponse {
+    if !google_authorized(&req) {
+        return HttpResponse::Unauthorized().json(json!({"error": {"code": 401}}));
+    }
+    let mut s = st.lock().unwrap();
+    s.log.push(("PATCH".into(), req.path().to_string(), body.clone()));
+    let Some(event) = s.events.get_mut(&path.1) else { return HttpResponse::NotFound().json(json!({"error": {"code": 404}})) };
+    for (k, v) in body.as_object().cloned().unwrap_or_default() {
+        event[k] = v;
+    }
+    HttpResponse::Ok().json(event.clone())
+}
+
+async fn calendar_delete(req: HttpRequest, path: web::Path<(String, String)>, st: GoogleData) -> HttpResponse {
+    if !google_authorized(&req) {
+        return HttpResponse::Unauthorized().json(json!({"error": {"code": 401}}));
+    }
+    let mut s = st.lock().unwrap();
+    s.log.push(("DELETE".into(), req.path().to_string(), Value::Null));
+    match s.events.remove(&path.1) {
+        Some(_) => HttpResponse::NoContent().finish(),
+        None => HttpResponse::Gone().json(json!({"error": {"code": 410}})),
+    }
+}
+
+#[actix_web::test]
+async fn crew_calendar_patches_google_calendar_events_with_a_service_account() {
+    let dir = temp_dir("vendor-google");
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for args in [
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.pem"][..],
+        &["rsa", "-in", "sa.pem", "-RSAPublicKey_out", "-outform", "DER", "-out", "sa.pub.der"][..],
+    ] {
+        let out = std::process::Command::new("openssl").args(args).current_dir(&keys).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    unsafe {
+        std::env::set_var("GOOGLE_SA_EMAIL", "hms-sync@ddot-crews.iam.gserviceaccount.com");
+        std::env::set_var("GOOGLE_SA_PRIVATE_KEY", std::fs::read_to_string(keys.join("sa.pem")).unwrap());
+        std::env::set_var("CREW_CALENDAR_ID", "crews@ddot.dc.gov");
+    }
+    let state: Arc<Mutex<Google>> = Arc::new(Mutex::new(Google { public_key: std::fs::read(keys.join("sa.pub.der")).unwrap(), ..Default::default() }));
+    let data = state.clone();
+    let base = crate::serve_local!(move || {
+        App::new()
+            .app_data(web::Data::new(data.clone()))
+            .route("/token", web::post().to(google_token))
+            .route("/calendar/v3/calendars/{cal}/events", web::post().to(calendar_insert))
+            .route("/calendar/v3/calendars/{cal}/events/{id}", web::patch().to(calendar_patch))
+            .route("/calendar/v3/calendars/{cal}/events/{id}", web::delete().to(calendar_delete))
+    });
+    copy_connector(&dir, "crew-calendar.yaml");
+    let mut settings = test_settings(&dir);
+    settings.delivery.redirect_to = Some(base.clone());
+    let app = TestApp::spawn(settings).await;
+    let id = "calendar.crew-shifts.v1";
+    app.wait_state(id, "running").await;
+    let shift = |start: &str| json!({"shiftId": "S-72", "crew": "Crew 4", "site": "RW-481 Elm St", "startAt": start, "endAt": "2024-05-10T16:00:00-04:00"});
+    app.publish("crew.shift.updated", shift("2024-05-10T08:00:00-04:00")).await;
+    app.wait_tickets(&format!("connector={id}&status=completed"), 1).await;
+    app.publish("crew.shift.updated", shift("2024-05-10T09:00:00-04:00")).await;
+    app.wait_tickets(&format!("connector={id}&status=completed"), 2).await;
+    app.publish("crew.shift.cancelled", shift("2024-05-10T09:00:00-04:00")).await;
+    app.wait_tickets(&format!("connector={id}&status=completed"), 3).await;
+
+    let s = state.lock().unwrap();
+    assert_eq!(s.assertions.len(), 1, "one token for the three requests: {:?}", s.assertions);
+    let c = &s.assertions[0];
+    assert_eq!((c["iss"].as_str(), c["scope"].as_str(), c["aud"].as_str()), (Some("hms-sync@ddot-crews.iam.gserviceaccount.com"), Some("https://www.googleapis.com/auth/calendar.events"), Some("https://oauth2.googleapis.com/token")), "{c}");
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3_600);
+    let paths: Vec<String> = s.log.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    assert_eq!(paths, [
+        "POST /calendar/v3/calendars/crews@ddot.dc.gov/events",
+        "PATCH /calendar/v3/calendars/crews@ddot.dc.gov/events/evt1",
+        "DELETE /calendar/v3/calendars/crews@ddot.dc.gov/events/evt1",
+    ]);
+    assert_eq!(s.log[0].2["extendedProperties"]["private"]["hmsShiftId"], "S-72");
+    assert_eq!(s.log[1].2["start"], json!({"dateTime": "2024-05-10T09:00:00-04:00", "timeZone": "America/New_York"}));
+    assert!(s.events.is_empty());
+}

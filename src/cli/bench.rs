@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// report adds how late the retries came (arrival after the refusal, minus 1 s).
     #[arg(long)]
     pub fail_first: bool,
+    /// Give the connector `rateLimit: { perSecond: N }`: the delivered rate shows whether
+    /// the limit holds under a backlog.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<f64>,
     /// Fuzz connector documents instead: N seeded mutants of the shipped connectors, each
     /// parsed, validated, compiled and (if accepted) rendered; reports panics, the slowest
     /// case and peak memory.
@@ -86,9 +90,10 @@ async fn sink(state: web::Data<SinkState>, n: web::Path<usize>, _body: web::Byte
     HttpResponse::Ok().json(json!({ "ok": true }))
 }
 
-fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32) -> String {
+fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32, rate_limit: Option<f64>) -> String {
+    let limit = rate_limit.map(|r| format!("rateLimit: {{ perSecond: {r} }}\n")).unwrap_or_default();
     format!(
-        "id: {id}\ntype: outbound\ntrigger: {{ topic: {topic} }}\nkey: \"{{{{ n }}}}\"\nconcurrency: {concurrency}\nmap:\n  to:\n    url: \"{sink}/events/{{{{ n }}}}\"\n    method: POST\nretry: {{ max: 5, backoffMs: 50 }}\n"
+        "id: {id}\ntype: outbound\ntrigger: {{ topic: {topic} }}\nkey: \"{{{{ n }}}}\"\nconcurrency: {concurrency}\n{limit}map:\n  to:\n    url: \"{sink}/events/{{{{ n }}}}\"\n    method: POST\nretry: {{ max: 5, backoffMs: 50 }}\n"
     )
 }
 
@@ -167,7 +172,7 @@ fn fuzz(first: u64, n: u64) -> ExitCode {
 
 async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
     for i in 0..n {
-        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1);
+        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None);
         std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
     }
     let (before, _) = rss_kib();
@@ -247,7 +252,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let sink_handle = sink_server.handle();
     actix_web::rt::spawn(sink_server);
 
-    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency)).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency, args.rate_limit)).map_err(|e| e.to_string())?;
     let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();

@@ -17,6 +17,16 @@ struct Bucket {
     paused_until: Option<Instant>,
 }
 
+/// When a request may go (see [`RateLimiter::turn`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Turn {
+    Now,
+    /// Its slot is reserved: go after this wait.
+    After(Duration),
+    /// An answer paused the connector: ask again after this.
+    Paused(Duration),
+}
+
 /// One connector's limiter. Without `rateLimit` it only honours the answers' pauses.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -30,38 +40,50 @@ impl RateLimiter {
         Self { limit, bucket: Mutex::new(Bucket { tokens, at: Instant::now(), paused_until: None }) }
     }
 
-    /// Takes a token at `now`, or says how long to wait before asking again. Pure but for
-    /// the lock (tests pass the clock).
-    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
+    /// A request's turn at `now`: at once, or after a wait with its token already
+    /// reserved (the bucket may go below zero: each waiting request holds its own slot, so
+    /// oversleeping a little never costs the rate), or paused by an answer (ask again
+    /// then). Pure but for the lock (tests pass the clock).
+    pub fn turn(&self, now: Instant) -> Turn {
         let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(until) = b.paused_until {
             if now < until {
-                return Err(until - now);
+                return Turn::Paused(until - now);
             }
             b.paused_until = None;
         }
-        let Some(limit) = self.limit else { return Ok(()) };
+        let Some(limit) = self.limit else { return Turn::Now };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * limit.per_second).min(f64::from(limit.burst));
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / limit.per_second))
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 { Turn::Now } else { Turn::After(Duration::from_secs_f64(-b.tokens / limit.per_second)) }
+    }
+
+    /// Waits until a request may go (its slot reserved, or the answer's pause over).
+    pub async fn acquire(&self) {
+        // Bounded: a reserved turn ends the loop; only a pause (set by an answer, at most an
+        // hour each) makes it ask again.
+        loop {
+            match self.turn(Instant::now()) {
+                Turn::Now => return,
+                Turn::After(wait) => {
+                    actix_web::rt::time::sleep(wait).await;
+                    // A pause an answer set meanwhile holds a reserved turn too.
+                    while let Some(pause) = self.paused_for(Instant::now()) {
+                        actix_web::rt::time::sleep(pause.max(Duration::from_millis(1))).await;
+                    }
+                    return;
+                }
+                Turn::Paused(wait) => actix_web::rt::time::sleep(wait.max(Duration::from_millis(1))).await,
+            }
         }
     }
 
-    /// Waits (bounded by the limits themselves) until a request may go.
-    pub async fn acquire(&self) {
-        // Each round either takes a token or sleeps exactly until one is due; a competing
-        // request may take it first, so it asks again (at most a few rounds in practice).
-        loop {
-            match self.try_take(Instant::now()) {
-                Ok(()) => return,
-                Err(wait) => actix_web::rt::time::sleep(wait.max(Duration::from_millis(1))).await,
-            }
-        }
+    /// How long an answer's pause still lasts at `now`, if one does.
+    fn paused_for(&self, now: Instant) -> Option<Duration> {
+        let b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.paused_until.filter(|until| now < *until).map(|until| until - now)
     }
 
     /// The API said its budget is spent until `reset` from now: no request before then.
@@ -95,23 +117,25 @@ mod tests {
     fn the_bucket_lets_a_burst_through_then_one_request_per_period() {
         let l = RateLimiter::new(Some(RateLimitSpec { per_second: 10.0, burst: 2 }));
         let t = Instant::now();
-        assert_eq!(l.try_take(t), Ok(()));
-        assert_eq!(l.try_take(t), Ok(()));
-        let wait = l.try_take(t).unwrap_err();
-        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
-        assert_eq!(l.try_take(t + Duration::from_millis(100)), Ok(()), "refilled");
-        assert!(l.try_take(t + Duration::from_millis(150)).is_err());
-        assert_eq!(l.try_take(t + Duration::from_secs(10)), Ok(()), "never more than the burst");
-        assert_eq!(l.try_take(t + Duration::from_secs(10)), Ok(()));
-        assert!(l.try_take(t + Duration::from_secs(10)).is_err());
+        assert_eq!(l.turn(t), Turn::Now);
+        assert_eq!(l.turn(t), Turn::Now);
+        // The next ones reserve their slots: 0.1 s, 0.2 s, 0.3 s from now.
+        for n in 1..=3 {
+            let Turn::After(wait) = l.turn(t) else { panic!("a reserved turn") };
+            assert!((wait.as_secs_f64() - 0.1 * f64::from(n)).abs() < 1e-6, "{n}: {wait:?}");
+        }
+        // Long after, never more than the burst at once.
+        let later = t + Duration::from_secs(10);
+        assert_eq!((l.turn(later), l.turn(later)), (Turn::Now, Turn::Now));
+        assert!(matches!(l.turn(later), Turn::After(_)));
     }
 
     #[test]
     fn an_answer_pauses_every_request_until_its_reset() {
         let l = RateLimiter::new(None);
-        assert_eq!(l.try_take(Instant::now()), Ok(()), "no limit: never waits");
+        assert_eq!(l.turn(Instant::now()), Turn::Now, "no limit: never waits");
         l.pause_for(Duration::from_secs(2));
-        let wait = l.try_take(Instant::now()).unwrap_err();
+        let Turn::Paused(wait) = l.turn(Instant::now()) else { panic!("paused") };
         assert!(wait > Duration::from_millis(1_900), "{wait:?}");
         let headers = |h: &str| match h {
             "x-ratelimit-remaining" => Some("0".to_string()),

@@ -119,8 +119,7 @@ async fn oauth2_tokens_are_fetched_once_cached_refreshed_and_never_shown() {
     let shown = serde_json::to_string(&tickets).unwrap() + &app.status("crm").await.to_string();
     assert!(!shown.contains("tok-") && !shown.contains("s3cret"), "tokens and secrets never shown");
     // Retried like any failed attempt, then parked with that reason.
-    let parked = app.wait_parked("crm", 1).await;
-    let job = parked.iter().find(|j| j["recordKey"] == "D-1").expect("D-1 parked");
+    let job = poll_until("D-1 parked", WAIT, || async { app.parked("crm").await.into_iter().find(|j| j["recordKey"] == "D-1") }).await;
     assert!(job["lastError"].as_str().is_some_and(|e| e.contains("gave up after 5 attempts: cannot get an OAuth2 access token")), "{job}");
     assert!(!job.to_string().contains("tok-"), "{job}");
 }

@@ -151,3 +151,26 @@ async fn seed_000_mapping_file() {
     assert_eq!(code, 200, "{info}");
     assert_eq!(info["config"]["mapping"], json!({"id": "ShiftID", "startAt": "BeginTime", "updatedAt": "LastModified"}), "{info}");
 }
+
+/// Seed 000 §3.1's promise: "no code changes if the Lotus admin renames a column — just
+/// update this JSON". An edit of the mapping file alone is a change on reload.
+#[actix_web::test]
+async fn seed_000_an_edited_mapping_file_is_applied_on_reload() {
+    let dir = temp_dir("seed-000-remap");
+    std::fs::write(dir.join("connectors/shifts.mapping.json"), "{ \"id\": \"ShiftID\", \"startAt\": \"BeginTime\" }\n").unwrap();
+    std::fs::write(
+        dir.join("connectors/shifts.yaml"),
+        "id: shifts\ntype: outbound\ntrigger: { topic: shift.updated }\nkey: \"{{ id }}\"\nmappingFile: shifts.mapping.json\nmap:\n  to: { method: PUT, url: \"http://127.0.0.1:9/doc/{{ id }}\" }\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let (_, info) = app.call("GET", "/connectors/shifts", None).await;
+    assert_eq!(info["config"]["mapping"]["startAt"], "BeginTime", "{info}");
+    // The Lotus admin renames the column.
+    std::fs::write(dir.join("connectors/shifts.mapping.json"), "{ \"id\": \"ShiftID\", \"startAt\": \"StartTime\" }\n").unwrap();
+    let (code, report) = app.call("POST", "/reload", None).await;
+    assert_eq!((code, report["replaced"].clone()), (200, json!(["shifts"])), "{report}");
+    assert!(report["refused"].as_array().unwrap().is_empty(), "the mapping file is not taken for a connector: {report}");
+    let (_, info) = app.call("GET", "/connectors/shifts", None).await;
+    assert_eq!(info["config"]["mapping"]["startAt"], "StartTime", "{info}");
+}

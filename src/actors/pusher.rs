@@ -304,6 +304,9 @@ async fn guarded(crew: Crew, job: Delivery) -> Done {
 /// Settles a job whose attempt panicked (see [`guarded`]).
 async fn poisoned(crew: Crew, job: Delivery, message: String) -> Done {
     let (rt, shared) = (&crew.rt, &crew.shared);
+    if crew.probe {
+        shared.breaker.release_probe();
+    }
     let attempts = job.attempts + 1;
     let error = format!("{PANICKED}{message}");
     Counters::inc(&shared.counters.failed_attempts);
@@ -353,7 +356,14 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     let mut rounds = 0;
     let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets } = loop {
         match send_once(&crew, &job, attempts, rounds).await {
-            Err(settled) => return record(&crew, job, settled.outcome, String::new()).await,
+            Err(settled) => {
+                // Settled without a request (a two-way skip, say): a probe learned nothing,
+                // the next job may probe.
+                if crew.probe {
+                    crew.shared.breaker.release_probe();
+                }
+                return record(&crew, job, settled.outcome, String::new()).await;
+            }
             // A conditional write refused: the target changed between our read and our
             // write. Read it again and decide again, a few times, instead of parking.
             Ok(sent) if rounds < REDECIDE_ROUNDS && sent.refused_as_stale(&crew.shared) => {

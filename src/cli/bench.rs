@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// the limit holds under a backlog.
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<f64>,
+    /// The sink is down (503) for the first SECS seconds; the connector has a circuit
+    /// breaker (5 failures, 5 s cool-down) and 3 attempts per job. The report adds the jobs
+    /// parked, the requests made while it was down, and how long the queue took to drain
+    /// after it came back.
+    #[arg(long, value_name = "SECS")]
+    pub outage_secs: Option<u64>,
     /// Fuzz connector documents instead: N seeded mutants of the shipped connectors, each
     /// parsed, validated, compiled and (if accepted) rendered; reports panics, the slowest
     /// case and peak memory.
@@ -66,12 +72,19 @@ struct SinkState {
     count: AtomicUsize,
     /// With `--fail-first`: when each event's first attempt was refused.
     refused: Option<Mutex<Vec<Option<Instant>>>>,
+    /// With `--outage-secs`: the sink answers 503 until then; requests refused meanwhile.
+    down_until: Option<Instant>,
+    refused_while_down: AtomicUsize,
 }
 
 /// The external system. It reads the request body, as a real one does: actix-web closes a
 /// connection whose request body was left unread, which would cost a TCP connect per delivery.
 async fn sink(state: web::Data<SinkState>, n: web::Path<usize>, _body: web::Bytes) -> HttpResponse {
     let now = Instant::now();
+    if state.down_until.is_some_and(|until| now < until) {
+        state.refused_while_down.fetch_add(1, Ordering::Relaxed);
+        return HttpResponse::ServiceUnavailable().json(json!({ "ok": false }));
+    }
     if let Some(refused) = &state.refused
         && let Ok(mut refused) = refused.lock()
         && let Some(slot) = refused.get_mut(*n)
@@ -90,10 +103,11 @@ async fn sink(state: web::Data<SinkState>, n: web::Path<usize>, _body: web::Byte
     HttpResponse::Ok().json(json!({ "ok": true }))
 }
 
-fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32, rate_limit: Option<f64>) -> String {
+fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32, rate_limit: Option<f64>, outage: bool) -> String {
     let limit = rate_limit.map(|r| format!("rateLimit: {{ perSecond: {r} }}\n")).unwrap_or_default();
+    let (breaker, retry) = if outage { ("circuitBreaker: { failures: 5, coolDownMs: 5000 }\n", "retry: { max: 3, backoffMs: 200 }") } else { ("", "retry: { max: 5, backoffMs: 50 }") };
     format!(
-        "id: {id}\ntype: outbound\ntrigger: {{ topic: {topic} }}\nkey: \"{{{{ n }}}}\"\nconcurrency: {concurrency}\n{limit}map:\n  to:\n    url: \"{sink}/events/{{{{ n }}}}\"\n    method: POST\nretry: {{ max: 5, backoffMs: 50 }}\n"
+        "id: {id}\ntype: outbound\ntrigger: {{ topic: {topic} }}\nkey: \"{{{{ n }}}}\"\nconcurrency: {concurrency}\n{limit}{breaker}map:\n  to:\n    url: \"{sink}/events/{{{{ n }}}}\"\n    method: POST\n{retry}\n"
     )
 }
 
@@ -172,7 +186,7 @@ fn fuzz(first: u64, n: u64) -> ExitCode {
 
 async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
     for i in 0..n {
-        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None);
+        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None, false);
         std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
     }
     let (before, _) = rss_kib();
@@ -240,7 +254,14 @@ async fn publish_loop(starts: Arc<Mutex<Vec<Option<Instant>>>>, next: Arc<Atomic
 
 async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let n = args.events;
-    let state = web::Data::new(SinkState { arrived: Mutex::new(vec![None; n]), count: AtomicUsize::new(0), refused: args.fail_first.then(|| Mutex::new(vec![None; n])) });
+    let down_until = args.outage_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let state = web::Data::new(SinkState {
+        arrived: Mutex::new(vec![None; n]),
+        count: AtomicUsize::new(0),
+        refused: args.fail_first.then(|| Mutex::new(vec![None; n])),
+        down_until,
+        refused_while_down: AtomicUsize::new(0),
+    });
     let sink_state = state.clone();
     let sink_server = HttpServer::new(move || App::new().app_data(sink_state.clone()).route("/events/{n}", web::post().to(sink)))
         .workers(1)
@@ -252,7 +273,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let sink_handle = sink_server.handle();
     actix_web::rt::spawn(sink_server);
 
-    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency, args.rate_limit)).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency, args.rate_limit, args.outage_secs.is_some())).map_err(|e| e.to_string())?;
     let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
@@ -329,6 +350,16 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
         late.sort();
         let at = |p: f64| late.get(((late.len() as f64 * p) as usize).min(late.len().saturating_sub(1))).copied().unwrap_or_default();
         println!("  retry lateness           p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (after Retry-After: 1)", ms(at(0.50)), ms(at(0.99)), ms(at(1.0)));
+    }
+    if let Some(until) = state.down_until {
+        let parked = storage::list_parked(&db, Some("bench"), None, 500).await.map_err(|e| e.to_string())?.len();
+        let drained = t0.elapsed().saturating_sub(until.saturating_duration_since(t0));
+        println!(
+            "  outage of {} s             {} requests refused while down, {parked} jobs parked, queue drained {:.1} s after the target came back",
+            args.outage_secs.unwrap_or(0),
+            state.refused_while_down.load(Ordering::Relaxed),
+            drained.as_secs_f64().min(done_in.as_secs_f64())
+        );
     }
     println!("  peak RSS                 {:.1} MiB", peak as f64 / 1024.0);
     handle.stop(true).await;

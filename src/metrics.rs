@@ -33,6 +33,8 @@ pub struct Metrics {
     pub webhook_rejections: IntCounterVec,
     /// Alerts raised, by kind.
     pub alerts: IntCounterVec,
+    /// 1 while a connector's circuit is open (its target looks down), else 0.
+    pub circuit_open: IntGaugeVec,
     queue_depth: IntGaugeVec,
     parked_jobs: IntGaugeVec,
     pull_lag: GaugeVec,
@@ -95,6 +97,7 @@ impl Metrics {
             alerts: counter(&r, "sync_alerts_total", "Alerts raised, by kind.", &["connector", "kind"]),
             queue_depth: gauge(&r, "sync_queue_depth", "Jobs accepted and not yet delivered or parked."),
             parked_jobs: gauge(&r, "sync_parked_jobs", "Jobs parked now, waiting for a human."),
+            circuit_open: gauge(&r, "sync_circuit_open", "1 while the connector's circuit breaker is open (its target looks down; deliveries wait), else 0."),
             latency,
             pull_lag,
             unrouted: counter(&r, "sync_events_unrouted_total", "Events published on a topic no connector subscribes to (stored nowhere), by topic: the first 100 topics, then `other`.", &["topic"]),
@@ -114,6 +117,7 @@ impl Metrics {
             c.with_label_values(&[id]);
         }
         self.latency.with_label_values(&[id]);
+        self.circuit_open.with_label_values(&[id]).set(0);
         if let Ok(mut set) = self.connectors.lock() {
             set.insert(id.to_string());
         }
@@ -125,6 +129,7 @@ impl Metrics {
             remove_series(c, id);
         }
         remove_series(&self.latency, id);
+        remove_series(&self.circuit_open, id);
         if let Ok(mut set) = self.connectors.lock() {
             set.remove(id);
         }

@@ -383,8 +383,12 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             let cool = shared.spec.circuit_breaker.map_or(0, |b| b.cool_down_ms);
             tracing::warn!(cool_down_ms = cool, "circuit open: the target looks down; deliveries wait (no attempts counted) until a probe succeeds");
             rt.alerts.do_send(CircuitOpened { connector: shared.id().to_string(), cool_down_ms: cool });
+            rt.metrics.circuit_open.with_label_values(&[shared.id()]).set(1);
         }
-        Change::Closed => tracing::info!("circuit closed: the probe got through; deliveries resume"),
+        Change::Closed => {
+            tracing::info!("circuit closed: the probe got through; deliveries resume");
+            rt.metrics.circuit_open.with_label_values(&[shared.id()]).set(0);
+        }
         Change::None => {}
     }
     // Errors are scrubbed of every secret of the connector that is set, not only this

@@ -15,6 +15,22 @@ use crate::spec::model::TlsSpec;
 pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // A PEM from a secret (`ca: "${NAME}"`), read from the environment now.
+    let secret = |what: &str, value: &str| -> Result<Vec<u8>, String> {
+        let names = crate::spec::templates::secret_refs(value);
+        let name = names.first().ok_or_else(|| format!("tls.{what}: expected a secret, e.g. \"${{NAME}}\""))?;
+        std::env::var(name).map(String::into_bytes).map_err(|_| format!("tls.{what}: the environment variable ${{{name}}} is not set"))
+    };
+    if let Some(ca) = &spec.ca {
+        let pem = secret("ca", ca)?;
+        let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| format!("tls.ca {ca}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("tls.ca {ca}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)"));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| format!("tls.ca {ca}: {e}"))?;
+        }
+    }
     if let Some(ca) = &spec.ca_file {
         let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(ca).map_err(|e| format!("tls.caFile {ca}: {e}"))?.collect::<Result<_, _>>().map_err(|e| format!("tls.caFile {ca}: {e}"))?;
         if certs.is_empty() {
@@ -29,12 +45,18 @@ pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
-    let mut config = match (&spec.cert_file, &spec.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).map_err(|e| format!("tls.certFile {cert}: {e}"))?.collect::<Result<_, _>>().map_err(|e| format!("tls.certFile {cert}: {e}"))?;
-            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls.keyFile {key}: {e}"))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| format!("tls.certFile {cert} with tls.keyFile {key}: {e}"))?
-        }
+    let chain: Option<Vec<CertificateDer<'static>>> = match (&spec.cert_file, &spec.cert) {
+        (Some(file), _) => Some(CertificateDer::pem_file_iter(file).map_err(|e| format!("tls.certFile {file}: {e}"))?.collect::<Result<_, _>>().map_err(|e| format!("tls.certFile {file}: {e}"))?),
+        (None, Some(value)) => Some(CertificateDer::pem_slice_iter(&secret("cert", value)?).collect::<Result<_, _>>().map_err(|e| format!("tls.cert {value}: {e}"))?),
+        (None, None) => None,
+    };
+    let key: Option<PrivateKeyDer<'static>> = match (&spec.key_file, &spec.key) {
+        (Some(file), _) => Some(PrivateKeyDer::from_pem_file(file).map_err(|e| format!("tls.keyFile {file}: {e}"))?),
+        (None, Some(value)) => Some(PrivateKeyDer::from_pem_slice(&secret("key", value)?).map_err(|e| format!("tls.key {value}: {e}"))?),
+        (None, None) => None,
+    };
+    let mut config = match (chain, key) {
+        (Some(chain), Some(key)) => builder.with_client_auth_cert(chain, key).map_err(|e| format!("tls: the client certificate with its key: {e}"))?,
         _ => builder.with_no_client_auth(),
     };
     // HTTP/1.1, as the rest of the service speaks.

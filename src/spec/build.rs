@@ -86,10 +86,31 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
         auth: o.get("auth").and_then(|n| auth(cx, n, "auth")),
         tls: o.get("tls").and_then(|n| {
-            let t = Obj::open(cx, n, "tls", &["caFile", "certFile", "keyFile"])?;
-            let spec = TlsSpec { ca_file: t.string(cx, "caFile"), cert_file: t.string(cx, "certFile"), key_file: t.string(cx, "keyFile") };
-            if spec.cert_file.is_some() != spec.key_file.is_some() {
-                cx.error(n, "tls", "a client certificate needs both `certFile` and `keyFile`");
+            let t = Obj::open(cx, n, "tls", &["caFile", "certFile", "keyFile", "ca", "cert", "key"])?;
+            let spec = TlsSpec {
+                ca_file: t.string(cx, "caFile"),
+                cert_file: t.string(cx, "certFile"),
+                key_file: t.string(cx, "keyFile"),
+                ca: t.string(cx, "ca"),
+                cert: t.string(cx, "cert"),
+                key: t.string(cx, "key"),
+            };
+            for (file, secret) in [("caFile", "ca"), ("certFile", "cert"), ("keyFile", "key")] {
+                if t.has(file) && t.has(secret) {
+                    cx.error(n, "tls", format!("`{file}` or `{secret}` (a secret holding the PEM), not both"));
+                }
+            }
+            for secret in ["ca", "cert", "key"] {
+                if let (Some(v), Some(node)) = (t.string(cx, secret), t.get(secret))
+                    && super::templates::secret_refs(&v).len() != 1
+                {
+                    cx.error(node, &t.path_of(secret), format!("expected one secret holding the PEM, e.g. \"${{STATE_CA_PEM}}\"; found `{v}` (a file goes in `{secret}File`)"));
+                }
+            }
+            let has_cert = spec.cert_file.is_some() || spec.cert.is_some();
+            let has_key = spec.key_file.is_some() || spec.key.is_some();
+            if has_cert != has_key {
+                cx.error(n, "tls", "a client certificate needs both a certificate (`certFile` or `cert`) and its key (`keyFile` or `key`)");
             }
             Some(spec)
         }),

@@ -329,6 +329,13 @@ pub struct TlsSpec {
     pub cert_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+    /// The same as PEM held by secrets (`ca: "${STATE_CA_PEM}"`), instead of files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `circuitBreaker: { failures, coolDownMs }` (see `delivery::breaker`).

@@ -658,6 +658,9 @@ async fn a_circuit_breaker_holds_deliveries_while_the_target_is_down() {
         app.publish("cb.t", json!({"permitId": format!("K-{}", n % 3), "status": format!("S{n}")})).await;
     }
     poll_until("the circuit to open", WAIT, || async { (app.status("cb").await["circuit"] == "open").then_some(()) }).await;
+    let circuit_metric = |text: String| text.lines().find(|l| l.starts_with("sync_circuit_open{connector=\"cb\"}")).map(str::to_string);
+    let (_, _, metrics) = get_open(&app.base, "/metrics").await;
+    assert_eq!(circuit_metric(metrics).as_deref(), Some("sync_circuit_open{connector=\"cb\"} 1"));
     // While it is down: probes only, one per cool-down at most.
     let at_open = fake.received().len();
     poll_until("two probes", WAIT, || async { (fake.received().len() >= at_open + 2).then_some(()) }).await;
@@ -671,6 +674,8 @@ async fn a_circuit_breaker_holds_deliveries_while_the_target_is_down() {
     app.wait_tickets("connector=cb&status=completed", 10).await;
     assert!(app.parked("cb").await.is_empty(), "none parked");
     assert_eq!(app.status("cb").await["circuit"], "closed");
+    let (_, _, metrics) = get_open(&app.base, "/metrics").await;
+    assert_eq!(circuit_metric(metrics).as_deref(), Some("sync_circuit_open{connector=\"cb\"} 0"));
     // Per key, the last status sent is the key's last event.
     let delivered: Vec<_> = fake.received().into_iter().filter(|r| r.status == 200).collect();
     for k in 0..3 {

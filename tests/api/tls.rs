@@ -75,11 +75,18 @@ async fn a_target_with_a_private_ca_and_client_certificates() {
     std::fs::write(dir.join("connectors/mtls.yaml"), with("mtls", &format!("tls: {{ caFile: \"{}\", certFile: \"{}\", keyFile: \"{}\" }}\n", file("ca.pem"), file("client.pem"), file("client.key")))).unwrap();
     std::fs::write(dir.join("connectors/nocert.yaml"), with("nocert", &format!("tls: {{ caFile: \"{}\" }}\n", file("ca.pem")))).unwrap();
     std::fs::write(dir.join("connectors/noca.yaml"), with("noca", "")).unwrap();
+    // The same from secrets holding the PEM, instead of files.
+    for (var, f) in [("TLS_TEST_CA_PEM", "ca.pem"), ("TLS_TEST_CLIENT_PEM", "client.pem"), ("TLS_TEST_CLIENT_KEY", "client.key")] {
+        unsafe { std::env::set_var(var, std::fs::read_to_string(certs.join(f)).unwrap()) };
+    }
+    std::fs::write(dir.join("connectors/secrets.yaml"), with("secrets", "tls: { ca: \"${TLS_TEST_CA_PEM}\", cert: \"${TLS_TEST_CLIENT_PEM}\", key: \"${TLS_TEST_CLIENT_KEY}\" }\n")).unwrap();
     let app = TestApp::spawn(test_settings(&dir)).await;
 
     app.publish("mtls.t", json!({"permitId": "T-1", "status": "OK"})).await;
     app.wait_tickets("connector=mtls&status=completed", 1).await;
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    app.publish("secrets.t", json!({"permitId": "T-4", "status": "OK"})).await;
+    app.wait_tickets("connector=secrets&status=completed", 1).await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     // Without the client certificate, or without the CA: refused, with the reason in words.
     app.publish("nocert.t", json!({"permitId": "T-2", "status": "OK"})).await;
@@ -91,7 +98,7 @@ async fn a_target_with_a_private_ca_and_client_certificates() {
     let (nocert, noca) = (why("nocert").await, why("noca").await);
     assert!(noca.to_lowercase().contains("certificate") && noca.contains("UnknownIssuer"), "an unknown CA is named: {noca}");
     assert!(nocert.contains("CertificateRequired"), "a missing client certificate is named: {nocert}");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "neither reached the handler");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2, "neither reached the handler");
 }
 
 /// A `tls` file that is missing or not PEM stops the connector with the file's name.

@@ -266,7 +266,7 @@ pub enum Reply {
     Status(u16),
     /// This status with `Retry-After: secs`.
     RetryAfter(u16, u64),
-    /// 200, saying the API's rate-limit budget is spent for `secs`
+    /// 429, saying the API's rate-limit budget is spent for `secs`
     /// (`X-RateLimit-Remaining: 0`, `X-RateLimit-Reset: secs`).
     BudgetSpent(u64),
     /// Sleeps this long (longer than the connector's timeout), then answers 200.
@@ -385,7 +385,8 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
         };
         let status = match reply {
             Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) => s,
-            Reply::Stall(_) | Reply::BudgetSpent(_) => 200,
+            Reply::Stall(_) => 200,
+            Reply::BudgetSpent(_) => 429,
         };
         st.in_flight += 1;
         st.max_in_flight = st.max_in_flight.max(st.in_flight);
@@ -406,10 +407,10 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
         Reply::RetryAfter(s, secs) => {
             HttpResponse::build(code(s)).insert_header(("Retry-After", secs.to_string())).json(serde_json::json!({"ok": false}))
         }
-        Reply::BudgetSpent(secs) => HttpResponse::Ok()
+        Reply::BudgetSpent(secs) => HttpResponse::TooManyRequests()
             .insert_header(("X-RateLimit-Remaining", "0"))
             .insert_header(("X-RateLimit-Reset", secs.to_string()))
-            .json(serde_json::json!({"ok": true})),
+            .json(serde_json::json!({"ok": false})),
         Reply::Stall(d) => {
             actix_web::rt::time::sleep(d).await;
             HttpResponse::Ok().json(serde_json::json!({"ok": true}))

@@ -630,7 +630,8 @@ async fn a_rate_limit_spaces_requests_and_a_spent_budget_pauses_them() {
     app.wait_tickets("connector=paced&status=completed", 6).await;
     assert_eq!(app.status("paced").await["counters"]["failed_attempts"], 0, "waiting is not failing");
 
-    // The target says its budget is spent for 1 s: the next request waits for the reset.
+    // The target answers 429, its budget spent for 1 s: the next request (the retry, or the
+    // next job) waits for the reset.
     fake.script([Reply::BudgetSpent(1)]);
     app.publish("paced.t", json!({"permitId": "B-1", "status": "OK"})).await;
     app.publish("paced.t", json!({"permitId": "B-2", "status": "OK"})).await;

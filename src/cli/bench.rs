@@ -309,7 +309,8 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     publisher_thread.stop();
     let accepted_in = t0.elapsed();
     // Wait (bounded) until every event is delivered and ticketed.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Bounded: 300 s, plus the outage asked for.
+    let deadline = Instant::now() + Duration::from_secs(300 + args.outage_secs.unwrap_or(0));
     loop {
         let delivered = state.count.load(Ordering::Relaxed);
         let tickets = storage::ticket_count(&db).await.map_err(|e| e.to_string())? as usize;

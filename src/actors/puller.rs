@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::child::ChildCtx;
 use super::messages::Wake;
 use super::shared::{ConnectorShared, Counters};
-use crate::delivery::{Egress, Outcome, sender};
+use crate::delivery::{Egress, sender};
 use crate::mapping::{RenderedRequest, fields, selector};
 use crate::metrics::Metrics;
 use crate::spec::model::{Pagination, PullSpec};
@@ -178,10 +178,7 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
         pages += 1;
         let mut authorized = req.clone();
         shared.ready(&mut authorized, client, egress).await?;
-        let body = sender::fetch_json(client, &authorized, egress).await.map_err(|o| match o {
-            Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error,
-            Outcome::Delivered { status } => format!("HTTP {status}"),
-        })?;
+        let body = sender::fetch_json(client, &authorized, egress).await.map_err(|o| o.error_text())?;
         let records = selector::records(&body, &pull.records);
         records_seen += records.len();
         for record in &records {

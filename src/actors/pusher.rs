@@ -249,7 +249,7 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
             // outcome is recorded, so the span carries the ticket id too.
             line = match sent.status {
                 Some(code) => format!("{} {} {} {}", req.method, shown_url, code, reason_phrase(code)),
-                None => format!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&outcome_error(&sent.outcome), &secrets)),
+                None => format!("{} {} failed: {}", req.method, shown_url, scrub_secrets(&sent.outcome.error_text(), &secrets)),
             };
             let detail = json!({ "method": req.method, "status": sent.status, "latency_ms": sent.latency.as_millis() as u64 });
             sent_meta = Some((sent.status, sent.latency.as_millis() as u64));
@@ -411,7 +411,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         attempt: attempts,
         status,
         latency_ms,
-        error: (!matches!(outcome, Outcome::Delivered { .. })).then(|| scrub_secrets(&outcome_error(&outcome), &secrets)),
+        error: (!matches!(outcome, Outcome::Delivered { .. })).then(|| scrub_secrets(&outcome.error_text(), &secrets)),
     });
     // The other side's id: the URL written to (secrets masked), and the record's own id on
     // the side it came from (its link's when linked, else the record key).
@@ -439,7 +439,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
         let wait = shared.breaker.open_for(std::time::Instant::now());
         Counters::inc(&shared.counters.failed_attempts);
         rt.metrics.fail.with_label_values(&[shared.id()]).inc();
-        let error = format!("circuit open, waiting: {}", scrub_secrets(&outcome_error(&outcome), &secrets));
+        let error = format!("circuit open, waiting: {}", scrub_secrets(&outcome.error_text(), &secrets));
         shared.counters.note_delivery_error(&error);
         let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         let update = JobUpdate::Reschedule { id: job.id, attempts: job.attempts, at, error };
@@ -477,7 +477,7 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
             Counters::inc(&shared.counters.failed_attempts);
             rt.metrics.fail.with_label_values(&[shared.id()]).inc();
             rt.alerts.do_send(FailureSeen(shared.id().to_string()));
-            let error = scrub_secrets(&outcome_error(&outcome), &secrets);
+            let error = scrub_secrets(&outcome.error_text(), &secrets);
             shared.counters.note_delivery_error(&error);
             tracing::warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "delivery failed; will retry");
             let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default();
@@ -559,13 +559,6 @@ async fn record(crew: &Crew, job: Delivery, mut outcome: RecordOutcome, line: St
 /// `OK`, `Not Found`, …: the words after the status code in the log line.
 fn reason_phrase(code: u16) -> &'static str {
     awc::http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("")
-}
-
-fn outcome_error(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Delivered { status } => format!("HTTP {status}"),
-        Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error.clone(),
-    }
 }
 
 /// Replaces every secret value in `text` with its `${NAME}`: an error message may quote a

@@ -115,10 +115,7 @@ impl ConnectorShared {
     /// A read's turn: waits for the rate limit, then adds the connector's credentials.
     pub async fn ready(&self, req: &mut crate::mapping::RenderedRequest, client: &awc::Client, egress: &crate::delivery::Egress) -> Result<(), String> {
         self.throttle().await;
-        self.auth.apply(req, client, egress).await.map_err(|o| match o {
-            crate::delivery::Outcome::Retryable { error, .. } | crate::delivery::Outcome::Permanent { error } => error,
-            crate::delivery::Outcome::Delivered { status } => format!("HTTP {status}"),
-        })
+        self.auth.apply(req, client, egress).await.map_err(|o| o.error_text())
     }
 
     pub fn is_paused(&self) -> bool {

@@ -25,6 +25,15 @@ impl Outcome {
             _ => Outcome::Permanent { error: format!("HTTP {status}{detail}") },
         }
     }
+
+    /// What went wrong, for a ticket, a log line or an error: the failure's own text, or
+    /// `HTTP <status>` where a caller expected no success.
+    pub fn error_text(&self) -> String {
+        match self {
+            Outcome::Delivered { status } => format!("HTTP {status}"),
+            Outcome::Retryable { error, .. } | Outcome::Permanent { error } => error.clone(),
+        }
+    }
 }
 
 /// Parses `Retry-After` given in seconds or as an HTTP date.

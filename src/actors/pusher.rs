@@ -264,22 +264,20 @@ async fn send_once(crew: &Crew, job: &Delivery, attempts: i32, round: u32) -> Re
 /// refuses (401) is fetched anew and the request sent once more.
 async fn send_authorized(client: &awc::Client, shared: &ConnectorShared, req: &crate::mapping::RenderedRequest, key: &str, egress: &crate::delivery::Egress) -> sender::Attempt {
     let started = std::time::Instant::now();
-    let mut last = None;
-    for round in 0..2 {
+    let send_once = || async {
         let mut authorized = req.clone();
-        if let Err(outcome) = shared.auth.apply(&mut authorized, client, egress).await {
-            return sender::Attempt { outcome, latency: started.elapsed(), status: None, body: None, pause: None };
+        match shared.auth.apply(&mut authorized, client, egress).await {
+            Err(outcome) => sender::Attempt { outcome, latency: started.elapsed(), status: None, body: None, pause: None },
+            Ok(()) => sender::send(client, &authorized, key, egress).await,
         }
-        let sent = sender::send(client, &authorized, key, egress).await;
-        if round == 0 && sent.status == Some(401) && shared.auth.refreshes() {
-            tracing::info!("the target refused the access token (401); fetching a new one and sending again");
-            shared.auth.invalidate().await;
-            last = Some(sent);
-            continue;
-        }
-        return sent;
+    };
+    let sent = send_once().await;
+    if sent.status == Some(401) && shared.auth.refreshes() {
+        tracing::info!("the target refused the access token (401); fetching a new one and sending again");
+        shared.auth.invalidate().await;
+        return send_once().await;
     }
-    last.unwrap_or_else(|| sender::Attempt { outcome: Outcome::Retryable { error: "no attempt".into(), retry_after: None }, latency: started.elapsed(), status: None, body: None, pause: None })
+    sent
 }
 
 /// What a job's `last_error` starts with after its attempt panicked.
@@ -377,8 +375,9 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     let inbound = cleared.to == Side::Hms;
     let (payload, why) = (cleared.payload.clone(), cleared.why.clone());
     let policy = crate::delivery::RetryPolicy::of(&shared.spec);
-    let outcome = policy.classify(outcome, sent_meta.and_then(|m| m.0));
-    match shared.breaker.observe(&outcome, sent_meta.and_then(|m| m.0), crew.probe, std::time::Instant::now()) {
+    let status = sent_meta.and_then(|m| m.0);
+    let outcome = policy.classify(outcome, status);
+    match shared.breaker.observe(&outcome, status, crew.probe, std::time::Instant::now()) {
         Change::Opened => {
             let cool = shared.spec.circuit_breaker.map_or(0, |b| b.cool_down_ms);
             tracing::warn!(cool_down_ms = cool, "circuit open: the target looks down; deliveries wait (no attempts counted) until a probe succeeds");
@@ -433,10 +432,11 @@ async fn attempt(crew: Crew, job: Delivery) -> Done {
     };
     // The circuit is open after this failure (it opened now, or a probe failed): the
     // failure is the outage's, not the job's. The job waits for the cool-down's end with
-    // its attempts as they were: it never parks for an outage.
-    let held = !matches!(decision, Decision::Done | Decision::Park(_)) || matches!(outcome, Outcome::Retryable { .. });
-    if held && shared.breaker.circuit(std::time::Instant::now()) == crate::delivery::breaker::Circuit::Open {
-        let wait = shared.breaker.open_for(std::time::Instant::now());
+    // its attempts as they were: it never parks for an outage. (Only a retryable failure
+    // can be the outage's: a refusal parks as it would with the circuit closed.)
+    let now = std::time::Instant::now();
+    if matches!(outcome, Outcome::Retryable { .. }) && shared.breaker.circuit(now) == crate::delivery::breaker::Circuit::Open {
+        let wait = shared.breaker.open_for(now);
         Counters::inc(&shared.counters.failed_attempts);
         rt.metrics.fail.with_label_values(&[shared.id()]).inc();
         let error = format!("circuit open, waiting: {}", scrub_secrets(&outcome.error_text(), &secrets));

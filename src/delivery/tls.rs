@@ -21,23 +21,22 @@ pub fn client_config(spec: &TlsSpec) -> Result<Arc<ClientConfig>, String> {
         let name = names.first().ok_or_else(|| format!("tls.{what}: expected a secret, e.g. \"${{NAME}}\""))?;
         std::env::var(name).map(String::into_bytes).map_err(|_| format!("tls.{what}: the environment variable ${{{name}}} is not set"))
     };
+    // Extra roots: a PEM from a secret (`ca`) and a PEM file (`caFile`), each named in errors.
+    let mut extra: Vec<(String, Vec<CertificateDer<'static>>)> = Vec::new();
     if let Some(ca) = &spec.ca {
-        let pem = secret("ca", ca)?;
-        let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| format!("tls.ca {ca}: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!("tls.ca {ca}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)"));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| format!("tls.ca {ca}: {e}"))?;
-        }
+        let what = format!("tls.ca {ca}");
+        extra.push((what.clone(), CertificateDer::pem_slice_iter(&secret("ca", ca)?).collect::<Result<_, _>>().map_err(|e| format!("{what}: {e}"))?));
     }
     if let Some(ca) = &spec.ca_file {
-        let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(ca).map_err(|e| format!("tls.caFile {ca}: {e}"))?.collect::<Result<_, _>>().map_err(|e| format!("tls.caFile {ca}: {e}"))?;
+        let what = format!("tls.caFile {ca}");
+        extra.push((what.clone(), CertificateDer::pem_file_iter(ca).map_err(|e| format!("{what}: {e}"))?.collect::<Result<_, _>>().map_err(|e| format!("{what}: {e}"))?));
+    }
+    for (what, certs) in extra {
         if certs.is_empty() {
-            return Err(format!("tls.caFile {ca}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)"));
+            return Err(format!("{what}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)"));
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| format!("tls.caFile {ca}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{what}: {e}"))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -99,9 +99,7 @@ async fn deploy_own_file(state: &AppState, id: &str, path: &str, body: &[u8]) ->
             format!("connector `{id}` comes from the file {path}, and this document differs from it; change the file instead (then reload: SIGHUP, `up --watch` or POST /reload)"),
         ));
     }
-    let report = crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot reload the connectors folder: {e}")))?;
+    let report = reload_folder(state).await?;
     if let Some(refused) = report.refused.iter().find(|r| r.file == path) {
         return Err(ApiError::bad_request(format!("{path} is not valid; the running version is kept: {}", refused.reason)));
     }
@@ -122,10 +120,15 @@ pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result
 /// `POST /reload`: the connectors folder applied again (see
 /// [`reload`](crate::actors::registry::reload)).
 pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot reload the connectors folder: {e}")))?;
+    let report = reload_folder(&state).await?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// The connectors folder applied again; a failure to do so is the service's (503).
+async fn reload_folder(state: &AppState) -> Result<crate::actors::registry::reload::ReloadReport, ApiError> {
+    crate::actors::registry::reload::reload_files(&state.registry, &state.db, &state.connectors_dir)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot reload the connectors folder: {e}")))
 }
 
 pub async fn status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -23,10 +23,7 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>,
     let q = q.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?.into_inner();
     super::tickets::connector_filter(&q.connector)?;
     let limit = super::tickets::page_limit(q.limit)?;
-    let after = match &q.cursor {
-        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
-        None => None,
-    };
+    let after = super::tickets::page_cursor(&q.cursor)?;
     let jobs = storage::list_parked(&state.db, q.connector.as_deref(), after, limit).await?;
     let next = (jobs.len() as u64 == limit).then(|| jobs.last().map(|j| j.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "parked": jobs, "next": next })))

@@ -48,6 +48,14 @@ pub(super) fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
+/// A page's `cursor`: the `next` of the previous page, a row id (0 or more).
+pub(super) fn page_cursor(cursor: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match cursor {
+        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))).transpose(),
+        None => Ok(None),
+    }
+}
+
 /// A time filter (`since`, `until`): an RFC 3339 time (`2026-11-30T08:00:00Z`), a date
 /// (`2026-11-30`, midnight UTC), or an age before `now` (`90s`, `15m`, `1h`, `2d`, `1w`).
 pub fn instant(name: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
@@ -96,10 +104,7 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<TicketQuery>,
     connector_filter(&q.connector)?;
     one_of("status", &q.status, STATUSES)?;
     one_of("direction", &q.direction, DIRECTIONS)?;
-    let after_id = match &q.cursor {
-        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("invalid cursor `{c}`: pass the `next` value of the previous page")))?),
-        None => None,
-    };
+    let after_id = page_cursor(&q.cursor)?;
     let limit = page_limit(q.limit)?;
     let now = Utc::now();
     let since = q.since.as_deref().map(|v| instant("since", v, now)).transpose()?;

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bus::Bus;
+use crate::actors::bus::Bus;
 use crate::delivery::egress::TARGET_HEADER;
 use crate::storage::{self, Db, TicketFilter};
 

@@ -5,23 +5,21 @@
 //! - [`settings`]: typed settings layered by the `config` crate.
 //! - [`startup`]: builds the service (database, actors, HTTP server) and runs it.
 //! - [`spec`]: connector files — model, pure validation, loading.
-//! - [`bus`]: publishing an HMS event: match, store durably (group commit), acknowledge.
 //! - [`mapping`]: templates, filters and mapping tables, compiled once per connector.
 //! - [`metrics`]: Prometheus metrics, labelled by connector.
 //! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
 //! - [`demo`]: `up --demo`: the built-in demo target and a first sync to show.
-//! - [`actors`]: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, TicketWriter,
-//!   Governance.
+//! - [`actors`]: the Bus (match, store durably, acknowledge), Registry → ConnectorSupervisor
+//!   → Lane / Puller / Retrier on the worker pool, the TicketWriter (the committer), Governance.
 //! - [`sync`]: two-way sync: inbound jobs, record links, echo suppression, resolvers.
 //! - [`storage`]: data access over sea-orm (SQLite or PostgreSQL).
 //! - [`admin`]: the admin HTTP API.
 //! - [`cli`]: the `hms-sync` command line.
 //! - [`telemetry`]: the tracing subscriber.
-//! - [`webhook`]: inbound webhooks: signature verification and intake.
+//! - [`webhook`]: inbound webhooks' signature verification (their intake is in [`admin`]).
 
 pub mod actors;
 pub mod admin;
-pub mod bus;
 pub mod cli;
 pub mod delivery;
 pub mod demo;

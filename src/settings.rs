@@ -21,6 +21,21 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub demo: DemoSettings,
     pub alerts: AlertSettings,
+    pub runtime: RuntimeSettings,
+}
+
+/// Where connectors run: on a shared pool of worker threads (the default), or each on a
+/// thread of its own.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Worker threads every connector's children and delivery attempts run on; 0: one per
+    /// core.
+    pub workers: usize,
+    /// Give each connector a thread of its own instead (the design before the pool: a
+    /// connector whose code blocks its thread cannot slow another, at the cost of a thread
+    /// per connector and of one core at most per connector).
+    pub dedicated_threads: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +162,7 @@ impl Default for Settings {
             delivery: DeliverySettings::default(),
             demo: DemoSettings::default(),
             alerts: AlertSettings::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
 }

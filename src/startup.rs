@@ -9,13 +9,14 @@ use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::governance::{self, SetListener};
-use crate::actors::registry::{self, Boot, Origin, RoutingTable, StopAll};
+use crate::actors::bus::RoutingTable;
+use crate::actors::registry::{self, Boot, Origin, StopAll};
 use crate::actors::shared::Runtime;
 use crate::actors::ticket_writer::{FlushTickets, Retention};
 use crate::actors::{panics, Governance, Registry, TicketWriter};
 use crate::actors::alerter::{Alerter, FailRule};
 use crate::admin::{self, AppState};
-use crate::bus::Bus;
+use crate::actors::bus::Bus;
 use crate::delivery::Egress;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -133,6 +134,7 @@ impl Application {
             metrics: metrics.clone(),
             alerts,
             bus: bus_slot.clone(),
+            workers: crate::actors::pool::Workers::new(settings.runtime),
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {

@@ -2,13 +2,16 @@
 //! TicketWriter and Governance singletons. See `docs/architecture.md` for the picture.
 
 pub mod alerter;
+pub mod attempt;
+pub mod bus;
 pub mod child;
 pub mod governance;
 pub mod intensity;
+pub mod lane;
 pub mod messages;
 pub mod panics;
 pub mod puller;
-pub mod pusher;
+pub mod pool;
 pub mod registry;
 pub mod retrier;
 pub mod shared;

@@ -72,13 +72,13 @@ impl Puller {
             // An error may quote a URL or an answer that carried a secret: scrubbed before it
             // is logged or returned to `POST /connectors/{id}/sync`.
             let known = act.cx.rt.egress.known(&act.cx.shared.spec.secret_names());
-            let res = res.map_err(|e| super::pusher::scrub_secrets(&e, &known));
+            let res = res.map_err(|e| super::attempt::scrub_secrets(&e, &known));
             match &res {
                 Ok(report) => {
                     act.cursor = report.cursor.clone();
                     act.failures = 0;
                     if report.stored > 0 {
-                        act.cx.supervisor.do_send(Wake);
+                        act.cx.shared.wake_lane();
                     }
                     if report.more {
                         ctx.notify(Wake);

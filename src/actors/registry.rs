@@ -13,6 +13,7 @@ use super::governance::GovernanceChanged;
 use super::messages::{ChildKind, Fault, Wake};
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::status::ConnectorStatus;
+use super::bus::RoutingTable;
 use super::supervisor::{self, ConnectorSupervisor, GetStatus, InjectChildFault};
 use crate::mapping::CompiledConnector;
 use crate::spec::{ConnectorSpec, LoadedSpec};
@@ -68,15 +69,6 @@ fn paused_key(id: &str) -> String {
     format!("connector.{id}.paused")
 }
 
-/// A connector as a publisher needs it: its compiled spec, and its supervisor to wake.
-#[derive(Clone)]
-pub struct RouteEntry {
-    pub shared: Arc<ConnectorShared>,
-    pub supervisor: Addr<ConnectorSupervisor>,
-}
-
-/// Connectors by topic, written by the Registry, read by publishers.
-pub type RoutingTable = Arc<std::sync::RwLock<HashMap<String, Vec<RouteEntry>>>>;
 
 impl Registry {
     pub fn new(rt: Runtime, governance_enabled: bool, routes: RoutingTable) -> Self {
@@ -85,11 +77,11 @@ impl Registry {
 
     fn reindex(&mut self) {
         self.by_topic.clear();
-        let mut table: HashMap<String, Vec<RouteEntry>> = HashMap::new();
+        let mut table: HashMap<String, Vec<Arc<ConnectorShared>>> = HashMap::new();
         for (id, e) in &self.connectors {
             for topic in e.shared.spec.topics() {
                 self.by_topic.entry(topic.clone()).or_default().push(id.clone());
-                table.entry(topic).or_default().push(RouteEntry { shared: e.shared.clone(), supervisor: e.addr.clone() });
+                table.entry(topic).or_default().push(e.shared.clone());
             }
         }
         // A poisoned lock only means a reader panicked; the table itself is replaced whole.
@@ -125,6 +117,7 @@ impl Registry {
             breaker: Arc::new(crate::delivery::breaker::Breaker::new(spec_breaker)),
             auth: Arc::new(crate::delivery::auth::Authenticator::new(spec_auth)),
             tls,
+            live: Default::default(),
         }))
     }
 

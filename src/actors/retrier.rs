@@ -9,7 +9,6 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::child::ChildCtx;
-use super::messages::Wake;
 use crate::storage;
 
 /// Re-reads the earliest due time this often, for retries scheduled by another instance.
@@ -43,7 +42,7 @@ impl Retrier {
         self.timer = Some(ctx.run_later(delay, |act, ctx| {
             act.timer = None;
             act.armed_for = None;
-            act.cx.supervisor.do_send(Wake);
+            act.cx.shared.wake_lane();
             act.rescan(ctx);
         }));
     }

@@ -14,8 +14,10 @@ use crate::spec::ConnectorSpec;
 use crate::storage::Db;
 
 use super::alerter::Alerter;
+use super::lane::Lane;
 use super::messages::Wake;
-use super::supervisor::ConnectorSupervisor;
+use super::pool::Workers;
+use super::retrier::{Retrier, RetryScheduled};
 use super::ticket_writer::TicketWriter;
 
 /// Handles shared by the whole tree.
@@ -34,7 +36,9 @@ pub struct Runtime {
     pub alerts: Addr<Alerter>,
     /// The event bus, for inbound changes published on an HMS topic (set once the Registry
     /// it needs is running).
-    pub bus: Arc<std::sync::OnceLock<crate::bus::Bus>>,
+    pub bus: Arc<std::sync::OnceLock<super::bus::Bus>>,
+    /// The threads connectors run on.
+    pub workers: Workers,
 }
 
 /// Monotonic counters of one connector; kept across restarts and hot reloads.
@@ -99,6 +103,16 @@ pub struct ConnectorShared {
     pub auth: Arc<crate::delivery::auth::Authenticator>,
     /// The connector's TLS client configuration (`tls`), if it has one.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The running lane and retry timer, set by the supervisor as it starts them: the bus
+    /// wakes the lane and the lane arms the timer directly, not through the supervisor.
+    pub live: std::sync::Mutex<Live>,
+}
+
+/// A connector's children that others talk to directly.
+#[derive(Default)]
+pub struct Live {
+    pub lane: Option<Addr<Lane>>,
+    pub retrier: Option<Addr<Retrier>>,
 }
 
 impl ConnectorShared {
@@ -122,16 +136,35 @@ impl ConnectorShared {
         self.paused.load(Ordering::SeqCst)
     }
 
-    /// New jobs of this connector are committed: wake its Pusher through `supervisor`,
-    /// unless a wake is already on its way. That one is enough: the Pusher clears the flag
-    /// BEFORE it reads the queue, so it reads every job committed before this call.
-    pub fn jobs_stored(&self, supervisor: &Addr<ConnectorSupervisor>) {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// New jobs of this connector are committed: wake its lane, unless a wake is already on
+    /// its way. That one is enough: the lane clears the flag BEFORE it reads the queue, so it
+    /// reads every job committed before this call. (No lane running: the one that starts
+    /// reads the queue first thing.)
+    pub fn jobs_stored(&self) {
         if !self.wake_sent.swap(true, Ordering::AcqRel) {
-            supervisor.do_send(Wake);
+            self.wake_lane();
         }
     }
 
-    /// The Pusher is about to read the queue (see [`ConnectorShared::jobs_stored`]).
+    /// Wake the lane: new jobs, a retry due, sending resumed.
+    pub fn wake_lane(&self) {
+        if let Some(lane) = &self.live().lane {
+            lane.do_send(Wake);
+        }
+    }
+
+    /// A job was rescheduled for `at`: the retry timer wakes the lane then.
+    pub fn retry_at(&self, at: chrono::DateTime<chrono::Utc>) {
+        if let Some(retrier) = &self.live().retrier {
+            retrier.do_send(RetryScheduled { at });
+        }
+    }
+
+    /// The lane is about to read the queue (see [`ConnectorShared::jobs_stored`]).
     pub fn wake_taken(&self) {
         self.wake_sent.store(false, Ordering::Release);
     }

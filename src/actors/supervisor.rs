@@ -1,6 +1,7 @@
 //! ConnectorSupervisor: one per connector. Owns the connector's stable address, starts its
-//! children on the connector's own arbiter (thread), learns of their death through their
-//! guards and restarts them one-for-one with restart intensity and back-off (OTP style).
+//! children on the connector's home worker (a thread of the shared pool, or one of its own
+//! with `runtime.dedicated_threads`), learns of their death through their guards and
+//! restarts them one-for-one with restart intensity and back-off (OTP style).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use super::child::ChildCtx;
 use super::intensity::{RestartWindow, Verdict};
 use super::messages::{ChildDied, ChildKind, Fault, InjectFault, StopChild, Wake};
 use super::puller::Puller;
-use super::pusher::Pusher;
+use super::lane::Lane;
+use super::pool::Worker;
 use super::retrier::Retrier;
 use super::shared::{ConnectorShared, Runtime};
 use super::status::{ChildState, ChildStatus, ConnectorState, ConnectorStatus, IntensityView, LastError};
@@ -22,7 +24,7 @@ use crate::storage;
 
 /// A running child's address, by kind.
 enum ChildAddr {
-    Pusher(Addr<Pusher>),
+    Pusher(Addr<Lane>),
     Puller(Addr<Puller>),
     Retrier(Addr<Retrier>),
 }
@@ -45,6 +47,12 @@ impl ChildAddr {
     }
 }
 
+/// The thread a connector's children run on.
+enum Home {
+    Pool(Worker),
+    Own(ArbiterHandle),
+}
+
 struct Slot {
     /// The generation of the child now expected alive; a death report of any other
     /// generation is stale (a child we replaced on purpose) and ignored.
@@ -54,8 +62,9 @@ struct Slot {
     addr: Option<ChildAddr>,
 }
 
-/// Run first on every connector thread. The binary sets it (main.rs): it makes the
-/// allocator keep no per-thread cache on these threads, which are many and mostly idle.
+/// Run first on every dedicated connector thread (`runtime.dedicated_threads`). The binary
+/// sets it (main.rs): it makes the allocator keep no per-thread cache on these threads,
+/// which are many and mostly idle.
 pub static CONNECTOR_THREAD_STARTED: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
 /// How many turns a connector's thread gets to let its children stop before it is stopped.
@@ -64,10 +73,10 @@ const STOP_YIELDS: usize = 8;
 pub struct ConnectorSupervisor {
     rt: Runtime,
     shared: Arc<ConnectorShared>,
-    /// The thread the children run on: one per connector so a blocked or dead worker
-    /// never touches another connector.
-    arbiter: Option<ArbiterHandle>,
-    arbiters_started: u64,
+    /// The thread the children run on: a worker of the pool, or the connector's own thread.
+    home: Option<Home>,
+    /// Homes taken so far (shown in the status: a connector moved after its thread died).
+    placements: u64,
     slots: BTreeMap<ChildKind, Slot>,
     next_generation: u64,
     /// Bumped by every stop-all; a restart scheduled before it is void.
@@ -87,8 +96,8 @@ impl ConnectorSupervisor {
         let sup = Self {
             rt,
             shared,
-            arbiter: None,
-            arbiters_started: 0,
+            home: None,
+            placements: 0,
             slots: BTreeMap::new(),
             next_generation: 0,
             epoch: 0,
@@ -121,20 +130,54 @@ impl ConnectorSupervisor {
         self.shared.paused.store(paused, Ordering::SeqCst);
     }
 
-    /// The connector's arbiter, started anew when it died.
-    fn live_arbiter(&mut self) -> ArbiterHandle {
-        if let Some(handle) = &self.arbiter
-            && handle.spawn(async {})
-        {
-            return handle.clone();
+    /// The connector's home thread: its pool worker (started anew by the pool if its thread
+    /// died), or its own thread (started anew when it died).
+    fn live_home(&mut self) -> ArbiterHandle {
+        match (&self.home, self.rt.workers.pool()) {
+            (Some(Home::Pool(w)), Some(pool)) => {
+                let w = pool.get(w.index);
+                self.home = Some(Home::Pool(w.clone()));
+                return w.handle;
+            }
+            (Some(Home::Own(handle)), None) if handle.spawn(async {}) => return handle.clone(),
+            _ => {}
         }
-        let handle = Arbiter::new().handle();
-        if let Some(hook) = CONNECTOR_THREAD_STARTED.get().copied() {
-            handle.spawn(async move { hook() });
-        }
-        self.arbiters_started += 1;
-        self.arbiter = Some(handle.clone());
+        self.placements += 1;
+        let handle = match self.rt.workers.pool() {
+            Some(pool) => {
+                let w = pool.next();
+                self.home = Some(Home::Pool(w.clone()));
+                w.handle
+            }
+            None => {
+                let handle = Arbiter::new().handle();
+                if let Some(hook) = CONNECTOR_THREAD_STARTED.get().copied() {
+                    handle.spawn(async move { hook() });
+                }
+                self.home = Some(Home::Own(handle.clone()));
+                handle
+            }
+        };
         handle
+    }
+
+    /// A child of `kind` is gone: nobody may address it any more.
+    fn forget_live(&self, kind: ChildKind) {
+        let mut live = self.shared.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kind {
+            ChildKind::Pusher => live.lane = None,
+            ChildKind::Retrier => live.retrier = None,
+            ChildKind::Puller => {}
+        }
+    }
+
+    /// Where the status says the children run.
+    fn worker_name(&self) -> String {
+        match &self.home {
+            Some(Home::Pool(w)) => format!("worker-{}#{}", w.index, self.placements),
+            Some(Home::Own(_)) => format!("arbiter-{}", self.placements),
+            None => "none".into(),
+        }
     }
 
     fn start_child(&mut self, kind: ChildKind, ctx: &mut Context<Self>) {
@@ -143,12 +186,20 @@ impl ConnectorSupervisor {
         }
         self.next_generation += 1;
         let generation = self.next_generation;
-        let arbiter = self.live_arbiter();
+        let arbiter = self.live_home();
         let cx = ChildCtx::new(self.rt.clone(), self.shared.clone(), ctx.address(), kind, generation);
         let addr = match kind {
-            ChildKind::Pusher => ChildAddr::Pusher(Pusher::start_in_arbiter(&arbiter, move |_| Pusher::new(cx))),
+            ChildKind::Pusher => {
+                let lane = Lane::start_in_arbiter(&arbiter, move |_| Lane::new(cx));
+                self.shared.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lane = Some(lane.clone());
+                ChildAddr::Pusher(lane)
+            }
             ChildKind::Puller => ChildAddr::Puller(Puller::start_in_arbiter(&arbiter, move |_| Puller::new(cx))),
-            ChildKind::Retrier => ChildAddr::Retrier(Retrier::start_in_arbiter(&arbiter, move |_| Retrier::new(cx))),
+            ChildKind::Retrier => {
+                let retrier = Retrier::start_in_arbiter(&arbiter, move |_| Retrier::new(cx));
+                self.shared.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retrier = Some(retrier.clone());
+                ChildAddr::Retrier(retrier)
+            }
         };
         let slot = self.slots.entry(kind).or_insert(Slot { generation, state: ChildState::Running, restarts: 0, addr: None });
         slot.generation = generation;
@@ -166,6 +217,9 @@ impl ConnectorSupervisor {
     /// reports are ignored.
     fn stop_all(&mut self) {
         self.epoch += 1;
+        for kind in self.slots.keys() {
+            self.forget_live(*kind);
+        }
         for slot in self.slots.values_mut() {
             slot.generation = 0;
             slot.state = ChildState::Stopped;
@@ -187,12 +241,10 @@ impl ConnectorSupervisor {
         }
     }
 
-    /// New jobs, a due retry or a resume: the Pusher looks at the queue. The Puller keeps
+    /// New jobs, a due retry or a resume: the lane looks at the queue. The Puller keeps
     /// its own interval (and is woken on resume by `wake_puller`).
     fn wake_children(&self) {
-        if let Some(Slot { addr: Some(ChildAddr::Pusher(a)), .. }) = self.slots.get(&ChildKind::Pusher) {
-            a.do_send(Wake);
-        }
+        self.shared.wake_lane();
     }
 
     fn wake_puller(&self) {
@@ -203,7 +255,7 @@ impl ConnectorSupervisor {
 
     fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>) -> ConnectorStatus {
         let policy = self.window.policy();
-        let worker = format!("arbiter-{}", self.arbiters_started);
+        let worker = self.worker_name();
         ConnectorStatus {
             id: self.shared.id().to_string(),
             direction: self.shared.spec.direction_name().to_string(),
@@ -244,7 +296,7 @@ impl Actor for ConnectorSupervisor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.stop_all();
-        if let Some(arbiter) = self.arbiter.take() {
+        if let Some(Home::Own(arbiter)) = self.home.take() {
             // Stop the thread only after its children have handled their StopChild: a
             // child stopping drops its unfinished work (a query waiting in the database,
             // say) inside the runtime. Stopped at once, the thread would drop it while
@@ -266,10 +318,11 @@ impl Handler<ChildDied> for ConnectorSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: ChildDied, ctx: &mut Context<Self>) {
-        let Some(slot) = self.slots.get_mut(&msg.kind) else { return };
-        if slot.generation != msg.generation {
+        if self.slots.get(&msg.kind).is_none_or(|s| s.generation != msg.generation) {
             return;
         }
+        self.forget_live(msg.kind);
+        let Some(slot) = self.slots.get_mut(&msg.kind) else { return };
         let why = match (msg.panicked, msg.reason) {
             (true, Some(r)) => format!("{} panicked: {r}", msg.kind.as_str()),
             (true, None) => format!("{} panicked", msg.kind.as_str()),
@@ -431,23 +484,28 @@ impl Handler<InjectChildFault> for ConnectorSupervisor {
             return Err("fault injection is off".into());
         }
         if msg.fault == Fault::Arbiter {
-            let arbiter = self.arbiter.as_ref().ok_or("no worker thread running")?;
-            arbiter.stop();
+            match self.home.take().ok_or("no worker thread running")? {
+                // Its own thread: stopped for real; the children's guards report their death.
+                Home::Own(arbiter) => {
+                    arbiter.stop();
+                }
+                // A pool worker is shared: the connector loses it as if its thread died (every
+                // child stops, their guards report it) and moves to the next worker; the
+                // other connectors on the old one are not touched.
+                Home::Pool(_) => {
+                    for slot in self.slots.values() {
+                        if let Some(addr) = &slot.addr {
+                            addr.fault(Fault::Stop);
+                        }
+                    }
+                }
+            }
             return Ok(());
         }
         let slot = self.slots.get(&msg.child).ok_or_else(|| format!("connector has no {}", msg.child.as_str()))?;
         let addr = slot.addr.as_ref().ok_or_else(|| format!("{} is not running", msg.child.as_str()))?;
         addr.fault(msg.fault);
         Ok(())
-    }
-}
-
-impl Handler<super::retrier::RetryScheduled> for ConnectorSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: super::retrier::RetryScheduled, _: &mut Context<Self>) {
-        if let Some(Slot { addr: Some(ChildAddr::Retrier(a)), .. }) = self.slots.get(&ChildKind::Retrier) {
-            a.do_send(msg);
-        }
     }
 }
 

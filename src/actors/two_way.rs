@@ -343,7 +343,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
                 "external": side_record(Side::Legacy),
                 "rule": rule.filter(|_| !job.deleted).and_then(|i| shared.spec.resolve.as_ref().and_then(|r| r.rules.get(i)).map(|r| r.when.clone())),
             });
-            let update = JobUpdate::Conflict { id: 0, attempts, error: reason, records };
+            let update = JobUpdate::Conflict { token: storage::ClaimToken::of(job), attempts, error: reason, records };
             Err(Settled { outcome: RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket) } })
         }
     }
@@ -425,7 +425,7 @@ fn rule_hit(shared: &ConnectorShared, source: Side, change: &Value, source_read:
 
 fn settle(shared: &ConnectorShared, job: &Delivery, to: Side, status: TicketStatus, reason: Option<String>, attempts: i32, link: Option<LinkUpdate>) -> Settled {
     let ticket = plain_ticket(shared, job, to, status, reason, attempts);
-    Settled { outcome: RecordOutcome { update: JobUpdate::Complete { id: 0, attempts }, jobs: Vec::new(), link, attempt: None, ticket: Some(ticket) } }
+    Settled { outcome: RecordOutcome { update: JobUpdate::Complete { token: storage::ClaimToken::of(job), attempts }, jobs: Vec::new(), link, attempt: None, ticket: Some(ticket) } }
 }
 
 /// A ticket for a change that was not sent (skipped, already there, or parked as a conflict).

@@ -6,7 +6,7 @@ use actix_web::http::Method;
 use actix_web::{Route, web};
 
 use super::{connectors, events, governance, health, metrics, openapi, parked, tickets};
-use crate::webhook::intake as webhooks;
+use super::webhooks;
 
 /// What a request body is, for the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

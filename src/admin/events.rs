@@ -1,4 +1,4 @@
-//! `POST /events/{topic}`: accept an HMS event through the [`Bus`](crate::bus::Bus): matched
+//! `POST /events/{topic}`: accept an HMS event through the [`Bus`](crate::actors::bus::Bus): matched
 //! to connectors (topic + filter), stored durably, and only then answered with 202.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::bus::PublishError;
+use crate::actors::bus::PublishError;
 
 pub async fn publish(state: web::Data<AppState>, req: HttpRequest, topic: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let payload: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the event is not valid JSON: {e}")))?;

@@ -12,12 +12,13 @@ pub mod metrics;
 pub mod openapi;
 pub mod parked;
 pub mod tickets;
+pub mod webhooks;
 
 use actix::Addr;
 use actix_web::web;
 
 use crate::actors::{Governance, Registry, TicketWriter};
-use crate::bus::Bus;
+use crate::actors::bus::Bus;
 use crate::storage::Db;
 
 /// What every handler can reach.

@@ -8,8 +8,10 @@ pub mod outcome;
 pub mod rate;
 pub mod retry;
 pub mod sender;
+pub mod settle;
 pub mod tls;
 
 pub use egress::Egress;
 pub use outcome::Outcome;
 pub use retry::{Decision, RetryPolicy};
+pub use settle::{settle, Settlement};

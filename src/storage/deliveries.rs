@@ -224,6 +224,38 @@ pub async fn due_heads_except(
     convert(rows)
 }
 
+/// Proof that a lane took a job: the job's id and the attempts it had when taken. The
+/// job's outcome is settled by this token, and a settle changes the job only while it is
+/// still pending with those attempts, so an outcome can never land on a job that moved on
+/// meanwhile (a lease's owner and expiry will join the token when several instances share
+/// the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken {
+    pub job: i64,
+    pub attempts: i32,
+}
+
+impl ClaimToken {
+    /// The token of `job` as it was read.
+    pub fn of(job: &Delivery) -> Self {
+        Self { job: job.id, attempts: job.attempts }
+    }
+}
+
+/// A claimed job and the token its outcome is settled by.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: Delivery,
+    pub token: ClaimToken,
+}
+
+/// Claims up to `limit` due head jobs of `connector_id` (see [`due_heads`]), leaving out the
+/// jobs in `except` (those the lane has in flight already).
+pub async fn claim(db: &Db, connector_id: &str, now: DateTime<Utc>, limit: u64, except: &[i64]) -> Result<Vec<Claim>, StorageError> {
+    let jobs = due_heads_except(db, connector_id, now, limit, except).await?;
+    Ok(jobs.into_iter().map(|job| Claim { token: ClaimToken::of(&job), job }).collect())
+}
+
 /// When the next job of `connector_id` becomes due: the earliest `next_attempt_at` among
 /// pending HEADS of their keys (see [`due_heads`]), `None` when nothing is pending.
 ///
@@ -260,11 +292,12 @@ pub async fn pending_count(db: &Db, connector_id: &str) -> Result<u64, StorageEr
 
 /// Sets columns of job `id` if it is still `pending`. A job already done, parked or gone is
 /// left alone: a late report from a stale attempt must not resurrect or overwrite it.
-async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
+async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, fence: Option<i32>, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
     let mut q = Entity::update_many()
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(PENDING));
+        .filter(Column::Status.eq(PENDING))
+        .apply_if(fence, |q, attempts| q.filter(Column::Attempts.eq(attempts)));
     for (c, e) in set {
         q = q.col_expr(c, e);
     }
@@ -272,29 +305,38 @@ async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, set: Vec<(Column, Ex
     Ok(())
 }
 
-/// What one attempt did to a job (see [`apply_update`]).
+/// What one attempt did to a claimed job (see [`apply_update`]), settled by its claim's token.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobUpdate {
     /// Delivered after `attempts` attempts; its key's next job becomes the head.
-    Complete { id: i64, attempts: i32 },
+    Complete { token: ClaimToken, attempts: i32 },
     /// Failed; try again at `at`. It stays the head of its key, so later jobs wait for it.
-    Reschedule { id: i64, attempts: i32, at: DateTime<Utc>, error: String },
+    Reschedule { token: ClaimToken, attempts: i32, at: DateTime<Utc>, error: String },
     /// Failed for good: kept for a human, no longer blocking its key.
-    Park { id: i64, attempts: i32, error: String },
+    Park { token: ClaimToken, attempts: i32, error: String },
     /// Both sides changed and a person decides: parked with the records to decide between.
-    Conflict { id: i64, attempts: i32, error: String, records: serde_json::Value },
+    Conflict { token: ClaimToken, attempts: i32, error: String, records: serde_json::Value },
+}
+
+impl JobUpdate {
+    pub fn token(&self) -> ClaimToken {
+        match self {
+            JobUpdate::Complete { token, .. } | JobUpdate::Reschedule { token, .. } | JobUpdate::Park { token, .. } | JobUpdate::Conflict { token, .. } => *token,
+        }
+    }
 }
 
 /// Applies `update` on `c` (the database or a transaction).
 pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Result<(), StorageError> {
     match update {
-        JobUpdate::Complete { id, attempts } => {
-            update_pending(c, *id, vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
+        JobUpdate::Complete { token, attempts } => {
+            update_pending(c, token.job, Some(token.attempts), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
         }
-        JobUpdate::Reschedule { id, attempts, at, error } => {
+        JobUpdate::Reschedule { token, attempts, at, error } => {
             update_pending(
                 c,
-                *id,
+                token.job,
+                Some(token.attempts),
                 vec![
                     (Column::Attempts, Expr::value(*attempts)),
                     (Column::NextAttemptAt, Expr::value(micros(*at))),
@@ -303,10 +345,11 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
             )
             .await
         }
-        JobUpdate::Park { id, attempts, error } => {
+        JobUpdate::Park { token, attempts, error } => {
             update_pending(
                 c,
-                *id,
+                token.job,
+                Some(token.attempts),
                 vec![
                     (Column::Status, Expr::value(PARKED)),
                     (Column::Attempts, Expr::value(*attempts)),
@@ -315,10 +358,11 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
             )
             .await
         }
-        JobUpdate::Conflict { id, attempts, error, records } => {
+        JobUpdate::Conflict { token, attempts, error, records } => {
             update_pending(
                 c,
-                *id,
+                token.job,
+                Some(token.attempts),
                 vec![
                     (Column::Status, Expr::value(PARKED)),
                     (Column::Attempts, Expr::value(*attempts)),
@@ -334,14 +378,15 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
 /// Applies many updates on `c`: completions with the same attempt count in one statement
 /// each (they are most of a busy batch), the rest one by one.
 pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUpdate]) -> Result<(), StorageError> {
-    let mut completed: std::collections::BTreeMap<i32, Vec<i64>> = std::collections::BTreeMap::new();
+    // By (attempts when claimed, attempts now): the first is the claim's fence.
+    let mut completed: std::collections::BTreeMap<(i32, i32), Vec<i64>> = std::collections::BTreeMap::new();
     for u in updates {
         match u {
-            JobUpdate::Complete { id, attempts } => completed.entry(*attempts).or_default().push(*id),
+            JobUpdate::Complete { token, attempts } => completed.entry((token.attempts, *attempts)).or_default().push(token.job),
             other => apply_update(c, other).await?,
         }
     }
-    for (attempts, ids) in completed {
+    for ((claimed, attempts), ids) in completed {
         for chunk in ids.chunks(CHUNK) {
             Entity::update_many()
                 .col_expr(Column::Status, Expr::value(DONE))
@@ -349,6 +394,7 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
                 .col_expr(Column::UpdatedAt, Expr::value(now()))
                 .filter(Column::Id.is_in(padded(chunk)))
                 .filter(Column::Status.eq(PENDING))
+                .filter(Column::Attempts.eq(claimed))
                 .exec(c)
                 .await?;
         }
@@ -359,22 +405,31 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
 /// Notes on pending job `id` that its write is about to be sent (`last_error`), so a
 /// restart before its outcome is stored leaves a trace the next attempt can read.
 pub async fn note_in_flight(db: &Db, id: i64, note: &str) -> Result<(), StorageError> {
-    update_pending(db, id, vec![(Column::LastError, Expr::value(note))]).await
+    update_pending(db, id, None, vec![(Column::LastError, Expr::value(note))]).await
 }
 
 /// Marks job `id` delivered after `attempts` attempts.
 pub async fn complete(db: &Db, id: i64, attempts: i32) -> Result<(), StorageError> {
-    apply_update(db, &JobUpdate::Complete { id, attempts }).await
+    let Some(token) = token_now(db, id).await? else { return Ok(()) };
+    apply_update(db, &JobUpdate::Complete { token, attempts }).await
+}
+
+/// The token of job `id` as it is now (for the helpers below, which settle a job not claimed
+/// through a lane).
+async fn token_now(db: &Db, id: i64) -> Result<Option<ClaimToken>, StorageError> {
+    Ok(get_delivery(db, id).await?.as_ref().map(ClaimToken::of))
 }
 
 /// Records a failed attempt of job `id` and when to try again.
 pub async fn reschedule(db: &Db, id: i64, attempts: i32, next_attempt_at: DateTime<Utc>, error: &str) -> Result<(), StorageError> {
-    apply_update(db, &JobUpdate::Reschedule { id, attempts, at: next_attempt_at, error: error.to_string() }).await
+    let Some(token) = token_now(db, id).await? else { return Ok(()) };
+    apply_update(db, &JobUpdate::Reschedule { token, attempts, at: next_attempt_at, error: error.to_string() }).await
 }
 
 /// Parks job `id` (retries exhausted, or a failure no retry can fix).
 pub async fn park(db: &Db, id: i64, attempts: i32, error: &str) -> Result<(), StorageError> {
-    apply_update(db, &JobUpdate::Park { id, attempts, error: error.to_string() }).await
+    let Some(token) = token_now(db, id).await? else { return Ok(()) };
+    apply_update(db, &JobUpdate::Park { token, attempts, error: error.to_string() }).await
 }
 
 /// Job `id`, whatever its status.

@@ -23,7 +23,7 @@ pub use attempts::{Attempt, NewAttempt, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{note_in_flight, 
-    Delivery, JobUpdate, NewDelivery, apply_update, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, newer_delivered, next_due_at,
+    Claim, ClaimToken, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, newer_delivered, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};

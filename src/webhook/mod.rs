@@ -1,5 +1,4 @@
-//! Inbound webhooks: verification of each scheme (pure) and the HTTP intake that stores an
-//! accepted webhook durably before answering.
+//! Inbound webhooks' verification, per scheme (pure). Their HTTP intake, which stores an
+//! accepted webhook durably before answering, is `admin::webhooks`.
 
-pub mod intake;
 pub mod verify;

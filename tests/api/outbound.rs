@@ -537,7 +537,7 @@ async fn the_in_process_bus_publishes_and_the_event_is_delivered() {
     let t = app.wait_tickets("connector=gis&status=completed", 1).await;
     assert_eq!(t[0]["eventId"], "bus-1");
     let bad = app.state().bus.publish("no spaces allowed", json!({}), None).await;
-    assert!(matches!(bad, Err(hms_sync::bus::PublishError::Invalid(_))), "{bad:?}");
+    assert!(matches!(bad, Err(hms_sync::actors::bus::PublishError::Invalid(_))), "{bad:?}");
 }
 
 // 15

@@ -7,12 +7,19 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn app_with(connectors: &[(&str, String)]) -> (TestApp, FakeSystem) {
+    app_on(connectors, false).await
+}
+
+/// [`app_with`]; `dedicated`: each connector on a thread of its own (`runtime.dedicated_threads`).
+async fn app_on(connectors: &[(&str, String)], dedicated: bool) -> (TestApp, FakeSystem) {
     let fake = FakeSystem::start().await;
     let dir = temp_dir("sup");
     for (name, yaml) in connectors {
         std::fs::write(dir.join("connectors").join(name), yaml.replace("{FAKE}", &fake.base)).unwrap();
     }
-    let app = TestApp::spawn(test_settings(&dir)).await;
+    let mut settings = test_settings(&dir);
+    settings.runtime.dedicated_threads = dedicated;
+    let app = TestApp::spawn(settings).await;
     (app, fake)
 }
 
@@ -142,16 +149,16 @@ async fn pending_work_survives_a_restart_of_the_service() {
 /// Connector threads counted by the thread-start hook.
 static CONNECTOR_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-// The binary turns the allocator's per-thread cache off on connector threads through this
-// hook (main.rs); here it counts them: each connector's thread runs it, also a thread
-// started anew after its arbiter died.
+// The binary turns the allocator's per-thread cache off on dedicated connector threads
+// (`runtime.dedicated_threads`) through this hook (main.rs); here it counts them: each
+// connector's thread runs it, also a thread started anew after its arbiter died.
 #[actix_web::test]
 async fn every_connector_thread_runs_the_thread_start_hook() {
     let _ = hms_sync::actors::supervisor::CONNECTOR_THREAD_STARTED.set(|| {
         CONNECTOR_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     });
     let before = CONNECTOR_THREADS.load(std::sync::atomic::Ordering::SeqCst);
-    let (app, _fake) = app_with(&[("h1.yaml", gis("h1", "")), ("h2.yaml", gis("h2", ""))]).await;
+    let (app, _fake) = app_on(&[("h1.yaml", gis("h1", "")), ("h2.yaml", gis("h2", ""))], true).await;
     app.wait_state("h1", "running").await;
     app.wait_state("h2", "running").await;
     poll_until("both connector threads to run the hook", WAIT, || async {

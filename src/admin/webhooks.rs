@@ -7,11 +7,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::verify::{self, Headers, Rejection};
+use crate::webhook::verify::{self, Headers, Rejection};
 use crate::actors::registry::{WakeConnectors, WebhookTarget};
-use crate::admin::AppState;
-use crate::admin::error::ApiError;
-use crate::bus::PublishError;
+use super::AppState;
+use super::error::ApiError;
+use crate::actors::bus::PublishError;
 use crate::mapping::selector;
 use crate::spec::model::{Side, WebhookSpec};
 use crate::storage;

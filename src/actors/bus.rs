@@ -2,17 +2,21 @@
 //! the API) and code that embeds the runtime: match an HMS event to connectors (topic +
 //! filter), store one delivery job per match durably, then acknowledge.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actors::registry::{RouteEntry, RoutingTable};
-use crate::actors::ticket_writer::{StoreJobs, TicketWriter};
-use crate::actors::shared::Counters;
+use super::shared::{ConnectorShared, Counters};
+use super::ticket_writer::{StoreJobs, TicketWriter};
 use crate::metrics::Metrics;
 use crate::storage::NewDelivery;
+
+/// Connectors by topic, written by the Registry, read by publishers (no message to the
+/// Registry per event).
+pub type RoutingTable = Arc<std::sync::RwLock<HashMap<String, Vec<Arc<ConnectorShared>>>>>;
 
 /// A cloneable handle to publish events in-process.
 #[derive(Clone)]
@@ -68,7 +72,7 @@ impl Bus {
             None => uuid::Uuid::now_v7().to_string(),
         };
         let table = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let routes: Vec<RouteEntry> = table.get(topic).cloned().unwrap_or_default();
+        let routes: Vec<Arc<ConnectorShared>> = table.get(topic).cloned().unwrap_or_default();
         let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new(), did_you_mean: None };
         if routes.is_empty() {
             // Normal (events nobody syncs), but counted, and a likely typo is named.
@@ -80,7 +84,7 @@ impl Bus {
         }
         drop(table);
         let mut jobs = Vec::with_capacity(routes.len());
-        for RouteEntry { shared, .. } in &routes {
+        for shared in &routes {
             if !shared.compiled.matches(topic, &payload) {
                 Counters::inc(&shared.counters.filtered);
                 self.metrics.filtered.with_label_values(&[shared.id()]).inc();
@@ -109,9 +113,9 @@ impl Bus {
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?
             .map_err(PublishError::Unavailable)?;
-        // Straight to the connectors' supervisors (stable addresses), not via the Registry.
-        for r in routes.iter().filter(|r| accepted.connectors.iter().any(|c| c == r.shared.id())) {
-            r.shared.jobs_stored(&r.supervisor);
+        // Straight to the connectors' lanes, not via the Registry or the supervisors.
+        for shared in routes.iter().filter(|s| accepted.connectors.iter().any(|c| c == s.id())) {
+            shared.jobs_stored();
         }
         for id in &accepted.connectors {
             self.metrics.accepted.with_label_values(&[id.as_str()]).inc();

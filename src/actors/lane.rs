@@ -1,0 +1,201 @@
+//! Lane: delivers one connector's jobs (the child `pusher`). It claims the head job of each
+//! record key (so one key's changes arrive in order, through retries too), has up to
+//! `concurrency` requests of different keys in flight, and lets a key's next job go only
+//! once the outcome of the one before is committed. The attempts themselves run on the
+//! worker pool (see [`super::attempt`]), so a hot connector uses every core.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::attempt::{self, Crew, Done};
+use super::child::ChildCtx;
+use super::messages::Wake;
+use crate::delivery::breaker::Gate;
+use crate::storage::{self, Claim};
+
+/// How long a key waits after its outcome could not be stored, before its job is tried again.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
+
+/// A safety net: look at the queue this often even if nobody woke us (another instance
+/// may have enqueued, a wake may have been lost during a restart).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+pub struct Lane {
+    cx: ChildCtx,
+    in_flight_keys: HashSet<String>,
+    /// Jobs claimed and not yet settled (sending, or waiting for their outcome's commit).
+    in_flight_ids: HashSet<i64>,
+    /// Of those, the jobs whose request is not over yet: they use the concurrency limit.
+    /// A job waiting only for its commit frees its slot (see [`RequestOver`]) but keeps its
+    /// key, so the key's next job still waits for the outcome to be durable.
+    sending: HashSet<i64>,
+    /// Outcomes that could not be stored lately (each held for `RECORD_RETRY`): while any
+    /// is held, no new job is claimed.
+    holds: usize,
+    /// A claim query is running; a wake meanwhile sets `again`.
+    claiming: bool,
+    again: bool,
+    /// A look at the queue scheduled for the end of an open circuit's cool-down.
+    after_cool_down: Option<SpawnHandle>,
+}
+
+impl Lane {
+    pub fn new(cx: ChildCtx) -> Self {
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None }
+    }
+
+    fn capacity(&self) -> usize {
+        self.cx.shared.spec.concurrency_limit().saturating_sub(self.sending.len())
+    }
+
+    /// Claims due head jobs and starts an attempt for each key not already in flight.
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.cx.shared.is_paused() || self.capacity() == 0 || self.holds > 0 {
+            return;
+        }
+        if self.claiming {
+            self.again = true;
+            return;
+        }
+        // An open circuit: nothing is claimed (the jobs wait untouched) until the cool-down
+        // ends; then one job goes as the probe.
+        let probe = match self.cx.shared.breaker.gate(std::time::Instant::now()) {
+            Gate::Send { probe } => probe,
+            Gate::Wait(wait) => {
+                if self.after_cool_down.is_none() {
+                    self.after_cool_down = Some(ctx.run_later(wait, |act, ctx| {
+                        act.after_cool_down = None;
+                        act.claim(ctx);
+                    }));
+                }
+                return;
+            }
+        };
+        self.claiming = true;
+        let db = self.cx.rt.db.clone();
+        let id = self.cx.id().to_string();
+        let limit = if probe { 1 } else { self.capacity() as u64 };
+        let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
+        let span = tracing::debug_span!("claim", connector = %id);
+        ctx.spawn(async move { storage::claim(&db, &id, Utc::now(), limit, &in_flight).await }.instrument(span).into_actor(self).map(
+            move |res, act, ctx| {
+                act.claiming = false;
+                match res {
+                    Ok(claims) => {
+                        let mut probe_sent = false;
+                        for claim in claims {
+                            if act.capacity() == 0 {
+                                break;
+                            }
+                            if !act.in_flight_ids.contains(&claim.job.id) && !act.in_flight_keys.contains(&claim.job.record_key) {
+                                act.start(claim, probe, ctx);
+                                probe_sent = probe;
+                            }
+                        }
+                        if probe && !probe_sent {
+                            act.cx.shared.breaker.release_probe();
+                        }
+                    }
+                    Err(e) => {
+                        if probe {
+                            act.cx.shared.breaker.release_probe();
+                        }
+                        tracing::error!(connector = %act.cx.id(), error = %e, "cannot read the delivery queue");
+                    }
+                }
+                if std::mem::take(&mut act.again) {
+                    act.claim(ctx);
+                }
+            },
+        ));
+    }
+
+    /// Starts the attempt of a claimed job on a worker of the pool (or on this lane's own
+    /// thread when the connector has one) and settles the lane's books when it is over.
+    fn start(&mut self, claim: Claim, probe: bool, ctx: &mut Context<Self>) {
+        let (id, key) = (claim.job.id, claim.job.record_key.clone());
+        self.in_flight_ids.insert(id);
+        self.sending.insert(id);
+        self.in_flight_keys.insert(key.clone());
+        // `ticket` is filled in once the outcome is committed (ticket ids come from the database).
+        let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %claim.job.event_id, job = id, ticket = tracing::field::Empty);
+        let crew = Crew { rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), lane: ctx.address(), probe };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let run = move || {
+            actix::spawn(
+                async move {
+                    let _ = tx.send(attempt::guarded(crew, claim).await);
+                }
+                .instrument(span),
+            );
+        };
+        match self.cx.rt.workers.pool() {
+            // A worker whose thread dies before it runs the attempt drops it: the answer
+            // below is then an error, and the job is held and tried again like one whose
+            // outcome could not be stored.
+            Some(pool) => {
+                pool.next().handle.spawn_fn(run);
+            }
+            None => run(),
+        }
+        ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
+            let recorded = matches!(done, Ok(Done { recorded: true }));
+            act.sending.remove(&id);
+            if recorded {
+                act.in_flight_ids.remove(&id);
+                act.in_flight_keys.remove(&key);
+                act.claim(ctx);
+            } else {
+                // The outcome could not be stored (a full disk, say): the job is still pending
+                // and due. Hold its key a moment instead of sending it again at once, in a
+                // loop, and claim no new job meanwhile: while writes fail, the lane must not
+                // run through its whole backlog sending jobs it cannot record.
+                act.holds += 1;
+                ctx.run_later(RECORD_RETRY, move |act, ctx| {
+                    act.holds -= 1;
+                    act.in_flight_ids.remove(&id);
+                    act.in_flight_keys.remove(&key);
+                    act.claim(ctx);
+                });
+            }
+        }));
+    }
+}
+
+impl Actor for Lane {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(IDLE_POLL, |act, ctx| act.claim(ctx));
+        self.cx.shared.wake_taken();
+        self.claim(ctx);
+    }
+}
+
+impl Handler<Wake> for Lane {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.cx.shared.wake_taken();
+        self.claim(ctx);
+    }
+}
+
+/// Job N's request is over (its outcome is on its way to the database): its slot is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestOver(pub i64);
+
+impl Handler<RequestOver> for Lane {
+    type Result = ();
+    fn handle(&mut self, msg: RequestOver, ctx: &mut Context<Self>) {
+        if self.sending.remove(&msg.0) {
+            self.claim(ctx);
+        }
+    }
+}
+
+super::child::control_handlers!(Lane, "pusher");

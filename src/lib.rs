@@ -10,7 +10,7 @@
 //! - [`delivery`]: sending a request with awc, outcome classification, retry policy.
 //! - [`demo`]: `up --demo`: the built-in demo target and a first sync to show.
 //! - [`actors`]: the Bus (match, store durably, acknowledge), Registry → ConnectorSupervisor
-//!   → Lane / Puller / Retrier on the worker pool, the TicketWriter (the committer), Governance.
+//!   → Lane / Puller / Retrier on the worker pool, the Committer (the one group-commit writer), Governance.
 //! - [`sync`]: two-way sync: inbound jobs, record links, echo suppression, resolvers.
 //! - [`storage`]: data access over sea-orm (SQLite or PostgreSQL).
 //! - [`admin`]: the admin HTTP API.

@@ -12,8 +12,8 @@ use crate::actors::governance::{self, SetListener};
 use crate::actors::bus::RoutingTable;
 use crate::actors::registry::{self, Boot, Origin, StopAll};
 use crate::actors::shared::Runtime;
-use crate::actors::ticket_writer::{FlushTickets, Retention};
-use crate::actors::{panics, Governance, Registry, TicketWriter};
+use crate::actors::committer::{FlushTickets, Retention};
+use crate::actors::{panics, Committer, Governance, Registry};
 use crate::actors::alerter::{Alerter, FailRule};
 use crate::admin::{self, AppState};
 use crate::actors::bus::Bus;
@@ -46,7 +46,7 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     state: AppState,
-    tickets: Addr<TicketWriter>,
+    tickets: Addr<Committer>,
 }
 
 /// Refuses a non-loopback address when the admin API has no token.
@@ -117,7 +117,7 @@ impl Application {
             keep: chrono::Duration::days(i64::from(settings.tickets.retention_days)),
             every: Duration::from_secs(settings.tickets.prune_every_secs.max(1)),
         };
-        let tickets = TicketWriter::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
+        let tickets = Committer::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
             .with_retention(retention)
             .start();
         let metrics = Arc::new(Metrics::new());

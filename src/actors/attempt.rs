@@ -1,7 +1,7 @@
 //! One attempt of one claimed job, run on a worker of the pool: the two-way gate → render →
 //! send → settle (pure: `delivery::settle`) → observe (counters, metrics, alerts, the log
 //! line) → commit (the job's outcome, its link, the attempt and the ticket, in one group
-//! commit of the [`Committer`](super::ticket_writer)). Read top to bottom from [`run`].
+//! commit of the [`Committer`](super::committer)). Read top to bottom from [`run`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::alerter::{CircuitOpened, FailureSeen, JobParked};
 use super::lane::{Lane, RequestOver};
 use super::shared::{ConnectorShared, Counters, Runtime};
-use super::ticket_writer::RecordOutcome;
+use super::committer::RecordOutcome;
 use super::two_way;
 use crate::delivery::breaker::{Change, Circuit};
 use crate::delivery::{sender, settle, Outcome, Settlement};

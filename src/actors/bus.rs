@@ -8,9 +8,10 @@ use std::sync::Arc;
 use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::shared::{ConnectorShared, Counters};
-use super::ticket_writer::{StoreJobs, TicketWriter};
+use super::committer::{Committer, StoreJobs};
 use crate::metrics::Metrics;
 use crate::storage::NewDelivery;
 
@@ -22,7 +23,7 @@ pub type RoutingTable = Arc<std::sync::RwLock<HashMap<String, Vec<Arc<ConnectorS
 #[derive(Clone)]
 pub struct Bus {
     routes: RoutingTable,
-    writer: Addr<TicketWriter>,
+    writer: Addr<Committer>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,7 +56,7 @@ pub enum PublishError {
 const MAX_ID_LEN: usize = 200;
 
 impl Bus {
-    pub fn new(routes: RoutingTable, writer: Addr<TicketWriter>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(routes: RoutingTable, writer: Addr<Committer>, metrics: Arc<Metrics>) -> Self {
         Self { routes, writer, metrics }
     }
 
@@ -71,6 +72,7 @@ impl Bus {
             Some(id) => id,
             None => uuid::Uuid::now_v7().to_string(),
         };
+        let route = tracing::debug_span!("route", topic, event = %event_id).entered();
         let table = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let routes: Vec<Arc<ConnectorShared>> = table.get(topic).cloned().unwrap_or_default();
         let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new(), did_you_mean: None };
@@ -105,11 +107,13 @@ impl Bus {
             });
             accepted.connectors.push(shared.id().to_string());
         }
+        drop(route);
         if jobs.is_empty() {
             return Ok(accepted);
         }
         self.writer
             .send(StoreJobs(jobs))
+            .instrument(tracing::debug_span!("commit", event = %event_id))
             .await
             .map_err(|e| PublishError::Unavailable(e.to_string()))?
             .map_err(PublishError::Unavailable)?;

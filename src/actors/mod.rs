@@ -1,10 +1,11 @@
-//! The actor tree: Registry → ConnectorSupervisor → Pusher / Puller / Retrier, plus the
-//! TicketWriter and Governance singletons. See `docs/architecture.md` for the picture.
+//! The actor tree: Registry → ConnectorSupervisor → Lane (child `pusher`) / Puller / Retrier
+//! on the worker pool, plus the Bus, the Committer and Governance. See `docs/architecture.md`.
 
 pub mod alerter;
 pub mod attempt;
 pub mod bus;
 pub mod child;
+pub mod committer;
 pub mod governance;
 pub mod intensity;
 pub mod lane;
@@ -17,10 +18,9 @@ pub mod retrier;
 pub mod shared;
 pub mod status;
 pub mod supervisor;
-pub mod ticket_writer;
 pub mod two_way;
 
 pub use governance::Governance;
 pub use registry::Registry;
 pub use supervisor::ConnectorSupervisor;
-pub use ticket_writer::TicketWriter;
+pub use committer::Committer;

@@ -18,13 +18,13 @@ use super::lane::Lane;
 use super::messages::Wake;
 use super::pool::Workers;
 use super::retrier::{Retrier, RetryScheduled};
-use super::ticket_writer::TicketWriter;
+use super::committer::Committer;
 
 /// Handles shared by the whole tree.
 #[derive(Clone)]
 pub struct Runtime {
     pub db: Db,
-    pub tickets: Addr<TicketWriter>,
+    pub tickets: Addr<Committer>,
     /// Global default restart intensity.
     pub supervision: SupervisionSettings,
     /// Test hooks (`POST /connectors/{id}/faults`) are honoured only when on.

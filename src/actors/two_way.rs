@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::alerter::JobParked;
-use super::ticket_writer::RecordOutcome;
+use super::committer::RecordOutcome;
 use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::compiled::Write;
 use crate::mapping::fields;

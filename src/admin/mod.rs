@@ -17,7 +17,7 @@ pub mod webhooks;
 use actix::Addr;
 use actix_web::web;
 
-use crate::actors::{Governance, Registry, TicketWriter};
+use crate::actors::{Committer, Governance, Registry};
 use crate::actors::bus::Bus;
 use crate::storage::Db;
 
@@ -29,7 +29,7 @@ pub struct AppState {
     pub bus: Bus,
     pub registry: Addr<Registry>,
     pub governance: Addr<Governance>,
-    pub tickets: Addr<TicketWriter>,
+    pub tickets: Addr<Committer>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Test hooks are routed only when on.
     pub fault_injection: bool,

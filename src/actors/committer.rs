@@ -1,5 +1,5 @@
-//! TicketWriter: the one writer of the hot path. Publishers hand in accepted jobs, Pushers
-//! hand in "job N is done (or rescheduled, or parked), and here is its ticket"; the writer
+//! Committer: the one writer of the hot path. Publishers hand in accepted jobs, lanes hand
+//! in "job N is done (or rescheduled, or parked), and here is its ticket"; the committer
 //! group-commits whatever arrived meanwhile in ONE transaction and then answers each of
 //! them. So a 202 means stored, a job is never `done` without its ticket, durability costs
 //! one commit per batch rather than per event, and SQLite's single write lock is never
@@ -9,24 +9,55 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::storage::{self, Db, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket};
 
-struct Entry {
-    /// Newly accepted delivery jobs.
-    jobs: Vec<NewDelivery>,
-    update: Option<JobUpdate>,
-    /// A two-way record's new link, committed with the job's outcome.
-    link: Option<LinkUpdate>,
-    /// The attempt that led to the outcome, if one was made.
-    attempt: Option<NewAttempt>,
-    ticket: Option<NewTicket>,
-    /// Who waits for the commit; `None` for a fire-and-forget ticket.
-    /// Answered with the id of the entry's ticket, if it had one.
-    reply: Option<oneshot::Sender<Result<Option<i64>, String>>>,
+/// Who waits for an entry's commit: answered with the id of the entry's ticket, if it had one.
+type Reply = oneshot::Sender<Result<Option<i64>, String>>;
+
+/// One thing to commit.
+enum Entry {
+    /// Newly accepted delivery jobs (an event's, or those an operator's decision queues).
+    Jobs { jobs: Vec<NewDelivery>, reply: Reply },
+    /// A claimed job's outcome, with what comes with it.
+    Outcome { outcome: RecordOutcome, reply: Reply },
+    /// A ticket alone (a discarded or resolved parked job): nobody waits, and it is kept
+    /// until it is written.
+    Ticket(NewTicket),
 }
 
-pub struct TicketWriter {
+impl Entry {
+    /// Rows it writes, about.
+    fn rows(&self) -> usize {
+        match self {
+            Entry::Jobs { jobs, .. } => jobs.len(),
+            Entry::Outcome { outcome, .. } => outcome.jobs.len() + 1,
+            Entry::Ticket(_) => 1,
+        }
+    }
+
+    fn ticket(&self) -> Option<&NewTicket> {
+        match self {
+            Entry::Outcome { outcome, .. } => outcome.ticket.as_ref(),
+            Entry::Ticket(t) => Some(t),
+            Entry::Jobs { .. } => None,
+        }
+    }
+
+    /// Answers whoever waits; gives the entry back when nobody does (a ticket to keep).
+    fn answer(self, result: Result<Option<i64>, String>) -> Option<Entry> {
+        match self {
+            Entry::Jobs { reply, .. } | Entry::Outcome { reply, .. } => {
+                let _ = reply.send(result);
+                None
+            }
+            ticket @ Entry::Ticket(_) => result.is_err().then_some(ticket),
+        }
+    }
+}
+
+pub struct Committer {
     db: Db,
     buffer: Vec<Entry>,
     batch_size: usize,
@@ -47,7 +78,7 @@ pub struct Retention {
     pub every: Duration,
 }
 
-impl TicketWriter {
+impl Committer {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
         Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0, retention: None }
     }
@@ -102,7 +133,7 @@ impl TicketWriter {
             if take > 0 && rows >= self.batch_size {
                 break;
             }
-            rows += e.jobs.len() + 1;
+            rows += e.rows();
             take += 1;
         }
         if take == 0 {
@@ -115,7 +146,9 @@ impl TicketWriter {
         let sizes = (jobs.len(), updates.len(), tickets.len());
         ctx.spawn(async move {
             let started = std::time::Instant::now();
-            let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await;
+            // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
+            let span = tracing::debug_span!("ticket", jobs = sizes.0, updates = sizes.1, tickets = sizes.2);
+            let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).instrument(span).await;
             tracing::debug!(jobs = sizes.0, updates = sizes.1, tickets = sizes.2, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
             res
         }.into_actor(self).map(move |res, act, ctx| {
@@ -148,10 +181,8 @@ impl TicketWriter {
 fn answer(batch: Vec<Entry>, ids: &[i64]) {
     let mut ids = ids.iter().copied();
     for e in batch {
-        let id = if e.ticket.is_some() { ids.next() } else { None };
-        if let Some(reply) = e.reply {
-            let _ = reply.send(Ok(id));
-        }
+        let id = if e.ticket().is_some() { ids.next() } else { None };
+        e.answer(Ok(id));
     }
 }
 
@@ -159,30 +190,31 @@ fn answer(batch: Vec<Entry>, ids: &[i64]) {
 type Parts = (Vec<NewDelivery>, Vec<JobUpdate>, Vec<LinkUpdate>, Vec<NewAttempt>, Vec<NewTicket>);
 
 fn split(batch: &[Entry]) -> Parts {
-    let jobs = batch.iter().flat_map(|e| e.jobs.iter().cloned()).collect();
-    let updates = batch.iter().filter_map(|e| e.update.clone()).collect();
-    let links = batch.iter().filter_map(|e| e.link.clone()).collect();
-    let attempts = batch.iter().filter_map(|e| e.attempt.clone()).collect();
-    let tickets = batch.iter().filter_map(|e| e.ticket.clone()).collect();
+    let (mut jobs, mut updates, mut links, mut attempts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in batch {
+        match e {
+            Entry::Jobs { jobs: new, .. } => jobs.extend(new.iter().cloned()),
+            Entry::Outcome { outcome, .. } => {
+                jobs.extend(outcome.jobs.iter().cloned());
+                updates.push(outcome.update.clone());
+                links.extend(outcome.link.clone());
+                attempts.extend(outcome.attempt.clone());
+            }
+            Entry::Ticket(_) => {}
+        }
+    }
+    // In batch order: the ids the database gives them are answered in that order.
+    let tickets = batch.iter().filter_map(Entry::ticket).cloned().collect();
     (jobs, updates, links, attempts, tickets)
 }
 
 /// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
 /// are kept to be written later.
 fn fail_entries(batch: Vec<Entry>, error: &str) -> Vec<Entry> {
-    let mut keep = Vec::new();
-    for entry in batch {
-        match entry.reply {
-            Some(reply) => {
-                let _ = reply.send(Err(error.to_string()));
-            }
-            None => keep.push(entry),
-        }
-    }
-    keep
+    batch.into_iter().filter_map(|e| e.answer(Err(error.to_string()))).collect()
 }
 
-impl TicketWriter {
+impl Committer {
     /// Writes each entry of a failed batch in a transaction of its own.
     fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
         self.writing = true;
@@ -219,7 +251,7 @@ impl TicketWriter {
     }
 }
 
-impl Actor for TicketWriter {
+impl Actor for Committer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -235,14 +267,15 @@ impl Actor for TicketWriter {
 #[rtype(result = "()")]
 pub struct WriteTicket(pub NewTicket);
 
-impl Handler<WriteTicket> for TicketWriter {
+impl Handler<WriteTicket> for Committer {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { jobs: Vec::new(), update: None, link: None, attempt: None, ticket: Some(msg.0), reply: None }, ctx);
+        self.push(Entry::Ticket(msg.0), ctx);
     }
 }
 
-/// Record a job's outcome and, when final, its ticket; answers after the commit.
+/// Record a claimed job's outcome (settled by its claim's token, in `update`) and, when
+/// final, its ticket; answers after the commit.
 #[derive(Message)]
 #[rtype(result = "Result<Option<i64>, String>")]
 pub struct RecordOutcome {
@@ -254,11 +287,11 @@ pub struct RecordOutcome {
     pub ticket: Option<NewTicket>,
 }
 
-impl Handler<RecordOutcome> for TicketWriter {
+impl Handler<RecordOutcome> for Committer {
     type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: msg.jobs, update: Some(msg.update), link: msg.link, attempt: msg.attempt, ticket: msg.ticket, reply: Some(tx) }, ctx);
+        self.push(Entry::Outcome { outcome: msg, reply: tx }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
     }
 }
@@ -268,14 +301,14 @@ impl Handler<RecordOutcome> for TicketWriter {
 #[rtype(result = "Result<(), String>")]
 pub struct StoreJobs(pub Vec<NewDelivery>);
 
-impl Handler<StoreJobs> for TicketWriter {
+impl Handler<StoreJobs> for Committer {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, msg: StoreJobs, ctx: &mut Context<Self>) -> Self::Result {
         if msg.0.is_empty() {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { jobs: msg.0, update: None, link: None, attempt: None, ticket: None, reply: Some(tx) }, ctx);
+        self.push(Entry::Jobs { jobs: msg.0, reply: tx }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -286,7 +319,7 @@ impl Handler<StoreJobs> for TicketWriter {
 #[rtype(result = "u64")]
 pub struct FlushTickets;
 
-impl Handler<FlushTickets> for TicketWriter {
+impl Handler<FlushTickets> for Committer {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
@@ -301,9 +334,7 @@ impl Handler<FlushTickets> for TicketWriter {
                 Err(e) => {
                     tracing::error!(error = %e, "final flush of outcomes and tickets failed");
                     for entry in batch {
-                        if let Some(reply) = entry.reply {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
+                        entry.answer(Err(e.to_string()));
                     }
                 }
             }

@@ -2,8 +2,8 @@
 //! without a panic. In a test binary of its own: it counts panics through the process-wide
 //! panic hook, and in the shared binary other tests shutting down would be counted too.
 
-#[path = "api/helpers.rs"]
-#[allow(dead_code)]
+#[path = "api/helpers/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod helpers;
 #[path = "common/pg.rs"]
 mod pg;

@@ -148,14 +148,7 @@ fn up_reads_settings_and_stops_on_sigterm() {
     assert!(health.is_ok(), "the service listens on {port}");
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "hms-sync did not stop after SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = poll_until_sync("hms-sync to stop after SIGTERM", std::time::Duration::from_secs(20), || child.try_wait().unwrap());
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
 }
 
@@ -187,18 +180,19 @@ fn up_demo_shows_a_sync_with_no_outside_system() {
             }
         }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut lines = Vec::new();
-    let ticket = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("demo: ticket ") => break line,
+    let ticket = try_poll_until_sync(std::time::Duration::from_secs(20), std::time::Duration::from_millis(20), || loop {
+        match rx.try_recv() {
+            Ok(line) if line.starts_with("demo: ticket ") => return Ok(Some(line)),
             Ok(line) => lines.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no demo ticket line within 20 s; got {lines:?}");
-            }
+            // Its output ended: no ticket line will come.
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Empty) => return Err(()),
         }
+    });
+    let Ok(Some(ticket)) = ticket else {
+        let _ = child.kill();
+        panic!("no demo ticket line within 20 s; got {lines:?}");
     };
     let base = lines.iter().find_map(|l| l.strip_prefix("hms-sync is up on ")).map(|l| l.split_whitespace().next().unwrap_or("").to_string()).expect("up line");
     assert!(ticket.contains("completed") && ticket.contains("ddot.gis.outbound.v1 RW-481 -> https://services.arcgis.com/item/roadwork/RW-481"), "{ticket}");
@@ -212,11 +206,7 @@ fn up_demo_shows_a_sync_with_no_outside_system() {
     assert!(answer.contains("\"method\":\"PATCH\"") && answer.contains("https://services.arcgis.com/item/roadwork/RW-481"), "{answer}");
     assert!(answer.contains("\"start_date\":\"2024-05-10\"") && !answer.contains("demo-ARC_TOKEN"), "header values are not kept: {answer}");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "hms-sync did not stop after SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    poll_until_sync("hms-sync to stop after SIGTERM", std::time::Duration::from_secs(20), || child.try_wait().unwrap());
     assert!(!dir.join("data/hms-sync.db").exists(), "the demo never touches the real database file");
 }
 

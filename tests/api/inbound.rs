@@ -441,13 +441,13 @@ retry: {{ max: 3, backoffMs: 10 }}
     assert_eq!(answer["stored"], 1, "{answer}");
 
     // Bounded wait; on a timeout, the inbound connector's status says where the job stuck.
-    let deadline = Instant::now() + WAIT;
-    while !target.received().iter().any(|x| x.path == "/state/appointments/A-5") {
-        if Instant::now() >= deadline {
-            let status = app.status("appt-in").await;
-            panic!("the inbound change never reached the outbound target within {WAIT:?}; appt-in: {status}");
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    let reached = try_poll_until(WAIT, Duration::from_millis(20), || {
+        let there = target.received().iter().any(|x| x.path == "/state/appointments/A-5");
+        async move { if there { Ok(()) } else { Err(()) } }
+    });
+    if reached.await.is_err() {
+        let status = app.status("appt-in").await;
+        panic!("the inbound change never reached the outbound target within {WAIT:?}; appt-in: {status}");
     }
     let got = target.received();
     let sent = at(&got, "POST", "/state/appointments/A-5");
@@ -592,10 +592,12 @@ async fn changes(req: HttpRequest, q: web::Query<HashMap<String, String>>, state
     if let Some(code) = failure {
         return HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).json(json!({"error": "feed unavailable"}));
     }
-    let deadline = Instant::now() + WAIT;
-    while state.lock().unwrap().hold && Instant::now() < deadline {
-        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Held at most WAIT, then answered anyway.
+    let _ = try_poll_until(WAIT, Duration::from_millis(10), || {
+        let held = state.lock().unwrap().hold;
+        async move { if held { Err(()) } else { Ok(()) } }
+    })
+    .await;
     let st = state.lock().unwrap();
     let since_text = q.get("since").cloned().unwrap_or_default();
     let since: Option<f64> = (!since_text.is_empty()).then(|| since_text.parse().unwrap_or_else(|_| panic!("a numeric since: {since_text}")));

@@ -172,19 +172,16 @@ impl Rig {
 
     /// Waits (bounded) until no job is pending and no HMS echo is on its way.
     async fn settle(&self) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        try_poll_until(WAIT, Duration::from_millis(5), || async {
             let before = self.hms.echoes();
             let depth = self.app.status(CONNECTOR).await["queue_depth"].as_u64().unwrap_or(u64::MAX);
             let after = self.hms.echoes();
             if depth == 0 && before == after && after.0 == after.1 {
                 return Ok(());
             }
-            if Instant::now() > deadline {
-                return Err(format!("not settled after {WAIT:?}: queue_depth {depth}, HMS echoes (started, done) {after:?}"));
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-        }
+            Err(format!("not settled after {WAIT:?}: queue_depth {depth}, HMS echoes (started, done) {after:?}"))
+        })
+        .await
     }
 
     /// The tickets as one line each (key, direction, status, event, reason), for failure
@@ -752,16 +749,16 @@ async fn two_way_work_survives_kill_9() {
     service.kill9();
     let service = Service::up(&dir, &env, std::process::Stdio::null()).await;
     hms.echo_to(&format!("{}/webhook/hms", service.base), &token);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ids.iter().all(|id| lotus.doc(*id).is_some_and(|d| lotus_content(&d) == want[id])) {
-        if Instant::now() > deadline {
-            let (_, tickets) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=500"), None).await;
-            let (_, parked) = service.call("GET", &format!("/parked?connector={CONNECTOR}"), None).await;
-            let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;
-            let differ: Vec<String> = ids.iter().filter(|id| lotus.doc(**id).is_none_or(|d| lotus_content(&d) != want[*id])).map(|id| format!("{id}: Lotus {:?} want {}", lotus.doc(*id), want[id])).collect();
-            panic!("not every HMS edit reached Lotus after the restart:\n{}\nLotus writes {:?}\nstatus {status}\nparked {parked}\ntickets {tickets:#}", differ.join("\n"), lotus.write_log());
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    let reached = try_poll_until(Duration::from_secs(60), Duration::from_millis(20), || {
+        let all = ids.iter().all(|id| lotus.doc(*id).is_some_and(|d| lotus_content(&d) == want[id]));
+        async move { if all { Ok(()) } else { Err(()) } }
+    });
+    if reached.await.is_err() {
+        let (_, tickets) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=500"), None).await;
+        let (_, parked) = service.call("GET", &format!("/parked?connector={CONNECTOR}"), None).await;
+        let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;
+        let differ: Vec<String> = ids.iter().filter(|id| lotus.doc(**id).is_none_or(|d| lotus_content(&d) != want[*id])).map(|id| format!("{id}: Lotus {:?} want {}", lotus.doc(*id), want[id])).collect();
+        panic!("not every HMS edit reached Lotus after the restart:\n{}\nLotus writes {:?}\nstatus {status}\nparked {parked}\ntickets {tickets:#}", differ.join("\n"), lotus.write_log());
     }
     let (code, _) = service.call("POST", &format!("/connectors/{CONNECTOR}/sync"), None).await;
     assert_eq!(code, 200);

@@ -1,0 +1,13 @@
+//! Test helpers, one module per concern; everything but the two-way simulator is
+//! re-exported here, so `use crate::helpers::*` is all a test file needs.
+
+pub mod app;
+pub mod fake;
+pub mod poll;
+pub mod service;
+pub mod twoway_sim;
+
+pub use app::*;
+pub use fake::*;
+pub use poll::*;
+pub use service::*;

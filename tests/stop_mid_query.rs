@@ -55,15 +55,21 @@ async fn a_connector_removed_while_its_query_waits_stops_cleanly() {
     let fake = FakeSystem::start().await;
     let mut settings = test_settings(&temp_dir("stop-mid-query"));
     settings.database.url = Some(url.clone());
+    // Each connector on a thread of its own: that thread stops when the connector is
+    // deleted, which is where a query could be dropped outside a runtime (pool workers
+    // outlive the connectors on them).
+    settings.runtime.dedicated_threads = true;
     let app = TestApp::spawn(settings).await;
     let (code, body) = app.call("POST", "/connectors", Some(&gis("gone").replace("{FAKE}", &fake.base))).await;
     assert_eq!(code, 201, "{body}");
     app.wait_state("gone", "running").await;
 
-    // Hold the queue table: the Pusher's next look at the queue waits in PostgreSQL.
+    // Hold the queue table, then wake the lane (a resume does): its look at the queue
+    // waits in PostgreSQL.
     let locker = Database::connect(&url).await.unwrap();
     let txn = locker.begin().await.unwrap();
     txn.execute_unprepared("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    assert_eq!(app.call("PUT", "/connectors/gone/resume", None).await.0, 202);
     let waiting = format!("SELECT count(*)::bigint AS n FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
     let count = |sql: String| {
         let admin = admin.clone();

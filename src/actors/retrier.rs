@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use super::child::ChildCtx;
 use crate::storage;
 
-/// Re-reads the earliest due time this often, for retries scheduled by another instance.
-const RESCAN: Duration = Duration::from_secs(5);
+/// Re-reads the earliest due time this often, a safety net like the lane's idle poll: the
+/// lane arms this timer for every retry it schedules.
+const RESCAN: Duration = Duration::from_secs(30);
 
 pub struct Retrier {
     cx: ChildCtx,
@@ -78,7 +79,9 @@ impl Actor for Retrier {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.rescan(ctx);
-        ctx.run_interval(RESCAN, |act, ctx| act.rescan(ctx));
+        ctx.run_later(RESCAN.mul_f64(fastrand::f64()), |_, ctx| {
+            ctx.run_interval(RESCAN, |act, ctx| act.rescan(ctx));
+        });
     }
 }
 

@@ -193,3 +193,78 @@ async fn a_poison_job_is_parked_after_its_second_panic_and_the_others_go_on() {
     assert!(tickets[0]["reason"].as_str().is_some_and(|r| r.contains("poison job")), "{tickets:?}");
     assert_eq!(fake.received().len(), 1, "the poison job never reached the target");
 }
+
+/// The `sync_restarts_total` of each connector, read from `GET /metrics`.
+async fn restarts_by_connector(app: &TestApp) -> std::collections::HashMap<String, f64> {
+    let (_, _, text) = get_open(&app.base, "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("sync_restarts_total{"))
+        .filter_map(|l| {
+            let id = l.split("connector=\"").nth(1)?.split('"').next()?.to_string();
+            Some((id, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Issue 12: 1,000 connectors share the worker pool, and one of them panics in a loop: it
+/// is restarted again and again, while the other 999 deliver every event and none of them
+/// is restarted (a panic takes no worker thread, nor anyone else's child, down with it).
+#[actix_web::test]
+async fn a_connector_panicking_in_a_loop_leaves_999_others_on_time() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("sup-1000");
+    let folder = dir.join("connectors");
+    for n in 0..999 {
+        std::fs::write(folder.join(format!("c{n:03}.yaml")), gis(&format!("c{n:03}"), "").replace("{FAKE}", &fake.base)).unwrap();
+    }
+    let crashy = "supervision: { maxRestarts: 1000, withinSecs: 60, backoffMs: 1, maxBackoffMs: 1 }\n";
+    std::fs::write(folder.join("crashy.yaml"), gis("crashy", crashy).replace("{FAKE}", &fake.base)).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    app.wait_state("crashy", "running").await;
+    let others = |got: &[Received]| got.iter().filter(|r| !r.path.starts_with("/crashy/")).count();
+    for round in 1..=3u64 {
+        // A panic, and an event for all 1,000 while the crashed child comes back.
+        app.fault("crashy", "pusher", "panic").await;
+        app.publish("permit.updated", json!({"permitId": format!("RW-{round}")})).await;
+        poll_until("the crashed child back", WAIT, || async {
+            let s = app.status("crashy").await;
+            (s["restarts"] == round && s["state"] == "running").then_some(())
+        })
+        .await;
+    }
+    poll_until("every event delivered by the 999 others", WAIT * 3, || async { (others(&fake.received()) >= 3 * 999).then_some(()) }).await;
+    assert_eq!(others(&fake.received()), 3 * 999, "each exactly once");
+    let restarts = restarts_by_connector(&app).await;
+    assert_eq!(restarts.len(), 1000, "every connector has its counter");
+    assert_eq!(restarts["crashy"], 3.0);
+    let touched: Vec<_> = restarts.iter().filter(|(id, n)| id.as_str() != "crashy" && **n != 0.0).collect();
+    assert!(touched.is_empty(), "no other connector was restarted: {touched:?}");
+    let got = fake.wait_for(3 * 1000).await;
+    assert_eq!(got.iter().filter(|r| r.path.starts_with("/crashy/")).count(), 3, "the crashing connector delivered its own too");
+}
+
+/// Issue 12: a connector whose target stalls holds its own attempts (each waits for the
+/// target within its timeout), never a worker thread: another connector keeps delivering
+/// meanwhile, on the same pool.
+#[actix_web::test]
+async fn a_stalled_target_does_not_slow_the_other_connectors() {
+    let slow = "timeoutMs: 30000\nconcurrency: 4\n";
+    let (app, fake) = app_with(&[("slow.yaml", gis("slow", slow)), ("fast.yaml", gis("fast", ""))]).await;
+    app.wait_state("slow", "running").await;
+    app.wait_state("fast", "running").await;
+    fake.script_path("/slow/", std::iter::repeat_n(Reply::Stall(std::time::Duration::from_secs(25)), 8));
+    for n in 0..8 {
+        app.publish("permit.updated", json!({"permitId": format!("RW-{n}")})).await;
+    }
+    poll_until("the fast connector to deliver all 8", WAIT, || async {
+        (fake.received().iter().filter(|r| r.path.starts_with("/fast/")).count() == 8).then_some(())
+    })
+    .await;
+    let got = fake.received();
+    let slow_sent = got.iter().filter(|r| r.path.starts_with("/slow/")).count();
+    assert_eq!(slow_sent, 4, "the stalled connector has its 4 requests hanging, no more: {got:?}");
+    let s = app.status("slow").await;
+    assert_eq!((s["restarts"].as_u64(), s["counters"]["delivered"].as_u64()), (Some(0), Some(0)), "{s}");
+    let f = app.status("fast").await;
+    assert_eq!(f["counters"]["delivered"], 8, "{f}");
+}

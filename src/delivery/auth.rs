@@ -111,7 +111,7 @@ impl Authenticator {
             form.push(("scope", fill(s, secrets)));
         }
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let fail = |why: String| Outcome::Retryable { error: format!("cannot get an OAuth2 access token from {}: {why}", crate::storage::redact_url(&url)), retry_after: None };
+        let fail = |why: String| Outcome::Retryable { error: format!("cannot get an OAuth2 access token from {}: {why}", super::egress::redact_url(&url)), retry_after: None };
         let (routed, _) = egress.route(&url);
         let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
         let mut resp = client

@@ -73,18 +73,21 @@ impl Bus {
             None => uuid::Uuid::now_v7().to_string(),
         };
         let route = tracing::debug_span!("route", topic, event = %event_id).entered();
-        let table = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let routes: Vec<Arc<ConnectorShared>> = table.get(topic).cloned().unwrap_or_default();
-        let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new(), did_you_mean: None };
+        // The table's lock is held only here, never across an await.
+        let (routes, did_you_mean) = {
+            let table = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match table.get(topic) {
+                Some(routes) if !routes.is_empty() => (routes.clone(), None),
+                _ => (Vec::new(), closest(topic, table.keys().map(String::as_str))),
+            }
+        };
+        let mut accepted = Accepted { event_id: event_id.clone(), topic: topic.to_string(), connectors: Vec::new(), filtered: Vec::new(), did_you_mean };
         if routes.is_empty() {
             // Normal (events nobody syncs), but counted, and a likely typo is named.
-            accepted.did_you_mean = closest(topic, table.keys().map(String::as_str));
-            drop(table);
             self.metrics.unrouted(topic);
             tracing::debug!(topic, did_you_mean = ?accepted.did_you_mean, "no connector subscribes to this topic; the event is not stored");
             return Ok(accepted);
         }
-        drop(table);
         let mut jobs = Vec::with_capacity(routes.len());
         for shared in &routes {
             if !shared.compiled.matches(topic, &payload) {

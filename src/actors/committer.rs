@@ -21,7 +21,7 @@ enum Entry {
     /// Newly accepted delivery jobs (an event's, or those an operator's decision queues).
     Jobs { jobs: Vec<NewDelivery>, reply: Reply },
     /// A claimed job's outcome, with what comes with it.
-    Outcome { outcome: RecordOutcome, reply: Reply },
+    Outcome { outcome: Box<RecordOutcome>, reply: Reply },
     /// A ticket alone (a discarded or resolved parked job): nobody waits, and it is kept
     /// until it is written.
     Ticket(NewTicket),
@@ -291,7 +291,7 @@ impl Handler<RecordOutcome> for Committer {
     type Result = ResponseFuture<Result<Option<i64>, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry::Outcome { outcome: msg, reply: tx }, ctx);
+        self.push(Entry::Outcome { outcome: Box::new(msg), reply: tx }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
     }
 }

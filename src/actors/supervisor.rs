@@ -143,7 +143,7 @@ impl ConnectorSupervisor {
             _ => {}
         }
         self.placements += 1;
-        let handle = match self.rt.workers.pool() {
+        match self.rt.workers.pool() {
             Some(pool) => {
                 let w = pool.next();
                 self.home = Some(Home::Pool(w.clone()));
@@ -157,8 +157,7 @@ impl ConnectorSupervisor {
                 self.home = Some(Home::Own(handle.clone()));
                 handle
             }
-        };
-        handle
+        }
     }
 
     /// A child of `kind` is gone: nobody may address it any more.

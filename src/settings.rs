@@ -22,6 +22,23 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub alerts: AlertSettings,
     pub runtime: RuntimeSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Several instances on one PostgreSQL database. Nothing to set to form a cluster: every
+/// instance registers itself; these only tune it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// An instance whose last heartbeat is older than this is not alive (it beats every
+    /// third of it).
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { lease_secs: 10 }
+    }
 }
 
 /// Where connectors run: on a shared pool of worker threads (the default), or each on a
@@ -163,6 +180,7 @@ impl Default for Settings {
             demo: DemoSettings::default(),
             alerts: AlertSettings::default(),
             runtime: RuntimeSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

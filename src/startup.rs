@@ -15,6 +15,7 @@ use crate::actors::shared::Runtime;
 use crate::actors::committer::{FlushTickets, Retention};
 use crate::actors::{panics, Committer, Governance, Registry};
 use crate::actors::alerter::{Alerter, FailRule};
+use crate::actors::cluster::{self, Heartbeat, Leave};
 use crate::admin::{self, AppState};
 use crate::actors::bus::Bus;
 use crate::delivery::Egress;
@@ -47,6 +48,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     tickets: Addr<Committer>,
+    heartbeat: Addr<Heartbeat>,
+    /// The SQLite file's lock, held while the service runs (`None` on PostgreSQL).
+    _lock: Option<std::fs::File>,
 }
 
 /// Refuses a non-loopback address when the admin API has no token.
@@ -110,6 +114,7 @@ impl Application {
         // Connector files are checked before the database is opened (or created): a bad
         // file stops the start with nothing made.
         let files = spec::load_dir(&settings.connectors.dir).map_err(StartupError::Specs)?;
+        let lock = storage::lock_sqlite(&settings.database_url())?;
         let db = storage::connect(&settings.database_url()).await?;
         let connectors = load_connectors(files, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
@@ -150,12 +155,18 @@ impl Application {
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
+        let instance_id = uuid::Uuid::now_v7().to_string();
+        let address = format!("{}:{port}", settings.server.host);
+        let lease = Duration::from_secs(settings.cluster.lease_secs.max(1));
+        cluster::join(&db, &instance_id, &address, &registry, lease).await?;
+        let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
+        let cluster = admin::ClusterView { instance_id, lease };
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
         tracing::info!(port, "hms-sync listening");
-        Ok(Self { port, server, state, tickets })
+        Ok(Self { port, server, state, tickets, heartbeat, _lock: lock })
     }
 
     fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {
@@ -206,6 +217,7 @@ impl Application {
         tracing::info!("shutting down: stopping connectors, flushing tickets");
         let _ = self.state.registry.send(StopAll).await;
         let _ = self.tickets.send(FlushTickets).await;
+        let _ = self.heartbeat.send(Leave).await;
         // Close the pool while the runtime still runs: queries in flight finish and hand
         // their connections back here, instead of being dropped after the runtime is gone
         // (sqlx panics when a pooled connection is dropped outside a runtime).

@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod cursors;
 pub mod deliveries;
 pub mod delivery_attempts;
+pub mod instances;
 pub mod record_links;
 pub mod settings;
 pub mod sync_tickets;
@@ -18,6 +19,7 @@ pub mod prelude {
     pub use crate::cursors::Entity as Cursors;
     pub use crate::deliveries::Entity as Deliveries;
     pub use crate::delivery_attempts::Entity as DeliveryAttempts;
+    pub use crate::instances::Entity as Instances;
     pub use crate::record_links::Entity as RecordLinks;
     pub use crate::settings::Entity as Settings;
     pub use crate::sync_tickets::Entity as SyncTickets;

@@ -5,6 +5,7 @@ pub mod alerter;
 pub mod attempt;
 pub mod bus;
 pub mod child;
+pub mod cluster;
 pub mod committer;
 pub mod governance;
 pub mod intensity;

@@ -321,6 +321,18 @@ impl Handler<WebhookTarget> for Registry {
     }
 }
 
+/// The ids of every connector.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ConnectorIds;
+
+impl Handler<ConnectorIds> for Registry {
+    type Result = Vec<String>;
+    fn handle(&mut self, _: ConnectorIds, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.keys().cloned().collect()
+    }
+}
+
 /// The ids of connectors that pull (for the pull-lag gauge).
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]

@@ -5,7 +5,7 @@
 use actix_web::http::Method;
 use actix_web::{Route, web};
 
-use super::{connectors, events, governance, health, metrics, openapi, parked, tickets};
+use super::{cluster, connectors, events, governance, health, metrics, openapi, parked, tickets};
 use super::webhooks;
 
 /// What a request body is, for the document.
@@ -95,6 +95,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(POST "/connectors/{id}/test" => connectors::test, "Dry run: the exact request for an event (secrets masked), or why it would be filtered or parked. Sends and stores nothing.", ok 200 "dry-run verdict",
             query &[("topic", "the topic the event is published on (default: the connector's first)")], body Body::Json("Event"), errors &[400, 401, 404]),
         endpoint!(POST "/connectors/{id}/sync" => connectors::sync, "Run one reconciliation now (the seed's svc:syncNow): pull the change feed from the cursor and store what changed.", ok 200 "`{id, pull: {records, pages, stored, cursor}}`", errors &[401, 404, 409]),
+        endpoint!(GET "/cluster" => cluster::list, "The instances on this database: id, address, version, start, last heartbeat (the database's clock), alive (a heartbeat within `cluster.lease_secs`) and what each holds; `self` is the one answering.", ok 200 "`{self, lease_secs, instances}`", errors &[401, 503]),
         endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
         endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),
         endpoint!(GET "/tickets" => tickets::list, "Sync tickets, oldest first, with filters and cursor pagination.", ok 200 "`{tickets, next}`",

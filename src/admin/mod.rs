@@ -2,6 +2,7 @@
 //! resource; every handler is a few steps, errors go through [`error::ApiError`].
 
 pub mod auth;
+pub mod cluster;
 pub mod connectors;
 pub mod endpoints;
 pub mod error;
@@ -39,6 +40,16 @@ pub struct AppState {
     pub secured: bool,
     /// The demo target, served only with `--demo`.
     pub demo: Option<web::Data<crate::demo::DemoSink>>,
+    /// This instance in the cluster view.
+    pub cluster: ClusterView,
+}
+
+/// What `GET /cluster` needs to know of this instance.
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    pub instance_id: String,
+    /// An instance whose heartbeat is older is not alive (`cluster.lease_secs`).
+    pub lease: std::time::Duration,
 }
 
 /// Registers every route (from the [`endpoints`] table). Admin routes sit behind the

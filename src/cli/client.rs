@@ -81,6 +81,34 @@ pub fn status(args: &ClientArgs, id: Option<&str>) -> ExitCode {
     }
 }
 
+/// `hms-sync cluster`: one line per instance (`*` marks the one that answered).
+pub fn cluster(args: &ClientArgs, json: bool) -> ExitCode {
+    if json {
+        return finish(call(args, "GET", "/cluster", None, &[]), pretty);
+    }
+    finish(call(args, "GET", "/cluster", None, &[]), |v| {
+        let me = v["self"].as_str().unwrap_or_default();
+        println!("  {:<36} {:<22} {:<9} {:<20} {:<20} {:<5} {:>10}  PULLS", "INSTANCE", "ADDRESS", "VERSION", "STARTED", "LAST BEAT", "ALIVE", "CONNECTORS");
+        let time = |t: &Value| t.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+        for i in v["instances"].as_array().into_iter().flatten() {
+            let id = i["id"].as_str().unwrap_or_default();
+            let pulls: Vec<&str> = i["holds"]["pullers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!(
+                "{} {:<36} {:<22} {:<9} {:<20} {:<20} {:<5} {:>10}  {}",
+                if id == me { "*" } else { " " },
+                id,
+                i["address"].as_str().unwrap_or_default(),
+                i["version"].as_str().unwrap_or_default(),
+                time(&i["started_at"]),
+                time(&i["last_beat"]),
+                if i["alive"].as_bool() == Some(true) { "yes" } else { "NO" },
+                i["holds"]["connectors"].as_u64().unwrap_or(0),
+                pulls.join(", ")
+            );
+        }
+    })
+}
+
 /// One line per connector: state, restarts, queue, ok/fail counts and its latest error (a
 /// failed delivery or a crash, with its time); the other of the two, and secrets that are
 /// not set, on indented lines below it.

@@ -40,6 +40,14 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List the instances running on the service's database: alive or not, and what each holds.
+    Cluster {
+        /// Print the answer as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Pause syncing: every connector (governance), or one connector by id.
     Pause {
         /// A connector id (default: every connector, through governance).
@@ -234,6 +242,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => up::run(cli.config.as_deref(), args),
         Command::Validate { files } => validate::run(&files),
         Command::Status { id, client } => client::status(&client, id.as_deref()),
+        Command::Cluster { json, client } => client::cluster(&client, json),
         Command::Pause { id, client } => client::set_paused(&client, id.as_deref(), true),
         Command::Resume { id, client } => client::set_paused(&client, id.as_deref(), false),
         Command::Restart { id, client } => client::restart(&client, &id),

@@ -15,6 +15,7 @@ mod attempts;
 mod connectors;
 mod cursors;
 mod deliveries;
+mod instances;
 mod links;
 mod settings;
 mod tickets;
@@ -26,6 +27,7 @@ pub use deliveries::{note_in_flight,
     Claim, ClaimToken, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, newer_delivered, next_due_at,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
+pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting};
 pub use tickets::{
@@ -74,6 +76,40 @@ pub enum StorageError {
     /// A stored value is not what this version wrote (bad JSON, broken hash chain, …).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// Another process runs on this SQLite file.
+    #[error("the SQLite database {path} is in use by another hms-sync ({holder}); SQLite is single-node: stop that one, or run several instances on one PostgreSQL database.url")]
+    InUse { path: String, holder: String },
+    /// The lock file beside a SQLite database could not be opened.
+    #[error("cannot open the lock file {path}: {source}")]
+    LockFile { path: String, source: std::io::Error },
+}
+
+/// Takes the lock of a SQLite database file (`PATH.lock` beside it) for as long as the
+/// returned file is open: one process per file, since SQLite is single-node. `None` for
+/// PostgreSQL and in-memory SQLite. The lock is the operating system's (`flock`), so a
+/// process killed with -9 leaves no stale lock behind.
+pub fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StorageError> {
+    use std::io::{Read, Seek, Write};
+    let Some(path) = url.starts_with("sqlite:").then(|| sqlite_file(url)).flatten() else { return Ok(None) };
+    let lock_path = format!("{path}.lock");
+    if let Some(dir) = Path::new(&lock_path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::LockFile { path: lock_path.clone(), source })?;
+    }
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(|source| StorageError::LockFile { path: lock_path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the message the next one gets.
+            let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| write!(file, "pid {}", std::process::id()));
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = if holder.trim().is_empty() { "another process".to_string() } else { holder.trim().to_string() };
+            Err(StorageError::InUse { path, holder })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StorageError::LockFile { path: lock_path, source }),
+    }
 }
 
 /// Writes one group-committed batch in ONE transaction: newly accepted jobs, job outcomes and

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod auth_oauth2;
 mod cli;
+mod cluster;
 mod connectors;
 mod durability;
 mod governance;

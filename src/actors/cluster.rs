@@ -1,0 +1,101 @@
+//! Cluster membership: this process's row in `instances`, its heartbeat (every third of
+//! `cluster.lease_secs`, times from the database's clock) and what it holds, so that
+//! `GET /cluster` on any instance lists them all.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::json;
+
+use super::registry::{Pullers, Registry};
+use crate::storage::{self, Db};
+
+pub struct Heartbeat {
+    db: Db,
+    /// This process's id in `instances` (a UUIDv7, new at each start).
+    pub id: String,
+    address: String,
+    registry: Addr<Registry>,
+    every: Duration,
+    /// A beat is being written; the next tick skips rather than piling up.
+    beating: bool,
+}
+
+impl Heartbeat {
+    pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration) -> Self {
+        Self { db, id, address, registry, every: (lease / 3).max(Duration::from_secs(1)), beating: false }
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.beating {
+            return;
+        }
+        self.beating = true;
+        let (db, id, address, registry) = (self.db.clone(), self.id.clone(), self.address.clone(), self.registry.clone());
+        ctx.spawn(
+            async move {
+                let holds = holdings(&registry).await;
+                storage::beat(&db, &id, &address, env!("CARGO_PKG_VERSION"), &holds).await
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.beating = false;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "cannot write this instance's heartbeat; will try again");
+                }
+            }),
+        );
+    }
+}
+
+/// What this instance holds, for the cluster view: the connectors it runs and those it pulls.
+async fn holdings(registry: &Addr<Registry>) -> serde_json::Value {
+    let connectors = registry.send(super::registry::ConnectorIds).await.unwrap_or_default();
+    let pullers = registry.send(Pullers).await.unwrap_or_default();
+    json!({ "connectors": connectors.len(), "pullers": pullers })
+}
+
+impl Actor for Heartbeat {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.every, |act, ctx| act.beat(ctx));
+    }
+}
+
+/// This instance stops cleanly: its row goes (answered once it is gone).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+impl Handler<Leave> for Heartbeat {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        let (db, id) = (self.db.clone(), self.id.clone());
+        Box::pin(
+            async move {
+                if let Err(e) = storage::remove_instance(&db, &id).await {
+                    tracing::warn!(error = %e, "cannot remove this instance from `instances`; it will show as not alive");
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}
+
+/// Registers this instance before anything serves (a row with a first heartbeat). Other
+/// live instances are named in a warning: they do not share jobs yet, so each delivers
+/// every job (at least once, with the same `Idempotency-Key`).
+pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, lease: Duration) -> Result<(), storage::StorageError> {
+    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
+    for other in storage::list_instances(db, lease).await?.into_iter().filter(|i| i.alive) {
+        tracing::warn!(
+            instance = %other.id,
+            address = %other.address,
+            "another instance is alive on this database; instances do not share jobs yet, so both deliver every job (at least once, with the same Idempotency-Key)"
+        );
+    }
+    let holds = holdings(registry).await;
+    storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await
+}

@@ -1,0 +1,88 @@
+//! Several instances on one database (issue "hms-sync as a cluster", item 1): each instance
+//! registers with a heartbeat and `GET /cluster` lists them all; a second process on one
+//! SQLite file is refused, since SQLite is single-node.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn a_second_process_on_the_same_sqlite_file_is_refused() {
+    let dir = temp_dir("cluster-sqlite");
+    let mut first = Service::up(&dir, &[], Stdio::null()).await;
+    let mut second = bin();
+    second
+        .arg("up")
+        .env_remove("RUST_LOG")
+        .env_remove("HMS_SYNC_CONFIG")
+        .env("HMS_SYNC__SERVER__PORT", "0")
+        .env("HMS_SYNC__DATA_DIR", dir.join("data"))
+        .env("HMS_SYNC__CONNECTORS__DIR", dir.join("connectors"));
+    let out = run_bounded(second, None, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second one must not start: {stderr}");
+    assert!(stderr.contains("is in use by another hms-sync (pid "), "{stderr}");
+    assert!(stderr.contains("SQLite is single-node") && stderr.contains("PostgreSQL database.url"), "{stderr}");
+    // The first one is untouched, and once it is gone (even killed) the file is free again.
+    assert_eq!(first.call("GET", "/readyz", None).await.0, 200);
+    first.kill9();
+    let again = Service::up(&dir, &[], Stdio::null()).await;
+    assert_eq!(again.call("GET", "/readyz", None).await.0, 200);
+}
+
+#[actix_web::test]
+async fn the_cluster_view_lists_this_instance_with_what_it_holds() {
+    let dir = temp_dir("cluster-one");
+    std::fs::write(dir.join("connectors/gis.yaml"), permit_connector("gis", "permit.updated", "http://127.0.0.1:9", "")).unwrap();
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let (code, view) = app.call("GET", "/cluster", None).await;
+    assert_eq!(code, 200, "{view}");
+    let instances = view["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{view}");
+    let me = &instances[0];
+    assert_eq!(me["id"], view["self"]);
+    assert_eq!(me["alive"], true);
+    assert_eq!(me["holds"]["connectors"], 1);
+    assert_eq!(me["pid"], i64::from(std::process::id()));
+    assert!(me["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{me}");
+    let out = run_client(&app.base, &["cluster"]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains(view["self"].as_str().unwrap()) && table.contains(" yes "), "{table}");
+}
+
+/// Two instances on one PostgreSQL database see each other; one that stops leaves the view.
+#[actix_web::test]
+async fn instances_on_one_postgresql_database_see_each_other() {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok(admin) = Database::connect(&admin_url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
+        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
+        return;
+    };
+    // Named like the other test databases (`hms_test_<pid>_…`): a leftover is dropped by the
+    // next suite once this process is gone.
+    let name = format!("hms_test_{}_cluster", std::process::id());
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let settings = |tag: &str| {
+        let mut s = test_settings(&temp_dir(tag));
+        s.database.url = Some(url.clone());
+        s
+    };
+    let a = TestApp::spawn(settings("cluster-a")).await;
+    let b = TestApp::spawn(settings("cluster-b")).await;
+    let ids = |view: &serde_json::Value| view["instances"].as_array().unwrap().iter().map(|i| (i["id"].as_str().unwrap().to_string(), i["alive"].as_bool().unwrap())).collect::<Vec<_>>();
+    let (_, from_a) = a.call("GET", "/cluster", None).await;
+    let (_, from_b) = b.call("GET", "/cluster", None).await;
+    assert_eq!(ids(&from_a), ids(&from_b), "the same view from either");
+    assert_eq!(ids(&from_a), vec![(from_a["self"].as_str().unwrap().to_string(), true), (from_b["self"].as_str().unwrap().to_string(), true)], "oldest first, both alive");
+    let b_id = from_b["self"].as_str().unwrap().to_string();
+    b.stop().await;
+    let (_, after) = a.call("GET", "/cluster", None).await;
+    assert!(ids(&after).iter().all(|(id, _)| *id != b_id), "a stopped instance leaves: {after}");
+    a.stop().await;
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}

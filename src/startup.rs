@@ -130,6 +130,8 @@ impl Application {
         let alert_url = settings.alerts.url.clone().filter(|u| !u.trim().is_empty());
         let alerts = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone()).start();
         let bus_slot = Arc::new(std::sync::OnceLock::new());
+        let instance_id = uuid::Uuid::now_v7().to_string();
+        let lease = Duration::from_secs(settings.cluster.lease_secs.max(1));
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),
@@ -140,6 +142,8 @@ impl Application {
             alerts,
             bus: bus_slot.clone(),
             workers: crate::actors::pool::Workers::new(settings.runtime),
+            instance: instance_id.clone().into(),
+            lease,
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {
@@ -155,9 +159,7 @@ impl Application {
         registry.send(Boot(boot)).await??;
         let governance = Governance::new(db.clone(), enabled).start();
         governance.send(SetListener(registry.clone().recipient())).await?;
-        let instance_id = uuid::Uuid::now_v7().to_string();
         let address = format!("{}:{port}", settings.server.host);
-        let lease = Duration::from_secs(settings.cluster.lease_secs.max(1));
         cluster::join(&db, &instance_id, &address, &registry, lease).await?;
         let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
         let cluster = admin::ClusterView { instance_id, lease };

@@ -1,5 +1,5 @@
 //! Cluster membership: this process's row in `instances`, its heartbeat (every third of
-//! `cluster.lease_secs`, times from the database's clock) and what it holds, so that
+//! `cluster.lease_secs`, at most 2 s apart; times from the database's clock) and what it holds, so that
 //! `GET /cluster` on any instance lists them all.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::registry::{Pullers, Registry};
+use super::registry::Registry;
 use crate::storage::{self, Db};
 
 pub struct Heartbeat {
@@ -23,7 +23,7 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration) -> Self {
-        Self { db, id, address, registry, every: (lease / 3).max(Duration::from_secs(1)), beating: false }
+        Self { db, id, address, registry, every: beat_interval(lease), beating: false }
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
@@ -34,7 +34,7 @@ impl Heartbeat {
         let (db, id, address, registry) = (self.db.clone(), self.id.clone(), self.address.clone(), self.registry.clone());
         ctx.spawn(
             async move {
-                let holds = holdings(&registry).await;
+                let holds = holdings(&db, &id, &registry).await;
                 storage::beat(&db, &id, &address, env!("CARGO_PKG_VERSION"), &holds).await
             }
             .into_actor(self)
@@ -48,12 +48,23 @@ impl Heartbeat {
     }
 }
 
-/// What this instance holds, for the cluster view: the connectors it runs and those it pulls.
-async fn holdings(registry: &Addr<Registry>) -> serde_json::Value {
+/// How often an instance beats: a third of the lease, and at least every 2 s so the cluster
+/// view stays current with a long lease.
+fn beat_interval(lease: Duration) -> Duration {
+    (lease / 3).clamp(Duration::from_millis(200), Duration::from_secs(2))
+}
+
+/// What this instance holds, for the cluster view: the connectors it runs and those it pulls
+/// (whose pull lease it holds).
+async fn holdings(db: &Db, id: &str, registry: &Addr<Registry>) -> serde_json::Value {
     let connectors = registry.send(super::registry::ConnectorIds).await.unwrap_or_default();
-    let pullers = registry.send(Pullers).await.unwrap_or_default();
+    let leases = storage::leases_held(db, id).await.unwrap_or_default();
+    let pullers: Vec<&str> = leases.iter().filter_map(|l| l.strip_prefix(PULL_LEASE)).collect();
     json!({ "connectors": connectors.len(), "pullers": pullers })
 }
+
+/// The lease a connector's Puller holds while it pulls: `pull:ID`.
+pub const PULL_LEASE: &str = "pull:";
 
 impl Actor for Heartbeat {
     type Context = Context<Self>;
@@ -74,6 +85,9 @@ impl Handler<Leave> for Heartbeat {
         let (db, id) = (self.db.clone(), self.id.clone());
         Box::pin(
             async move {
+                if let Err(e) = storage::release_leases(&db, &id).await {
+                    tracing::warn!(error = %e, "cannot give this instance's leases back; they run out by themselves");
+                }
                 if let Err(e) = storage::remove_instance(&db, &id).await {
                     tracing::warn!(error = %e, "cannot remove this instance from `instances`; it will show as not alive");
                 }
@@ -96,6 +110,6 @@ pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, l
             "another instance is alive on this database; instances do not share jobs yet, so both deliver every job (at least once, with the same Idempotency-Key)"
         );
     }
-    let holds = holdings(registry).await;
+    let holds = holdings(db, id, registry).await;
     storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await
 }

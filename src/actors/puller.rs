@@ -16,6 +16,7 @@ use crate::mapping::{RenderedRequest, fields, selector};
 use crate::metrics::Metrics;
 use crate::spec::model::{Pagination, PullSpec};
 use crate::storage::{self, Db};
+use super::cluster::PULL_LEASE;
 use super::two_way::{inbound_job, key_by_links};
 use crate::sync::inbound::scalar_text;
 
@@ -67,8 +68,34 @@ impl Puller {
         let cursor = self.cursor.clone();
         let egress = self.cx.rt.egress.clone();
         let metrics = self.cx.rt.metrics.clone();
-        ctx.spawn(async move { pull_once(&client, &shared, &db, &egress, &metrics, cursor).await }.into_actor(self).map(|res, act, ctx| {
+        let lease = PullLease { db: db.clone(), name: format!("{PULL_LEASE}{}", shared.id()), owner: self.cx.rt.instance.to_string(), ttl: self.cx.rt.lease_ttl() };
+        let pull = async move {
+            // One instance pulls a connector at a time: the one holding its lease. The cursor
+            // is read again: another instance may have pulled since this one last did.
+            match lease.take().await {
+                Ok(None) => {}
+                Ok(Some(holder)) => return Pulled::Elsewhere(holder),
+                Err(e) => return Pulled::Done(Err(e)),
+            }
+            let cursor = match storage::load_cursor(&db, shared.id()).await {
+                Ok(stored) => stored.unwrap_or(cursor),
+                Err(e) => return Pulled::Done(Err(format!("cannot read the cursor: {e}"))),
+            };
+            Pulled::Done(pull_once(&client, &shared, &db, &egress, &metrics, cursor, &lease).await)
+        };
+        ctx.spawn(pull.into_actor(self).map(|pulled, act, ctx| {
             act.running = false;
+            let res = match pulled {
+                Pulled::Done(res) => res,
+                Pulled::Elsewhere(holder) => {
+                    tracing::debug!(connector = %act.cx.id(), holder = %holder, "another instance pulls this connector");
+                    let why = format!("another instance pulls this connector now (instance {holder}); ask it, or wait for its lease to run out");
+                    for w in act.waiting.drain(..) {
+                        let _ = w.send(Err(why.clone()));
+                    }
+                    return;
+                }
+            };
             // An error may quote a URL or an answer that carried a secret: scrubbed before it
             // is logged or returned to `POST /connectors/{id}/sync`.
             let known = act.cx.rt.egress.known(&act.cx.shared.spec.secret_names());
@@ -153,11 +180,32 @@ fn join_url(base: &str, link: &str) -> String {
     format!("{dir}{link}")
 }
 
+/// What a tick came to: a pull, or none because another instance holds the lease.
+enum Pulled {
+    Done(Result<PullReport, String>),
+    Elsewhere(String),
+}
+
+/// The lease of a connector's pull (`pull:ID`), held by this instance while it pulls.
+struct PullLease {
+    db: Db,
+    name: String,
+    owner: String,
+    ttl: chrono::Duration,
+}
+
+impl PullLease {
+    /// Takes or renews it: `None` when this instance holds it, else who does.
+    async fn take(&self) -> Result<Option<String>, String> {
+        storage::take_lease(&self.db, &self.name, &self.owner, self.ttl).await.map_err(|e| format!("cannot take the pull lease: {e}"))
+    }
+}
+
 /// One pull: every page of the feed from the cursor, every record stored as an inbound
 /// job in ONE transaction, then the cursor advanced to the greatest version seen and saved.
 /// A crash before the save re-reads the same records, which are recognised by their id
 /// and version and not stored twice.
-async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value) -> Result<PullReport, String> {
+async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egress: &Egress, metrics: &Metrics, cursor: Value, lease: &PullLease) -> Result<PullReport, String> {
     let pull = shared.spec.pull_view().ok_or("connector has no pull")?;
     let secrets = egress.secrets(&pull.request.secret_names()).map_err(|e| e.to_string())?;
     let from = with_lookback(&cursor, pull.lookback);
@@ -176,6 +224,12 @@ async fn pull_once(client: &awc::Client, shared: &ConnectorShared, db: &Db, egre
     let mut more = false;
     loop {
         pages += 1;
+        // A long pull renews its lease at every page, and stops if it was lost meanwhile.
+        if pages > 1
+            && let Some(holder) = lease.take().await?
+        {
+            return Err(format!("lost the pull lease to instance {holder} during the pull; nothing of it was stored"));
+        }
         let mut authorized = req.clone();
         shared.ready(&mut authorized, client, egress).await?;
         let body = sender::fetch_json(client, &authorized, egress).await.map_err(|o| o.error_text())?;

@@ -39,6 +39,17 @@ pub struct Runtime {
     pub bus: Arc<std::sync::OnceLock<super::bus::Bus>>,
     /// The threads connectors run on.
     pub workers: Workers,
+    /// This instance's id in `instances`, the owner of the leases it takes.
+    pub instance: Arc<str>,
+    /// How long a lease lasts unless renewed (`cluster.lease_secs`).
+    pub lease: std::time::Duration,
+}
+
+impl Runtime {
+    /// The lease time, for the database.
+    pub fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or_else(|_| chrono::Duration::seconds(10))
+    }
 }
 
 /// Monotonic counters of one connector; kept across restarts and hot reloads.

@@ -86,3 +86,56 @@ async fn instances_on_one_postgresql_database_see_each_other() {
     a.stop().await;
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
+
+/// A pulling connector on two instances of one PostgreSQL database: one instance pulls it at a
+/// time (the holder of its lease, shown in the cluster view); `sync now` on the other is
+/// refused naming the holder; once the holder stops, the other takes over.
+#[actix_web::test]
+async fn one_instance_pulls_a_connector_at_a_time() {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok(admin) = Database::connect(&admin_url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
+        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
+        return;
+    };
+    let name = format!("hms_test_{}_pull_lease", std::process::id());
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let fake = FakeSystem::start().await;
+    let pulling = format!(
+        "id: feed\ntype: inbound\nkey: \"{{{{ id }}}}\"\nmap:\n  hms: {{ url: \"{fake}/hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  pull: {{ url: \"{fake}/changes?since={{{{ cursor }}}}\", every: 1h, records: \"$.changes\", idField: id, cursorField: v, initialCursor: 0 }}\n",
+        fake = fake.base
+    );
+    let settings = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/feed.yaml"), &pulling).unwrap();
+        let mut s = test_settings(&dir);
+        s.database.url = Some(url.clone());
+        // Long enough that the holder's lease cannot run out while the test runs on a loaded
+        // machine: the hand-over below is the holder stopping, not a lease running out.
+        s.cluster.lease_secs = 120;
+        s
+    };
+    let a = TestApp::spawn(settings("pull-a")).await;
+    poll_until("a to pull at start", WAIT, || async { fake.received().iter().any(|r| r.path.starts_with("/changes")).then_some(()) }).await;
+    let b = TestApp::spawn(settings("pull-b")).await;
+    let (code, body) = b.call("POST", "/connectors/feed/sync", None).await;
+    assert_eq!(code, 409, "{body}");
+    let (_, a_view) = a.call("GET", "/cluster", None).await;
+    let a_id = a_view["self"].as_str().unwrap().to_string();
+    assert!(body["message"].as_str().is_some_and(|e| e.contains("another instance pulls this connector") && e.contains(&a_id)), "{body}");
+    assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "the holder pulls");
+    poll_until("the holder to show the lease in the cluster view", WAIT, || async {
+        let (_, view) = b.call("GET", "/cluster", None).await;
+        let holder = view["instances"].as_array()?.iter().find(|i| i["id"] == a_id.as_str())?.clone();
+        (holder["holds"]["pullers"] == serde_json::json!(["feed"])).then_some(())
+    })
+    .await;
+    a.stop().await;
+    let (code, body) = b.call("POST", "/connectors/feed/sync", None).await;
+    assert_eq!(code, 200, "the holder gave its lease back when it stopped: {body}");
+    b.stop().await;
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}

@@ -116,6 +116,9 @@ impl Application {
         let files = spec::load_dir(&settings.connectors.dir).map_err(StartupError::Specs)?;
         let lock = storage::lock_sqlite(&settings.database_url())?;
         let db = storage::connect(&settings.database_url()).await?;
+        if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            storage::forget_other_instances(&db).await?;
+        }
         let connectors = load_connectors(files, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
         let retention = Retention {

@@ -51,6 +51,15 @@ pub async fn leases_held(db: &Db, owner: &str) -> Result<Vec<String>, StorageErr
     rows.into_iter().map(|r| r.try_get::<String>("", "name").map_err(StorageError::from)).collect()
 }
 
+/// Forgets every instance and lease: on SQLite, where the file's lock lets one process in at
+/// a time, the rows left are a dead process's (killed with -9), and its leases must not make
+/// the next start wait for them to run out.
+pub async fn forget_other_instances(db: &Db) -> Result<(), StorageError> {
+    db.execute_unprepared("DELETE FROM leases").await?;
+    db.execute_unprepared("DELETE FROM instances").await?;
+    Ok(())
+}
+
 /// Gives back every lease of `owner` (it stops cleanly: the others need not wait for them
 /// to run out).
 pub async fn release_leases(db: &Db, owner: &str) -> Result<(), StorageError> {

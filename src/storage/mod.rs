@@ -29,7 +29,7 @@ pub use deliveries::{note_in_flight,
     park, pending_count, queue_stats, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
-pub use leases::{holder, leases_held, release_leases, take_lease};
+pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting};
 pub use tickets::{

@@ -121,20 +121,21 @@ impl Application {
         }
         let connectors = load_connectors(files, &db).await?;
         let enabled = governance::load_enabled(&db).await?;
+        // This process in the cluster: its id (new at each start) owns its leases.
+        let instance_id = uuid::Uuid::now_v7().to_string();
+        let lease = Duration::from_secs(settings.cluster.lease_secs.max(1));
         let retention = Retention {
             keep: chrono::Duration::days(i64::from(settings.tickets.retention_days)),
             every: Duration::from_secs(settings.tickets.prune_every_secs.max(1)),
         };
         let tickets = Committer::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
-            .with_retention(retention)
+            .with_retention(retention, &instance_id)
             .start();
         let metrics = Arc::new(Metrics::new());
         let rule = FailRule::parse(&settings.alerts.rule).map_err(StartupError::Settings)?;
         let alert_url = settings.alerts.url.clone().filter(|u| !u.trim().is_empty());
         let alerts = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone()).start();
         let bus_slot = Arc::new(std::sync::OnceLock::new());
-        let instance_id = uuid::Uuid::now_v7().to_string();
-        let lease = Duration::from_secs(settings.cluster.lease_secs.max(1));
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),

@@ -69,6 +69,8 @@ pub struct Committer {
     written: u64,
     /// Retention: tickets older than this are pruned (the chain keeps an anchor).
     retention: Option<Retention>,
+    /// This instance's id: the owner of the pruning lease.
+    instance: String,
 }
 
 /// How long tickets are kept, and how often old ones are pruned.
@@ -78,22 +80,40 @@ pub struct Retention {
     pub every: Duration,
 }
 
+/// The lease of the tickets' retention pruning: one instance of a cluster prunes.
+const PRUNE_LEASE: &str = "prune";
+
 impl Committer {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0, retention: None }
+        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
     }
 
-    /// Prune tickets older than `retention.keep`, every `retention.every`.
-    pub fn with_retention(mut self, retention: Retention) -> Self {
+    /// Prune tickets older than `retention.keep`, every `retention.every`, as instance
+    /// `instance` (the owner of the pruning lease).
+    pub fn with_retention(mut self, retention: Retention, instance: &str) -> Self {
         self.retention = Some(retention);
+        self.instance = instance.to_string();
         self
     }
 
+    /// Prunes, once for the whole cluster: the instance that takes the lease `prune` (for
+    /// the pruning interval) does it; the others skip this round.
     fn prune(&mut self, ctx: &mut Context<Self>) {
         let Some(r) = self.retention else { return };
         let db = self.db.clone();
         let before = chrono::Utc::now() - r.keep;
-        ctx.spawn(async move { storage::prune_tickets(&db, before).await }.into_actor(self).map(|res, _, _| match res {
+        let owner = self.instance.clone();
+        let ttl = chrono::Duration::from_std(r.every).unwrap_or_else(|_| chrono::Duration::hours(1));
+        let prune = async move {
+            match storage::take_lease(&db, PRUNE_LEASE, &owner, ttl).await? {
+                None => storage::prune_tickets(&db, before).await,
+                Some(holder) => {
+                    tracing::debug!(holder = %holder, "another instance prunes the tickets this round");
+                    Ok(0)
+                }
+            }
+        };
+        ctx.spawn(prune.into_actor(self).map(|res, _, _| match res {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "tickets past retention pruned; the chain keeps its anchor"),
             Err(e) => tracing::error!(error = %e, "cannot prune old tickets; will try again"),

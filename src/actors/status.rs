@@ -64,6 +64,11 @@ pub struct ConnectorStatus {
     pub intensity: IntensityView,
     /// The connector's recent alerts, oldest first.
     pub alerts: Vec<super::alerter::AlertRecord>,
+    /// The instance that answered (its children are the ones listed).
+    pub instance: String,
+    /// The instance pulling the connector now (holding its pull lease), cluster-wide; `null`
+    /// when none does or the connector does not pull.
+    pub pull_holder: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

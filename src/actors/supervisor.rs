@@ -252,7 +252,7 @@ impl ConnectorSupervisor {
         }
     }
 
-    fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>) -> ConnectorStatus {
+    fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>, pull_holder: Option<String>) -> ConnectorStatus {
         let policy = self.window.policy();
         let worker = self.worker_name();
         ConnectorStatus {
@@ -281,6 +281,8 @@ impl ConnectorSupervisor {
                 immediate_first_restart: policy.immediate_first_restart,
             },
             alerts,
+            instance: self.rt.instance.to_string(),
+            pull_holder,
         }
     }
 }
@@ -379,14 +381,19 @@ impl Handler<GetStatus> for ConnectorSupervisor {
         let db = self.rt.db.clone();
         let id = self.shared.id().to_string();
         let alerts = self.rt.alerts.clone();
+        let pulls = self.shared.spec.pulls();
         Box::pin(
             async move {
                 let depth = storage::pending_count(&db, &id).await.unwrap_or(0);
+                // Who pulls it now, cluster-wide: the holder of its pull lease.
+                let holder = if pulls { storage::holder(&db, &format!("{}{id}", super::cluster::PULL_LEASE)).await.ok().flatten() } else { None };
+                let now = storage::db_now(&db).await.unwrap_or_else(|_| Utc::now());
+                let holder = holder.filter(|(_, until)| *until >= now).map(|(owner, _)| owner);
                 let recent = alerts.send(super::alerter::RecentAlerts(id)).await.unwrap_or_default();
-                (depth, recent)
+                (depth, recent, holder)
             }
             .into_actor(self)
-            .map(|(depth, recent), act, _| act.status(depth, recent)),
+            .map(|(depth, recent, holder), act, _| act.status(depth, recent, holder)),
         )
     }
 }

@@ -127,6 +127,9 @@ async fn one_instance_pulls_a_connector_at_a_time() {
     let a_id = a_view["self"].as_str().unwrap().to_string();
     assert!(body["message"].as_str().is_some_and(|e| e.contains("another instance pulls this connector") && e.contains(&a_id)), "{body}");
     assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "the holder pulls");
+    let b_status = b.status("feed").await;
+    assert_eq!(b_status["pull_holder"], a_id.as_str(), "b's status names who pulls: {b_status}");
+    assert_ne!(b_status["instance"], a_id.as_str());
     poll_until("the holder to show the lease in the cluster view", WAIT, || async {
         let (_, view) = b.call("GET", "/cluster", None).await;
         let holder = view["instances"].as_array()?.iter().find(|i| i["id"] == a_id.as_str())?.clone();

@@ -4,7 +4,7 @@
 //! once the outcome of the one before is committed. The attempts themselves run on the
 //! worker pool (see [`super::attempt`]), so a hot connector uses every core.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -43,11 +43,28 @@ pub struct Lane {
     again: bool,
     /// A look at the queue scheduled for the end of an open circuit's cool-down.
     after_cool_down: Option<SpawnHandle>,
+    /// The attempts running on the workers, stopped with the lane (see [`Attempts`]).
+    attempts: Attempts,
+}
+
+/// The attempts a lane has running on the workers. Dropped with the lane (a stop, a panic,
+/// a replacement), it stops them where they are, as if they ran in the lane's own context:
+/// the lane that comes next claims their jobs again, and an old attempt must not go on
+/// beside the new one (two requests, two tickets for one job).
+#[derive(Default)]
+struct Attempts(HashMap<i64, futures_util::future::AbortHandle>);
+
+impl Drop for Attempts {
+    fn drop(&mut self) {
+        for handle in self.0.values() {
+            handle.abort();
+        }
+    }
 }
 
 impl Lane {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None }
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default() }
     }
 
     fn capacity(&self) -> usize {
@@ -127,13 +144,13 @@ impl Lane {
         let span = tracing::info_span!("delivery", connector = %self.cx.id(), event = %claim.job.event_id, job = id, ticket = tracing::field::Empty);
         let crew = Crew { rt: self.cx.rt.clone(), shared: self.cx.shared.clone(), lane: ctx.address(), probe };
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (abort, registration) = futures_util::future::AbortHandle::new_pair();
+        self.attempts.0.insert(id, abort);
         let run = move || {
-            actix::spawn(
-                async move {
-                    let _ = tx.send(attempt::guarded(crew, claim).await);
-                }
-                .instrument(span),
-            );
+            let attempt = async move {
+                let _ = tx.send(attempt::guarded(crew, claim).await);
+            };
+            actix::spawn(futures_util::future::Abortable::new(attempt, registration).instrument(span));
         };
         match self.cx.rt.workers.pool() {
             // A worker whose thread dies before it runs the attempt drops it: the answer
@@ -145,6 +162,7 @@ impl Lane {
             None => run(),
         }
         ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
+            act.attempts.0.remove(&id);
             let recorded = matches!(done, Ok(Done { recorded: true }));
             act.sending.remove(&id);
             if recorded {

@@ -155,6 +155,7 @@ async fn suite(db: &Db) {
     queue::enqueue_dedupes(db).await;
     queue::heads_and_retries(db).await;
     tickets::tickets(db).await;
+    queue::settles_are_fenced_by_the_claim_token(db).await;
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::delivery::breaker::{Change, Circuit};
 use crate::delivery::{sender, settle, Outcome, Settlement};
 use crate::mapping::compiled::masked_secrets;
 use crate::spec::model::{ConnectorSpec, Side};
-use crate::storage::{self, Claim, Delivery, Direction, JobUpdate, NewAttempt, NewTicket, TicketStatus};
+use crate::storage::{self, Claim, Delivery, Direction, EntryWritten, JobUpdate, NewAttempt, NewTicket, TicketStatus};
 
 /// What an attempt came to, for the lane's bookkeeping.
 pub struct Done {
@@ -424,7 +424,10 @@ async fn commit(crew: &Crew, job: &Delivery, outcome: RecordOutcome, line: Strin
     // The key stays in flight until the outcome is durable, so its next job cannot overtake.
     let committed = crew.rt.tickets.send(outcome).instrument(tracing::debug_span!("commit")).await;
     match committed {
-        Ok(Ok(ticket)) => {
+        // Another attempt of this job settled it first (a lane replaced or restarted while
+        // this one was on the wire): nothing of this one was written; the key is free.
+        Ok(Ok(EntryWritten::Stale)) => Done { recorded: true },
+        Ok(Ok(EntryWritten::Written(ticket))) => {
             if let Some(id) = ticket {
                 tracing::Span::current().record("ticket", format!("SYNC-{id}"));
             }

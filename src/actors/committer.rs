@@ -11,48 +11,37 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::storage::{self, Db, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket};
+use crate::storage::{self, BatchEntry, Db, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket};
 
-/// Who waits for an entry's commit: answered with the id of the entry's ticket, if it had one.
-type Reply = oneshot::Sender<Result<Option<i64>, String>>;
+/// Who waits for an entry's commit: answered with what became of it (its ticket's id).
+type Reply = oneshot::Sender<Result<EntryWritten, String>>;
 
-/// One thing to commit.
-enum Entry {
-    /// Newly accepted delivery jobs (an event's, or those an operator's decision queues).
-    Jobs { jobs: Vec<NewDelivery>, reply: Reply },
-    /// A claimed job's outcome, with what comes with it.
-    Outcome { outcome: Box<RecordOutcome>, reply: Reply },
-    /// A ticket alone (a discarded or resolved parked job): nobody waits, and it is kept
-    /// until it is written.
-    Ticket(NewTicket),
+/// One thing to commit: jobs, an outcome or a ticket (see [`BatchEntry`]), and who waits
+/// for it. A ticket alone has nobody waiting, and is kept until it is written.
+struct Entry {
+    rows: BatchEntry,
+    reply: Option<Reply>,
 }
 
 impl Entry {
     /// Rows it writes, about.
-    fn rows(&self) -> usize {
-        match self {
-            Entry::Jobs { jobs, .. } => jobs.len(),
-            Entry::Outcome { outcome, .. } => outcome.jobs.len() + 1,
-            Entry::Ticket(_) => 1,
+    fn size(&self) -> usize {
+        match &self.rows {
+            BatchEntry::Jobs(jobs) => jobs.len(),
+            BatchEntry::Outcome { jobs, .. } => jobs.len() + 1,
+            BatchEntry::Ticket(_) => 1,
         }
     }
 
-    fn ticket(&self) -> Option<&NewTicket> {
-        match self {
-            Entry::Outcome { outcome, .. } => outcome.ticket.as_ref(),
-            Entry::Ticket(t) => Some(t),
-            Entry::Jobs { .. } => None,
-        }
-    }
-
-    /// Answers whoever waits; gives the entry back when nobody does (a ticket to keep).
-    fn answer(self, result: Result<Option<i64>, String>) -> Option<Entry> {
-        match self {
-            Entry::Jobs { reply, .. } | Entry::Outcome { reply, .. } => {
+    /// Answers whoever waits; gives the entry back when nobody does and it failed (a ticket
+    /// to keep).
+    fn answer(self, result: Result<EntryWritten, String>) -> Option<Entry> {
+        match self.reply {
+            Some(reply) => {
                 let _ = reply.send(result);
                 None
             }
-            ticket @ Entry::Ticket(_) => result.is_err().then_some(ticket),
+            None => result.is_err().then_some(self),
         }
     }
 }
@@ -153,30 +142,28 @@ impl Committer {
             if take > 0 && rows >= self.batch_size {
                 break;
             }
-            rows += e.rows();
+            rows += e.size();
             take += 1;
         }
         if take == 0 {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        let (jobs, updates, links, attempts, tickets) = split(&batch);
+        let rows: Vec<BatchEntry> = batch.iter().map(|e| e.rows.clone()).collect();
         self.writing = true;
         let db = self.db.clone();
-        let sizes = (jobs.len(), updates.len(), tickets.len());
         ctx.spawn(async move {
             let started = std::time::Instant::now();
             // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
-            let span = tracing::debug_span!("ticket", jobs = sizes.0, updates = sizes.1, tickets = sizes.2);
-            let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).instrument(span).await;
-            tracing::debug!(jobs = sizes.0, updates = sizes.1, tickets = sizes.2, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
+            let span = tracing::debug_span!("ticket", entries = rows.len());
+            let res = storage::write_batch(&db, &rows.iter().collect::<Vec<_>>()).instrument(span).await;
+            tracing::debug!(entries = rows.len(), ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
             res
         }.into_actor(self).map(move |res, act, ctx| {
             act.writing = false;
             match res {
-                Ok(ids) => {
-                    act.written += ids.len() as u64;
-                    answer(batch, &ids);
+                Ok(results) => {
+                    act.answer(batch, results);
                     act.schedule(ctx);
                 }
                 Err(e) if batch.len() > 1 => {
@@ -196,38 +183,6 @@ impl Committer {
     }
 }
 
-/// Tells each waiting entry of a committed batch the id of its ticket (tickets got their
-/// ids in batch order).
-fn answer(batch: Vec<Entry>, ids: &[i64]) {
-    let mut ids = ids.iter().copied();
-    for e in batch {
-        let id = if e.ticket().is_some() { ids.next() } else { None };
-        e.answer(Ok(id));
-    }
-}
-
-/// The parts of a batch, in the order they are written.
-type Parts = (Vec<NewDelivery>, Vec<JobUpdate>, Vec<LinkUpdate>, Vec<NewAttempt>, Vec<NewTicket>);
-
-fn split(batch: &[Entry]) -> Parts {
-    let (mut jobs, mut updates, mut links, mut attempts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for e in batch {
-        match e {
-            Entry::Jobs { jobs: new, .. } => jobs.extend(new.iter().cloned()),
-            Entry::Outcome { outcome, .. } => {
-                jobs.extend(outcome.jobs.iter().cloned());
-                updates.push(outcome.update.clone());
-                links.extend(outcome.link.clone());
-                attempts.extend(outcome.attempt.clone());
-            }
-            Entry::Ticket(_) => {}
-        }
-    }
-    // In batch order: the ids the database gives them are answered in that order.
-    let tickets = batch.iter().filter_map(Entry::ticket).cloned().collect();
-    (jobs, updates, links, attempts, tickets)
-}
-
 /// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
 /// are kept to be written later.
 fn fail_entries(batch: Vec<Entry>, error: &str) -> Vec<Entry> {
@@ -235,6 +190,19 @@ fn fail_entries(batch: Vec<Entry>, error: &str) -> Vec<Entry> {
 }
 
 impl Committer {
+    /// Tells each waiting entry of a committed batch what became of it (`results` are in
+    /// batch order).
+    fn answer(&mut self, batch: Vec<Entry>, results: Vec<EntryWritten>) {
+        for (entry, written) in batch.into_iter().zip(results) {
+            match written {
+                EntryWritten::Written(Some(_)) => self.written += 1,
+                EntryWritten::Stale => tracing::info!("an outcome came for a job settled meanwhile (another attempt of it); neither its state nor a ticket was written"),
+                EntryWritten::Written(None) => {}
+            }
+            entry.answer(Ok(written));
+        }
+    }
+
     /// Writes each entry of a failed batch in a transaction of its own.
     fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
         self.writing = true;
@@ -243,8 +211,7 @@ impl Committer {
             async move {
                 let mut results = Vec::with_capacity(batch.len());
                 for entry in batch {
-                    let (jobs, updates, links, attempts, tickets) = split(std::slice::from_ref(&entry));
-                    let res = storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await;
+                    let res = storage::write_batch(&db, &[&entry.rows]).await;
                     results.push((entry, res));
                 }
                 results
@@ -254,10 +221,7 @@ impl Committer {
                 act.writing = false;
                 for (entry, res) in results {
                     match res {
-                        Ok(ids) => {
-                            act.written += ids.len() as u64;
-                            answer(vec![entry], &ids);
-                        }
+                        Ok(written) => act.answer(vec![entry], written),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot record an outcome or ticket");
                             let keep = fail_entries(vec![entry], &e.to_string());
@@ -290,14 +254,15 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for Committer {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry::Ticket(msg.0), ctx);
+        self.push(Entry { rows: BatchEntry::Ticket(msg.0), reply: None }, ctx);
     }
 }
 
 /// Record a claimed job's outcome (settled by its claim's token, in `update`) and, when
-/// final, its ticket; answers after the commit.
+/// final, its ticket; answers after the commit: written (with its ticket's id), or stale
+/// (the job was settled meanwhile, by another attempt: nothing written).
 #[derive(Message)]
-#[rtype(result = "Result<Option<i64>, String>")]
+#[rtype(result = "Result<EntryWritten, String>")]
 pub struct RecordOutcome {
     pub update: JobUpdate,
     /// Jobs the outcome gives rise to (the second half of a merge), stored with it.
@@ -308,11 +273,12 @@ pub struct RecordOutcome {
 }
 
 impl Handler<RecordOutcome> for Committer {
-    type Result = ResponseFuture<Result<Option<i64>, String>>;
+    type Result = ResponseFuture<Result<EntryWritten, String>>;
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.push(Entry::Outcome { outcome: Box::new(msg), reply: tx }, ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the ticket writer stopped".into())) })
+        let rows = BatchEntry::Outcome { update: msg.update, jobs: msg.jobs, link: msg.link, attempt: msg.attempt, ticket: msg.ticket };
+        self.push(Entry { rows, reply: Some(tx) }, ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the committer stopped".into())) })
     }
 }
 
@@ -328,7 +294,7 @@ impl Handler<StoreJobs> for Committer {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry::Jobs { jobs: msg.0, reply: tx }, ctx);
+        self.push(Entry { rows: BatchEntry::Jobs(msg.0), reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -343,14 +309,11 @@ impl Handler<FlushTickets> for Committer {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let (jobs, updates, links, attempts, tickets) = split(&batch);
+        let rows: Vec<BatchEntry> = batch.iter().map(|e| e.rows.clone()).collect();
         let db = self.db.clone();
-        Box::pin(async move { storage::write_batch(&db, &jobs, &updates, &links, &attempts, &tickets).await }.into_actor(self).map(move |res, act, _| {
+        Box::pin(async move { storage::write_batch(&db, &rows.iter().collect::<Vec<_>>()).await }.into_actor(self).map(move |res, act, _| {
             match res {
-                Ok(ids) => {
-                    act.written += ids.len() as u64;
-                    answer(batch, &ids);
-                }
+                Ok(results) => act.answer(batch, results),
                 Err(e) => {
                     tracing::error!(error = %e, "final flush of outcomes and tickets failed");
                     for entry in batch {

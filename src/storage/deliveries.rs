@@ -402,6 +402,30 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
     Ok(())
 }
 
+/// The attempts of those of jobs `ids` that are still pending, locked for the transaction on
+/// PostgreSQL (`FOR UPDATE`; SQLite's write transaction holds the whole database): what a
+/// settle's claim token is checked against.
+pub(crate) async fn pending_attempts_in(txn: &sea_orm::DatabaseTransaction, ids: &[i64]) -> Result<std::collections::HashMap<i64, i32>, StorageError> {
+    let mut found = std::collections::HashMap::new();
+    let mut ids: Vec<i64> = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(CHUNK) {
+        let mut query = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .column(Column::Attempts)
+            .filter(Column::Id.is_in(padded(chunk)))
+            .filter(Column::Status.eq(PENDING));
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let rows: Vec<(i64, i32)> = query.into_tuple().all(txn).await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
 /// Notes on pending job `id` that its write is about to be sent (`last_error`), so a
 /// restart before its outcome is stored leaves a trace the next attempt can read.
 pub async fn note_in_flight(db: &Db, id: i64, note: &str) -> Result<(), StorageError> {

@@ -114,24 +114,89 @@ pub fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StorageError> {
     }
 }
 
+/// One thing a group commit writes (see [`write_batch`]).
+#[derive(Debug, Clone)]
+pub enum BatchEntry {
+    /// Newly accepted jobs.
+    Jobs(Vec<NewDelivery>),
+    /// A claimed job's outcome, settled by its claim token (in `update`), with what comes
+    /// with it: the jobs it gives rise to, its record link, its attempt and its ticket.
+    Outcome { update: JobUpdate, jobs: Vec<NewDelivery>, link: Option<LinkUpdate>, attempt: Option<NewAttempt>, ticket: Option<NewTicket> },
+    /// A ticket alone.
+    Ticket(NewTicket),
+}
+
+/// What became of one entry of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryWritten {
+    /// Written; the id of its ticket, if it had one.
+    Written(Option<i64>),
+    /// An outcome whose claim no longer holds (the job was settled meanwhile, by another
+    /// attempt): nothing of it was written, neither its state nor its ticket.
+    Stale,
+}
+
 /// Writes one group-committed batch in ONE transaction: newly accepted jobs, job outcomes and
 /// tickets. A job is never `done` without its ticket, nor ticketed without its new state,
-/// whatever crashes in between; and SQLite's single writer lock is taken once per batch
-/// instead of being fought over by several writers. Returns the new tickets' ids.
-pub async fn write_batch(db: &Db, jobs: &[NewDelivery], updates: &[JobUpdate], links: &[LinkUpdate], attempts: &[NewAttempt], tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
-    if jobs.is_empty() && updates.is_empty() && links.is_empty() && attempts.is_empty() && tickets.is_empty() {
+/// whatever crashes in between; an outcome is written only while its claim holds (the job is
+/// pending with the attempts it had when claimed: its token), so a job is settled and
+/// ticketed once even if two attempts of it ran; and SQLite's single writer lock is taken
+/// once per batch instead of being fought over by several writers. Answers per entry, in
+/// order.
+pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWritten>, StorageError> {
+    if entries.is_empty() {
         return Ok(Vec::new());
     }
     let txn = begin_write(db).await?;
-    deliveries::insert_in(&txn, jobs).await?;
-    deliveries::apply_updates_in(&txn, updates).await?;
-    for l in links {
+    let claimed: Vec<i64> = entries.iter().filter_map(|e| if let BatchEntry::Outcome { update, .. } = e { Some(update.token().job) } else { None }).collect();
+    let pending = if claimed.is_empty() { Default::default() } else { deliveries::pending_attempts_in(&txn, &claimed).await? };
+    // Which outcomes hold their claim: the job still pending with the token's attempts, and
+    // settled once in the batch (two outcomes of one job in one batch: the first).
+    let mut settled = std::collections::HashSet::new();
+    let live: Vec<bool> = entries
+        .iter()
+        .map(|e| match e {
+            BatchEntry::Outcome { update, .. } => {
+                let t = update.token();
+                pending.get(&t.job) == Some(&t.attempts) && settled.insert(t.job)
+            }
+            _ => true,
+        })
+        .collect();
+    let (mut jobs, mut updates, mut links, mut attempts, mut tickets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (e, live) in entries.iter().zip(&live) {
+        match e {
+            BatchEntry::Jobs(new) => jobs.extend(new.iter().cloned()),
+            BatchEntry::Outcome { update, jobs: new, link, attempt, ticket } if *live => {
+                jobs.extend(new.iter().cloned());
+                updates.push(update.clone());
+                links.extend(link.clone());
+                attempts.extend(attempt.clone());
+                tickets.extend(ticket.clone());
+            }
+            BatchEntry::Outcome { .. } => {}
+            BatchEntry::Ticket(t) => tickets.push(t.clone()),
+        }
+    }
+    deliveries::insert_in(&txn, &jobs).await?;
+    deliveries::apply_updates_in(&txn, &updates).await?;
+    for l in &links {
         links::save_link(&txn, l).await?;
     }
-    attempts::insert_in(&txn, attempts).await?;
-    let ids = tickets::append_in(&txn, tickets).await?;
+    attempts::insert_in(&txn, &attempts).await?;
+    let ids = tickets::append_in(&txn, &tickets).await?;
     txn.commit().await?;
-    Ok(ids)
+    // The tickets got their ids in entry order.
+    let mut ids = ids.into_iter();
+    Ok(entries
+        .iter()
+        .zip(live)
+        .map(|(e, live)| match e {
+            BatchEntry::Outcome { .. } if !live => EntryWritten::Stale,
+            BatchEntry::Outcome { ticket: Some(_), .. } | BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
+            _ => EntryWritten::Written(None),
+        })
+        .collect())
 }
 
 /// Closes parked job `id` (status `discarded`), stores `jobs` that replace it (a resolved

@@ -171,3 +171,39 @@ pub async fn heads_and_retries(db: &Db) {
     assert_eq!(storage::next_due_at(db, "nobody", None).await.unwrap(), None);
     assert!(storage::get_delivery(db, -1).await.unwrap().is_none());
 }
+
+/// A settle is fenced by its claim token: of two outcomes of one claimed job (two attempts
+/// of it ran: a lane replaced while one was on the wire) only the first is written, state and
+/// ticket; an outcome whose token is out of date (the job moved on) writes nothing either.
+pub async fn settles_are_fenced_by_the_claim_token(db: &Db) {
+    use storage::{BatchEntry, EntryWritten, JobUpdate};
+    storage::enqueue(db, &[job("fence", "f1", "k1"), job("fence", "f2", "k2")]).await.unwrap();
+    let claims = storage::claim(db, "fence", Utc::now(), 10, &[]).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    let ticket = |c: &storage::Claim| storage::NewTicket {
+        connector_id: "fence".into(),
+        event_id: Some(c.job.event_id.clone()),
+        delivery_id: Some(c.job.id),
+        hms_id: Some(c.job.record_key.clone()),
+        external_id: None,
+        direction: storage::Direction::Outbound,
+        status: storage::TicketStatus::Completed,
+        reason: None,
+        attempts: 1,
+        last_error: None,
+        detail: None,
+    };
+    let done = |c: &storage::Claim| BatchEntry::Outcome { update: JobUpdate::Complete { token: c.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket(c)) };
+    let (first, second) = (done(&claims[0]), done(&claims[0]));
+    let written = storage::write_batch(db, &[&first, &second]).await.unwrap();
+    assert!(matches!(written[0], EntryWritten::Written(Some(_))), "{written:?}");
+    assert_eq!(written[1], EntryWritten::Stale, "the same job settled twice in one batch: the second is stale");
+    let again = storage::write_batch(db, &[&done(&claims[0])]).await.unwrap();
+    assert_eq!(again, [EntryWritten::Stale], "a later batch: stale too");
+    // The other job moved on (rescheduled: its attempts changed) before this outcome came.
+    let moved = BatchEntry::Outcome { update: JobUpdate::Reschedule { token: claims[1].token, attempts: 1, at: Utc::now(), error: "503".into() }, jobs: Vec::new(), link: None, attempt: None, ticket: None };
+    assert_eq!(storage::write_batch(db, &[&moved]).await.unwrap(), [EntryWritten::Written(None)]);
+    assert_eq!(storage::write_batch(db, &[&done(&claims[1])]).await.unwrap(), [EntryWritten::Stale], "claimed at 0 attempts, the job has 1 now");
+    let tickets = storage::list_tickets(db, &storage::TicketFilter { connector_id: Some("fence".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(tickets.len(), 1, "one ticket in all: {tickets:?}");
+}

@@ -142,3 +142,42 @@ async fn one_instance_pulls_a_connector_at_a_time() {
     b.stop().await;
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
+
+/// The holder of a pull lease killed with -9 (it gives nothing back): another instance takes
+/// the pull over once the lease has run out (`cluster.lease_secs`).
+#[actix_web::test]
+async fn a_killed_puller_is_taken_over_after_its_lease() {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok(admin) = Database::connect(&admin_url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
+        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
+        return;
+    };
+    let name = format!("hms_test_{}_pull_kill", std::process::id());
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let fake = FakeSystem::start().await;
+    let pulling = format!(
+        "id: feed\ntype: inbound\nkey: \"{{{{ id }}}}\"\nmap:\n  hms: {{ url: \"{fake}/hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  pull: {{ url: \"{fake}/changes?since={{{{ cursor }}}}\", every: 1h, records: \"$.changes\", idField: id, cursorField: v, initialCursor: 0 }}\n",
+        fake = fake.base
+    );
+    let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "3")];
+    let start = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/feed.yaml"), &pulling).unwrap();
+        dir
+    };
+    let (dir_a, dir_b) = (start("kill-a"), start("kill-b"));
+    let mut a = Service::up(&dir_a, &env, Stdio::null()).await;
+    assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "a pulls");
+    let b = Service::up(&dir_b, &env, Stdio::null()).await;
+    assert_eq!(b.call("POST", "/connectors/feed/sync", None).await.0, 409, "a holds the lease");
+    a.kill9();
+    poll_until("b to take the pull over", Duration::from_secs(30), || async { (b.call("POST", "/connectors/feed/sync", None).await.0 == 200).then_some(()) }).await;
+    let (_, status) = b.call("GET", "/connectors/feed/status", None).await;
+    assert_eq!(status["pull_holder"], status["instance"], "{status}");
+    drop(b);
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}

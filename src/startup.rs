@@ -155,7 +155,7 @@ impl Application {
             boot.push((loaded, origin, paused));
         }
         let routes = RoutingTable::default();
-        // The Bus exists before any connector starts: a Pusher publishing an inbound backlog
+        // The Bus exists before any connector starts: a lane publishing an inbound backlog
         // (map.publish) must find it.
         let bus = Bus::new(routes.clone(), tickets.clone(), metrics.clone());
         let _ = bus_slot.set(bus.clone());

@@ -57,7 +57,7 @@ impl ChildCtx {
 
 /// The two messages every child obeys the same way: `StopChild` (stop on purpose) and
 /// `InjectFault` (the test hook: panic with a message naming the child, or stop).
-/// `control_handlers!(Pusher, "pusher")` for an actor whose `cx` is its [`ChildCtx`].
+/// `control_handlers!(Lane, "pusher")` for an actor whose `cx` is its [`ChildCtx`].
 macro_rules! control_handlers {
     ($actor:ty, $name:literal) => {
         impl actix::Handler<super::messages::StopChild> for $actor {

@@ -131,7 +131,7 @@ impl Committer {
         }
     }
 
-    /// Writes up to one batch. On a database error, waiting Pushers are told (their jobs stay
+    /// Writes up to one batch. On a database error, waiting lanes are told (their jobs stay
     /// pending and are sent again: at least once); fire-and-forget tickets go back to the
     /// front of the buffer and are tried again later: a ticket is never dropped.
     fn write_batch(&mut self, ctx: &mut Context<Self>) {

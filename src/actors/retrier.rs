@@ -1,7 +1,7 @@
 //! Retrier: the connector's retry clock. Failed jobs wait in the database with their
 //! `next_attempt_at` (back-off with jitter, chosen by the pure policy in
 //! `delivery::retry`); the Retrier sleeps until the earliest one is due and wakes the
-//! Pusher then, so a retry costs no polling and survives any restart.
+//! lane then, so a retry costs no polling and survives any restart.
 
 use std::time::Duration;
 
@@ -49,9 +49,9 @@ impl Retrier {
     }
 
     /// Reads the earliest due time still ahead from the database and arms for it. (Not the
-    /// earliest of all: one due already, not yet taken by the Pusher, would hide the later
+    /// earliest of all: one due already, not yet taken by the lane, would hide the later
     /// ones, and those would wait for the next retry to be scheduled or the idle poll: up
-    /// to seconds late. The Pusher takes what is due when it is woken.)
+    /// to seconds late. The lane takes what is due when it is woken.)
     fn rescan(&mut self, ctx: &mut Context<Self>) {
         let db = self.cx.rt.db.clone();
         let id = self.cx.id().to_string();

@@ -101,7 +101,7 @@ pub struct ConnectorShared {
     pub compiled: Arc<CompiledConnector>,
     /// Paused by governance or by the operator: children do no outside I/O while set.
     pub paused: Arc<AtomicBool>,
-    /// A `Wake` for new jobs is on its way to the Pusher, which clears this before it reads
+    /// A `Wake` for new jobs is on its way to the lane, which clears this before it reads
     /// the queue: publishers that find it set send none, so a burst of events costs one
     /// message instead of one per event (see [`ConnectorShared::jobs_stored`]).
     pub wake_sent: AtomicBool,

@@ -1,4 +1,4 @@
-//! The Pusher's two-way gate: reads what the decision needs (the record link, each side's
+//! The lane's two-way gate: reads what the decision needs (the record link, each side's
 //! current record when the connector says how to read it), calls the pure
 //! [`engine::decide`], and turns its verdict into what the attempt sends or how the job is
 //! settled without sending.

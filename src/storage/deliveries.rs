@@ -203,7 +203,7 @@ pub async fn due_heads(
 }
 
 /// [`due_heads`] leaving out the jobs in `except` (those already in flight), so a busy
-/// Pusher reads only jobs it can start.
+/// lane reads only jobs it can start.
 pub async fn due_heads_except(
     db: &Db,
     connector_id: &str,

@@ -1,6 +1,6 @@
 //! The two-way decision for one change of one record, as a pure function: given the change,
 //! the record link (what was last synced) and what each side holds now, what is written
-//! where. No I/O here: the Pusher reads the link and the two sides, then calls [`decide`].
+//! where. No I/O here: the lane reads the link and the two sides, then calls [`decide`].
 //!
 //! Content decides first, versions second. Every record is compared in one representation
 //! (its mapped fields in HMS names, without the version field, hashed), so:

@@ -111,6 +111,17 @@ fn connector_yaml(id: &str, topic: &str, sink: &str, concurrency: u32, rate_limi
     )
 }
 
+/// CPU time this process has used (user and system, every thread), in seconds, from
+/// /proc/self/stat (in ticks of 1/100 s, Linux's USER_HZ); 0 where it cannot be read.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (tick(11) + tick(12)) / 100.0
+}
+
 /// Resident memory now and at its peak, in KiB, from /proc/self/status.
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -285,6 +296,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let starts_w = starts.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
+    let cpu0 = cpu_secs();
     let progress = show_progress(next.clone(), state.clone(), n);
     // The publishers run on a thread of their own, as an outside client would: on the
     // service's main arbiter they would compete with its actors for one thread.
@@ -323,6 +335,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }
     let done_in = t0.elapsed();
+    let cpu = cpu_secs() - cpu0;
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");
@@ -340,6 +353,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     println!("  accepted (202, durable)  {:>8.0} events/s  ({:.2} s)", n as f64 / accepted_in.as_secs_f64(), accepted_in.as_secs_f64());
     println!("  delivered and ticketed   {:>8.0} events/s  ({:.2} s)", n as f64 / done_in.as_secs_f64(), done_in.as_secs_f64());
     println!("  publish -> delivered     p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", ms(pct(0.50)), ms(pct(0.99)), ms(pct(1.0)));
+    println!("  CPU, whole process       {:.3} ms per event, {:.0}% of a core  (the service, the sink and the publishers together)", cpu * 1000.0 / n as f64, cpu * 100.0 / done_in.as_secs_f64());
     if let Some(refused) = &state.refused {
         let refused = refused.lock().map_err(|_| "lock poisoned")?;
         let arrived = state.arrived.lock().map_err(|_| "lock poisoned")?;

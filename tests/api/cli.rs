@@ -237,6 +237,8 @@ fn bench_runs_and_warns_in_a_debug_build() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("delivered and ticketed") && stdout.contains("50 events"), "{stdout}");
+    let cpu = stdout.lines().find(|l| l.contains("CPU, whole process")).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<f64>().ok());
+    assert!(cpu.is_some_and(|ms| ms > 0.0), "the CPU per event is measured: {stdout}");
     assert_eq!(stderr.contains("warning: this is a debug build"), cfg!(debug_assertions), "{stderr}");
     assert!(!stderr.contains("published ["), "no progress line when stderr is not a terminal: {stderr}");
 }

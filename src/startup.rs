@@ -15,7 +15,7 @@ use crate::actors::shared::Runtime;
 use crate::actors::committer::{FlushTickets, Retention};
 use crate::actors::{panics, Committer, Governance, Registry};
 use crate::actors::alerter::{Alerter, FailRule};
-use crate::actors::cluster::{self, Heartbeat, Leave};
+use crate::actors::cluster::{self, Heartbeat, Leave, Reconciler};
 use crate::admin::{self, AppState};
 use crate::actors::bus::Bus;
 use crate::delivery::Egress;
@@ -49,6 +49,8 @@ pub struct Application {
     state: AppState,
     tickets: Addr<Committer>,
     heartbeat: Addr<Heartbeat>,
+    /// Applies the control plane's state from the database (PostgreSQL: several instances).
+    _reconciler: Option<Addr<Reconciler>>,
     /// The SQLite file's lock, held while the service runs (`None` on PostgreSQL).
     _lock: Option<std::fs::File>,
 }
@@ -166,13 +168,14 @@ impl Application {
         let address = format!("{}:{port}", settings.server.host);
         cluster::join(&db, &instance_id, &address, &registry, lease).await?;
         let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
+        let reconciler = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| Reconciler::new(db.clone(), registry.clone(), governance.clone()).start());
         let cluster = admin::ClusterView { instance_id, lease };
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
         tracing::info!(port, "hms-sync listening");
-        Ok(Self { port, server, state, tickets, heartbeat, _lock: lock })
+        Ok(Self { port, server, state, tickets, heartbeat, _reconciler: reconciler, _lock: lock })
     }
 
     fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {

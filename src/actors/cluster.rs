@@ -113,3 +113,58 @@ pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, l
     let holds = holdings(db, id, registry).await;
     storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await
 }
+
+/// How often an instance of a cluster applies what the database says (the control plane):
+/// a change made through any instance takes effect on the others within this.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+/// Applies the control plane's state from the database on this instance, every
+/// [`RECONCILE_EVERY`]: connectors registered, replaced or deleted over the API, pause flags
+/// and the governance toggle, whichever instance they were changed through. Started on
+/// PostgreSQL only (on SQLite one process owns the database).
+pub struct Reconciler {
+    db: Db,
+    registry: Addr<Registry>,
+    governance: Addr<super::Governance>,
+    running: bool,
+}
+
+impl Reconciler {
+    pub fn new(db: Db, registry: Addr<Registry>, governance: Addr<super::Governance>) -> Self {
+        Self { db, registry, governance, running: false }
+    }
+
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        let (db, registry, governance) = (self.db.clone(), self.registry.clone(), self.governance.clone());
+        let read = async move {
+            let enabled = super::governance::load_enabled(&db).await?;
+            let api = storage::list_connectors(&db).await?;
+            let paused = storage::settings_with_prefix(&db, "connector.")
+                .await?
+                .into_iter()
+                .filter_map(|(key, value)| Some((key.strip_prefix("connector.")?.strip_suffix(".paused")?.to_string(), value.as_bool()?)))
+                .collect();
+            governance.do_send(super::governance::Adopt(enabled));
+            registry.do_send(super::registry::Reconcile { api, paused });
+            Ok::<(), storage::StorageError>(())
+        };
+        ctx.spawn(read.into_actor(self).map(|res, act, _| {
+            act.running = false;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "cannot read the control plane's state; will try again");
+            }
+        }));
+    }
+}
+
+impl Actor for Reconciler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(RECONCILE_EVERY, |act, ctx| act.reconcile(ctx));
+    }
+}

@@ -60,6 +60,25 @@ impl Handler<GetEnabled> for Governance {
     }
 }
 
+/// The toggle as another instance set it (read from the database): applied here, not
+/// written again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub bool);
+
+impl Handler<Adopt> for Governance {
+    type Result = ();
+    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) {
+        if self.enabled != msg.0 {
+            self.enabled = msg.0;
+            tracing::info!(enabled = msg.0, "governance: sync toggled by another instance");
+            if let Some(l) = &self.listener {
+                l.do_send(GovernanceChanged { enabled: msg.0 });
+            }
+        }
+    }
+}
+
 /// Turn syncing on or off everywhere. Persisted before it takes effect, so an answer of
 /// success means it survives a crash.
 #[derive(Message)]

@@ -37,6 +37,8 @@ struct Entry {
     /// The document as written (a reload compares it with the file's text now).
     source: String,
     addr: Addr<ConnectorSupervisor>,
+    /// Paused by an operator, as this instance last applied it.
+    paused: bool,
 }
 
 pub struct Registry {
@@ -130,7 +132,7 @@ impl Registry {
         for name in self.rt.egress.missing(&shared.spec) {
             tracing::warn!(connector = %id, secret = %name, "the environment variable ${{{name}}} is not set: requests that need it fail (their jobs park) and webhooks verified with it are refused, until the service runs with it set");
         }
-        self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, source: loaded.source, addr });
+        self.connectors.insert(id, Entry { shared, origin, origin_path: loaded.origin, source: loaded.source, addr, paused });
         self.reindex();
         Ok(())
     }
@@ -395,15 +397,93 @@ impl Handler<PauseConnector> for Registry {
     fn handle(&mut self, msg: PauseConnector, _: &mut Context<Self>) -> Self::Result {
         let addr = self.connectors.get(&msg.id).map(|e| e.addr.clone());
         let db = self.rt.db.clone();
+        let id = msg.id.clone();
         Box::pin(
             async move {
                 let addr = addr.ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
                 storage::put_setting(&db, &paused_key(&msg.id), &json!(msg.paused)).await?;
                 addr.do_send(supervisor::SetPaused(msg.paused));
-                Ok(())
+                Ok(msg.paused)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |res: Result<bool, RegistryError>, act, _| {
+                let paused = res?;
+                if let Some(e) = act.connectors.get_mut(&id) {
+                    e.paused = paused;
+                }
+                Ok(())
+            }),
         )
+    }
+}
+
+/// What the database says the connectors should be, read by every instance of a cluster (see
+/// `cluster::Reconciler`): the connectors registered over the API, and the pause flags.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    pub api: Vec<storage::StoredConnector>,
+    pub paused: HashMap<String, bool>,
+}
+
+impl Handler<Reconcile> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Reconcile, _: &mut Context<Self>) {
+        // Pause flags set through another instance.
+        for (id, e) in self.connectors.iter_mut() {
+            let want = msg.paused.get(id).copied().unwrap_or(false);
+            if e.paused != want {
+                tracing::info!(connector = %id, paused = want, "pause flag changed by another instance");
+                e.paused = want;
+                e.addr.do_send(supervisor::SetPaused(want));
+            }
+        }
+        // Connectors registered, replaced or deleted over the API of another instance.
+        let stored: HashMap<&str, &str> = msg.api.iter().map(|c| (c.id.as_str(), c.source.as_str())).collect();
+        let gone: Vec<String> = self.connectors.iter().filter(|(id, e)| e.origin == Origin::Api && !stored.contains_key(id.as_str())).map(|(id, _)| id.clone()).collect();
+        for id in gone {
+            if let Some(entry) = self.connectors.remove(&id) {
+                entry.addr.do_send(supervisor::Shutdown);
+                self.rt.metrics.forget_connector(&id);
+                tracing::info!(connector = %id, "connector removed through another instance");
+            }
+        }
+        let mut changed = false;
+        for (id, source) in stored {
+            let known = self.connectors.get(id).map(|e| (e.origin, e.source == source));
+            if matches!(known, Some((Origin::File, _)) | Some((Origin::Api, true))) {
+                continue;
+            }
+            let origin = format!("<database:{id}>");
+            let spec = match crate::spec::parse(&origin, source) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::warn!(connector = %id, error = %e, "a connector stored by another instance does not load here; left as it was");
+                    continue;
+                }
+            };
+            let loaded = LoadedSpec { spec, source: source.to_string(), origin };
+            let paused = msg.paused.get(id).copied().unwrap_or(false);
+            let result = match self.connectors.get_mut(id) {
+                Some(entry) => Self::build_shared(loaded.spec, entry.shared.counters.clone()).map(|shared| {
+                    entry.shared = shared.clone();
+                    entry.source = loaded.source;
+                    entry.addr.do_send(supervisor::Replace(shared));
+                    "replaced"
+                }),
+                None => self.check_paths(&loaded.spec).and_then(|()| self.start(loaded, Origin::Api, paused)).map(|()| "registered"),
+            };
+            match result {
+                Ok(what) => {
+                    changed = true;
+                    tracing::info!(connector = %id, "connector {what} through another instance");
+                }
+                Err(e) => tracing::warn!(connector = %id, error = %e, "a connector stored by another instance cannot start here"),
+            }
+        }
+        if changed {
+            self.reindex();
+        }
     }
 }
 

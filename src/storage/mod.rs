@@ -31,7 +31,7 @@ pub use deliveries::{note_in_flight,
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
-pub use settings::{get_setting, put_setting};
+pub use settings::{get_setting, put_setting, settings_with_prefix};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,

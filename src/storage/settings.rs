@@ -39,3 +39,10 @@ pub async fn put_setting<C: ConnectionTrait>(
     db.execute(&stmt).await?;
     Ok(())
 }
+
+/// Every setting whose key starts with `prefix`, with its value.
+pub async fn settings_with_prefix<C: ConnectionTrait>(db: &C, prefix: &str) -> Result<Vec<(String, serde_json::Value)>, StorageError> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let rows = Entity::find().filter(Column::Key.starts_with(prefix)).all(db).await?;
+    rows.into_iter().map(|r| Ok((r.key.clone(), from_json_text(&r.value, &format!("setting {:?}", r.key))?))).collect()
+}

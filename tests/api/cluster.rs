@@ -181,3 +181,61 @@ async fn a_killed_puller_is_taken_over_after_its_lease() {
     drop(b);
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
+
+/// The control plane through any instance (item 4): a connector registered, paused, resumed,
+/// replaced and deleted through one instance, and the governance toggle, take effect on the
+/// other (within a second: it applies the database's state every second).
+#[actix_web::test]
+async fn changes_through_one_instance_reach_the_other() {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok(admin) = Database::connect(&admin_url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
+        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
+        return;
+    };
+    let name = format!("hms_test_{}_control", std::process::id());
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let settings = |tag: &str| {
+        let mut s = test_settings(&temp_dir(tag));
+        s.database.url = Some(url.clone());
+        s
+    };
+    let a = TestApp::spawn(settings("control-a")).await;
+    let b = TestApp::spawn(settings("control-b")).await;
+    let yaml = permit_connector("api1", "permit.updated", "http://127.0.0.1:9", "");
+    assert_eq!(a.call("POST", "/connectors", Some(&yaml)).await.0, 201);
+    let state_on_b = |want: &'static str| {
+        let b = &b;
+        async move {
+            poll_until(&format!("api1 {want} on b"), WAIT, || async {
+                let (code, s) = b.call("GET", "/connectors/api1/status", None).await;
+                (code == 200 && s["state"] == want).then_some(())
+            })
+            .await
+        }
+    };
+    state_on_b("running").await;
+    assert_eq!(a.call("PUT", "/connectors/api1/pause", None).await.0, 202);
+    state_on_b("paused").await;
+    assert_eq!(a.call("PUT", "/connectors/api1/resume", None).await.0, 202);
+    state_on_b("running").await;
+    let replaced = permit_connector("api1", "permit.updated", "http://127.0.0.1:9", "timeoutMs: 1234\n");
+    assert_eq!(a.call("PUT", "/connectors/api1", Some(&replaced)).await.0, 200);
+    poll_until("the replacement on b", WAIT, || async {
+        let (_, c) = b.call("GET", "/connectors/api1", None).await;
+        c.to_string().contains("1234").then_some(())
+    })
+    .await;
+    assert_eq!(b.call("PUT", "/governance", Some(r#"{"sync_enabled": false}"#)).await.0, 200);
+    poll_until("governance off on a", WAIT, || async { (a.call("GET", "/governance", None).await.1["sync_enabled"] == false).then_some(()) }).await;
+    assert_eq!(b.call("PUT", "/governance", Some(r#"{"sync_enabled": true}"#)).await.0, 200);
+    poll_until("governance on again on a", WAIT, || async { (a.call("GET", "/governance", None).await.1["sync_enabled"] == true).then_some(()) }).await;
+    assert_eq!(a.call("DELETE", "/connectors/api1", None).await.0, 204);
+    poll_until("api1 gone from b", WAIT, || async { (b.call("GET", "/connectors/api1", None).await.0 == 404).then_some(()) }).await;
+    a.stop().await;
+    b.stop().await;
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}

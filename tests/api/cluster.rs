@@ -7,6 +7,31 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
+/// A fresh PostgreSQL database for one test, named like the suite's others (`hms_test_<pid>_…`,
+/// so a leftover is dropped by a later run once this process is gone): the admin connection,
+/// the database's URL and its name. `None` (the test skips) when PostgreSQL is unreachable
+/// outside CI; under `CI` that fails the test instead.
+async fn fresh_pg(tag: &str) -> Option<(sea_orm::DatabaseConnection, String, String)> {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok(admin) = Database::connect(&admin_url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
+        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
+        return None;
+    };
+    let name = format!("hms_test_{}_{tag}", std::process::id());
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    Some((admin, url, name))
+}
+
+/// Drops a database made by [`fresh_pg`].
+async fn drop_pg(admin: &sea_orm::DatabaseConnection, name: &str) {
+    use sea_orm::ConnectionTrait;
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
 #[actix_web::test]
 async fn a_second_process_on_the_same_sqlite_file_is_refused() {
     let dir = temp_dir("cluster-sqlite");
@@ -54,19 +79,7 @@ async fn the_cluster_view_lists_this_instance_with_what_it_holds() {
 /// Two instances on one PostgreSQL database see each other; one that stops leaves the view.
 #[actix_web::test]
 async fn instances_on_one_postgresql_database_see_each_other() {
-    use sea_orm::{ConnectionTrait, Database};
-    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let Ok(admin) = Database::connect(&admin_url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
-        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
-        return;
-    };
-    // Named like the other test databases (`hms_test_<pid>_…`): a leftover is dropped by the
-    // next suite once this process is gone.
-    let name = format!("hms_test_{}_cluster", std::process::id());
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let Some((admin, url, name)) = fresh_pg("cluster").await else { return };
     let settings = |tag: &str| {
         let mut s = test_settings(&temp_dir(tag));
         s.database.url = Some(url.clone());
@@ -84,7 +97,7 @@ async fn instances_on_one_postgresql_database_see_each_other() {
     let (_, after) = a.call("GET", "/cluster", None).await;
     assert!(ids(&after).iter().all(|(id, _)| *id != b_id), "a stopped instance leaves: {after}");
     a.stop().await;
-    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    drop_pg(&admin, &name).await;
 }
 
 /// A pulling connector on two instances of one PostgreSQL database: one instance pulls it at a
@@ -92,17 +105,7 @@ async fn instances_on_one_postgresql_database_see_each_other() {
 /// refused naming the holder; once the holder stops, the other takes over.
 #[actix_web::test]
 async fn one_instance_pulls_a_connector_at_a_time() {
-    use sea_orm::{ConnectionTrait, Database};
-    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let Ok(admin) = Database::connect(&admin_url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
-        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
-        return;
-    };
-    let name = format!("hms_test_{}_pull_lease", std::process::id());
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let Some((admin, url, name)) = fresh_pg("pull_lease").await else { return };
     let fake = FakeSystem::start().await;
     let pulling = format!(
         "id: feed\ntype: inbound\nkey: \"{{{{ id }}}}\"\nmap:\n  hms: {{ url: \"{fake}/hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  pull: {{ url: \"{fake}/changes?since={{{{ cursor }}}}\", every: 1h, records: \"$.changes\", idField: id, cursorField: v, initialCursor: 0 }}\n",
@@ -140,24 +143,14 @@ async fn one_instance_pulls_a_connector_at_a_time() {
     let (code, body) = b.call("POST", "/connectors/feed/sync", None).await;
     assert_eq!(code, 200, "the holder gave its lease back when it stopped: {body}");
     b.stop().await;
-    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    drop_pg(&admin, &name).await;
 }
 
 /// The holder of a pull lease killed with -9 (it gives nothing back): another instance takes
 /// the pull over once the lease has run out (`cluster.lease_secs`).
 #[actix_web::test]
 async fn a_killed_puller_is_taken_over_after_its_lease() {
-    use sea_orm::{ConnectionTrait, Database};
-    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let Ok(admin) = Database::connect(&admin_url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
-        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
-        return;
-    };
-    let name = format!("hms_test_{}_pull_kill", std::process::id());
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let Some((admin, url, name)) = fresh_pg("pull_kill").await else { return };
     let fake = FakeSystem::start().await;
     let pulling = format!(
         "id: feed\ntype: inbound\nkey: \"{{{{ id }}}}\"\nmap:\n  hms: {{ url: \"{fake}/hms/{{{{ id }}}}\", method: PATCH }}\nsource:\n  pull: {{ url: \"{fake}/changes?since={{{{ cursor }}}}\", every: 1h, records: \"$.changes\", idField: id, cursorField: v, initialCursor: 0 }}\n",
@@ -179,7 +172,7 @@ async fn a_killed_puller_is_taken_over_after_its_lease() {
     let (_, status) = b.call("GET", "/connectors/feed/status", None).await;
     assert_eq!(status["pull_holder"], status["instance"], "{status}");
     drop(b);
-    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    drop_pg(&admin, &name).await;
 }
 
 /// The control plane through any instance (item 4): a connector registered, paused, resumed,
@@ -187,17 +180,7 @@ async fn a_killed_puller_is_taken_over_after_its_lease() {
 /// other (within a second: it applies the database's state every second).
 #[actix_web::test]
 async fn changes_through_one_instance_reach_the_other() {
-    use sea_orm::{ConnectionTrait, Database};
-    let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let Ok(admin) = Database::connect(&admin_url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is unreachable at {admin_url}");
-        eprintln!("skipped: PostgreSQL is unreachable at {admin_url}");
-        return;
-    };
-    let name = format!("hms_test_{}_control", std::process::id());
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let Some((admin, url, name)) = fresh_pg("control").await else { return };
     let settings = |tag: &str| {
         let mut s = test_settings(&temp_dir(tag));
         s.database.url = Some(url.clone());
@@ -237,5 +220,5 @@ async fn changes_through_one_instance_reach_the_other() {
     poll_until("api1 gone from b", WAIT, || async { (b.call("GET", "/connectors/api1", None).await.0 == 404).then_some(()) }).await;
     a.stop().await;
     b.stop().await;
-    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    drop_pg(&admin, &name).await;
 }

@@ -123,6 +123,26 @@ impl Registry {
         }))
     }
 
+    /// Hot-replaces running connector `id` with `spec` written as `source`: the same
+    /// supervisor, its queued work and its counters kept. (The caller reindexes.)
+    fn replace(&mut self, id: &str, spec: ConnectorSpec, source: String) -> Result<(), RegistryError> {
+        let entry = self.connectors.get_mut(id).ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        let shared = Self::build_shared(spec, entry.shared.counters.clone())?;
+        entry.shared = shared.clone();
+        entry.source = source;
+        entry.addr.do_send(supervisor::Replace(shared));
+        Ok(())
+    }
+
+    /// Stops connector `id` for good and forgets it; its queued jobs stay in the database.
+    /// (The caller reindexes.)
+    fn drop_connector(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.connectors.remove(id)?;
+        entry.addr.do_send(supervisor::Shutdown);
+        self.rt.metrics.forget_connector(id);
+        Some(entry)
+    }
+
     fn start(&mut self, loaded: LoadedSpec, origin: Origin, paused: bool) -> Result<(), RegistryError> {
         let shared = Self::build_shared(loaded.spec, Arc::new(Counters::default()))?;
         let id = shared.id().to_string();
@@ -198,11 +218,8 @@ impl Handler<Register> for Registry {
             .into_actor(self)
             .map(move |res: Result<(), RegistryError>, act, _| {
                 res?;
-                if let Some(entry) = act.connectors.get_mut(&id) {
-                    let shared = Self::build_shared(msg.loaded.spec, entry.shared.counters.clone())?;
-                    entry.shared = shared.clone();
-                    entry.source = msg.loaded.source;
-                    entry.addr.do_send(supervisor::Replace(shared));
+                if act.connectors.contains_key(&id) {
+                    act.replace(&id, msg.loaded.spec, msg.loaded.source)?;
                     act.reindex();
                     tracing::info!(connector = %id, "connector replaced");
                     Ok(false)
@@ -242,10 +259,7 @@ impl Handler<Remove> for Registry {
             .into_actor(self)
             .map(move |res: Result<(), RegistryError>, act, _| {
                 res?;
-                if let Some(entry) = act.connectors.remove(&msg.0) {
-                    entry.addr.do_send(supervisor::Shutdown);
-                    act.rt.metrics.forget_connector(&msg.0);
-                }
+                act.drop_connector(&msg.0);
                 act.reindex();
                 tracing::info!(connector = %msg.0, "connector removed");
                 Ok(())
@@ -441,14 +455,12 @@ impl Handler<Reconcile> for Registry {
         // Connectors registered, replaced or deleted over the API of another instance.
         let stored: HashMap<&str, &str> = msg.api.iter().map(|c| (c.id.as_str(), c.source.as_str())).collect();
         let gone: Vec<String> = self.connectors.iter().filter(|(id, e)| e.origin == Origin::Api && !stored.contains_key(id.as_str())).map(|(id, _)| id.clone()).collect();
+        let mut changed = !gone.is_empty();
         for id in gone {
-            if let Some(entry) = self.connectors.remove(&id) {
-                entry.addr.do_send(supervisor::Shutdown);
-                self.rt.metrics.forget_connector(&id);
+            if self.drop_connector(&id).is_some() {
                 tracing::info!(connector = %id, "connector removed through another instance");
             }
         }
-        let mut changed = false;
         for (id, source) in stored {
             let known = self.connectors.get(id).map(|e| (e.origin, e.source == source));
             if matches!(known, Some((Origin::File, _)) | Some((Origin::Api, true))) {
@@ -464,15 +476,13 @@ impl Handler<Reconcile> for Registry {
             };
             let loaded = LoadedSpec { spec, source: source.to_string(), origin };
             let paused = msg.paused.get(id).copied().unwrap_or(false);
-            let result = match self.connectors.get_mut(id) {
-                Some(entry) => Self::build_shared(loaded.spec, entry.shared.counters.clone()).map(|shared| {
-                    entry.shared = shared.clone();
-                    entry.source = loaded.source;
-                    entry.addr.do_send(supervisor::Replace(shared));
-                    "replaced"
-                }),
-                None => self.check_paths(&loaded.spec).and_then(|()| self.start(loaded, Origin::Api, paused)).map(|()| "registered"),
-            };
+            let result = self.check_paths(&loaded.spec).and_then(|()| {
+                if self.connectors.contains_key(id) {
+                    self.replace(id, loaded.spec, loaded.source).map(|()| "replaced")
+                } else {
+                    self.start(loaded, Origin::Api, paused).map(|()| "registered")
+                }
+            });
             match result {
                 Ok(what) => {
                     changed = true;

@@ -218,6 +218,10 @@ async fn changes_through_one_instance_reach_the_other() {
     poll_until("governance on again on a", WAIT, || async { (a.call("GET", "/governance", None).await.1["sync_enabled"] == true).then_some(()) }).await;
     assert_eq!(a.call("DELETE", "/connectors/api1", None).await.0, 204);
     poll_until("api1 gone from b", WAIT, || async { (b.call("GET", "/connectors/api1", None).await.0 == 404).then_some(()) }).await;
+    // Gone from b's routing too: an event b accepts no longer makes a job for it.
+    let (code, accepted) = b.call("POST", "/events/permit.updated", Some(r#"{"permitId": "RW-9"}"#)).await;
+    assert_eq!(code, 202, "{accepted}");
+    assert_eq!(accepted["connectors"], serde_json::json!([]), "{accepted}");
     a.stop().await;
     b.stop().await;
     drop_pg(&admin, &name).await;

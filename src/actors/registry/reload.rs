@@ -14,7 +14,7 @@ use std::path::Path;
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::{Origin, Registry, supervisor};
+use super::{Origin, Registry};
 use crate::spec::LoadedSpec;
 use crate::storage::Db;
 
@@ -60,9 +60,7 @@ impl Handler<ReloadFiles> for Registry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
-            if let Some(entry) = self.connectors.remove(&id) {
-                entry.addr.do_send(supervisor::Shutdown);
-                self.rt.metrics.forget_connector(&id);
+            if let Some(entry) = self.drop_connector(&id) {
                 tracing::info!(connector = %id, file = %entry.origin_path, "connector file gone: connector removed (its queued jobs stay)");
                 report.removed.push(id);
             }
@@ -87,12 +85,11 @@ impl Handler<ReloadFiles> for Registry {
                     e.origin_path = loaded.origin;
                     report.unchanged.push(id);
                 }
-                Some(e) => match Self::build_shared(loaded.spec, e.shared.counters.clone()) {
-                    Ok(shared) => {
-                        e.shared = shared.clone();
-                        e.source = loaded.source;
-                        e.origin_path = loaded.origin;
-                        e.addr.do_send(supervisor::Replace(shared));
+                Some(_) => match self.replace(&id, loaded.spec, loaded.source) {
+                    Ok(()) => {
+                        if let Some(e) = self.connectors.get_mut(&id) {
+                            e.origin_path = loaded.origin;
+                        }
                         tracing::info!(connector = %id, file = %file, "connector file changed: connector replaced (queued work kept)");
                         report.replaced.push(id);
                     }

@@ -149,17 +149,17 @@ impl Committer {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        let rows: Vec<BatchEntry> = batch.iter().map(|e| e.rows.clone()).collect();
         self.writing = true;
         let db = self.db.clone();
+        // The batch goes into the write and comes back with its result, to be answered.
         ctx.spawn(async move {
             let started = std::time::Instant::now();
             // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
-            let span = tracing::debug_span!("ticket", entries = rows.len());
-            let res = storage::write_batch(&db, &rows.iter().collect::<Vec<_>>()).instrument(span).await;
-            tracing::debug!(entries = rows.len(), ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
-            res
-        }.into_actor(self).map(move |res, act, ctx| {
+            let span = tracing::debug_span!("ticket", entries = batch.len());
+            let res = storage::write_batch(&db, &rows_of(&batch)).instrument(span).await;
+            tracing::debug!(entries = batch.len(), ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
+            (batch, res)
+        }.into_actor(self).map(move |(batch, res), act, ctx| {
             act.writing = false;
             match res {
                 Ok(results) => {
@@ -181,6 +181,11 @@ impl Committer {
             }
         }));
     }
+}
+
+/// What a batch writes, entry by entry.
+fn rows_of(batch: &[Entry]) -> Vec<&BatchEntry> {
+    batch.iter().map(|e| &e.rows).collect()
 }
 
 /// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
@@ -309,9 +314,13 @@ impl Handler<FlushTickets> for Committer {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let rows: Vec<BatchEntry> = batch.iter().map(|e| e.rows.clone()).collect();
         let db = self.db.clone();
-        Box::pin(async move { storage::write_batch(&db, &rows.iter().collect::<Vec<_>>()).await }.into_actor(self).map(move |res, act, _| {
+        Box::pin(async move {
+            let res = storage::write_batch(&db, &rows_of(&batch)).await;
+            (batch, res)
+        }
+        .into_actor(self)
+        .map(move |(batch, res), act, _| {
             match res {
                 Ok(results) => act.answer(batch, results),
                 Err(e) => {

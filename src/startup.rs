@@ -15,7 +15,7 @@ use crate::actors::shared::Runtime;
 use crate::actors::committer::{FlushTickets, Retention};
 use crate::actors::{panics, Committer, Governance, Registry};
 use crate::actors::alerter::{Alerter, FailRule};
-use crate::actors::cluster::{self, Heartbeat, Leave, Reconciler};
+use crate::actors::cluster::{self, Heartbeat, Leave, Reconciler, Signals};
 use crate::admin::{self, AppState};
 use crate::actors::bus::Bus;
 use crate::delivery::Egress;
@@ -50,7 +50,8 @@ pub struct Application {
     tickets: Addr<Committer>,
     heartbeat: Addr<Heartbeat>,
     /// Applies the control plane's state from the database (PostgreSQL: several instances).
-    _reconciler: Option<Addr<Reconciler>>,
+    /// On PostgreSQL: the Reconciler and the Signals actor (see `actors::cluster`).
+    _cluster: Option<(Addr<Reconciler>, Addr<Signals>)>,
     /// The SQLite file's lock, held while the service runs (`None` on PostgreSQL).
     _lock: Option<std::fs::File>,
 }
@@ -168,14 +169,18 @@ impl Application {
         let address = format!("{}:{port}", settings.server.host);
         cluster::join(&db, &instance_id, &address, &registry, lease).await?;
         let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
-        let reconciler = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| Reconciler::new(db.clone(), registry.clone(), governance.clone()).start());
+        let cluster_actors = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+            let reconciler = Reconciler::new(db.clone(), registry.clone(), governance.clone()).start();
+            let signals = Signals::new(db.clone(), registry.clone(), reconciler.clone()).start();
+            (reconciler, signals)
+        });
         let cluster = admin::ClusterView { instance_id, lease };
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
         tracing::info!(port, "hms-sync listening");
-        Ok(Self { port, server, state, tickets, heartbeat, _reconciler: reconciler, _lock: lock })
+        Ok(Self { port, server, state, tickets, heartbeat, _cluster: cluster_actors, _lock: lock })
     }
 
     fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {

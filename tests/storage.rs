@@ -156,6 +156,8 @@ async fn suite(db: &Db) {
     queue::heads_and_retries(db).await;
     tickets::tickets(db).await;
     queue::settles_are_fenced_by_the_claim_token(db).await;
+    queue::claims_are_shared_between_instances(db).await;
+    queue::a_lapsed_lease_is_fenced_off(db).await;
 }
 
 #[test]

@@ -33,6 +33,15 @@ pub struct Model {
     /// A parked conflict's records (JSON: base, hms, external, rule).
     #[sea_orm(column_type = "Text", nullable)]
     pub conflict: Option<String>,
+    /// The instance whose claim holds the job now (in flight there), until `lease_until`
+    /// (the database's clock); both unset when no claim holds it.
+    #[sea_orm(nullable)]
+    pub lease_owner: Option<String>,
+    #[sea_orm(nullable)]
+    pub lease_until: Option<DateTimeUtc>,
+    /// How many times the job was claimed: the fencing token its outcome is settled by (a
+    /// later claim, by any instance, makes an earlier claim's outcome stale).
+    pub claims: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

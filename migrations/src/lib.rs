@@ -12,6 +12,7 @@ mod m20261130_000001_link_state;
 mod m20261130_000002_job_origin;
 mod m20261130_000003_instances;
 mod m20261130_000004_leases;
+mod m20261201_000001_job_leases;
 
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
@@ -19,7 +20,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration), Box::new(m20261201_000001_job_leases::Migration)]
     }
 }
 

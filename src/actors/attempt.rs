@@ -77,6 +77,9 @@ struct Sent {
     outcome: Outcome,
     detail: serde_json::Value,
     request_secrets: crate::mapping::Secrets,
+    /// The claim's lease ran out before the request could go: nothing was sent, and the
+    /// job is left as it is (another instance may have claimed it).
+    lease_lapsed: bool,
 }
 
 impl Sent {
@@ -88,7 +91,8 @@ impl Sent {
 
 /// The two-way gate, render (secrets from the environment now) and send. `Err`: the job
 /// was settled by the gate.
-async fn send_once(crew: &Crew, client: &awc::Client, job: &Delivery, attempts: i32, round: u32) -> Result<Sent, two_way::Settled> {
+async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i32, round: u32) -> Result<Sent, two_way::Settled> {
+    let job = &claim.job;
     let cleared = two_way::gate(client, &crew.rt, &crew.shared, job, attempts).await?;
     let (rt, shared) = (&crew.rt, &crew.shared);
     // A two-way verdict may write the other way (the target's newer version back to the source).
@@ -109,6 +113,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, job: &Delivery, attempts: 
     let mut line = String::new();
     let mut sent_meta = None;
     let mut answer = None;
+    let mut lease_lapsed = false;
     let (outcome, detail, request_secrets) = match prepared {
         _ if blocked.is_some() => (Outcome::Retryable { error: blocked.clone().unwrap_or_default(), retry_after: None }, json!({}), Default::default()),
         _ if only_publish => (Outcome::Delivered { status: 200 }, json!({ "published": shared.spec.publish_topic() }), Default::default()),
@@ -126,6 +131,13 @@ async fn send_once(crew: &Crew, client: &awc::Client, job: &Delivery, attempts: 
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }
             shared.throttle().await;
+            // The lease is checked again now, the last moment before the request goes: a
+            // claim whose lease ran out (a long wait for the rate limit, a stalled process)
+            // must not send what another instance may be sending.
+            if claim.lease_lapsed() {
+                lease_lapsed = true;
+                return Ok(Sent { cleared, masked, line, sent_meta, answer, outcome: Outcome::Retryable { error: "lease lapsed".into(), retry_after: None }, detail: json!({}), request_secrets: secrets, lease_lapsed });
+            }
             let sent = send_authorized(client, shared, &req, &key, &rt.egress).instrument(tracing::debug_span!("send")).await;
             // The API says its budget is spent: every request of the connector waits.
             if let Some(pause) = sent.pause {
@@ -146,7 +158,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, job: &Delivery, attempts: 
             (sent.outcome, detail, secrets)
         }
     };
-    Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets })
+    Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets, lease_lapsed })
 }
 
 /// Sends `req` with the connector's credentials (`auth`). An OAuth2 token the target
@@ -189,7 +201,7 @@ pub async fn guarded(crew: Crew, claim: Claim) -> Done {
 }
 
 /// Settles a job whose attempt panicked (see [`guarded`]).
-async fn poisoned(crew: Crew, Claim { job, token }: Claim, message: String) -> Done {
+async fn poisoned(crew: Crew, Claim { job, token, .. }: Claim, message: String) -> Done {
     let (rt, shared) = (&crew.rt, &crew.shared);
     if crew.probe {
         shared.breaker.release_probe();
@@ -230,26 +242,34 @@ async fn poisoned(crew: Crew, Claim { job, token }: Claim, message: String) -> D
 
 /// One attempt of one job, the walk: gate and send (with a few rounds when a conditional
 /// write is refused as stale), classify, settle, observe, commit.
-async fn run(crew: Crew, Claim { job, token }: Claim) -> Done {
+async fn run(crew: Crew, claim: Claim) -> Done {
     // Test hook (only with `server.fault_injection`): an event carrying
     // `"__hms_sync_panic": "why"` makes its attempt panic, as a bug in a render would.
     if crew.rt.fault_injection
-        && let Some(why) = job.payload.get("__hms_sync_panic").and_then(serde_json::Value::as_str)
+        && let Some(why) = claim.job.payload.get("__hms_sync_panic").and_then(serde_json::Value::as_str)
     {
-        panic!("injected panic in the attempt of job {}: {why}", job.id);
+        panic!("injected panic in the attempt of job {}: {why}", claim.job.id);
     }
     let client = client(&crew.shared);
-    let attempts = job.attempts + 1;
+    let attempts = claim.job.attempts + 1;
     let mut rounds = 0;
-    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets } = loop {
-        match send_once(&crew, &client, &job, attempts, rounds).await {
+    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets, .. } = loop {
+        match send_once(&crew, &client, &claim, attempts, rounds).await {
             Err(settled) => {
                 // Settled without a request (a two-way skip, say): a probe learned nothing,
                 // the next job may probe.
                 if crew.probe {
                     crew.shared.breaker.release_probe();
                 }
-                return commit(&crew, &job, settled.outcome, String::new()).await;
+                return commit(&crew, &claim.job, settled.outcome, String::new()).await;
+            }
+            Ok(sent) if sent.lease_lapsed => {
+                if crew.probe {
+                    crew.shared.breaker.release_probe();
+                }
+                tracing::warn!(job = claim.job.id, "the claim's lease ran out before the request could go; not sent, left to the next claim");
+                crew.lane.do_send(RequestOver(claim.job.id));
+                return Done { recorded: true };
             }
             // A conditional write refused: the target changed between our read and our
             // write. Read it again and decide again, a few times, instead of parking.
@@ -260,6 +280,7 @@ async fn run(crew: Crew, Claim { job, token }: Claim) -> Done {
             Ok(sent) => break sent,
         }
     };
+    let Claim { job, token, .. } = claim;
     let (rt, shared) = (&crew.rt, &crew.shared);
     let _settle = tracing::debug_span!("settle").entered();
     let policy = crate::delivery::RetryPolicy::of(&shared.spec);

@@ -98,17 +98,12 @@ impl Handler<Leave> for Heartbeat {
     }
 }
 
-/// Registers this instance before anything serves (a row with a first heartbeat). Other
-/// live instances are named in a warning: they do not share jobs yet, so each delivers
-/// every job (at least once, with the same `Idempotency-Key`).
+/// Registers this instance before anything serves (a row with a first heartbeat); the other
+/// live instances it joins are named in the log.
 pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, lease: Duration) -> Result<(), storage::StorageError> {
     let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
     for other in storage::list_instances(db, lease).await?.into_iter().filter(|i| i.alive) {
-        tracing::warn!(
-            instance = %other.id,
-            address = %other.address,
-            "another instance is alive on this database; instances do not share jobs yet, so both deliver every job (at least once, with the same Idempotency-Key)"
-        );
+        tracing::info!(instance = %other.id, address = %other.address, "joining another instance on this database; the jobs are shared");
     }
     let holds = holdings(db, id, registry).await;
     storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await
@@ -166,5 +161,148 @@ impl Actor for Reconciler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(RECONCILE_EVERY, |act, ctx| act.reconcile(ctx));
+    }
+}
+
+/// Apply the database's control-plane state now (another instance changed it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReconcileNow;
+
+impl Handler<ReconcileNow> for Reconciler {
+    type Result = ();
+    fn handle(&mut self, _: ReconcileNow, ctx: &mut Context<Self>) {
+        self.reconcile(ctx);
+    }
+}
+
+/// The channel the database's triggers notify on (see the `job_leases` migration): `jobs
+/// C1,C2,…` (or `jobs *`) when jobs are stored, `control` when connectors or settings change.
+pub const CHANNEL: &str = "hms_sync";
+
+/// How often the leases of jobs in flight are looked at for ones that ran out (an instance
+/// died or stalled with jobs claimed): their connectors' lanes are woken to claim them.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// What another instance did, as this one hears it from the database (PostgreSQL only): it
+/// LISTENs on [`CHANNEL`], so a job stored through any instance wakes the lanes here at once
+/// and a change of the control plane is applied at once (the Reconciler's 1 s round heals a
+/// notification missed all the same); and it sweeps for job leases that ran out.
+pub struct Signals {
+    db: Db,
+    registry: Addr<Registry>,
+    reconciler: Addr<Reconciler>,
+    sweeping: bool,
+}
+
+impl Signals {
+    pub fn new(db: Db, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
+        Self { db, registry, reconciler, sweeping: false }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let db = self.db.clone();
+        ctx.spawn(async move { storage::lapsed_lease_connectors(&db).await }.into_actor(self).map(|res, act, _| {
+            act.sweeping = false;
+            match res {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(connectors = ?ids, "jobs whose claim's lease ran out (an instance died or stalled); claiming them here");
+                    act.registry.do_send(super::registry::WakeConnectors(ids));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for lapsed job leases"),
+            }
+        }));
+    }
+}
+
+/// What one notification asks of this instance.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// Jobs of these connectors were stored (`None`: of any).
+    Jobs(Option<Vec<String>>),
+    Control,
+}
+
+fn parse_signal(payload: &str) -> Option<Signal> {
+    match payload.split_once(' ') {
+        Some(("jobs", "*")) => Some(Signal::Jobs(None)),
+        Some(("jobs", ids)) => Some(Signal::Jobs(Some(ids.split(',').filter(|i| !i.is_empty()).map(str::to_string).collect()))),
+        None if payload == "control" => Some(Signal::Control),
+        _ => None,
+    }
+}
+
+/// LISTENs on [`CHANNEL`] for as long as the actor lives, reconnecting with back-off. Each
+/// time it (re)starts listening it wakes every lane and reconciles, since what was notified
+/// meanwhile is lost.
+async fn listen(db: Db, registry: Addr<Registry>, reconciler: Addr<Reconciler>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    const MAX_BACKOFF: Duration = Duration::from_secs(10);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let listening = async {
+            let mut l = PgListener::connect_with(db.get_postgres_connection_pool()).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(l)
+        };
+        let mut listener = match listening.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for other instances' changes; lanes and the control plane fall back to polling meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        registry.do_send(super::registry::WakeAll);
+        reconciler.do_send(ReconcileNow);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match parse_signal(n.payload()) {
+                    Some(Signal::Jobs(Some(ids))) => registry.do_send(super::registry::WakeConnectors(ids)),
+                    Some(Signal::Jobs(None)) => registry.do_send(super::registry::WakeAll),
+                    Some(Signal::Control) => reconciler.do_send(ReconcileNow),
+                    None => tracing::debug!(payload = n.payload(), "an unknown notification; ignored"),
+                },
+                // The connection was lost and made again: notifications may have been missed.
+                Ok(None) => {
+                    registry.do_send(super::registry::WakeAll);
+                    reconciler.do_send(ReconcileNow);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the connection that listens for other instances' changes; listening again");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Signals {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.spawn(listen(self.db.clone(), self.registry.clone(), self.reconciler.clone()).into_actor(self));
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Signal, parse_signal};
+
+    #[test]
+    fn notifications_are_read() {
+        assert_eq!(parse_signal("jobs a,b"), Some(Signal::Jobs(Some(vec!["a".into(), "b".into()]))));
+        assert_eq!(parse_signal("jobs *"), Some(Signal::Jobs(None)));
+        assert_eq!(parse_signal("control"), Some(Signal::Control));
+        assert_eq!(parse_signal("restart x"), None);
+        assert_eq!(parse_signal(""), None);
     }
 }

@@ -15,7 +15,7 @@ use super::attempt::{self, Crew, Done};
 use super::child::ChildCtx;
 use super::messages::Wake;
 use crate::delivery::breaker::Gate;
-use crate::storage::{self, Claim};
+use crate::storage::{self, Claim, Claimant};
 
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -99,8 +99,10 @@ impl Lane {
         let id = self.cx.id().to_string();
         let limit = if probe { 1 } else { self.capacity() as u64 };
         let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
+        let (instance, lease) = (self.cx.rt.instance.clone(), self.cx.rt.lease);
         let span = tracing::debug_span!("claim", connector = %id);
-        ctx.spawn(async move { storage::claim(&db, &id, Utc::now(), limit, &in_flight).await }.instrument(span).into_actor(self).map(
+        let claimed = async move { storage::claim(&db, &id, Utc::now(), limit, &in_flight, Claimant { instance: &instance, lease }).await };
+        ctx.spawn(claimed.instrument(span).into_actor(self).map(
             move |res, act, ctx| {
                 act.claiming = false;
                 match res {
@@ -131,6 +133,27 @@ impl Lane {
                 }
             },
         ));
+    }
+
+    /// Renews the leases of the jobs in flight (a shared queue), so a slow request keeps its
+    /// job. A lease found run out is not renewed: the job may be another instance's now, and
+    /// its outcome here will be fenced off (see `storage::ClaimToken`).
+    fn renew(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight_ids.is_empty() {
+            return;
+        }
+        let (db, instance, lease) = (self.cx.rt.db.clone(), self.cx.rt.instance.clone(), self.cx.rt.lease);
+        let ids: Vec<i64> = self.in_flight_ids.iter().copied().collect();
+        ctx.spawn(async move { (storage::renew_job_leases(&db, &instance, &ids, lease).await, ids) }.into_actor(self).map(|(res, ids), act, _| match res {
+            Ok(renewed) if renewed.len() < ids.len() => {
+                let lapsed: Vec<i64> = ids.into_iter().filter(|i| !renewed.contains(i) && act.in_flight_ids.contains(i)).collect();
+                if !lapsed.is_empty() {
+                    tracing::warn!(connector = %act.cx.id(), jobs = ?lapsed, "the leases of jobs in flight ran out before they were renewed; another instance may take them, and their outcomes here will not be written");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(connector = %act.cx.id(), error = %e, "cannot renew the leases of the jobs in flight"),
+        }));
     }
 
     /// Starts the attempt of a claimed job on a worker of the pool (or on this lane's own
@@ -195,7 +218,22 @@ impl Actor for Lane {
             ctx.run_interval(IDLE_POLL, |act, ctx| act.claim(ctx));
         });
         self.cx.shared.wake_taken();
-        self.claim(ctx);
+        if !self.cx.rt.shared_queue() {
+            self.claim(ctx);
+            return;
+        }
+        // A shared queue: the jobs this instance had claimed for the connector (a lane before
+        // this one, stopped by a crash or a replacement, with its attempts) are given back
+        // first, so they go now rather than when their leases run out.
+        let (db, id, instance) = (self.cx.rt.db.clone(), self.cx.id().to_string(), self.cx.rt.instance.clone());
+        ctx.spawn(async move { storage::release_job_leases(&db, &id, &instance).await }.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                tracing::warn!(connector = %act.cx.id(), error = %e, "cannot give back this instance's earlier claims; they are claimed again when their leases run out");
+            }
+            act.claim(ctx);
+        }));
+        // The leases of the jobs in flight are renewed while their requests run.
+        ctx.run_interval(self.cx.rt.lease / 3, |act, ctx| act.renew(ctx));
     }
 }
 

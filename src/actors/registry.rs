@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::governance::GovernanceChanged;
-use super::messages::{ChildKind, Fault, Wake};
+use super::messages::{ChildKind, Fault};
 use super::shared::{ConnectorShared, Counters, Runtime};
 use super::status::ConnectorStatus;
 use super::bus::RoutingTable;
@@ -371,8 +371,23 @@ impl Handler<WakeConnectors> for Registry {
     fn handle(&mut self, msg: WakeConnectors, _: &mut Context<Self>) {
         for id in msg.0 {
             if let Some(e) = self.connectors.get(&id) {
-                e.addr.do_send(Wake);
+                e.shared.jobs_stored();
             }
+        }
+    }
+}
+
+/// Wake every connector's lane: what changed in the queue is not known (another instance's
+/// notifications may have been missed while the listening connection was down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeAll;
+
+impl Handler<WakeAll> for Registry {
+    type Result = ();
+    fn handle(&mut self, _: WakeAll, _: &mut Context<Self>) {
+        for e in self.connectors.values() {
+            e.shared.jobs_stored();
         }
     }
 }

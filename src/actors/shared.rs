@@ -46,6 +46,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The queue is shared with other instances (PostgreSQL): claims take leases.
+    pub fn shared_queue(&self) -> bool {
+        self.db.get_database_backend() == sea_orm::DbBackend::Postgres
+    }
+
     /// The lease time, for the database.
     pub fn lease_ttl(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.lease).unwrap_or_else(|_| chrono::Duration::seconds(10))

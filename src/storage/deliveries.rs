@@ -64,6 +64,9 @@ pub struct Delivery {
     /// `rule` that parked it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict: Option<serde_json::Value>,
+    /// How many times it was claimed (the fencing token of its claim, see [`ClaimToken`]).
+    #[serde(skip)]
+    pub claims: i32,
 }
 
 impl TryFrom<Model> for Delivery {
@@ -87,6 +90,7 @@ impl TryFrom<Model> for Delivery {
             origin,
             deleted: m.deleted,
             conflict,
+            claims: m.claims,
         })
     }
 }
@@ -224,21 +228,22 @@ pub async fn due_heads_except(
     convert(rows)
 }
 
-/// Proof that a lane took a job: the job's id and the attempts it had when taken. The
-/// job's outcome is settled by this token, and a settle changes the job only while it is
-/// still pending with those attempts, so an outcome can never land on a job that moved on
-/// meanwhile (a lease's owner and expiry will join the token when several instances share
-/// the queue).
+/// Proof that a lane took a job: the job's id, the attempts it had and its claim count
+/// once taken. The job's outcome is settled by this token, and a settle changes the job only
+/// while it is still pending with those attempts and claims, so an outcome can never land
+/// on a job that moved on meanwhile: settled by another attempt, or claimed again by another
+/// instance after this claim's lease ran out (`claims` is the fencing token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimToken {
     pub job: i64,
     pub attempts: i32,
+    pub claims: i32,
 }
 
 impl ClaimToken {
     /// The token of `job` as it was read.
     pub fn of(job: &Delivery) -> Self {
-        Self { job: job.id, attempts: job.attempts }
+        Self { job: job.id, attempts: job.attempts, claims: job.claims }
     }
 }
 
@@ -247,13 +252,119 @@ impl ClaimToken {
 pub struct Claim {
     pub job: Delivery,
     pub token: ClaimToken,
+    /// On a shared queue (PostgreSQL): until when, on this process's monotonic clock, the
+    /// claim's lease surely holds. Taken before the claim was sent, so it ends no later than
+    /// the lease in the database (whose clock alone decides), whatever the clocks' offset;
+    /// the attempt checks it just before its request goes (see [`Claim::lease_lapsed`]).
+    pub lease_deadline: Option<std::time::Instant>,
+}
+
+impl Claim {
+    /// The claim's lease may have run out: its request must not go (another instance may
+    /// have claimed the job again).
+    pub fn lease_lapsed(&self) -> bool {
+        self.lease_deadline.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+}
+
+/// Who claims, for how long: an instance's id and its `cluster.lease_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    pub instance: &'a str,
+    pub lease: std::time::Duration,
 }
 
 /// Claims up to `limit` due head jobs of `connector_id` (see [`due_heads`]), leaving out the
 /// jobs in `except` (those the lane has in flight already).
-pub async fn claim(db: &Db, connector_id: &str, now: DateTime<Utc>, limit: u64, except: &[i64]) -> Result<Vec<Claim>, StorageError> {
-    let jobs = due_heads_except(db, connector_id, now, limit, except).await?;
-    Ok(jobs.into_iter().map(|job| Claim { token: ClaimToken::of(&job), job }).collect())
+///
+/// On PostgreSQL, where several instances share the queue, the claim is a write: the jobs get
+/// `claimant`'s lease (until the database's `now()` + the lease time) and their claim count
+/// goes up by one, in one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`, so two
+/// instances never take one job, and a key whose job is leased (in flight anywhere) offers
+/// none of its jobs. On SQLite one process owns the queue (the file's lock) and the claim is
+/// a read; the lane's own books keep a job and its key from being taken twice.
+pub async fn claim(db: &Db, connector_id: &str, now: DateTime<Utc>, limit: u64, except: &[i64], claimant: Claimant<'_>) -> Result<Vec<Claim>, StorageError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let jobs = due_heads_except(db, connector_id, now, limit, except).await?;
+        return Ok(jobs.into_iter().map(|job| Claim { token: ClaimToken::of(&job), job, lease_deadline: None }).collect());
+    }
+    // Before the statement goes: the lease in the database starts later than this.
+    let asked = std::time::Instant::now();
+    let except = if except.is_empty() {
+        String::new()
+    } else {
+        // Literal ids (numbers), padded to few list lengths: few statement texts to prepare.
+        format!("AND j.id NOT IN ({}) ", padded(except).map(|i| i.to_string()).collect::<Vec<_>>().join(","))
+    };
+    let sql = format!(
+        "UPDATE deliveries SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond', claims = claims + 1 \
+         WHERE id IN (SELECT j.id FROM deliveries j \
+           WHERE j.connector_id = $3 AND j.status = 'pending' AND j.next_attempt_at <= $4 \
+             AND (j.lease_until IS NULL OR j.lease_until < now()) {except}\
+             AND j.id = (SELECT min(p.id) FROM deliveries p WHERE p.connector_id = j.connector_id AND p.status = 'pending' AND p.record_key = j.record_key) \
+             AND NOT EXISTS (SELECT 1 FROM deliveries q WHERE q.connector_id = j.connector_id AND q.status = 'pending' AND q.record_key = j.record_key AND q.lease_until >= now()) \
+           ORDER BY j.id LIMIT $5 FOR UPDATE OF j SKIP LOCKED) \
+         RETURNING *"
+    );
+    let ttl_ms = i64::try_from(claimant.lease.as_millis()).unwrap_or(i64::MAX);
+    let values: [sea_orm::Value; 5] = [claimant.instance.into(), ttl_ms.into(), connector_id.into(), micros(now).into(), (limit as i64).into()];
+    let rows = Entity::find().from_raw_sql(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(db).await?;
+    let mut jobs = convert(rows)?;
+    jobs.sort_by_key(|j| j.id);
+    let deadline = asked + lease_margin(claimant.lease);
+    Ok(jobs.into_iter().map(|job| Claim { token: ClaimToken::of(&job), job, lease_deadline: Some(deadline) }).collect())
+}
+
+/// How much of a lease an attempt may count on: all but a tenth of it (at most 1 s), a
+/// margin for the time between the check and the request leaving, and for clocks that run
+/// at slightly different rates.
+fn lease_margin(lease: std::time::Duration) -> std::time::Duration {
+    lease.saturating_sub((lease / 10).min(std::time::Duration::from_secs(1)))
+}
+
+/// Renews the leases of `owner` on jobs `ids` (still in flight there) for `lease` from the
+/// database's `now()`; a lease that ran out already is not renewed (another instance may
+/// have claimed the job since). Returns the ids renewed.
+pub async fn renew_job_leases(db: &Db, owner: &str, ids: &[i64], lease: std::time::Duration) -> Result<Vec<i64>, StorageError> {
+    if ids.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+        return Ok(ids.to_vec());
+    }
+    let list = padded(ids).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    // The rows are locked in id order, as a group commit locks them: two statements that
+    // lock several rows each in different orders could deadlock.
+    let sql = format!(
+        "UPDATE deliveries SET lease_until = now() + $1 * interval '1 millisecond' \
+         WHERE id IN (SELECT id FROM deliveries WHERE id IN ({list}) AND status = 'pending' AND lease_owner = $2 AND lease_until >= now() ORDER BY id FOR UPDATE) \
+         RETURNING id"
+    );
+    let ttl_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [ttl_ms.into(), owner.into()])).await?;
+    rows.iter().map(|r| r.try_get::<i64>("", "id").map_err(StorageError::from)).collect()
+}
+
+/// Gives back the leases `owner` holds on the pending jobs of `connector_id`: its lane starts
+/// afresh (after a crash or a replacement) and has nothing in flight, so the jobs are free to
+/// claim again at once rather than when the leases run out.
+pub async fn release_job_leases(db: &Db, connector_id: &str, owner: &str) -> Result<(), StorageError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    // Locked in id order (see `renew_job_leases`).
+    let sql = "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL \
+               WHERE id IN (SELECT id FROM deliveries WHERE lease_owner = $1 AND connector_id = $2 AND status = 'pending' ORDER BY id FOR UPDATE)";
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [owner.into(), connector_id.into()])).await?;
+    Ok(())
+}
+
+/// The connectors with a pending job whose lease ran out (its instance died or stalled): their
+/// lanes are woken to claim it. PostgreSQL only (served by the partial index on leased jobs).
+pub async fn lapsed_lease_connectors(db: &Db) -> Result<Vec<String>, StorageError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Vec::new());
+    }
+    let sql = "SELECT DISTINCT connector_id FROM deliveries WHERE lease_owner IS NOT NULL AND lease_until < now() AND status = 'pending'";
+    let rows = db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql)).await?;
+    rows.iter().map(|r| r.try_get::<String>("", "connector_id").map_err(StorageError::from)).collect()
 }
 
 /// When the next job of `connector_id` becomes due: the earliest `next_attempt_at` among
@@ -290,14 +401,18 @@ pub async fn pending_count(db: &Db, connector_id: &str) -> Result<u64, StorageEr
         .await?)
 }
 
-/// Sets columns of job `id` if it is still `pending`. A job already done, parked or gone is
+/// Sets columns of job `id` if it is still `pending` (and, with a claim's token as `fence`,
+/// still as it was claimed), and frees it of its lease. A job already done, parked or gone is
 /// left alone: a late report from a stale attempt must not resurrect or overwrite it.
-async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, fence: Option<i32>, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
+async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, fence: Option<ClaimToken>, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
     let mut q = Entity::update_many()
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(PENDING))
-        .apply_if(fence, |q, attempts| q.filter(Column::Attempts.eq(attempts)));
+        .apply_if(fence, |q, t| q.filter(Column::Attempts.eq(t.attempts)).filter(Column::Claims.eq(t.claims)));
+    if fence.is_some() {
+        q = q.col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None)).col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None));
+    }
     for (c, e) in set {
         q = q.col_expr(c, e);
     }
@@ -330,13 +445,13 @@ impl JobUpdate {
 pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Result<(), StorageError> {
     match update {
         JobUpdate::Complete { token, attempts } => {
-            update_pending(c, token.job, Some(token.attempts), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
+            update_pending(c, token.job, Some(*token), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
         }
         JobUpdate::Reschedule { token, attempts, at, error } => {
             update_pending(
                 c,
                 token.job,
-                Some(token.attempts),
+                Some(*token),
                 vec![
                     (Column::Attempts, Expr::value(*attempts)),
                     (Column::NextAttemptAt, Expr::value(micros(*at))),
@@ -349,7 +464,7 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
             update_pending(
                 c,
                 token.job,
-                Some(token.attempts),
+                Some(*token),
                 vec![
                     (Column::Status, Expr::value(PARKED)),
                     (Column::Attempts, Expr::value(*attempts)),
@@ -362,7 +477,7 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
             update_pending(
                 c,
                 token.job,
-                Some(token.attempts),
+                Some(*token),
                 vec![
                     (Column::Status, Expr::value(PARKED)),
                     (Column::Attempts, Expr::value(*attempts)),
@@ -378,23 +493,26 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
 /// Applies many updates on `c`: completions with the same attempt count in one statement
 /// each (they are most of a busy batch), the rest one by one.
 pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUpdate]) -> Result<(), StorageError> {
-    // By (attempts when claimed, attempts now): the first is the claim's fence.
-    let mut completed: std::collections::BTreeMap<(i32, i32), Vec<i64>> = std::collections::BTreeMap::new();
+    // By (attempts and claims when claimed, attempts now): the first two are the claim's fence.
+    let mut completed: std::collections::BTreeMap<(i32, i32, i32), Vec<i64>> = std::collections::BTreeMap::new();
     for u in updates {
         match u {
-            JobUpdate::Complete { token, attempts } => completed.entry((token.attempts, *attempts)).or_default().push(token.job),
+            JobUpdate::Complete { token, attempts } => completed.entry((token.attempts, token.claims, *attempts)).or_default().push(token.job),
             other => apply_update(c, other).await?,
         }
     }
-    for ((claimed, attempts), ids) in completed {
+    for ((claimed, claims, attempts), ids) in completed {
         for chunk in ids.chunks(CHUNK) {
             Entity::update_many()
                 .col_expr(Column::Status, Expr::value(DONE))
                 .col_expr(Column::Attempts, Expr::value(attempts))
                 .col_expr(Column::UpdatedAt, Expr::value(now()))
+                .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+                .col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
                 .filter(Column::Id.is_in(padded(chunk)))
                 .filter(Column::Status.eq(PENDING))
                 .filter(Column::Attempts.eq(claimed))
+                .filter(Column::Claims.eq(claims))
                 .exec(c)
                 .await?;
         }
@@ -402,10 +520,10 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
     Ok(())
 }
 
-/// The attempts of those of jobs `ids` that are still pending, locked for the transaction on
-/// PostgreSQL (`FOR UPDATE`; SQLite's write transaction holds the whole database): what a
-/// settle's claim token is checked against.
-pub(crate) async fn pending_attempts_in(txn: &sea_orm::DatabaseTransaction, ids: &[i64]) -> Result<std::collections::HashMap<i64, i32>, StorageError> {
+/// The attempts and claim counts of those of jobs `ids` that are still pending, locked for the
+/// transaction on PostgreSQL (`FOR UPDATE`; SQLite's write transaction holds the whole
+/// database): what a settle's claim token is checked against.
+pub(crate) async fn pending_claims_in(txn: &sea_orm::DatabaseTransaction, ids: &[i64]) -> Result<std::collections::HashMap<i64, (i32, i32)>, StorageError> {
     let mut found = std::collections::HashMap::new();
     let mut ids: Vec<i64> = ids.to_vec();
     ids.sort_unstable();
@@ -415,13 +533,14 @@ pub(crate) async fn pending_attempts_in(txn: &sea_orm::DatabaseTransaction, ids:
             .select_only()
             .column(Column::Id)
             .column(Column::Attempts)
+            .column(Column::Claims)
             .filter(Column::Id.is_in(padded(chunk)))
             .filter(Column::Status.eq(PENDING));
         if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             query = query.lock_exclusive();
         }
-        let rows: Vec<(i64, i32)> = query.into_tuple().all(txn).await?;
-        found.extend(rows);
+        let rows: Vec<(i64, i32, i32)> = query.into_tuple().all(txn).await?;
+        found.extend(rows.into_iter().map(|(id, attempts, claims)| (id, (attempts, claims))));
     }
     Ok(found)
 }

@@ -24,9 +24,9 @@ mod tickets;
 pub use attempts::{Attempt, NewAttempt, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
-pub use deliveries::{note_in_flight, 
-    Claim, ClaimToken, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, list_parked, newer_delivered, next_due_at,
-    park, pending_count, queue_stats, replay_parked, reschedule,
+pub use deliveries::{
+    Claim, ClaimToken, Claimant, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
+    list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};
@@ -149,16 +149,17 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
     }
     let txn = begin_write(db).await?;
     let claimed: Vec<i64> = entries.iter().filter_map(|e| if let BatchEntry::Outcome { update, .. } = e { Some(update.token().job) } else { None }).collect();
-    let pending = if claimed.is_empty() { Default::default() } else { deliveries::pending_attempts_in(&txn, &claimed).await? };
-    // Which outcomes hold their claim: the job still pending with the token's attempts, and
-    // settled once in the batch (two outcomes of one job in one batch: the first).
+    let pending = if claimed.is_empty() { Default::default() } else { deliveries::pending_claims_in(&txn, &claimed).await? };
+    // Which outcomes hold their claim: the job still pending with the token's attempts and
+    // claim count (no other claim since, on any instance), and settled once in the batch (two
+    // outcomes of one job in one batch: the first).
     let mut settled = std::collections::HashSet::new();
     let live: Vec<bool> = entries
         .iter()
         .map(|e| match e {
             BatchEntry::Outcome { update, .. } => {
                 let t = update.token();
-                pending.get(&t.job) == Some(&t.attempts) && settled.insert(t.job)
+                pending.get(&t.job) == Some(&(t.attempts, t.claims)) && settled.insert(t.job)
             }
             _ => true,
         })

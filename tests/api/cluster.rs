@@ -226,3 +226,203 @@ async fn changes_through_one_instance_reach_the_other() {
     b.stop().await;
     drop_pg(&admin, &name).await;
 }
+
+/// What [`KeyedSink`] saw.
+#[derive(Default)]
+struct KeyedLog {
+    requests: usize,
+    in_flight: std::collections::HashMap<String, usize>,
+    /// Keys that ever had two requests in flight at once.
+    overlapped: Vec<String>,
+    /// Per key, the `seq` of each request answered 2xx, in the order they came.
+    delivered: std::collections::HashMap<String, Vec<u64>>,
+    /// Per `seq`, the `Idempotency-Key` of each request for it.
+    keys: std::collections::HashMap<u64, Vec<String>>,
+}
+
+/// A target that records, per record key (the last path segment), the order of the requests
+/// it accepted and whether two requests of one key were ever in flight at once. Every tenth
+/// request is answered 503; while `stall` is set, requests hang for a minute.
+#[derive(Clone)]
+struct KeyedSink {
+    base: String,
+    log: std::sync::Arc<std::sync::Mutex<KeyedLog>>,
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeyedSink {
+    async fn start() -> KeyedSink {
+        use actix_web::{web, App, HttpRequest, HttpResponse};
+        let sink = KeyedSink { base: String::new(), log: Default::default(), stall: Default::default() };
+        let shared = sink.clone();
+        let base = crate::serve_local!(move || {
+            let sink = shared.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Json<serde_json::Value>| {
+                let sink = sink.clone();
+                async move {
+                    let key = req.path().rsplit('/').next().unwrap_or("").to_string();
+                    let seq: u64 = body["seq"].as_str().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                    let idem = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    let n = {
+                        let mut log = sink.log.lock().unwrap();
+                        log.requests += 1;
+                        log.keys.entry(seq).or_default().push(idem);
+                        let busy = log.in_flight.entry(key.clone()).or_default();
+                        *busy += 1;
+                        if *busy > 1 {
+                            log.overlapped.push(key.clone());
+                        }
+                        log.requests
+                    };
+                    if sink.stall.load(std::sync::atomic::Ordering::SeqCst) {
+                        actix_web::rt::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    // A short wait, so requests of different instances overlap.
+                    actix_web::rt::time::sleep(Duration::from_millis(3)).await;
+                    let fail = n % 10 == 0;
+                    let mut log = sink.log.lock().unwrap();
+                    *log.in_flight.get_mut(&key).unwrap() -= 1;
+                    if fail {
+                        return HttpResponse::ServiceUnavailable().finish();
+                    }
+                    log.delivered.entry(key).or_default().push(seq);
+                    HttpResponse::Ok().json(serde_json::json!({ "ok": true }))
+                }
+            }))
+        });
+        KeyedSink { base, ..sink }
+    }
+
+    fn delivered_count(&self) -> usize {
+        self.log.lock().unwrap().delivered.values().map(Vec::len).sum()
+    }
+}
+
+/// A connector POSTing `{seq}` to `{base}/k/{key}`, one record key per `key`.
+fn keyed_connector(base: &str) -> String {
+    format!(
+        "id: shared\ntype: outbound\ntrigger: {{ topic: cluster.test }}\nkey: \"{{{{ key }}}}\"\nconcurrency: 4\nretry: {{ max: 20, backoffMs: 20 }}\nmap:\n  to:\n    url: \"{base}/k/{{key}}\"\n    method: POST\n    body: {{ seq: \"{{{{ seq }}}}\" }}\n"
+    )
+}
+
+/// Counts in the PostgreSQL database at `url`.
+async fn count(url: &str, sql: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(url).await.unwrap();
+    let row = db.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_string())).await.unwrap().unwrap();
+    let n = row.try_get_by_index::<i64>(0).unwrap();
+    db.close().await.unwrap();
+    n
+}
+
+/// Jobs are shared (item 2): two instances on one database, events sent to either, a target
+/// failing every tenth request. Every event is delivered once, both instances deliver, the
+/// requests of each key arrive in acceptance order and never two at once, every job has one
+/// ticket and the chain verifies.
+#[actix_web::test]
+async fn two_instances_share_the_jobs_and_keep_each_keys_order() {
+    let Some((admin, url, name)) = fresh_pg("shared_jobs").await else { return };
+    let sink = KeyedSink::start().await;
+    let settings = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        let mut s = test_settings(&dir);
+        s.database.url = Some(url.clone());
+        s
+    };
+    let a = TestApp::spawn(settings("shared-a")).await;
+    let b = TestApp::spawn(settings("shared-b")).await;
+    const EVENTS: u64 = 300;
+    for seq in 0..EVENTS {
+        let via = if seq % 2 == 0 { &a } else { &b };
+        let body = serde_json::json!({ "key": format!("k{}", seq % 12), "seq": seq.to_string() }).to_string();
+        let (code, accepted) = via.call("POST", "/events/cluster.test", Some(&body)).await;
+        assert_eq!(code, 202, "{accepted}");
+    }
+    poll_until("every event delivered", Duration::from_secs(60), || async { (sink.delivered_count() >= EVENTS as usize).then_some(()) }).await;
+    {
+        let log = sink.log.lock().unwrap();
+        assert!(log.overlapped.is_empty(), "two requests of one key in flight at once: {:?}", log.overlapped);
+        for (key, seqs) in &log.delivered {
+            let k: u64 = key.trim_start_matches('k').parse().unwrap();
+            let want: Vec<u64> = (0..EVENTS).filter(|s| s % 12 == k).collect();
+            assert_eq!(seqs, &want, "key {key}: each event once, in acceptance order");
+        }
+        assert!(log.requests > EVENTS as usize, "some requests failed and were retried");
+    }
+    let delivered = |s: serde_json::Value| s["counters"]["delivered"].as_u64().unwrap_or(0);
+    let (on_a, on_b) = (delivered(a.call("GET", "/connectors/shared/status", None).await.1), delivered(b.call("GET", "/connectors/shared/status", None).await.1));
+    assert_eq!(on_a + on_b, EVENTS, "a delivered {on_a}, b {on_b}");
+    assert!(on_a > 0 && on_b > 0, "both instances deliver: a {on_a}, b {on_b}");
+    let tickets = count(&url, "SELECT count(DISTINCT delivery_id) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
+    let all = count(&url, "SELECT count(*) FROM sync_tickets WHERE connector_id = 'shared'").await;
+    assert_eq!((tickets, all), (EVENTS as i64, EVENTS as i64), "exactly one ticket per completed job");
+    let (_, chain) = a.call("GET", "/tickets/verify", None).await;
+    assert_eq!(chain["ok"], true, "{chain}");
+    a.stop().await;
+    b.stop().await;
+    drop_pg(&admin, &name).await;
+}
+
+async fn next_notification(listener: &mut sea_orm::sqlx::postgres::PgListener) -> String {
+    tokio::time::timeout(WAIT, listener.recv()).await.expect("a notification within the wait").unwrap().payload().to_string()
+}
+
+/// Jobs stored through any instance (or any writer) and control-plane changes are notified
+/// to every instance at once (item 2 and 4): the database's triggers NOTIFY `hms_sync`.
+#[actix_web::test]
+async fn stored_jobs_and_control_changes_are_notified() {
+    use sea_orm::sqlx::postgres::PgListener;
+    let Some((admin, url, name)) = fresh_pg("notify").await else { return };
+    let dir = temp_dir("notify");
+    std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector("http://127.0.0.1:9")).unwrap();
+    let mut s = test_settings(&dir);
+    s.database.url = Some(url.clone());
+    let app = TestApp::spawn(s).await;
+    let mut listener = PgListener::connect(&url).await.unwrap();
+    listener.listen("hms_sync").await.unwrap();
+    let body = serde_json::json!({ "key": "k1", "seq": "1" }).to_string();
+    assert_eq!(app.call("POST", "/events/cluster.test", Some(&body)).await.0, 202);
+    assert_eq!(next_notification(&mut listener).await, "jobs shared");
+    assert_eq!(app.call("PUT", "/connectors/shared/pause", None).await.0, 202);
+    assert_eq!(next_notification(&mut listener).await, "control");
+    app.stop().await;
+    drop_pg(&admin, &name).await;
+}
+
+/// An instance killed with -9 while its requests are on the wire (item 2): once its leases
+/// run out (`cluster.lease_secs`), another instance claims its jobs and delivers them, with
+/// the same `Idempotency-Key` the first requests carried.
+#[actix_web::test]
+async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
+    let Some((admin, url, name)) = fresh_pg("failover").await else { return };
+    let sink = KeyedSink::start().await;
+    sink.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
+    let start = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        dir
+    };
+    let (dir_a, dir_b) = (start("failover-a"), start("failover-b"));
+    let mut a = Service::up(&dir_a, &env, Stdio::null()).await;
+    for seq in 0..3 {
+        let body = serde_json::json!({ "key": format!("k{seq}"), "seq": seq.to_string() }).to_string();
+        assert_eq!(a.call("POST", "/events/cluster.test", Some(&body)).await.0, 202);
+    }
+    poll_until("a's three requests on the wire", WAIT, || async { (sink.log.lock().unwrap().requests >= 3).then_some(()) }).await;
+    a.kill9();
+    sink.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+    let b = Service::up(&dir_b, &env, Stdio::null()).await;
+    poll_until("b delivers a's claimed jobs", WAIT, || async { (sink.delivered_count() >= 3).then_some(()) }).await;
+    let log = sink.log.lock().unwrap();
+    for seq in 0..3 {
+        let keys = &log.keys[&seq];
+        assert!(keys.len() >= 2 && keys.iter().all(|k| k == &keys[0]), "job {seq}: sent again with the same Idempotency-Key: {keys:?}");
+    }
+    drop(log);
+    let (_, status) = b.call("GET", "/connectors/shared/status", None).await;
+    assert_eq!(status["counters"]["delivered"], 3, "{status}");
+    drop(b);
+    drop_pg(&admin, &name).await;
+}

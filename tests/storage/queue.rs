@@ -1,8 +1,14 @@
 //! Suite part: the delivery queue (idempotent enqueue, per-key heads, retries, parking).
 
+use std::time::Duration;
+
 use chrono::Utc;
-use hms_sync::storage::{self, Db, NewDelivery};
+use hms_sync::storage::{self, Claimant, Db, NewDelivery};
+use sea_orm::DbBackend;
 use serde_json::json;
+
+/// The instance these tests claim as, when only one claims.
+pub const ME: Claimant<'static> = Claimant { instance: "me", lease: Duration::from_secs(10) };
 
 fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
     NewDelivery {
@@ -178,7 +184,7 @@ pub async fn heads_and_retries(db: &Db) {
 pub async fn settles_are_fenced_by_the_claim_token(db: &Db) {
     use storage::{BatchEntry, EntryWritten, JobUpdate};
     storage::enqueue(db, &[job("fence", "f1", "k1"), job("fence", "f2", "k2")]).await.unwrap();
-    let claims = storage::claim(db, "fence", Utc::now(), 10, &[]).await.unwrap();
+    let claims = storage::claim(db, "fence", Utc::now(), 10, &[], ME).await.unwrap();
     assert_eq!(claims.len(), 2);
     let ticket = |c: &storage::Claim| storage::NewTicket {
         connector_id: "fence".into(),
@@ -206,4 +212,79 @@ pub async fn settles_are_fenced_by_the_claim_token(db: &Db) {
     assert_eq!(storage::write_batch(db, &[&done(&claims[1])]).await.unwrap(), [EntryWritten::Stale], "claimed at 0 attempts, the job has 1 now");
     let tickets = storage::list_tickets(db, &storage::TicketFilter { connector_id: Some("fence".into()), ..Default::default() }).await.unwrap();
     assert_eq!(tickets.len(), 1, "one ticket in all: {tickets:?}");
+}
+
+/// A claim's outcome, its ticket left out.
+fn settled(c: &storage::Claim) -> storage::BatchEntry {
+    storage::BatchEntry::Outcome { update: storage::JobUpdate::Complete { token: c.token, attempts: c.job.attempts + 1 }, jobs: Vec::new(), link: None, attempt: None, ticket: None }
+}
+
+/// Issue "hms-sync as a cluster", item 2, on PostgreSQL (where instances share the queue):
+/// two instances claiming at once take disjoint jobs, only the heads of their keys, one per
+/// key; a claim's lease keeps its job (and its key) from the other; a completed head lets
+/// the key's next job be claimed anywhere.
+pub async fn claims_are_shared_between_instances(db: &Db) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let jobs: Vec<NewDelivery> = (0..20).map(|i| job("shared", &format!("s{i}"), &format!("k{}", i % 5))).collect();
+    storage::enqueue(db, &jobs).await.unwrap();
+    let a = Claimant { instance: "a", lease: Duration::from_secs(30) };
+    let b = Claimant { instance: "b", lease: Duration::from_secs(30) };
+    let now = Utc::now();
+    let (ca, cb) = tokio::join!(storage::claim(db, "shared", now, 3, &[], a), storage::claim(db, "shared", now, 10, &[], b));
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    let all: Vec<&storage::Claim> = ca.iter().chain(&cb).collect();
+    assert_eq!(all.len(), 5, "one head per key, whoever took it: {:?}", all.iter().map(|c| c.job.id).collect::<Vec<_>>());
+    let mut keys: Vec<&str> = all.iter().map(|c| c.job.record_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 5, "never two jobs of one key");
+    assert!(all.iter().all(|c| c.job.event_id.trim_start_matches('s').parse::<u32>().unwrap() < 5), "only the first job of each key");
+    assert!(all.iter().all(|c| c.lease_deadline.is_some() && c.token.claims == 1));
+    assert!(storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap().is_empty(), "every key is in flight");
+    // One of a's jobs done: its key's next job is free for anyone, and only that one.
+    let done = settled(&ca[0]);
+    assert_eq!(storage::write_batch(db, &[&done]).await.unwrap(), [storage::EntryWritten::Written(None)]);
+    let next = storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].job.record_key, ca[0].job.record_key);
+    assert!(next[0].job.id > ca[0].job.id);
+}
+
+/// A lease that runs out (its instance died or stalled) frees the job: the sweep finds it,
+/// another instance claims it (the claim count, the fencing token, goes up), and the first
+/// claim can neither renew its lease nor settle the job any more; a lane that starts gives
+/// back its instance's earlier claims at once.
+pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    storage::enqueue(db, &[job("lapse", "l1", "k"), job("lapse", "l2", "other")]).await.unwrap();
+    let slow = Claimant { instance: "slow", lease: Duration::from_millis(300) };
+    let fast = Claimant { instance: "fast", lease: Duration::from_secs(30) };
+    let first = storage::claim(db, "lapse", Utc::now(), 1, &[], slow).await.unwrap().remove(0);
+    assert!(storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap().iter().all(|c| c.job.id != first.job.id), "held by its lease");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !storage::lapsed_lease_connectors(db).await.unwrap().contains(&"lapse".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "the lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(first.lease_lapsed(), "the local deadline ends no later than the lease");
+    let taken = storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap();
+    let again = taken.iter().find(|c| c.job.id == first.job.id).expect("the lapsed job is claimed by another");
+    assert_eq!(again.token.claims, first.token.claims + 1);
+    assert_eq!(storage::renew_job_leases(db, "slow", &[first.job.id], slow.lease).await.unwrap(), Vec::<i64>::new(), "a lapsed lease is not renewed");
+    assert_eq!(storage::renew_job_leases(db, "fast", &[again.job.id], fast.lease).await.unwrap(), vec![again.job.id]);
+    let late = settled(&first);
+    assert_eq!(storage::write_batch(db, &[&late]).await.unwrap(), [storage::EntryWritten::Stale], "the first claim's outcome is fenced off");
+    // The new owner's lane restarts: its claims are given back and can be taken at once.
+    storage::release_job_leases(db, "lapse", "fast").await.unwrap();
+    let retaken = storage::claim(db, "lapse", Utc::now(), 5, &[], slow).await.unwrap();
+    assert_eq!(retaken.len(), 2, "both jobs free again");
+    let fresh = retaken.iter().find(|c| c.job.id == first.job.id).unwrap();
+    let outcome = settled(fresh);
+    assert_eq!(storage::write_batch(db, &[&outcome]).await.unwrap(), [storage::EntryWritten::Written(None)]);
+    let job = storage::get_delivery(db, first.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.claims), ("done", 3));
 }

@@ -23,6 +23,49 @@ pub struct Settings {
     pub alerts: AlertSettings,
     pub runtime: RuntimeSettings,
     pub cluster: ClusterSettings,
+    pub bus: BusSettings,
+}
+
+/// Where HMS events come from besides `POST /events/{topic}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    pub nats: NatsSettings,
+}
+
+/// HMS events from a NATS JetStream stream (`bus.nats.url` set): one durable pull consumer
+/// shared by every instance, taken by one instance at a time (see `actors::nats`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// `nats://127.0.0.1:4222`; unset (the default): no NATS intake.
+    pub url: Option<String>,
+    /// The stream, created if missing.
+    pub stream: String,
+    /// The stream's subjects (when it is created).
+    pub subjects: String,
+    /// A message's topic is its subject after this prefix.
+    pub prefix: String,
+    /// The durable pull consumer's name.
+    pub consumer: String,
+    /// Most messages taken (and committed) at once.
+    pub batch: usize,
+    /// A message taken and not acknowledged within this is delivered again.
+    pub ack_wait_secs: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            stream: "HMS_EVENTS".into(),
+            subjects: "hms.events.>".into(),
+            prefix: "hms.events.".into(),
+            consumer: "hms-sync".into(),
+            batch: 500,
+            ack_wait_secs: 10,
+        }
+    }
 }
 
 /// Several instances on one PostgreSQL database. Nothing to set to form a cluster: every
@@ -181,6 +224,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             runtime: RuntimeSettings::default(),
             cluster: ClusterSettings::default(),
+            bus: BusSettings::default(),
         }
     }
 }

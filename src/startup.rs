@@ -16,6 +16,8 @@ use crate::actors::committer::{FlushTickets, Retention};
 use crate::actors::{panics, Committer, Governance, Registry};
 use crate::actors::alerter::{Alerter, FailRule};
 use crate::actors::cluster::{self, Heartbeat, Leave, Reconciler, Signals};
+use crate::actors::messages::Halt;
+use crate::actors::nats::NatsIntake;
 use crate::admin::{self, AppState};
 use crate::actors::bus::Bus;
 use crate::delivery::Egress;
@@ -51,7 +53,9 @@ pub struct Application {
     heartbeat: Addr<Heartbeat>,
     /// Applies the control plane's state from the database (PostgreSQL: several instances).
     /// On PostgreSQL: the Reconciler and the Signals actor (see `actors::cluster`).
-    _cluster: Option<(Addr<Reconciler>, Addr<Signals>)>,
+    cluster: Option<(Addr<Reconciler>, Addr<Signals>)>,
+    /// The NATS JetStream intake, when `bus.nats.url` is set.
+    nats: Option<Addr<NatsIntake>>,
     /// The SQLite file's lock, held while the service runs (`None` on PostgreSQL).
     _lock: Option<std::fs::File>,
 }
@@ -174,13 +178,15 @@ impl Application {
             let signals = Signals::new(db.clone(), registry.clone(), reconciler.clone()).start();
             (reconciler, signals)
         });
-        let cluster = admin::ClusterView { instance_id, lease };
+        let nats_health = settings.bus.nats.url.as_ref().map(|_| Arc::new(crate::actors::nats::NatsHealth::default()));
+        let nats = nats_health.clone().and_then(|health| NatsIntake::new(&settings.bus.nats, bus.clone(), db.clone(), instance_id.clone().into(), lease, health)).map(Actor::start);
+        let cluster = admin::ClusterView { instance_id, lease, nats: nats_health };
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
         tracing::info!(port, "hms-sync listening");
-        Ok(Self { port, server, state, tickets, heartbeat, _cluster: cluster_actors, _lock: lock })
+        Ok(Self { port, server, state, tickets, heartbeat, cluster: cluster_actors, nats, _lock: lock })
     }
 
     fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {
@@ -229,6 +235,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         tracing::info!("shutting down: stopping connectors, flushing tickets");
+        if let Some(nats) = &self.nats {
+            let _ = nats.send(Halt).await;
+        }
+        if let Some((reconciler, signals)) = &self.cluster {
+            let _ = reconciler.send(Halt).await;
+            let _ = signals.send(Halt).await;
+        }
         let _ = self.state.registry.send(StopAll).await;
         let _ = self.tickets.send(FlushTickets).await;
         let _ = self.heartbeat.send(Leave).await;

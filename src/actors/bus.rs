@@ -64,6 +64,46 @@ impl Bus {
     /// is delivered once per connector); without one a time-ordered id (UUIDv7) is made.
     /// Returns only after every job is durably stored.
     pub async fn publish(&self, topic: &str, payload: Value, event_id: Option<String>) -> Result<Accepted, PublishError> {
+        let mut routed = self.route(topic, payload, event_id)?;
+        if !routed.jobs.is_empty() {
+            let span = tracing::debug_span!("commit", event = %routed.accepted.event_id);
+            self.store(std::mem::take(&mut routed.jobs)).instrument(span).await?;
+        }
+        Ok(self.stored(routed))
+    }
+
+    /// Publishes several events with their ids, in order, in ONE group commit: their jobs
+    /// get ids in this order, so a source that orders its events (a stream's sequence) keeps
+    /// that order per record key. An event that is invalid gets its error and the others go
+    /// on; `Err` when nothing could be stored (none is acknowledged).
+    pub async fn publish_batch(&self, events: Vec<(String, Value, String)>) -> Result<Vec<Result<Accepted, PublishError>>, PublishError> {
+        let mut routed: Vec<Result<Routed, PublishError>> = events.into_iter().map(|(topic, payload, id)| self.route(&topic, payload, Some(id))).collect();
+        let jobs: Vec<NewDelivery> = routed.iter_mut().filter_map(|r| r.as_mut().ok()).flat_map(|r| std::mem::take(&mut r.jobs)).collect();
+        if !jobs.is_empty() {
+            self.store(jobs).instrument(tracing::debug_span!("commit")).await?;
+        }
+        Ok(routed.into_iter().map(|r| r.map(|r| self.stored(r))).collect())
+    }
+
+    /// Stores jobs durably (a group commit of the Committer).
+    async fn store(&self, jobs: Vec<NewDelivery>) -> Result<(), PublishError> {
+        self.writer.send(StoreJobs(jobs)).await.map_err(|e| PublishError::Unavailable(e.to_string()))?.map_err(PublishError::Unavailable)
+    }
+
+    /// After an event's jobs are stored: its connectors' lanes are woken (straight, not via
+    /// the Registry or the supervisors) and it is counted.
+    fn stored(&self, routed: Routed) -> Accepted {
+        for shared in &routed.wake {
+            shared.jobs_stored();
+        }
+        for id in &routed.accepted.connectors {
+            self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
+        }
+        routed.accepted
+    }
+
+    /// Matches an event to its connectors (topic + filter) and makes their jobs.
+    fn route(&self, topic: &str, payload: Value, event_id: Option<String>) -> Result<Routed, PublishError> {
         check_topic(topic)?;
         let event_id = match event_id {
             Some(id) if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) => {
@@ -86,7 +126,7 @@ impl Bus {
             // Normal (events nobody syncs), but counted, and a likely typo is named.
             self.metrics.unrouted(topic);
             tracing::debug!(topic, did_you_mean = ?accepted.did_you_mean, "no connector subscribes to this topic; the event is not stored");
-            return Ok(accepted);
+            return Ok(Routed { accepted, jobs: Vec::new(), wake: Vec::new() });
         }
         let mut jobs = Vec::with_capacity(routes.len());
         for shared in &routes {
@@ -111,23 +151,37 @@ impl Bus {
             accepted.connectors.push(shared.id().to_string());
         }
         drop(route);
-        if jobs.is_empty() {
-            return Ok(accepted);
-        }
-        self.writer
-            .send(StoreJobs(jobs))
-            .instrument(tracing::debug_span!("commit", event = %event_id))
-            .await
-            .map_err(|e| PublishError::Unavailable(e.to_string()))?
-            .map_err(PublishError::Unavailable)?;
-        // Straight to the connectors' lanes, not via the Registry or the supervisors.
-        for shared in routes.iter().filter(|s| accepted.connectors.iter().any(|c| c == s.id())) {
-            shared.jobs_stored();
-        }
-        for id in &accepted.connectors {
-            self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
-        }
-        Ok(accepted)
+        let wake = routes.into_iter().filter(|s| accepted.connectors.iter().any(|c| c == s.id())).collect();
+        Ok(Routed { accepted, jobs, wake })
+    }
+}
+
+/// An event matched to its connectors, its jobs not stored yet.
+struct Routed {
+    accepted: Accepted,
+    jobs: Vec<NewDelivery>,
+    /// The connectors whose lanes to wake once the jobs are stored.
+    wake: Vec<Arc<ConnectorShared>>,
+}
+
+/// An event's body as `POST /events/{topic}` and the NATS intake take it: a JSON object.
+pub fn parse_event(body: &[u8]) -> Result<Value, String> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| format!("the event is not valid JSON: {e}"))?;
+    if !payload.is_object() {
+        return Err(format!("the event must be a JSON object (its fields are what connectors map), found {}", json_kind(&payload)));
+    }
+    Ok(payload)
+}
+
+/// "an array", "a string", … for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -306,3 +306,6 @@ mod tests {
         assert_eq!(parse_signal(""), None);
     }
 }
+
+super::messages::halt_handler!(Reconciler);
+super::messages::halt_handler!(Signals);

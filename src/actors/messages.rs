@@ -57,3 +57,22 @@ pub enum Fault {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct InjectFault(pub Fault);
+
+/// Stop for good (the service shuts down): an actor that runs a loop of its own (listening,
+/// taking from NATS) ends it, which dropping its address alone would not do.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+/// Handles [`Halt`] for actors that have nothing to do but stop.
+macro_rules! halt_handler {
+    ($actor:ty) => {
+        impl actix::Handler<$crate::actors::messages::Halt> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::actors::messages::Halt, ctx: &mut Self::Context) {
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use halt_handler;

@@ -11,6 +11,7 @@ pub mod governance;
 pub mod intensity;
 pub mod lane;
 pub mod messages;
+pub mod nats;
 pub mod panics;
 pub mod puller;
 pub mod pool;

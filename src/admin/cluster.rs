@@ -11,5 +11,6 @@ use crate::storage;
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let lease = chrono::Duration::from_std(state.cluster.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
     let instances = storage::list_instances(&state.db, lease).await?;
-    Ok(HttpResponse::Ok().json(json!({ "self": state.cluster.instance_id, "lease_secs": state.cluster.lease.as_secs(), "instances": instances })))
+    let nats = state.cluster.nats.as_ref().map(|n| n.state());
+    Ok(HttpResponse::Ok().json(json!({ "self": state.cluster.instance_id, "lease_secs": state.cluster.lease.as_secs(), "instances": instances, "nats": nats })))
 }

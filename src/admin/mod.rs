@@ -50,6 +50,8 @@ pub struct ClusterView {
     pub instance_id: String,
     /// An instance whose heartbeat is older is not alive (`cluster.lease_secs`).
     pub lease: std::time::Duration,
+    /// The NATS intake's state, when `bus.nats.url` is set.
+    pub nats: Option<std::sync::Arc<crate::actors::nats::NatsHealth>>,
 }
 
 /// Registers every route (from the [`endpoints`] table). Admin routes sit behind the

@@ -209,6 +209,16 @@ pub struct PublishArgs {
     /// Event id (Idempotency-Key): publishing the same id twice delivers once.
     #[arg(long)]
     pub id: Option<String>,
+    /// Publish to NATS JetStream (on PREFIX + TOPIC, the id as `Nats-Msg-Id`) instead of
+    /// the service's HTTP API; the instances with `bus.nats.url` set take it from there.
+    #[arg(long)]
+    pub nats: bool,
+    /// The NATS server, with --nats.
+    #[arg(long, env = "HMS_SYNC__BUS__NATS__URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// The subject prefix, with --nats (`bus.nats.prefix`).
+    #[arg(long, env = "HMS_SYNC__BUS__NATS__PREFIX", default_value = "hms.events.")]
+    pub nats_prefix: String,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -248,7 +258,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restart { id, client } => client::restart(&client, &id),
         Command::Sync { id, client } => client::sync(&client, &id),
         Command::Deploy { file, client } => client::deploy(&client, &file, cli.config.as_deref()),
-        Command::Publish(args) => client::publish(&args.client, &args.topic, &args.data, args.id.as_deref()),
+        Command::Publish(args) => publish(&args),
         Command::Bench(args) => bench::run(args),
         Command::Test { file, event, topic, id, current, json } => test_cmd::run(&file, event.as_deref(), topic.as_deref(), id.as_deref(), current.as_deref(), json),
         Command::Tickets { connector, status, direction, since, until, cursor, limit, json, client } => {
@@ -266,6 +276,9 @@ pub fn run(cli: Cli) -> ExitCode {
 /// `publish` for the `hms-bus` binary (the seed's `hms-bus publish`): the same command.
 pub fn publish(args: &PublishArgs) -> ExitCode {
     quiet_on_closed_pipe();
+    if args.nats {
+        return client::publish_nats(args);
+    }
     client::publish(&args.client, &args.topic, &args.data, args.id.as_deref())
 }
 

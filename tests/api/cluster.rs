@@ -426,3 +426,79 @@ async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
     drop(b);
     drop_pg(&admin, &name).await;
 }
+
+async fn taking(app: &TestApp) -> bool {
+    app.call("GET", "/cluster", None).await.1["nats"]["taking"] == true
+}
+
+/// Publishes event `seq` (key `n{seq % 8}`) to the test's stream.
+async fn publish_nats(nats: &str, s: &hms_sync::settings::Settings, seq: u64) {
+    let body = serde_json::json!({ "key": format!("n{}", seq % 8), "seq": seq.to_string() });
+    hms_sync::actors::nats::publish(nats, &s.bus.nats.prefix, "cluster.test", body.to_string().into_bytes(), None).await.unwrap();
+}
+
+/// HMS events over NATS JetStream on a cluster (item 6): two instances share one durable
+/// consumer and one of them takes from it at a time; events over NATS and over HTTP to
+/// either instance are delivered once each, every key in order, never two at once; when
+/// the taker stops, the other takes over and the events published after are delivered too.
+#[actix_web::test]
+async fn a_cluster_takes_jetstream_events_once_and_takes_over() {
+    let Some(nats) = crate::nats::nats_url() else { return };
+    let Some((admin, url, name)) = fresh_pg("nats_cluster").await else { return };
+    let sink = KeyedSink::start().await;
+    let base = {
+        let mut s = crate::nats::with_nats(test_settings(&temp_dir("nats-cluster")), &nats, "cluster");
+        s.database.url = Some(url.clone());
+        s.cluster.lease_secs = 2;
+        s
+    };
+    let settings = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        let mut s = base.clone();
+        s.data_dir = dir.join("data");
+        s.connectors.dir = dir.join("connectors");
+        s
+    };
+    let a = TestApp::spawn(settings("nats-a")).await;
+    let b = TestApp::spawn(settings("nats-b")).await;
+    let a_takes = poll_until("one instance to take", WAIT, || async {
+        match (taking(&a).await, taking(&b).await) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+    const FIRST: u64 = 200;
+    for seq in 0..FIRST {
+        publish_nats(&nats, &base, seq).await;
+        if seq % 2 == 0 {
+            let via = if seq % 4 == 0 { &a } else { &b };
+            let body = serde_json::json!({ "key": format!("h{}", seq % 5), "seq": (100_000 + seq).to_string() }).to_string();
+            assert_eq!(via.call("POST", "/events/cluster.test", Some(&body)).await.0, 202);
+        }
+    }
+    poll_until("the first events delivered", Duration::from_secs(60), || async { (sink.delivered_count() >= (FIRST + FIRST / 2) as usize).then_some(()) }).await;
+    // The taker stops; the other takes over (its lease given back) and goes on.
+    let (stays, stopped_settings) = if a_takes { (b, a.stop().await) } else { (a, b.stop().await) };
+    drop(stopped_settings);
+    poll_until("the other instance to take over", WAIT, || async { taking(&stays).await.then_some(()) }).await;
+    for seq in FIRST..FIRST + 50 {
+        publish_nats(&nats, &base, seq).await;
+    }
+    poll_until("every event delivered", Duration::from_secs(60), || async { (sink.delivered_count() >= (FIRST + 50 + FIRST / 2) as usize).then_some(()) }).await;
+    let log = sink.log.lock().unwrap();
+    assert!(log.overlapped.is_empty(), "two requests of one key in flight at once: {:?}", log.overlapped);
+    for (key, seqs) in &log.delivered {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(seqs, &sorted, "key {key}: each event once, in stream (or acceptance) order");
+    }
+    assert_eq!(log.delivered.values().map(Vec::len).sum::<usize>(), (FIRST + 50 + FIRST / 2) as usize);
+    drop(log);
+    stays.stop().await;
+    crate::nats::drop_stream(&base).await;
+    drop_pg(&admin, &name).await;
+}

@@ -11,6 +11,7 @@ mod connectors;
 mod durability;
 mod governance;
 mod inbound;
+mod nats;
 mod openapi;
 mod operations;
 mod seeds;

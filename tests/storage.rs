@@ -191,3 +191,31 @@ async fn connect_errors_are_explained() {
         "{err}"
     );
 }
+
+/// Rolling upgrades (issue "hms-sync as a cluster", item 7): a database migrated by a newer
+/// binary (a migration this one does not know) still serves this binary while its schema says
+/// it does (`compatible_from` is a migration this binary knows): it starts, without migrating.
+/// Once a contract migration raises the floor past it, it refuses to start, naming its own
+/// version and the one that wrote the schema.
+#[tokio::test]
+async fn a_binary_older_than_the_schema_runs_while_the_schema_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hms.db").display());
+    let db = storage::connect(&url).await.unwrap();
+    let recorded = storage::get_setting(&db, "schema").await.unwrap().expect("the migrating binary records the schema");
+    assert_eq!(recorded["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(recorded["compatible_from"], migrations::COMPATIBLE_FROM);
+    // A newer binary migrated: one more migration, and its record.
+    db.execute_unprepared("INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000001_future', 0)").await.unwrap();
+    let newer = |floor: &str| serde_json::json!({ "newest": "m20991231_000001_future", "compatible_from": floor, "version": "9.9.9" });
+    storage::put_setting(&db, "schema", &newer(migrations::COMPATIBLE_FROM)).await.unwrap();
+    db.close().await.unwrap();
+    let db = storage::connect(&url).await.expect("the schema still serves this binary");
+    assert_eq!(storage::get_setting(&db, "schema").await.unwrap(), Some(newer(migrations::COMPATIBLE_FROM)), "not migrated, not re-recorded");
+    storage::put_setting(&db, "schema", &newer("m20991231_000001_future")).await.unwrap();
+    db.close().await.unwrap();
+    let err = storage::connect(&url).await.unwrap_err().to_string();
+    for part in ["m20991231_000001_future", "9.9.9", env!("CARGO_PKG_VERSION"), "upgrade this binary"] {
+        assert!(err.contains(part), "{err}");
+    }
+}

@@ -14,6 +14,13 @@ mod m20261130_000003_instances;
 mod m20261130_000004_leases;
 mod m20261201_000001_job_leases;
 
+/// The oldest migration a binary must know to run on the schema these migrations make: a
+/// binary that stops at an earlier one is refused (it would use what a contract migration
+/// took away). Every migration up to now only expands the schema, so a binary of the version
+/// before (which knows `leases`) still runs on it: a rolling upgrade. Raise this with the
+/// migration that contracts.
+pub const COMPATIBLE_FROM: &str = "m20261130_000004_leases";
+
 /// Runs every migration in order; `Migrator::up(&db, None)` is idempotent.
 pub struct Migrator;
 

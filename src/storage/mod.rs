@@ -18,6 +18,7 @@ mod deliveries;
 mod instances;
 mod leases;
 mod links;
+mod schema;
 mod settings;
 mod tickets;
 
@@ -78,6 +79,11 @@ pub enum StorageError {
     /// A stored value is not what this version wrote (bad JSON, broken hash chain, …).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The database's schema is newer than this binary knows, and no longer serves it.
+    #[error(
+        "the database {url} has schema {schema}, written by hms-sync {written_by}; this hms-sync {binary} knows schemas up to {known} and that schema serves binaries from {compatible_from} on: upgrade this binary to {written_by} (or later)"
+    )]
+    SchemaTooNew { url: String, schema: String, written_by: String, binary: String, known: String, compatible_from: String },
     /// Another process runs on this SQLite file.
     #[error("the SQLite database {path} is in use by another hms-sync ({holder}); SQLite is single-node: stop that one, or run several instances on one PostgreSQL database.url")]
     InUse { path: String, holder: String },
@@ -315,11 +321,10 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
             return Err(StorageError::Connect { url: shown, source });
         }
     };
-    {
+    if schema::ours_is_current(&db, &shown).await? {
         use migrations::MigratorTrait;
-        migrations::Migrator::up(&db, None)
-            .await
-            .map_err(|source| StorageError::Migrate { url: shown, source })?;
+        migrations::Migrator::up(&db, None).await.map_err(|source| StorageError::Migrate { url: shown.clone(), source })?;
+        schema::record(&db).await?;
     }
     Ok(db)
 }

@@ -502,3 +502,38 @@ async fn a_cluster_takes_jetstream_events_once_and_takes_over() {
     crate::nats::drop_stream(&base).await;
     drop_pg(&admin, &name).await;
 }
+
+/// PostgreSQL unreachable (item 7; here: the test's database refuses connections and its
+/// open ones are cut): intake answers 503 and stores nothing, `/readyz` says the database is
+/// down, and the instance recovers by itself once the database is back.
+#[actix_web::test]
+async fn a_postgresql_outage_refuses_intake_and_heals_by_itself() {
+    use sea_orm::ConnectionTrait;
+    let Some((admin, url, name)) = fresh_pg("outage").await else { return };
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("pg-outage");
+    std::fs::write(dir.join("connectors/gis.yaml"), outbound_yaml("gis", "permit.updated", &fake, "")).unwrap();
+    let mut s = test_settings(&dir);
+    s.database.url = Some(url.clone());
+    let app = TestApp::spawn(s).await;
+    admin.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await.unwrap();
+    admin.execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await.unwrap();
+    let event = r#"{"permitId": "PG-1", "status": "during"}"#;
+    let (code, answer) = poll_until("intake to refuse", WAIT, || async {
+        let (code, answer) = app.call("POST", "/events/permit.updated", Some(event)).await;
+        (code != 202).then_some((code, answer))
+    })
+    .await;
+    assert_eq!(code, 503, "{answer}");
+    let (code, ready) = app.call("GET", "/readyz", None).await;
+    assert_eq!((code, &ready["database"]), (503, &serde_json::json!(false)), "{ready}");
+    admin.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
+    poll_until("intake to accept again", Duration::from_secs(30), || async {
+        (app.call("POST", "/events/permit.updated", Some(r#"{"permitId": "PG-2", "status": "after"}"#)).await.0 == 202).then_some(())
+    })
+    .await;
+    let got = fake.wait_for(1).await;
+    assert!(got.iter().all(|r| r.body["status"] == "after"), "only what was acknowledged is delivered: {got:?}");
+    app.stop().await;
+    drop_pg(&admin, &name).await;
+}

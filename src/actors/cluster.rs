@@ -176,9 +176,9 @@ impl Handler<ReconcileNow> for Reconciler {
     }
 }
 
-/// The channel the database's triggers notify on (see the `job_leases` migration): `jobs
-/// C1,C2,…` (or `jobs *`) when jobs are stored, `control` when connectors or settings change.
-pub const CHANNEL: &str = "hms_sync";
+// The channel the database's triggers notify on (see the `job_leases` migration): `jobs
+// C1,C2,…` (or `jobs *`) when jobs are stored, `control` when connectors or settings change.
+use storage::CHANNEL;
 
 /// How often the leases of jobs in flight are looked at for ones that ran out (an instance
 /// died or stalled with jobs claimed): their connectors' lanes are woken to claim them.
@@ -190,14 +190,16 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// notification missed all the same); and it sweeps for job leases that ran out.
 pub struct Signals {
     db: Db,
+    /// This instance's id: the `restart` and `sync` it sent itself are not acted on twice.
+    instance: String,
     registry: Addr<Registry>,
     reconciler: Addr<Reconciler>,
     sweeping: bool,
 }
 
 impl Signals {
-    pub fn new(db: Db, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
-        Self { db, registry, reconciler, sweeping: false }
+    pub fn new(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
+        Self { db, instance, registry, reconciler, sweeping: false }
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
@@ -220,18 +222,40 @@ impl Signals {
     }
 }
 
-/// What one notification asks of this instance.
-#[derive(Debug, PartialEq, Eq)]
-enum Signal {
+/// What one notification on [`CHANNEL`] asks of the instances. `jobs` and `control` come
+/// from the database's triggers; `restart` and `sync` from the instance an operator asked
+/// (which does its part itself: the others act on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
     /// Jobs of these connectors were stored (`None`: of any).
     Jobs(Option<Vec<String>>),
+    /// Connectors, pause flags or governance changed.
     Control,
+    /// Restart the connector.
+    Restart { from: String, connector: String },
+    /// Pull the connector now (its pull's lease holder does).
+    Sync { from: String, connector: String },
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signal::Jobs(None) => write!(f, "jobs *"),
+            Signal::Jobs(Some(ids)) => write!(f, "jobs {}", ids.join(",")),
+            Signal::Control => write!(f, "control"),
+            Signal::Restart { from, connector } => write!(f, "restart {from} {connector}"),
+            Signal::Sync { from, connector } => write!(f, "sync {from} {connector}"),
+        }
+    }
 }
 
 fn parse_signal(payload: &str) -> Option<Signal> {
+    let two = |rest: &str| rest.split_once(' ').map(|(from, connector)| (from.to_string(), connector.to_string()));
     match payload.split_once(' ') {
         Some(("jobs", "*")) => Some(Signal::Jobs(None)),
         Some(("jobs", ids)) => Some(Signal::Jobs(Some(ids.split(',').filter(|i| !i.is_empty()).map(str::to_string).collect()))),
+        Some(("restart", rest)) => two(rest).map(|(from, connector)| Signal::Restart { from, connector }),
+        Some(("sync", rest)) => two(rest).map(|(from, connector)| Signal::Sync { from, connector }),
         None if payload == "control" => Some(Signal::Control),
         _ => None,
     }
@@ -240,7 +264,7 @@ fn parse_signal(payload: &str) -> Option<Signal> {
 /// LISTENs on [`CHANNEL`] for as long as the actor lives, reconnecting with back-off. Each
 /// time it (re)starts listening it wakes every lane and reconciles, since what was notified
 /// meanwhile is lost.
-async fn listen(db: Db, registry: Addr<Registry>, reconciler: Addr<Reconciler>) {
+async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) {
     use sea_orm::sqlx::postgres::PgListener;
     const MAX_BACKOFF: Duration = Duration::from_secs(10);
     let mut backoff = Duration::from_millis(200);
@@ -268,6 +292,9 @@ async fn listen(db: Db, registry: Addr<Registry>, reconciler: Addr<Reconciler>) 
                     Some(Signal::Jobs(Some(ids))) => registry.do_send(super::registry::WakeConnectors(ids)),
                     Some(Signal::Jobs(None)) => registry.do_send(super::registry::WakeAll),
                     Some(Signal::Control) => reconciler.do_send(ReconcileNow),
+                    Some(Signal::Restart { from, connector }) if from != instance => registry.do_send(super::registry::ForConnector::Restart(connector)),
+                    Some(Signal::Sync { from, connector }) if from != instance => registry.do_send(super::registry::ForConnector::Sync(connector)),
+                    Some(Signal::Restart { .. } | Signal::Sync { .. }) => {}
                     None => tracing::debug!(payload = n.payload(), "an unknown notification; ignored"),
                 },
                 // The connection was lost and made again: notifications may have been missed.
@@ -288,7 +315,7 @@ impl Actor for Signals {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.spawn(listen(self.db.clone(), self.registry.clone(), self.reconciler.clone()).into_actor(self));
+        ctx.spawn(listen(self.db.clone(), self.instance.clone(), self.registry.clone(), self.reconciler.clone()).into_actor(self));
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
     }
 }
@@ -303,6 +330,9 @@ mod tests {
         assert_eq!(parse_signal("jobs *"), Some(Signal::Jobs(None)));
         assert_eq!(parse_signal("control"), Some(Signal::Control));
         assert_eq!(parse_signal("restart x"), None);
+        for s in [Signal::Jobs(Some(vec!["a".into()])), Signal::Control, Signal::Restart { from: "i1".into(), connector: "c".into() }, Signal::Sync { from: "i2".into(), connector: "c".into() }] {
+            assert_eq!(parse_signal(&s.to_string()), Some(s.clone()), "{s}");
+        }
         assert_eq!(parse_signal(""), None);
     }
 }

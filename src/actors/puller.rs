@@ -35,7 +35,7 @@ pub struct Puller {
     failures: u32,
     retry: Option<SpawnHandle>,
     /// Callers of `PullNow` waiting for the pull that is running.
-    waiting: Vec<tokio::sync::oneshot::Sender<Result<PullReport, String>>>,
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<PullReport, NotPulled>>>,
 }
 
 /// What one pull did.
@@ -89,9 +89,8 @@ impl Puller {
                 Pulled::Done(res) => res,
                 Pulled::Elsewhere(holder) => {
                     tracing::debug!(connector = %act.cx.id(), holder = %holder, "another instance pulls this connector");
-                    let why = format!("another instance pulls this connector now (instance {holder}); ask it, or wait for its lease to run out");
                     for w in act.waiting.drain(..) {
-                        let _ = w.send(Err(why.clone()));
+                        let _ = w.send(Err(NotPulled::Elsewhere(holder.clone())));
                     }
                     return;
                 }
@@ -127,7 +126,7 @@ impl Puller {
                 }
             }
             for w in act.waiting.drain(..) {
-                let _ = w.send(res.clone());
+                let _ = w.send(res.clone().map_err(NotPulled::Failed));
             }
         }));
     }
@@ -324,22 +323,32 @@ impl Handler<Wake> for Puller {
     }
 }
 
+/// Why a pull asked for (`PullNow`) did not run here.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotPulled {
+    /// Another instance holds the connector's pull lease.
+    #[error("another instance pulls this connector now (instance {0})")]
+    Elsewhere(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Pull now (the seed's `svc:syncNow`) and answer with what the pull did. If a pull is
 /// running, the answer is that pull's.
 #[derive(Message)]
-#[rtype(result = "Result<PullReport, String>")]
+#[rtype(result = "Result<PullReport, NotPulled>")]
 pub struct PullNow;
 
 impl Handler<PullNow> for Puller {
-    type Result = ResponseFuture<Result<PullReport, String>>;
+    type Result = ResponseFuture<Result<PullReport, NotPulled>>;
     fn handle(&mut self, _: PullNow, ctx: &mut Context<Self>) -> Self::Result {
         if self.cx.shared.is_paused() {
-            return Box::pin(async { Err("the connector is paused".to_string()) });
+            return Box::pin(async { Err(NotPulled::Failed("the connector is paused".to_string())) });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.waiting.push(tx);
         self.tick(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the puller stopped".into())) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(NotPulled::Failed("the puller stopped".into()))) })
     }
 }
 

@@ -377,6 +377,37 @@ impl Handler<WakeConnectors> for Registry {
     }
 }
 
+/// Another instance asked for something of one connector (see `cluster::Signal`).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum ForConnector {
+    Restart(String),
+    /// Pull now; only the holder of the pull's lease does (the others' try finds it held).
+    Sync(String),
+}
+
+impl Handler<ForConnector> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: ForConnector, ctx: &mut Context<Self>) {
+        let id = match &msg {
+            ForConnector::Restart(id) | ForConnector::Sync(id) => id,
+        };
+        let Some(e) = self.connectors.get(id) else { return };
+        let addr = e.addr.clone();
+        match msg {
+            ForConnector::Restart(_) => addr.do_send(super::supervisor::Restart),
+            ForConnector::Sync(id) => {
+                ctx.spawn(async move { addr.send(super::supervisor::SyncNow).await }.into_actor(self).map(move |res, _, _| match res {
+                    Ok(Ok(report)) => tracing::info!(connector = %id, records = report.records, stored = report.stored, "pulled at another instance's request"),
+                    Ok(Err(super::puller::NotPulled::Elsewhere(_))) => {}
+                    Ok(Err(e)) => tracing::warn!(connector = %id, error = %e, "the pull another instance asked for failed"),
+                    Err(_) => {}
+                }));
+            }
+        }
+    }
+}
+
 /// Wake every connector's lane: what changed in the queue is not known (another instance's
 /// notifications may have been missed while the listening connection was down).
 #[derive(Message)]

@@ -50,6 +50,9 @@ pub struct ConnectorStatus {
     pub restarts: u64,
     /// Why the connector is failed, or the last crash of one of its children.
     pub last_error: Option<LastError>,
+    /// When an operator last restarted the connector on this instance (`POST
+    /// /connectors/{id}/restart` through any instance of a cluster); not counted in `restarts`.
+    pub restart_requested_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The last failed delivery attempt (retried or parked), secrets scrubbed.
     pub last_delivery_error: Option<LastError>,
     /// `closed`, `open` (the target looks down: deliveries wait) or `half-open` (a probe is
@@ -69,6 +72,10 @@ pub struct ConnectorStatus {
     /// The instance pulling the connector now (holding its pull lease), cluster-wide; `null`
     /// when none does or the connector does not pull.
     pub pull_holder: Option<String>,
+    /// On a cluster (PostgreSQL): the jobs each instance has in flight now, from the
+    /// database (every live instance runs the connector's lane, retrier and puller; the
+    /// puller pulls only on `pull_holder`). Empty on SQLite.
+    pub in_flight_by_instance: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

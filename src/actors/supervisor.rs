@@ -86,6 +86,8 @@ pub struct ConnectorSupervisor {
     /// Set when restart intensity was exceeded; cleared by an operator's restart.
     failed: Option<String>,
     last_error: Option<LastError>,
+    /// When an operator last restarted the connector here (through this instance or another).
+    restart_requested_at: Option<chrono::DateTime<Utc>>,
     local_paused: bool,
     governance_enabled: bool,
 }
@@ -105,6 +107,7 @@ impl ConnectorSupervisor {
             restarts: 0,
             failed: None,
             last_error: None,
+            restart_requested_at: None,
             local_paused,
             governance_enabled,
         };
@@ -252,7 +255,7 @@ impl ConnectorSupervisor {
         }
     }
 
-    fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>, pull_holder: Option<String>) -> ConnectorStatus {
+    fn status(&self, queue_depth: u64, alerts: Vec<super::alerter::AlertRecord>, pull_holder: Option<String>, in_flight: Vec<(String, i64)>) -> ConnectorStatus {
         let policy = self.window.policy();
         let worker = self.worker_name();
         ConnectorStatus {
@@ -268,6 +271,7 @@ impl ConnectorSupervisor {
                 .collect(),
             restarts: self.restarts,
             last_error: self.last_error.clone(),
+            restart_requested_at: self.restart_requested_at,
             last_delivery_error: self.shared.counters.last_delivery_error().map(|(message, at)| LastError { message, at }),
             missing_secrets: self.rt.egress.missing(&self.shared.spec),
             circuit: self.shared.breaker.circuit(std::time::Instant::now()),
@@ -283,6 +287,7 @@ impl ConnectorSupervisor {
             alerts,
             instance: self.rt.instance.to_string(),
             pull_holder,
+            in_flight_by_instance: in_flight.into_iter().collect(),
         }
     }
 }
@@ -389,11 +394,12 @@ impl Handler<GetStatus> for ConnectorSupervisor {
                 let holder = if pulls { storage::holder(&db, &format!("{}{id}", super::cluster::PULL_LEASE)).await.ok().flatten() } else { None };
                 let now = storage::db_now(&db).await.unwrap_or_else(|_| Utc::now());
                 let holder = holder.filter(|(_, until)| *until >= now).map(|(owner, _)| owner);
+                let in_flight = storage::in_flight_by_instance(&db, &id).await.unwrap_or_default();
                 let recent = alerts.send(super::alerter::RecentAlerts(id)).await.unwrap_or_default();
-                (depth, recent, holder)
+                (depth, recent, holder, in_flight)
             }
             .into_actor(self)
-            .map(|(depth, recent, holder), act, _| act.status(depth, recent, holder)),
+            .map(|(depth, recent, holder, in_flight), act, _| act.status(depth, recent, holder, in_flight)),
         )
     }
 }
@@ -437,6 +443,7 @@ impl Handler<Restart> for ConnectorSupervisor {
     type Result = ();
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
         tracing::info!(connector = %self.shared.id(), "restart requested");
+        self.restart_requested_at = Some(Utc::now());
         self.stop_all();
         self.window.reset();
         self.failed = None;
@@ -517,11 +524,11 @@ impl Handler<InjectChildFault> for ConnectorSupervisor {
 
 /// Run one pull now (`POST /connectors/{id}/sync`).
 #[derive(Message)]
-#[rtype(result = "Result<super::puller::PullReport, String>")]
+#[rtype(result = "Result<super::puller::PullReport, super::puller::NotPulled>")]
 pub struct SyncNow;
 
 impl Handler<SyncNow> for ConnectorSupervisor {
-    type Result = ResponseFuture<Result<super::puller::PullReport, String>>;
+    type Result = ResponseFuture<Result<super::puller::PullReport, super::puller::NotPulled>>;
     fn handle(&mut self, _: SyncNow, _: &mut Context<Self>) -> Self::Result {
         let puller = match self.slots.get(&ChildKind::Puller) {
             Some(Slot { addr: Some(ChildAddr::Puller(a)), .. }) => Some(a.clone()),
@@ -530,12 +537,12 @@ impl Handler<SyncNow> for ConnectorSupervisor {
         let state = self.state();
         Box::pin(async move {
             let Some(puller) = puller else {
-                return Err(match state {
+                return Err(super::puller::NotPulled::Failed(match state {
                     ConnectorState::Failed | ConnectorState::Restarting => format!("the connector is {state:?}; restart it first").to_lowercase(),
                     _ => "the connector does not pull (no source.pull)".to_string(),
-                });
+                }));
             };
-            puller.send(super::puller::PullNow).await.map_err(|e| e.to_string())?
+            puller.send(super::puller::PullNow).await.map_err(|e| super::puller::NotPulled::Failed(e.to_string()))?
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::actors::messages::{ChildKind, Fault};
 use crate::actors::registry::{AllStatus, FaultConnector, GetShared, List, Lookup, PauseConnector, Register, Remove};
 use crate::actors::supervisor::{ConnectorSupervisor, GetStatus, Restart};
 use crate::spec::{self, LoadedSpec};
+use crate::storage;
 
 
 /// `?expand=status,info`, or repeated (`?expand=status&expand=info`), as in Kafka Connect.
@@ -148,8 +149,11 @@ async fn set_paused(state: web::Data<AppState>, id: String, paused: bool) -> Res
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "paused": paused })))
 }
 
+/// Restarts the connector here, and on every other instance of a cluster (told through
+/// the database: `NOTIFY hms_sync, 'restart …'`).
 pub async fn restart(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ask(&state, &id, || Restart).await?;
+    storage::notify(&state.db, &crate::actors::cluster::Signal::Restart { from: state.cluster.instance_id.clone(), connector: id.to_string() }.to_string()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": *id, "restarting": true })))
 }
 
@@ -216,9 +220,18 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
 
 /// Run one reconciliation now (the seed's `svc:syncNow`): pull the change feed from the
 /// cursor and store what changed; answers with what the pull did.
+///
+/// On a cluster, when another instance holds the connector's pull lease, the request is
+/// passed on to it (through the database: `NOTIFY hms_sync, 'sync …'`) and answered 202
+/// with the instance that pulls.
 pub async fn sync(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let report = ask(&state, &id, || crate::actors::supervisor::SyncNow)
-        .await?
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("connector `{id}`: {e}")))?;
-    Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report })))
+    use crate::actors::puller::NotPulled;
+    match ask(&state, &id, || crate::actors::supervisor::SyncNow).await? {
+        Ok(report) => Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report }))),
+        Err(NotPulled::Elsewhere(holder)) => {
+            storage::notify(&state.db, &crate::actors::cluster::Signal::Sync { from: state.cluster.instance_id.clone(), connector: id.to_string() }.to_string()).await?;
+            Ok(HttpResponse::Accepted().json(json!({ "id": *id, "forwarded_to": holder })))
+        }
+        Err(e @ NotPulled::Failed(_)) => Err(ApiError::new(StatusCode::CONFLICT, format!("connector `{id}`: {e}"))),
+    }
 }

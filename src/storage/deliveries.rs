@@ -356,6 +356,17 @@ pub async fn release_job_leases(db: &Db, connector_id: &str, owner: &str) -> Res
     Ok(())
 }
 
+/// How many jobs of `connector_id` each instance has in flight now (its leases that have
+/// not run out), for the cluster view of a connector's status. Empty on SQLite.
+pub async fn in_flight_by_instance(db: &Db, connector_id: &str) -> Result<Vec<(String, i64)>, StorageError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Vec::new());
+    }
+    let sql = "SELECT lease_owner, count(*) AS n FROM deliveries WHERE connector_id = $1 AND status = 'pending' AND lease_owner IS NOT NULL AND lease_until >= now() GROUP BY lease_owner ORDER BY lease_owner";
+    let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [connector_id.into()])).await?;
+    rows.iter().map(|r| Ok((r.try_get::<String>("", "lease_owner")?, r.try_get::<i64>("", "n")?))).collect()
+}
+
 /// The connectors with a pending job whose lease ran out (its instance died or stalled): their
 /// lanes are woken to claim it. PostgreSQL only (served by the partial index on leased jobs).
 pub async fn lapsed_lease_connectors(db: &Db) -> Result<Vec<String>, StorageError> {

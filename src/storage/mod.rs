@@ -20,6 +20,7 @@ mod leases;
 mod links;
 mod schema;
 mod settings;
+mod signals;
 mod tickets;
 
 pub use attempts::{Attempt, NewAttempt, list_attempts};
@@ -27,12 +28,13 @@ pub use connectors::{StoredConnector, delete_connector, list_connectors, save_co
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
     Claim, ClaimToken, Claimant, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
-    list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_job_leases, renew_job_leases, replay_parked, reschedule,
+    in_flight_by_instance, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting, settings_with_prefix};
+pub use signals::{CHANNEL, notify};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,

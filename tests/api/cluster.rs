@@ -102,7 +102,8 @@ async fn instances_on_one_postgresql_database_see_each_other() {
 
 /// A pulling connector on two instances of one PostgreSQL database: one instance pulls it at a
 /// time (the holder of its lease, shown in the cluster view); `sync now` on the other is
-/// refused naming the holder; once the holder stops, the other takes over.
+/// passed on to the holder (202, naming it), which pulls; once the holder stops, the other
+/// takes over.
 #[actix_web::test]
 async fn one_instance_pulls_a_connector_at_a_time() {
     let Some((admin, url, name)) = fresh_pg("pull_lease").await else { return };
@@ -124,11 +125,14 @@ async fn one_instance_pulls_a_connector_at_a_time() {
     let a = TestApp::spawn(settings("pull-a")).await;
     poll_until("a to pull at start", WAIT, || async { fake.received().iter().any(|r| r.path.starts_with("/changes")).then_some(()) }).await;
     let b = TestApp::spawn(settings("pull-b")).await;
+    let pulls = || fake.received().iter().filter(|r| r.path.starts_with("/changes")).count();
+    let before = pulls();
     let (code, body) = b.call("POST", "/connectors/feed/sync", None).await;
-    assert_eq!(code, 409, "{body}");
+    assert_eq!(code, 202, "{body}");
     let (_, a_view) = a.call("GET", "/cluster", None).await;
     let a_id = a_view["self"].as_str().unwrap().to_string();
-    assert!(body["message"].as_str().is_some_and(|e| e.contains("another instance pulls this connector") && e.contains(&a_id)), "{body}");
+    assert_eq!(body["forwarded_to"], a_id.as_str(), "{body}");
+    poll_until("a to pull at b's request", WAIT, || async { (pulls() > before).then_some(()) }).await;
     assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "the holder pulls");
     let b_status = b.status("feed").await;
     assert_eq!(b_status["pull_holder"], a_id.as_str(), "b's status names who pulls: {b_status}");
@@ -166,7 +170,7 @@ async fn a_killed_puller_is_taken_over_after_its_lease() {
     let mut a = Service::up(&dir_a, &env, Stdio::null()).await;
     assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "a pulls");
     let b = Service::up(&dir_b, &env, Stdio::null()).await;
-    assert_eq!(b.call("POST", "/connectors/feed/sync", None).await.0, 409, "a holds the lease");
+    assert_eq!(b.call("POST", "/connectors/feed/sync", None).await.0, 202, "a holds the lease: passed on to it");
     a.kill9();
     poll_until("b to take the pull over", Duration::from_secs(30), || async { (b.call("POST", "/connectors/feed/sync", None).await.0 == 200).then_some(()) }).await;
     let (_, status) = b.call("GET", "/connectors/feed/status", None).await;
@@ -212,6 +216,10 @@ async fn changes_through_one_instance_reach_the_other() {
         c.to_string().contains("1234").then_some(())
     })
     .await;
+    // A restart through a restarts the connector on b too.
+    assert!(b.status("api1").await["restart_requested_at"].is_null());
+    assert_eq!(a.call("POST", "/connectors/api1/restart", None).await.0, 202);
+    poll_until("the restart on b", WAIT, || async { b.status("api1").await["restart_requested_at"].is_string().then_some(()) }).await;
     assert_eq!(b.call("PUT", "/governance", Some(r#"{"sync_enabled": false}"#)).await.0, 200);
     poll_until("governance off on a", WAIT, || async { (a.call("GET", "/governance", None).await.1["sync_enabled"] == false).then_some(()) }).await;
     assert_eq!(b.call("PUT", "/governance", Some(r#"{"sync_enabled": true}"#)).await.0, 200);

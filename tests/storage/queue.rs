@@ -243,13 +243,15 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     assert!(all.iter().all(|c| c.job.event_id.trim_start_matches('s').parse::<u32>().unwrap() < 5), "only the first job of each key");
     assert!(all.iter().all(|c| c.lease_deadline.is_some() && c.token.claims == 1));
     assert!(storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap().is_empty(), "every key is in flight");
-    // One of a's jobs done: its key's next job is free for anyone, and only that one.
-    let done = settled(&ca[0]);
+    // One job done (whichever instance took it): its key's next job is free for anyone, and
+    // only that one.
+    let first = all[0];
+    let done = settled(first);
     assert_eq!(storage::write_batch(db, &[&done]).await.unwrap(), [storage::EntryWritten::Written(None)]);
     let next = storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].job.record_key, ca[0].job.record_key);
-    assert!(next[0].job.id > ca[0].job.id);
+    assert_eq!(next[0].job.record_key, first.job.record_key);
+    assert!(next[0].job.id > first.job.id);
 }
 
 /// A lease that runs out (its instance died or stalled) frees the job: the sweep finds it,

@@ -141,7 +141,11 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let rule = FailRule::parse(&settings.alerts.rule).map_err(StartupError::Settings)?;
         let alert_url = settings.alerts.url.clone().filter(|u| !u.trim().is_empty());
-        let alerts = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone()).start();
+        let mut alerter = Alerter::new(rule, alert_url, Duration::from_secs(settings.alerts.min_interval_secs), metrics.clone());
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            alerter = alerter.for_cluster(db.clone(), instance_id.clone(), lease);
+        }
+        let alerts = alerter.start();
         let bus_slot = Arc::new(std::sync::OnceLock::new());
         let rt = Runtime {
             db: db.clone(),

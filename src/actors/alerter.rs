@@ -3,6 +3,12 @@
 //! together when the interval ends). Alerts are POSTed as JSON to the configured URL,
 //! rate-limited per connector and kind, counted in metrics, and kept (the last few) for the
 //! status API.
+//!
+//! One instance counts failures as it sees them. On a cluster (a shared PostgreSQL queue) a
+//! connector's failures happen on every instance, so the rule is evaluated from the database
+//! instead: every [`CLUSTER_EVAL_EVERY`], by the one instance holding the lease `alerts`, over
+//! the failed attempts every instance stored. (Parked-job and circuit alerts stay with the
+//! instance that saw them: each happens once.)
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -61,8 +67,24 @@ pub struct AlertRecord {
     pub delivered: Option<bool>,
 }
 
+/// How often the instance holding the `alerts` lease evaluates the fail-rate rule from the
+/// database, on a cluster.
+pub const CLUSTER_EVAL_EVERY: Duration = Duration::from_secs(2);
+
+/// The lease of the instance that evaluates the fail-rate rule for the cluster.
+const ALERTS_LEASE: &str = "alerts";
+
+/// On a cluster: where the failures are read from, and who may evaluate.
+struct ClusterRule {
+    db: crate::storage::Db,
+    instance: String,
+    lease: Duration,
+    evaluating: bool,
+}
+
 pub struct Alerter {
     rule: FailRule,
+    cluster: Option<ClusterRule>,
     url: Option<String>,
     min_interval: Duration,
     metrics: std::sync::Arc<Metrics>,
@@ -80,7 +102,45 @@ const NAMED: usize = 20;
 
 impl Alerter {
     pub fn new(rule: FailRule, url: Option<String>, min_interval: Duration, metrics: std::sync::Arc<Metrics>) -> Self {
-        Self { rule, url, min_interval, metrics, client: None, failures: HashMap::new(), last_sent: HashMap::new(), recent: HashMap::new(), held: HashMap::new() }
+        Self { rule, cluster: None, url, min_interval, metrics, client: None, failures: HashMap::new(), last_sent: HashMap::new(), recent: HashMap::new(), held: HashMap::new() }
+    }
+
+    /// On a cluster: the fail-rate rule is evaluated from the database by the instance
+    /// holding the `alerts` lease (see the module docs).
+    pub fn for_cluster(mut self, db: crate::storage::Db, instance: String, lease: Duration) -> Self {
+        self.cluster = Some(ClusterRule { db, instance, lease, evaluating: false });
+        self
+    }
+
+    /// Counts every instance's failures in the rule's window from the database, if this
+    /// instance holds the `alerts` lease, and alerts for the connectors over the threshold.
+    fn evaluate_cluster(&mut self, ctx: &mut Context<Self>) {
+        let Some(c) = self.cluster.as_mut().filter(|c| !c.evaluating) else { return };
+        c.evaluating = true;
+        let (db, instance) = (c.db.clone(), c.instance.clone());
+        let ttl = chrono::Duration::from_std(c.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
+        let window = chrono::Duration::from_std(self.rule.window).unwrap_or_else(|_| chrono::Duration::minutes(5));
+        let evaluate = async move {
+            if crate::storage::take_lease(&db, ALERTS_LEASE, &instance, ttl).await?.is_some() {
+                return Ok(Vec::new());
+            }
+            crate::storage::failures_since(&db, Utc::now() - window).await
+        };
+        ctx.spawn(evaluate.into_actor(self).map(|res, act, ctx| {
+            if let Some(c) = act.cluster.as_mut() {
+                c.evaluating = false;
+            }
+            match res {
+                Ok(counts) => {
+                    let rule = act.rule;
+                    for (connector, count) in counts.into_iter().filter(|(_, n)| *n > i64::from(rule.threshold)) {
+                        let message = format!("{count} failed deliveries in the last {} s, cluster-wide (rule: more than {})", rule.window.as_secs(), rule.threshold);
+                        act.raise(&connector, "fail-rate", message, ctx);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot evaluate the alert rule from the database"),
+            }
+        }));
     }
 
     /// How long until `connector` may raise an alert of `kind` again (zero: now).
@@ -155,8 +215,11 @@ impl Alerter {
 impl Actor for Alerter {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         self.client = Some(awc::Client::builder().timeout(Duration::from_secs(10)).finish());
+        if self.cluster.is_some() {
+            ctx.run_interval(CLUSTER_EVAL_EVERY, |act, ctx| act.evaluate_cluster(ctx));
+        }
     }
 }
 
@@ -168,6 +231,10 @@ pub struct FailureSeen(pub String);
 impl Handler<FailureSeen> for Alerter {
     type Result = ();
     fn handle(&mut self, msg: FailureSeen, ctx: &mut Context<Self>) {
+        // On a cluster, the database's count decides (see `evaluate_cluster`).
+        if self.cluster.is_some() {
+            return;
+        }
         let now = Instant::now();
         let window = self.rule.window;
         let seen = self.failures.entry(msg.0.clone()).or_default();

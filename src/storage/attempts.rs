@@ -57,6 +57,23 @@ pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[NewAttempt]
     Ok(())
 }
 
+/// How many attempts failed since `since`, per connector (every instance's: the cluster's
+/// alert evaluation reads them here).
+pub async fn failures_since(db: &Db, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StorageError> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::ConnectorId)
+        .column_as(Expr::col(Column::Id).count(), "n")
+        .filter(Column::Error.is_not_null())
+        .filter(Column::At.gt(super::micros(since)))
+        .group_by(Column::ConnectorId)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?)
+}
+
 /// Every attempt of delivery job `delivery_id`, first first.
 pub async fn list_attempts(db: &Db, delivery_id: i64) -> Result<Vec<Attempt>, StorageError> {
     let rows = Entity::find().filter(Column::DeliveryId.eq(delivery_id)).order_by_asc(Column::Id).all(db).await?;

@@ -23,7 +23,7 @@ mod settings;
 mod signals;
 mod tickets;
 
-pub use attempts::{Attempt, NewAttempt, list_attempts};
+pub use attempts::{Attempt, NewAttempt, failures_since, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{

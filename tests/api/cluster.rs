@@ -545,3 +545,45 @@ async fn a_postgresql_outage_refuses_intake_and_heals_by_itself() {
     app.stop().await;
     drop_pg(&admin, &name).await;
 }
+
+/// The fail-rate rule on a cluster (item 4 and 5): it counts every instance's failed attempts
+/// from the database, and one instance (the `alerts` lease holder) evaluates it. Here the
+/// failures are written straight into the database, as other instances would store them:
+/// exactly one of the two instances raises the alert.
+#[actix_web::test]
+async fn the_fail_rate_rule_counts_the_whole_cluster_once() {
+    use sea_orm::ConnectionTrait;
+    let Some((admin, url, name)) = fresh_pg("alerts").await else { return };
+    let settings = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/gis.yaml"), permit_connector("gis", "permit.updated", "http://127.0.0.1:9", "")).unwrap();
+        let mut s = test_settings(&dir);
+        s.database.url = Some(url.clone());
+        s.alerts.rule = "rate(sync.fail) > 3 per 1m".into();
+        s
+    };
+    let a = TestApp::spawn(settings("alerts-a")).await;
+    let b = TestApp::spawn(settings("alerts-b")).await;
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    for i in 0..4 {
+        db.execute_unprepared(&format!(
+            "INSERT INTO delivery_attempts (delivery_id, connector_id, attempt, status, latency_ms, error, at) VALUES ({i}, 'gis', 1, 503, 5, 'HTTP 503', now())"
+        ))
+        .await
+        .unwrap();
+    }
+    db.close().await.unwrap();
+    let fail_rate = |s: serde_json::Value| s["alerts"].as_array().map_or(0, |l| l.iter().filter(|x| x["kind"] == "fail-rate").count());
+    let (on_a, on_b) = poll_until("the cluster's fail-rate alert", WAIT, || async {
+        let (on_a, on_b) = (fail_rate(a.status("gis").await), fail_rate(b.status("gis").await));
+        (on_a + on_b > 0).then_some((on_a, on_b))
+    })
+    .await;
+    assert_eq!(on_a + on_b, 1, "one instance evaluates: a {on_a}, b {on_b}");
+    let (alert_a, alert_b) = (a.status("gis").await, b.status("gis").await);
+    let alert = if on_a == 1 { &alert_a } else { &alert_b };
+    assert!(alert["alerts"].to_string().contains("4 failed deliveries") && alert["alerts"].to_string().contains("cluster-wide"), "{alert}");
+    a.stop().await;
+    b.stop().await;
+    drop_pg(&admin, &name).await;
+}

@@ -11,7 +11,7 @@ use crate::helpers::*;
 /// so a leftover is dropped by a later run once this process is gone): the admin connection,
 /// the database's URL and its name. `None` (the test skips) when PostgreSQL is unreachable
 /// outside CI; under `CI` that fails the test instead.
-async fn fresh_pg(tag: &str) -> Option<(sea_orm::DatabaseConnection, String, String)> {
+pub async fn fresh_pg(tag: &str) -> Option<(sea_orm::DatabaseConnection, String, String)> {
     use sea_orm::{ConnectionTrait, Database};
     let admin_url = std::env::var("HMS_SYNC_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let Ok(admin) = Database::connect(&admin_url).await else {
@@ -27,7 +27,7 @@ async fn fresh_pg(tag: &str) -> Option<(sea_orm::DatabaseConnection, String, Str
 }
 
 /// Drops a database made by [`fresh_pg`].
-async fn drop_pg(admin: &sea_orm::DatabaseConnection, name: &str) {
+pub async fn drop_pg(admin: &sea_orm::DatabaseConnection, name: &str) {
     use sea_orm::ConnectionTrait;
     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
@@ -233,84 +233,6 @@ async fn changes_through_one_instance_reach_the_other() {
     a.stop().await;
     b.stop().await;
     drop_pg(&admin, &name).await;
-}
-
-/// What [`KeyedSink`] saw.
-#[derive(Default)]
-struct KeyedLog {
-    requests: usize,
-    in_flight: std::collections::HashMap<String, usize>,
-    /// Keys that ever had two requests in flight at once.
-    overlapped: Vec<String>,
-    /// Per key, the `seq` of each request answered 2xx, in the order they came.
-    delivered: std::collections::HashMap<String, Vec<u64>>,
-    /// Per `seq`, the `Idempotency-Key` of each request for it.
-    keys: std::collections::HashMap<u64, Vec<String>>,
-}
-
-/// A target that records, per record key (the last path segment), the order of the requests
-/// it accepted and whether two requests of one key were ever in flight at once. Every tenth
-/// request is answered 503; while `stall` is set, requests hang for a minute.
-#[derive(Clone)]
-struct KeyedSink {
-    base: String,
-    log: std::sync::Arc<std::sync::Mutex<KeyedLog>>,
-    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl KeyedSink {
-    async fn start() -> KeyedSink {
-        use actix_web::{web, App, HttpRequest, HttpResponse};
-        let sink = KeyedSink { base: String::new(), log: Default::default(), stall: Default::default() };
-        let shared = sink.clone();
-        let base = crate::serve_local!(move || {
-            let sink = shared.clone();
-            App::new().default_service(web::to(move |req: HttpRequest, body: web::Json<serde_json::Value>| {
-                let sink = sink.clone();
-                async move {
-                    let key = req.path().rsplit('/').next().unwrap_or("").to_string();
-                    let seq: u64 = body["seq"].as_str().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
-                    let idem = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    let n = {
-                        let mut log = sink.log.lock().unwrap();
-                        log.requests += 1;
-                        log.keys.entry(seq).or_default().push(idem);
-                        let busy = log.in_flight.entry(key.clone()).or_default();
-                        *busy += 1;
-                        if *busy > 1 {
-                            log.overlapped.push(key.clone());
-                        }
-                        log.requests
-                    };
-                    if sink.stall.load(std::sync::atomic::Ordering::SeqCst) {
-                        actix_web::rt::time::sleep(Duration::from_secs(60)).await;
-                    }
-                    // A short wait, so requests of different instances overlap.
-                    actix_web::rt::time::sleep(Duration::from_millis(3)).await;
-                    let fail = n % 10 == 0;
-                    let mut log = sink.log.lock().unwrap();
-                    *log.in_flight.get_mut(&key).unwrap() -= 1;
-                    if fail {
-                        return HttpResponse::ServiceUnavailable().finish();
-                    }
-                    log.delivered.entry(key).or_default().push(seq);
-                    HttpResponse::Ok().json(serde_json::json!({ "ok": true }))
-                }
-            }))
-        });
-        KeyedSink { base, ..sink }
-    }
-
-    fn delivered_count(&self) -> usize {
-        self.log.lock().unwrap().delivered.values().map(Vec::len).sum()
-    }
-}
-
-/// A connector POSTing `{seq}` to `{base}/k/{key}`, one record key per `key`.
-fn keyed_connector(base: &str) -> String {
-    format!(
-        "id: shared\ntype: outbound\ntrigger: {{ topic: cluster.test }}\nkey: \"{{{{ key }}}}\"\nconcurrency: 4\nretry: {{ max: 20, backoffMs: 20 }}\nmap:\n  to:\n    url: \"{base}/k/{{key}}\"\n    method: POST\n    body: {{ seq: \"{{{{ seq }}}}\" }}\n"
-    )
 }
 
 /// Counts in the PostgreSQL database at `url`.

@@ -7,6 +7,7 @@ mod auth;
 mod auth_oauth2;
 mod cli;
 mod cluster;
+mod cluster_run;
 mod connectors;
 mod durability;
 mod governance;

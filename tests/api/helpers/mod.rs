@@ -3,11 +3,13 @@
 
 pub mod app;
 pub mod fake;
+pub mod keyed;
 pub mod poll;
 pub mod service;
 pub mod twoway_sim;
 
 pub use app::*;
 pub use fake::*;
+pub use keyed::*;
 pub use poll::*;
 pub use service::*;

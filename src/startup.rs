@@ -42,6 +42,8 @@ pub enum StartupError {
     Registry(#[from] registry::RegistryError),
     #[error("runtime error: {0}")]
     Mailbox(#[from] actix::MailboxError),
+    #[error("cannot join the cluster: {0}")]
+    Join(#[from] cluster::JoinError),
 }
 
 /// A built service, listening, not yet serving.
@@ -127,6 +129,10 @@ impl Application {
             storage::forget_other_instances(&db).await?;
         }
         let connectors = load_connectors(files, &db).await?;
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let versions = connectors.iter().filter(|(_, o)| *o == Origin::File).map(|(l, _)| (l.spec.id.clone(), cluster::file_version(&l.source))).collect();
+            cluster::check_files(&db, &versions, Duration::from_secs(settings.cluster.lease_secs.max(1))).await?;
+        }
         let enabled = governance::load_enabled(&db).await?;
         // This process in the cluster: its id (new at each start) owns its leases.
         let instance_id = uuid::Uuid::now_v7().to_string();

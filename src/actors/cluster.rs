@@ -19,11 +19,14 @@ pub struct Heartbeat {
     every: Duration,
     /// A beat is being written; the next tick skips rather than piling up.
     beating: bool,
+    lease: Duration,
+    /// File differences already warned of: (connector, other instance, theirs, ours).
+    warned: std::collections::HashSet<(String, String, String, String)>,
 }
 
 impl Heartbeat {
     pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration) -> Self {
-        Self { db, id, address, registry, every: beat_interval(lease), beating: false }
+        Self { db, id, address, registry, every: beat_interval(lease), beating: false, lease, warned: Default::default() }
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
@@ -31,17 +34,28 @@ impl Heartbeat {
             return;
         }
         self.beating = true;
-        let (db, id, address, registry) = (self.db.clone(), self.id.clone(), self.address.clone(), self.registry.clone());
+        let (db, id, address, registry, lease) = (self.db.clone(), self.id.clone(), self.address.clone(), self.registry.clone(), self.lease);
         ctx.spawn(
             async move {
                 let holds = holdings(&db, &id, &registry).await;
-                storage::beat(&db, &id, &address, env!("CARGO_PKG_VERSION"), &holds).await
+                storage::beat(&db, &id, &address, env!("CARGO_PKG_VERSION"), &holds).await?;
+                let others = storage::list_instances(&db, chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10))).await?;
+                Ok::<_, storage::StorageError>(file_mismatches(&holds, &others.into_iter().filter(|i| i.id != id).collect::<Vec<_>>()))
             }
             .into_actor(self)
             .map(|res, act, _| {
                 act.beating = false;
-                if let Err(e) = res {
-                    tracing::warn!(error = %e, "cannot write this instance's heartbeat; will try again");
+                match res {
+                    Ok(mismatches) => {
+                        // Said once per difference (a reload made it; the files are being
+                        // changed instance by instance, or one was forgotten).
+                        for m in mismatches {
+                            if act.warned.insert((m.connector.clone(), m.instance.clone(), m.theirs.clone(), m.ours.clone())) {
+                                tracing::warn!(mismatch = %m, "connector files differ between instances");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot write this instance's heartbeat; will try again"),
                 }
             }),
         );
@@ -58,9 +72,67 @@ fn beat_interval(lease: Duration) -> Duration {
 /// (whose pull lease it holds).
 async fn holdings(db: &Db, id: &str, registry: &Addr<Registry>) -> serde_json::Value {
     let connectors = registry.send(super::registry::ConnectorIds).await.unwrap_or_default();
+    let files: std::collections::BTreeMap<String, String> = registry.send(super::registry::FileVersions).await.unwrap_or_default().into_iter().collect();
     let leases = storage::leases_held(db, id).await.unwrap_or_default();
     let pullers: Vec<&str> = leases.iter().filter_map(|l| l.strip_prefix(PULL_LEASE)).collect();
-    json!({ "connectors": connectors.len(), "pullers": pullers })
+    json!({ "connectors": connectors.len(), "pullers": pullers, "files": files })
+}
+
+/// A short hash of a connector file's document: equal on two instances when they run the same
+/// file.
+pub fn file_version(source: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(source.as_bytes())[..6])
+}
+
+/// A connector file of this instance that differs from the one a live instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMismatch {
+    pub connector: String,
+    pub instance: String,
+    pub address: String,
+    pub theirs: String,
+    pub ours: String,
+}
+
+impl std::fmt::Display for FileMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connector `{}`: this instance's file (version {}) differs from the one instance {} at {} runs (version {}); every instance must run the same connector files",
+            self.connector, self.ours, self.instance, self.address, self.theirs
+        )
+    }
+}
+
+/// The connector files of `ours` that differ from those the live instances run.
+fn file_mismatches(ours: &serde_json::Value, others: &[storage::Instance]) -> Vec<FileMismatch> {
+    let Some(ours) = ours.get("files").and_then(serde_json::Value::as_object) else { return Vec::new() };
+    let mut found = Vec::new();
+    for other in others.iter().filter(|i| i.alive) {
+        let Some(theirs) = other.holds.get("files").and_then(serde_json::Value::as_object) else { continue };
+        for (id, hash) in ours {
+            if let Some(t) = theirs.get(id).filter(|t| *t != hash) {
+                found.push(FileMismatch {
+                    connector: id.clone(),
+                    instance: other.id.clone(),
+                    address: other.address.clone(),
+                    theirs: t.as_str().unwrap_or_default().to_string(),
+                    ours: hash.as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Why an instance could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Files(Vec<FileMismatch>),
 }
 
 /// The lease a connector's Puller holds while it pulls: `pull:ID`.
@@ -98,15 +170,25 @@ impl Handler<Leave> for Heartbeat {
     }
 }
 
+/// Before any connector starts: refused when one of this instance's connector files
+/// (`files`: id → [`file_version`]) differs from the one a live instance runs for the same
+/// id (which version delivered a shared job would depend on the instance that claimed it).
+pub async fn check_files(db: &Db, files: &std::collections::BTreeMap<String, String>, lease: Duration) -> Result<(), JoinError> {
+    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
+    let others = storage::list_instances(db, lease).await?;
+    let mismatches = file_mismatches(&json!({ "files": files }), &others);
+    if mismatches.is_empty() { Ok(()) } else { Err(JoinError::Files(mismatches)) }
+}
+
 /// Registers this instance before anything serves (a row with a first heartbeat); the other
 /// live instances it joins are named in the log.
-pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, lease: Duration) -> Result<(), storage::StorageError> {
+pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, lease: Duration) -> Result<(), JoinError> {
     let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
-    for other in storage::list_instances(db, lease).await?.into_iter().filter(|i| i.alive) {
+    for other in storage::list_instances(db, lease).await?.into_iter().filter(|i| i.alive && i.id != id) {
         tracing::info!(instance = %other.id, address = %other.address, "joining another instance on this database; the jobs are shared");
     }
     let holds = holdings(db, id, registry).await;
-    storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await
+    Ok(storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await?)
 }
 
 /// How often an instance of a cluster applies what the database says (the control plane):

@@ -299,6 +299,19 @@ impl Handler<FileOf> for Registry {
     }
 }
 
+/// The connectors this instance runs from files, each with a short hash of its document
+/// (so the instances of a cluster can tell they run the same files).
+#[derive(Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub struct FileVersions;
+
+impl Handler<FileVersions> for Registry {
+    type Result = Vec<(String, String)>;
+    fn handle(&mut self, _: FileVersions, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.iter().filter(|(_, e)| e.origin == Origin::File).map(|(id, e)| (id.clone(), super::cluster::file_version(&e.source))).collect()
+    }
+}
+
 /// The supervisor address of one connector.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<ConnectorSupervisor>>")]

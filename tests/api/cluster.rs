@@ -509,3 +509,30 @@ async fn the_fail_rate_rule_counts_the_whole_cluster_once() {
     b.stop().await;
     drop_pg(&admin, &name).await;
 }
+
+/// Two instances with different connector FILES for one id (item 7): the second refuses to
+/// start, naming the connector and the instance that runs the other version; the same file
+/// joins.
+#[actix_web::test]
+async fn an_instance_with_another_version_of_a_connector_file_is_refused() {
+    let Some((admin, url, name)) = fresh_pg("files").await else { return };
+    let settings = |tag: &str, extra: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/gis.yaml"), permit_connector("gis", "permit.updated", "http://127.0.0.1:9", extra)).unwrap();
+        let mut s = test_settings(&dir);
+        s.database.url = Some(url.clone());
+        s
+    };
+    let a = TestApp::spawn(settings("files-a", "")).await;
+    let (_, view) = a.call("GET", "/cluster", None).await;
+    let a_id = view["self"].as_str().unwrap().to_string();
+    let refused = match hms_sync::startup::Application::build(settings("files-b", "timeoutMs: 999\n")).await {
+        Ok(_) => panic!("an instance with another gis.yaml joined"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("connector `gis`") && refused.contains(&a_id) && refused.contains("same connector files"), "{refused}");
+    let same = TestApp::spawn(settings("files-c", "")).await;
+    same.stop().await;
+    a.stop().await;
+    drop_pg(&admin, &name).await;
+}

@@ -32,6 +32,8 @@ pub struct Endpoint {
     pub body: Body,
     /// The success status and what it returns.
     pub ok: (u16, &'static str),
+    /// Another success status it can answer, and what it returns then.
+    pub also: Option<(u16, &'static str)>,
     /// Error statuses it can answer (each with the shared error shape).
     pub errors: &'static [u16],
     pub route: fn() -> Route,
@@ -49,7 +51,7 @@ macro_rules! or_default {
 
 /// One row of the table: `endpoint!(GET "/path" => handler, "summary", ok 200 "what", …)`.
 macro_rules! endpoint {
-    ($method:ident $path:literal => $handler:path, $summary:literal, ok $ok:literal $ok_text:literal $(, public $public:literal)? $(, query $query:expr)? $(, body $body:expr)? $(, errors $errors:expr)?) => {
+    ($method:ident $path:literal => $handler:path, $summary:literal, ok $ok:literal $ok_text:literal $(, also $also:literal $also_text:literal)? $(, public $public:literal)? $(, query $query:expr)? $(, body $body:expr)? $(, errors $errors:expr)?) => {
         Endpoint {
             method: Method::$method,
             path: $path,
@@ -58,6 +60,7 @@ macro_rules! endpoint {
             query: or_default!(&[] $(, $query)?),
             body: or_default!(Body::None $(, $body)?),
             ok: ($ok, $ok_text),
+            also: or_default!(None $(, Some(($also, $also_text)))?),
             errors: or_default!(&[] $(, $errors)?),
             route: || web::method(Method::$method).to($handler),
         }
@@ -94,7 +97,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(POST "/connectors/{id}/restart" => connectors::restart, "Restart a connector's children; the way out of `failed`.", ok 202 "`{id, restarting: true}`", errors &[401, 404]),
         endpoint!(POST "/connectors/{id}/test" => connectors::test, "Dry run: the exact request for an event (secrets masked), or why it would be filtered or parked. Sends and stores nothing.", ok 200 "dry-run verdict",
             query &[("topic", "the topic the event is published on (default: the connector's first)")], body Body::Json("Event"), errors &[400, 401, 404]),
-        endpoint!(POST "/connectors/{id}/sync" => connectors::sync, "Run one reconciliation now (the seed's svc:syncNow): pull the change feed from the cursor and store what changed.", ok 200 "`{id, pull: {records, pages, stored, cursor}}`", errors &[401, 404, 409]),
+        endpoint!(POST "/connectors/{id}/sync" => connectors::sync, "Run one reconciliation now (the seed's svc:syncNow): pull the change feed from the cursor and store what changed.", ok 200 "`{id, pull: {records, pages, stored, cursor}}`", also 202 "On a cluster, when another instance holds the pull's lease: passed on to it, `{id, forwarded_to}`", errors &[401, 404, 409]),
         endpoint!(GET "/cluster" => cluster::list, "The instances on this database: id, address, version, start, last heartbeat (the database's clock), alive (a heartbeat within `cluster.lease_secs`) and what each holds; `self` is the one answering.", ok 200 "`{self, lease_secs, instances}`", errors &[401, 503]),
         endpoint!(GET "/governance" => governance::get, "The global toggle (the seed's `sync.enabled`).", ok 200 "`{sync_enabled}`", errors &[401]),
         endpoint!(PUT "/governance" => governance::put, "Pause or resume every connector (persisted).", ok 200 "`{sync_enabled}`", body Body::Json("Governance"), errors &[400, 401, 503]),

@@ -61,6 +61,9 @@ fn operation(e: &Endpoint, secured: bool) -> Value {
     }
     let mut responses = Map::new();
     responses.insert(e.ok.0.to_string(), json!({ "description": e.ok.1 }));
+    if let Some((status, text)) = e.also {
+        responses.insert(status.to_string(), json!({ "description": text }));
+    }
     for status in e.errors {
         responses.insert(status.to_string(), json!({ "description": describe_error(*status), "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
     }

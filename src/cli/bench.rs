@@ -64,6 +64,16 @@ pub struct BenchArgs {
     /// The first seed of --fuzz (a case is reproduced by its seed).
     #[arg(long, default_value_t = 1)]
     pub fuzz_seed: u64,
+    /// Run this many instances of the service on the one database (a cluster: needs
+    /// `--database postgres://…`); the publishers spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// Measure the NATS JetStream intake instead (needs `--database postgres://…` or a SQLite
+    /// URL): `--events` messages are put on a stream of their own first, then one instance
+    /// with its connectors paused takes them; reports the messages stored (and acked, after
+    /// their commit) per second.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
 }
 
 /// Arrival time of each event at the sink, by event number.
@@ -156,9 +166,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let result = actix_web::rt::System::new().block_on(async {
-        match args.idle_connectors {
-            Some(n) => idle(&dir, n, args.database.clone()).await,
-            None => throughput(&dir, &args).await,
+        match (args.idle_connectors, &args.nats) {
+            (Some(n), _) => idle(&dir, n, args.database.clone()).await,
+            (None, Some(url)) => nats_intake(&dir, &args, url).await,
+            (None, None) => throughput(&dir, &args).await,
         }
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -285,12 +296,21 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     actix_web::rt::spawn(sink_server);
 
     std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", &sink_url, args.concurrency, args.rate_limit, args.outage_secs.is_some())).map_err(|e| e.to_string())?;
-    let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let db = app.state().db.clone();
+    let instances = args.instances.max(1);
+    if instances > 1 && !args.database.as_deref().is_some_and(|d| d.starts_with("postgres")) {
+        return Err("--instances above 1 needs --database postgres://… (the instances share one PostgreSQL database)".into());
+    }
+    let (mut bases, mut handles, mut running) = (Vec::new(), Vec::new(), Vec::new());
+    let mut db = None;
+    for _ in 0..instances {
+        let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
+        bases.push(format!("http://127.0.0.1:{}", app.port()));
+        db.get_or_insert_with(|| app.state().db.clone());
+        handles.push(app.server_handle());
+        running.push(actix_web::rt::spawn(app.run_until_stopped()));
+    }
+    let db = db.ok_or("no instance")?;
     let backend = storage::backend_name(&db);
-    let handle = app.server_handle();
-    let running = actix_web::rt::spawn(app.run_until_stopped());
 
     let starts: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
     let starts_w = starts.clone();
@@ -305,8 +325,8 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let (publishers, rate) = (args.publishers.max(1), args.rate);
     publisher_thread.spawn(async move {
         let mut tasks = Vec::new();
-        for _ in 0..publishers {
-            let (starts, next, base) = (starts_w.clone(), next.clone(), base.clone());
+        for k in 0..publishers {
+            let (starts, next, base) = (starts_w.clone(), next.clone(), bases[k % bases.len()].clone());
             tasks.push(actix_web::rt::spawn(publish_loop(starts, next, base, n, rate, t0)));
         }
         let mut result = Ok(());
@@ -349,7 +369,12 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     latencies.sort();
     let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("hms-sync bench: {n} events, {} publishers, rate {}, connector concurrency {}, {backend}", args.publishers, args.rate.map_or("max".to_string(), |r| format!("{r}/s")), args.concurrency);
+    println!(
+        "hms-sync bench: {n} events, {} publishers, rate {}, connector concurrency {}, {backend}, {instances} instance(s)",
+        args.publishers,
+        args.rate.map_or("max".to_string(), |r| format!("{r}/s")),
+        args.concurrency
+    );
     println!("  accepted (202, durable)  {:>8.0} events/s  ({:.2} s)", n as f64 / accepted_in.as_secs_f64(), accepted_in.as_secs_f64());
     println!("  delivered and ticketed   {:>8.0} events/s  ({:.2} s)", n as f64 / done_in.as_secs_f64(), done_in.as_secs_f64());
     println!("  publish -> delivered     p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", ms(pct(0.50)), ms(pct(0.99)), ms(pct(1.0)));
@@ -377,8 +402,70 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
         );
     }
     println!("  peak RSS                 {:.1} MiB", peak as f64 / 1024.0);
-    handle.stop(true).await;
+    for handle in handles {
+        handle.stop(true).await;
+    }
     sink_handle.stop(true).await;
+    for r in running {
+        let _ = r.await;
+    }
+    Ok(())
+}
+
+/// `bench --nats URL`: the NATS JetStream intake alone. `--events` messages are put on a
+/// stream of their own first (their publishing is not measured), then one instance, its
+/// connectors paused by governance, takes them from the stream; the time until every message
+/// is stored (its job committed, then the message acked) gives the intake's rate.
+async fn nats_intake(dir: &Path, args: &BenchArgs, url: &str) -> Result<(), String> {
+    let n = args.events;
+    let tag = format!("BENCH_{}", std::process::id());
+    let mut settings = settings_in(dir, args.database.clone());
+    settings.bus.nats.url = Some(url.to_string());
+    settings.bus.nats.stream = tag.clone();
+    settings.bus.nats.subjects = format!("{}.>", tag.to_lowercase());
+    settings.bus.nats.prefix = format!("{}.", tag.to_lowercase());
+    std::fs::write(dir.join("connectors/bench.yaml"), connector_yaml("bench", "bench.event", "http://127.0.0.1:9", args.concurrency, None, false)).map_err(|e| e.to_string())?;
+    // Intake only: governance off before the service starts.
+    let db = storage::connect(&settings.database_url()).await.map_err(|e| e.to_string())?;
+    storage::put_setting(&db, "sync.enabled", &json!(false)).await.map_err(|e| e.to_string())?;
+    let client = async_nats::connect(url).await.map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+    let js = async_nats::jetstream::new(client);
+    let stream_config = async_nats::jetstream::stream::Config { name: tag.clone(), subjects: vec![settings.bus.nats.subjects.clone()], ..Default::default() };
+    js.get_or_create_stream(stream_config).await.map_err(|e| e.to_string())?;
+    let subject = format!("{}bench.event", settings.bus.nats.prefix);
+    let mut acks = Vec::with_capacity(1000);
+    for i in 0..n {
+        let body = json!({ "n": i }).to_string();
+        acks.push(js.publish(subject.clone(), body.into()).await.map_err(|e| e.to_string())?);
+        if acks.len() == 1000 || i + 1 == n {
+            for ack in acks.drain(..) {
+                ack.await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let t0 = Instant::now();
+    let cpu0 = cpu_secs();
+    let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+    let handle = app.server_handle();
+    let running = actix_web::rt::spawn(app.run_until_stopped());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let stored = storage::queue_stats(&db).await.map_err(|e| e.to_string())?.iter().filter(|(c, _, _)| c == "bench").map(|(_, _, k)| *k).sum::<i64>();
+        if stored as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out: {stored} of {n} stored"));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = t0.elapsed();
+    let cpu = cpu_secs() - cpu0;
+    println!("hms-sync bench --nats: {n} messages from JetStream, {}, connectors paused (intake only)", storage::backend_name(&db));
+    println!("  stored and acked         {:>8.0} events/s  ({:.2} s, from the service's start)", n as f64 / took.as_secs_f64(), took.as_secs_f64());
+    println!("  CPU, whole process       {:.3} ms per event", cpu * 1000.0 / n as f64);
+    handle.stop(true).await;
     let _ = running.await;
+    let _ = js.delete_stream(&tag).await;
     Ok(())
 }

@@ -89,8 +89,9 @@ impl MigrationTrait for Migration {
             manager.alter_table(add(ColumnDef::new(Deliveries::Claims).integer().not_null().default(0).to_owned())).await?;
         }
         let db = manager.get_connection();
-        // The jobs in flight somewhere (few), for the sweep that finds lapsed leases.
-        db.execute_unprepared("CREATE INDEX IF NOT EXISTS idx_deliveries_leased ON deliveries (lease_until) WHERE lease_owner IS NOT NULL").await?;
+        // The jobs in flight somewhere (few): the keys a claim must leave alone, and the sweep
+        // that finds lapsed leases.
+        db.execute_unprepared("CREATE INDEX IF NOT EXISTS idx_deliveries_leased ON deliveries (connector_id, record_key) WHERE lease_owner IS NOT NULL").await?;
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
             db.execute_unprepared(PG_TRIGGERS).await?;
         }

@@ -144,14 +144,13 @@ impl Lane {
         }
         let (db, instance, lease) = (self.cx.rt.db.clone(), self.cx.rt.instance.clone(), self.cx.rt.lease);
         let ids: Vec<i64> = self.in_flight_ids.iter().copied().collect();
-        ctx.spawn(async move { (storage::renew_job_leases(&db, &instance, &ids, lease).await, ids) }.into_actor(self).map(|(res, ids), act, _| match res {
-            Ok(renewed) if renewed.len() < ids.len() => {
-                let lapsed: Vec<i64> = ids.into_iter().filter(|i| !renewed.contains(i) && act.in_flight_ids.contains(i)).collect();
-                if !lapsed.is_empty() {
-                    tracing::warn!(connector = %act.cx.id(), jobs = ?lapsed, "the leases of jobs in flight ran out before they were renewed; another instance may take them, and their outcomes here will not be written");
+        ctx.spawn(async move { storage::renew_job_leases(&db, &instance, &ids, lease).await }.into_actor(self).map(|res, act, _| match res {
+            Ok(lost) => {
+                let lost: Vec<i64> = lost.into_iter().filter(|i| act.in_flight_ids.contains(i)).collect();
+                if !lost.is_empty() {
+                    tracing::warn!(connector = %act.cx.id(), jobs = ?lost, "the leases of jobs in flight ran out before they were renewed; another instance may take them, and their outcomes here will not be written");
                 }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(connector = %act.cx.id(), error = %e, "cannot renew the leases of the jobs in flight"),
         }));
     }

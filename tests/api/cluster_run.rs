@@ -16,16 +16,6 @@ fn feed_connector(base: &str) -> String {
     )
 }
 
-/// One count from the database at `url`.
-async fn count(url: &str, sql: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Database, Statement};
-    let db = Database::connect(url).await.unwrap();
-    let row = db.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_string())).await.unwrap().unwrap();
-    let n = row.try_get_by_index::<i64>(0).unwrap();
-    db.close().await.unwrap();
-    n
-}
-
 #[actix_web::test]
 async fn three_instances_lose_nothing_through_a_kill() {
     let Some(nats) = crate::nats::nats_url() else { return };
@@ -109,10 +99,10 @@ async fn three_instances_lose_nothing_through_a_kill() {
         assert!(log.reads > 0, "the feed was pulled");
     }
     // One job per event, one ticket per completed job, and the chain holds.
-    let jobs = count(&url, "SELECT count(*) FROM deliveries WHERE connector_id = 'shared'").await;
-    let done = count(&url, "SELECT count(*) FROM deliveries WHERE connector_id = 'shared' AND status = 'done'").await;
-    let tickets = count(&url, "SELECT count(*) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
-    let ticketed = count(&url, "SELECT count(DISTINCT delivery_id) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
+    let jobs = crate::cluster::count(&url, "SELECT count(*) FROM deliveries WHERE connector_id = 'shared'").await;
+    let done = crate::cluster::count(&url, "SELECT count(*) FROM deliveries WHERE connector_id = 'shared' AND status = 'done'").await;
+    let tickets = crate::cluster::count(&url, "SELECT count(*) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
+    let ticketed = crate::cluster::count(&url, "SELECT count(DISTINCT delivery_id) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
     assert_eq!((jobs, done, tickets, ticketed), (events as i64, events as i64, events as i64, events as i64), "jobs, done, tickets, ticketed jobs");
     let (_, chain) = instances[0].as_ref().unwrap().call("GET", "/tickets/verify", None).await;
     assert_eq!(chain["ok"], true, "{chain}");

@@ -276,8 +276,8 @@ pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
     let taken = storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap();
     let again = taken.iter().find(|c| c.job.id == first.job.id).expect("the lapsed job is claimed by another");
     assert_eq!(again.token.claims, first.token.claims + 1);
-    assert_eq!(storage::renew_job_leases(db, "slow", &[first.job.id], slow.lease).await.unwrap(), Vec::<i64>::new(), "a lapsed lease is not renewed");
-    assert_eq!(storage::renew_job_leases(db, "fast", &[again.job.id], fast.lease).await.unwrap(), vec![again.job.id]);
+    assert_eq!(storage::renew_job_leases(db, "slow", &[first.job.id], slow.lease).await.unwrap(), vec![first.job.id], "a lapsed lease is not renewed: lost");
+    assert_eq!(storage::renew_job_leases(db, "fast", &[again.job.id], fast.lease).await.unwrap(), Vec::<i64>::new(), "renewed, nothing lost");
     let late = settled(&first);
     assert_eq!(storage::write_batch(db, &[&late]).await.unwrap(), [storage::EntryWritten::Stale], "the first claim's outcome is fenced off");
     // The new owner's lane restarts: its claims are given back and can be taken at once.
@@ -289,4 +289,5 @@ pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
     assert_eq!(storage::write_batch(db, &[&outcome]).await.unwrap(), [storage::EntryWritten::Written(None)]);
     let job = storage::get_delivery(db, first.job.id).await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.claims), ("done", 3));
+    assert_eq!(storage::renew_job_leases(db, "slow", &[first.job.id], slow.lease).await.unwrap(), Vec::<i64>::new(), "a settled job is neither renewed nor lost");
 }

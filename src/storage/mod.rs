@@ -323,11 +323,15 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
             return Err(StorageError::Connect { url: shown, source });
         }
     };
+    // Instances of a cluster that start together would run the migrations side by side (and
+    // fail on each other's tables): one at a time, the others wait, then find nothing to do.
+    let lock = schema::MigrationLock::take(url).await.map_err(|source| StorageError::Migrate { url: shown.clone(), source })?;
     if schema::ours_is_current(&db, &shown).await? {
         use migrations::MigratorTrait;
         migrations::Migrator::up(&db, None).await.map_err(|source| StorageError::Migrate { url: shown.clone(), source })?;
         schema::record(&db).await?;
     }
+    lock.release().await;
     Ok(db)
 }
 

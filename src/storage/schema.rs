@@ -16,6 +16,34 @@ use super::{Db, StorageError, get_setting, put_setting};
 
 const KEY: &str = "schema";
 
+/// The advisory lock key the migrating instance holds (PostgreSQL).
+const MIGRATION_LOCK: i64 = 0x686d_735f_6d69_6772; // "hms_migr"
+
+/// On PostgreSQL: a session advisory lock on a connection of its own (not the pool's, whose
+/// connections the migrations use in turn), held while one instance checks and migrates the
+/// schema; the lock goes with the connection. Nothing on SQLite (one process per file).
+pub struct MigrationLock(Option<sea_orm::sqlx::postgres::PgConnection>);
+
+impl MigrationLock {
+    pub async fn take(url: &str) -> Result<Self, sea_orm::DbErr> {
+        use sea_orm::sqlx::{Connection, postgres::PgConnection};
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(Self(None));
+        }
+        let sqlx_err = |e: sea_orm::sqlx::Error| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)));
+        let mut conn = PgConnection::connect(url).await.map_err(sqlx_err)?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut conn).await.map_err(sqlx_err)?;
+        Ok(Self(Some(conn)))
+    }
+
+    pub async fn release(self) {
+        use sea_orm::sqlx::Connection;
+        if let Some(conn) = self.0 {
+            let _ = conn.close().await;
+        }
+    }
+}
+
 /// The migrations this binary knows, oldest first.
 fn known() -> Vec<String> {
     use migrations::MigratorTrait;

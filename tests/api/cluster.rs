@@ -540,3 +540,23 @@ async fn an_instance_with_another_version_of_a_connector_file_is_refused() {
     a.stop().await;
     drop_pg(&admin, &name).await;
 }
+
+/// Instances started together on a new database (the walk-through's three `up`s): one
+/// migrates while the others wait for it, and all three start.
+#[actix_web::test]
+async fn instances_started_together_on_a_new_database_all_start() {
+    let Some((admin, url, name)) = fresh_pg("together").await else { return };
+    let settings = |tag: &str| {
+        let mut s = test_settings(&temp_dir(tag));
+        s.database.url = Some(url.clone());
+        s
+    };
+    let (a, b, c) = (settings("together-a"), settings("together-b"), settings("together-c"));
+    let (a, b, c) = tokio::join!(TestApp::spawn(a), TestApp::spawn(b), TestApp::spawn(c));
+    let (_, view) = a.call("GET", "/cluster", None).await;
+    assert_eq!(view["instances"].as_array().map(Vec::len), Some(3), "{view}");
+    for app in [a, b, c] {
+        app.stop().await;
+    }
+    drop_pg(&admin, &name).await;
+}

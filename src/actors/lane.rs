@@ -108,18 +108,24 @@ impl Lane {
                 match res {
                     Ok(claims) => {
                         let mut probe_sent = false;
+                        // Claimed and not started: on a shared queue they are leased to this
+                        // instance, and given back at once (a key whose last job's outcome was
+                        // just committed, its lane not told yet, offers its next job).
+                        let mut skipped = Vec::new();
                         for claim in claims {
-                            if act.capacity() == 0 {
-                                break;
-                            }
-                            if !act.in_flight_ids.contains(&claim.job.id) && !act.in_flight_keys.contains(&claim.job.record_key) {
+                            if act.capacity() > 0 && !act.in_flight_ids.contains(&claim.job.id) && !act.in_flight_keys.contains(&claim.job.record_key) {
                                 act.start(claim, probe, ctx);
                                 probe_sent = probe;
+                            } else {
+                                skipped.push(claim.job.id);
                             }
                         }
                         if probe && !probe_sent {
                             act.cx.shared.breaker.release_probe();
                         }
+                        // Not read again now: their key's own outcome, when the lane hears of
+                        // it, reads the queue (at once would find them again, in a loop).
+                        act.release(skipped, false, ctx);
                     }
                     Err(e) => {
                         if probe {
@@ -133,6 +139,26 @@ impl Lane {
                 }
             },
         ));
+    }
+
+    /// Gives back the claims of jobs `ids` this lane did not start (a shared queue; nothing to
+    /// do on SQLite, where a claim is a read), then, with `then_claim`, reads the queue again.
+    fn release(&mut self, ids: Vec<i64>, then_claim: bool, ctx: &mut Context<Self>) {
+        if ids.is_empty() || !self.cx.rt.shared_queue() {
+            if then_claim {
+                self.claim(ctx);
+            }
+            return;
+        }
+        let (db, instance) = (self.cx.rt.db.clone(), self.cx.rt.instance.clone());
+        ctx.spawn(async move { storage::release_claims(&db, &instance, &ids).await }.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                tracing::warn!(connector = %act.cx.id(), error = %e, "cannot give back claims not started; they are claimed again when their leases run out");
+            }
+            if then_claim {
+                act.claim(ctx);
+            }
+        }));
     }
 
     /// Renews the leases of the jobs in flight (a shared queue), so a slow request keeps its
@@ -201,7 +227,9 @@ impl Lane {
                     act.holds -= 1;
                     act.in_flight_ids.remove(&id);
                     act.in_flight_keys.remove(&key);
-                    act.claim(ctx);
+                    // Its claim is given back first (on a shared queue it still holds the
+                    // job), then the queue is read.
+                    act.release(vec![id], true, ctx);
                 });
             }
         }));

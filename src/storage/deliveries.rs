@@ -363,6 +363,23 @@ pub async fn renew_job_leases(db: &Db, owner: &str, ids: &[i64], lease: std::tim
     lost.iter().map(|r| r.try_get::<i64>("", "id").map_err(StorageError::from)).collect()
 }
 
+/// Gives back the leases `owner` holds on jobs `ids` (claimed and not started: their key was
+/// still busy here, or their outcome could not be stored), so they can be claimed again at
+/// once rather than when the leases run out. A no-op on SQLite.
+pub async fn release_claims(db: &Db, owner: &str, ids: &[i64]) -> Result<(), StorageError> {
+    if ids.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let list = padded(ids).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    // Locked in id order (see `renew_job_leases`).
+    let sql = format!(
+        "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL \
+         WHERE id IN (SELECT id FROM deliveries WHERE id IN ({list}) AND lease_owner = $1 AND status = 'pending' ORDER BY id FOR UPDATE)"
+    );
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [owner.into()])).await?;
+    Ok(())
+}
+
 /// Gives back the leases `owner` holds on the pending jobs of `connector_id`: its lane starts
 /// afresh (after a crash or a replacement) and has nothing in flight, so the jobs are free to
 /// claim again at once rather than when the leases run out.

@@ -28,7 +28,7 @@ pub use connectors::{StoredConnector, delete_connector, list_connectors, save_co
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
     Claim, ClaimToken, Claimant, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
-    in_flight_by_instance, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_job_leases, renew_job_leases, replay_parked, reschedule,
+    in_flight_by_instance, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_claims, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};

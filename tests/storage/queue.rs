@@ -252,6 +252,11 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].job.record_key, first.job.record_key);
     assert!(next[0].job.id > first.job.id);
+    // A claim given back (not started) can be taken at once, by anyone.
+    storage::release_claims(db, "b", &[next[0].job.id]).await.unwrap();
+    let again = storage::claim(db, "shared", Utc::now(), 10, &[], a).await.unwrap();
+    assert_eq!(again.iter().map(|c| c.job.id).collect::<Vec<_>>(), [next[0].job.id]);
+    assert_eq!(again[0].token.claims, 2);
 }
 
 /// A lease that runs out (its instance died or stalled) frees the job: the sweep finds it,

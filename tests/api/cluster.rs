@@ -327,7 +327,7 @@ async fn stored_jobs_and_control_changes_are_notified() {
 async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
     let Some((admin, url, name)) = fresh_pg("failover").await else { return };
     let sink = KeyedSink::start().await;
-    sink.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    sink.stall_ms.store(60_000, std::sync::atomic::Ordering::SeqCst);
     let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
     let start = |tag: &str| {
         let dir = temp_dir(tag);
@@ -343,7 +343,7 @@ async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
     poll_until("a's three requests on the wire", WAIT, || async { (sink.log.lock().unwrap().requests >= 3).then_some(()) }).await;
     // b runs beside a, finds every job leased, and waits.
     let b = Service::up(&dir_b, &env, Stdio::null()).await;
-    sink.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+    sink.stall_ms.store(0, std::sync::atomic::Ordering::SeqCst);
     let killed = std::time::Instant::now();
     a.kill9();
     poll_until("b delivers a's claimed jobs", WAIT, || async { (sink.delivered_count() >= 3).then_some(()) }).await;
@@ -558,5 +558,59 @@ async fn instances_started_together_on_a_new_database_all_start() {
     for app in [a, b, c] {
         app.stop().await;
     }
+    drop_pg(&admin, &name).await;
+}
+
+/// Fencing (item 2): an instance frozen (SIGSTOP) with a request on the wire past its lease.
+/// Another instance claims the job and delivers it; when the frozen one wakes and hears its
+/// answer, its outcome is fenced off by the claim count: the job has one ticket, written by
+/// the instance that holds the claim.
+#[actix_web::test]
+async fn a_frozen_instance_that_wakes_after_its_lease_cannot_settle() {
+    let Some((admin, url, name)) = fresh_pg("fence").await else { return };
+    let sink = KeyedSink::start().await;
+    // a's request is answered after 4 s, when a is frozen and its 2 s lease is gone.
+    sink.stall_ms.store(4_000, std::sync::atomic::Ordering::SeqCst);
+    let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
+    let start = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        dir
+    };
+    let (dir_a, dir_b) = (start("fence-a"), start("fence-b"));
+    let a_log = dir_a.join("a.log");
+    let a = Service::up(&dir_a, &env, Stdio::from(std::fs::File::create(&a_log).unwrap())).await;
+    let body = serde_json::json!({ "key": "k1", "seq": "1" }).to_string();
+    assert_eq!(a.call("POST", "/events/cluster.test", Some(&body)).await.0, 202);
+    poll_until("a's request on the wire", WAIT, || async { (sink.log.lock().unwrap().requests >= 1).then_some(()) }).await;
+    // b starts beside a, which holds the job.
+    let b_log = dir_b.join("b.log");
+    let b = Service::up(&dir_b, &env, Stdio::from(std::fs::File::create(&b_log).unwrap())).await;
+    let signal = |sig: &str, pid: u32| assert!(std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+    signal("-STOP", a.child.id());
+    // The sink answers a's request at 4 s (a is frozen and does not hear it). b, once a's
+    // lease has run out, claims the job and sends it again; that request is answered after
+    // 3 s, so the job is still b's, in flight, when a wakes.
+    sink.stall_ms.store(3_000, std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sink.log.lock().unwrap().requests < 2 {
+        assert!(std::time::Instant::now() < deadline, "b did not send the job; b's log:\n{}", std::fs::read_to_string(&b_log).unwrap_or_default());
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal("-CONT", a.child.id());
+    // a hears its own 200 and tries to settle: its claim count is out of date, and its
+    // outcome is refused as stale (its log says so), though the job is still pending.
+    poll_until("a's outcome refused as stale", WAIT, || async { std::fs::read_to_string(&a_log).unwrap_or_default().contains("settled meanwhile").then_some(()) }).await;
+    let job = "(SELECT id FROM deliveries WHERE connector_id = 'shared')";
+    let settled = poll_until("the job settled", WAIT, || async {
+        let done = count(&url, &format!("SELECT count(*) FROM deliveries WHERE id = {job} AND status = 'done'")).await;
+        (done == 1).then_some(done)
+    })
+    .await;
+    assert_eq!(settled, 1);
+    assert_eq!(count(&url, "SELECT count(*) FROM sync_tickets WHERE connector_id = 'shared'").await, 1, "one ticket: a's late outcome was fenced off");
+    assert_eq!(count(&url, &format!("SELECT claims::bigint FROM deliveries WHERE id = {job}")).await, 2, "claimed by a, then by b");
+    drop(a);
+    drop(b);
     drop_pg(&admin, &name).await;
 }

@@ -23,18 +23,18 @@ pub struct KeyedLog {
 
 /// A target that records, per record key (the last path segment), the order of the requests
 /// it accepted and whether two requests of one key were ever in flight at once. Every tenth
-/// request is answered 503; while `stall` is set, requests hang for a minute.
+/// request is answered 503; while `stall_ms` is set, requests hang that long first.
 #[derive(Clone)]
 pub struct KeyedSink {
     pub base: String,
     pub log: std::sync::Arc<std::sync::Mutex<KeyedLog>>,
-    pub stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub stall_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl KeyedSink {
     pub async fn start() -> KeyedSink {
         use actix_web::{web, App, HttpRequest, HttpResponse};
-        let sink = KeyedSink { base: String::new(), log: Default::default(), stall: Default::default() };
+        let sink = KeyedSink { base: String::new(), log: Default::default(), stall_ms: Default::default() };
         let shared = sink.clone();
         let base = crate::serve_local!(move || {
             let sink = shared.clone();
@@ -59,8 +59,9 @@ impl KeyedSink {
                         }
                         log.requests
                     };
-                    if sink.stall.load(std::sync::atomic::Ordering::SeqCst) {
-                        actix_web::rt::time::sleep(Duration::from_secs(60)).await;
+                    let stall = sink.stall_ms.load(std::sync::atomic::Ordering::SeqCst);
+                    if stall > 0 {
+                        actix_web::rt::time::sleep(Duration::from_millis(stall)).await;
                     }
                     // A short wait, so requests of different instances overlap.
                     actix_web::rt::time::sleep(Duration::from_millis(3)).await;

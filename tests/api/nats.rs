@@ -134,3 +134,74 @@ async fn a_nats_outage_leaves_http_intake_working() {
     assert_eq!(fake.wait_for(1).await[0].body["status"], "http");
     app.stop().await;
 }
+
+/// A NATS server of the test's own, on a free port, with JetStream storing under `dir`.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateNats {
+    fn start(port: u16, dir: &std::path::Path) -> PrivateNats {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts (.ci/run installs Debian's nats-server)");
+        poll_until_sync("the private nats-server to listen", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        PrivateNats { child, port, dir: dir.to_path_buf() }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// NATS goes down and comes back (item 6): meanwhile HTTP intake goes on and `/readyz` says
+/// NATS is down; the intake reconnects by itself and takes what is published after, and
+/// nothing is delivered twice.
+#[actix_web::test]
+async fn the_intake_reconnects_when_nats_comes_back() {
+    if nats_url().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = temp_dir("nats-store");
+    let mut server = PrivateNats::start(port, &store);
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("nats-reconnect");
+    permits(&dir, &fake);
+    let s = with_nats(test_settings(&dir), &server.url(), "reconnect");
+    let app = TestApp::spawn(s.clone()).await;
+    let taking = || async { (app.call("GET", "/cluster", None).await.1["nats"]["taking"] == true).then_some(()) };
+    poll_until("the intake to take", WAIT, taking).await;
+    publish(&s, "permit.updated", serde_json::json!({ "permitId": "N1", "status": "before" }), None).await;
+    fake.wait_for(1).await;
+    server.kill();
+    poll_until("readyz to say NATS is down", WAIT, || async { (app.call("GET", "/readyz", None).await.1["nats"]["status"] == "down").then_some(()) }).await;
+    assert_eq!(app.call("POST", "/events/permit.updated", Some(r#"{"permitId": "H1", "status": "http"}"#)).await.0, 202);
+    fake.wait_for(2).await;
+    let server = PrivateNats::start(port, &server.dir.clone());
+    poll_until("the intake to take again", Duration::from_secs(30), taking).await;
+    publish(&s, "permit.updated", serde_json::json!({ "permitId": "N2", "status": "after" }), None).await;
+    let got = fake.wait_for(3).await;
+    let statuses: Vec<&str> = got.iter().filter_map(|r| r.body["status"].as_str()).collect();
+    assert_eq!(statuses, ["before", "http", "after"], "each once, in order");
+    assert_eq!(app.call("GET", "/readyz", None).await.1["nats"]["status"], "up");
+    app.stop().await;
+    drop(server);
+}

@@ -218,6 +218,7 @@ impl Reconciler {
         self.running = true;
         let (db, registry, governance) = (self.db.clone(), self.registry.clone(), self.governance.clone());
         let read = async move {
+            let read_at = std::time::Instant::now();
             let enabled = super::governance::load_enabled(&db).await?;
             let api = storage::list_connectors(&db).await?;
             let paused = storage::settings_with_prefix(&db, "connector.")
@@ -225,8 +226,8 @@ impl Reconciler {
                 .into_iter()
                 .filter_map(|(key, value)| Some((key.strip_prefix("connector.")?.strip_suffix(".paused")?.to_string(), value.as_bool()?)))
                 .collect();
-            governance.do_send(super::governance::Adopt(enabled));
-            registry.do_send(super::registry::Reconcile { api, paused });
+            governance.do_send(super::governance::Adopt { enabled, read_at });
+            registry.do_send(super::registry::Reconcile { api, paused, read_at });
             Ok::<(), storage::StorageError>(())
         };
         ctx.spawn(read.into_actor(self).map(|res, act, _| {

@@ -12,6 +12,9 @@ pub const SYNC_ENABLED_KEY: &str = "sync.enabled";
 pub struct Governance {
     db: Db,
     enabled: bool,
+    /// When this instance last set the toggle (its write committed): an `Adopt` read before
+    /// that is older than the change, and ignored.
+    set_at: Option<std::time::Instant>,
     /// Told of every change; the Registry in the running service.
     listener: Option<Recipient<GovernanceChanged>>,
 }
@@ -23,7 +26,7 @@ pub async fn load_enabled(db: &Db) -> Result<bool, StorageError> {
 
 impl Governance {
     pub fn new(db: Db, enabled: bool) -> Self {
-        Self { db, enabled, listener: None }
+        Self { db, enabled, set_at: None, listener: None }
     }
 }
 
@@ -64,16 +67,23 @@ impl Handler<GetEnabled> for Governance {
 /// written again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Adopt(pub bool);
+pub struct Adopt {
+    pub enabled: bool,
+    /// When the read of the database began.
+    pub read_at: std::time::Instant,
+}
 
 impl Handler<Adopt> for Governance {
     type Result = ();
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) {
-        if self.enabled != msg.0 {
-            self.enabled = msg.0;
-            tracing::info!(enabled = msg.0, "governance: sync toggled by another instance");
+        if self.set_at.is_some_and(|t| t >= msg.read_at) {
+            return;
+        }
+        if self.enabled != msg.enabled {
+            self.enabled = msg.enabled;
+            tracing::info!(enabled = msg.enabled, "governance: sync toggled by another instance");
             if let Some(l) = &self.listener {
-                l.do_send(GovernanceChanged { enabled: msg.0 });
+                l.do_send(GovernanceChanged { enabled: msg.enabled });
             }
         }
     }
@@ -95,6 +105,7 @@ impl Handler<SetEnabled> for Governance {
                 .map(|res, act, _| {
                     if let Ok(enabled) = res {
                         act.enabled = enabled;
+                        act.set_at = Some(std::time::Instant::now());
                         tracing::info!(enabled, "governance: sync toggled");
                         if let Some(l) = &act.listener {
                             l.do_send(GovernanceChanged { enabled });

@@ -49,6 +49,11 @@ pub struct Registry {
     /// The same routing, shared with the event intake: publishers read it directly instead
     /// of asking this actor for every event (one thread hand-off less per event).
     routes: RoutingTable,
+    /// When this instance last changed each connector through its API (registered,
+    /// replaced, removed, paused or resumed; the time its write was committed). A reconcile
+    /// whose read of the database began before that is older than the change, and leaves
+    /// the connector alone: applying it would undo the change until the next round.
+    local_changes: HashMap<String, std::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +79,7 @@ fn paused_key(id: &str) -> String {
 
 impl Registry {
     pub fn new(rt: Runtime, governance_enabled: bool, routes: RoutingTable) -> Self {
-        Self { rt, governance_enabled, connectors: BTreeMap::new(), by_topic: HashMap::new(), routes }
+        Self { rt, governance_enabled, connectors: BTreeMap::new(), by_topic: HashMap::new(), routes, local_changes: HashMap::new() }
     }
 
     fn reindex(&mut self) {
@@ -218,6 +223,7 @@ impl Handler<Register> for Registry {
             .into_actor(self)
             .map(move |res: Result<(), RegistryError>, act, _| {
                 res?;
+                act.local_changes.insert(id.clone(), std::time::Instant::now());
                 if act.connectors.contains_key(&id) {
                     act.replace(&id, msg.loaded.spec, msg.loaded.source)?;
                     act.reindex();
@@ -259,6 +265,7 @@ impl Handler<Remove> for Registry {
             .into_actor(self)
             .map(move |res: Result<(), RegistryError>, act, _| {
                 res?;
+                act.local_changes.insert(msg.0.clone(), std::time::Instant::now());
                 act.drop_connector(&msg.0);
                 act.reindex();
                 tracing::info!(connector = %msg.0, "connector removed");
@@ -481,6 +488,7 @@ impl Handler<PauseConnector> for Registry {
             .into_actor(self)
             .map(move |res: Result<bool, RegistryError>, act, _| {
                 let paused = res?;
+                act.local_changes.insert(id.clone(), std::time::Instant::now());
                 if let Some(e) = act.connectors.get_mut(&id) {
                     e.paused = paused;
                 }
@@ -497,13 +505,19 @@ impl Handler<PauseConnector> for Registry {
 pub struct Reconcile {
     pub api: Vec<storage::StoredConnector>,
     pub paused: HashMap<String, bool>,
+    /// When the read of the database began: a connector changed here since is left alone.
+    pub read_at: std::time::Instant,
 }
 
 impl Handler<Reconcile> for Registry {
     type Result = ();
-    fn handle(&mut self, msg: Reconcile, _: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Reconcile, _: &mut Context<Self>) {
+        // What this instance changed after the read began is newer than the read.
+        let newer: Vec<String> = self.local_changes.iter().filter(|(_, t)| **t >= msg.read_at).map(|(id, _)| id.clone()).collect();
+        self.local_changes.retain(|_, t| *t >= msg.read_at);
+        msg.api.retain(|c| !newer.contains(&c.id));
         // Pause flags set through another instance.
-        for (id, e) in self.connectors.iter_mut() {
+        for (id, e) in self.connectors.iter_mut().filter(|(id, _)| !newer.contains(id)) {
             let want = msg.paused.get(id).copied().unwrap_or(false);
             if e.paused != want {
                 tracing::info!(connector = %id, paused = want, "pause flag changed by another instance");
@@ -513,7 +527,12 @@ impl Handler<Reconcile> for Registry {
         }
         // Connectors registered, replaced or deleted over the API of another instance.
         let stored: HashMap<&str, &str> = msg.api.iter().map(|c| (c.id.as_str(), c.source.as_str())).collect();
-        let gone: Vec<String> = self.connectors.iter().filter(|(id, e)| e.origin == Origin::Api && !stored.contains_key(id.as_str())).map(|(id, _)| id.clone()).collect();
+        let gone: Vec<String> = self
+            .connectors
+            .iter()
+            .filter(|(id, e)| e.origin == Origin::Api && !stored.contains_key(id.as_str()) && !newer.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut changed = !gone.is_empty();
         for id in gone {
             if self.drop_connector(&id).is_some() {

@@ -614,3 +614,26 @@ async fn a_frozen_instance_that_wakes_after_its_lease_cannot_settle() {
     drop(b);
     drop_pg(&admin, &name).await;
 }
+
+/// A reconcile whose read of the database began before a change made through this instance
+/// must not undo it: connectors registered one after the other (each registration notifies
+/// every instance, which reconciles) all stay, and a pause stays.
+#[actix_web::test]
+async fn a_reconcile_older_than_a_change_here_leaves_it_alone() {
+    let Some((admin, url, name)) = fresh_pg("reconcile").await else { return };
+    let mut s = test_settings(&temp_dir("reconcile"));
+    s.database.url = Some(url.clone());
+    let app = TestApp::spawn(s).await;
+    for i in 0..40 {
+        let id = format!("c{i}");
+        let yaml = permit_connector(&id, "permit.updated", "http://127.0.0.1:9", "");
+        assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
+        assert_eq!(app.call("GET", &format!("/connectors/{id}"), None).await.0, 200, "{id} right after its registration");
+        assert_eq!(app.call("PUT", &format!("/connectors/{id}/pause"), None).await.0, 202);
+        assert_eq!(app.status(&id).await["paused"], true, "{id} right after its pause");
+    }
+    let (_, list) = app.call("GET", "/connectors", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(40), "{list}");
+    app.stop().await;
+    drop_pg(&admin, &name).await;
+}

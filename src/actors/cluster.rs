@@ -344,6 +344,21 @@ fn parse_signal(payload: &str) -> Option<Signal> {
     }
 }
 
+/// The listening connection. sqlx's listener hands its connection back on a task it spawns
+/// when dropped, which panics when no runtime is left (a process unwinding from a panic, a
+/// test that failed): then it is let go instead, as the process is ending anyway.
+struct Listening(Option<sea_orm::sqlx::postgres::PgListener>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(l) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            std::mem::forget(l);
+        }
+    }
+}
+
 /// LISTENs on [`CHANNEL`] for as long as the actor lives, reconnecting with back-off. Each
 /// time it (re)starts listening it wakes every lane and reconciles, since what was notified
 /// meanwhile is lost.
@@ -358,7 +373,7 @@ async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: 
             Ok::<_, sea_orm::sqlx::Error>(l)
         };
         let mut listener = match listening.await {
-            Ok(l) => l,
+            Ok(l) => Listening(Some(l)),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for other instances' changes; lanes and the control plane fall back to polling meanwhile");
                 tokio::time::sleep(backoff).await;
@@ -370,7 +385,8 @@ async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: 
         registry.do_send(super::registry::WakeAll);
         reconciler.do_send(ReconcileNow);
         loop {
-            match listener.try_recv().await {
+            let Some(l) = listener.0.as_mut() else { break };
+            match l.try_recv().await {
                 Ok(Some(n)) => match parse_signal(n.payload()) {
                     Some(Signal::Jobs(Some(ids))) => registry.do_send(super::registry::WakeConnectors(ids)),
                     Some(Signal::Jobs(None)) => registry.do_send(super::registry::WakeAll),

@@ -278,28 +278,47 @@ pub struct Signals {
     registry: Addr<Registry>,
     reconciler: Addr<Reconciler>,
     sweeping: bool,
+    lease: Duration,
+    /// The other instances alive at the last sweep.
+    alive: std::collections::BTreeSet<String>,
 }
 
 impl Signals {
-    pub fn new(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
-        Self { db, instance, registry, reconciler, sweeping: false }
+    pub fn new(db: Db, instance: String, lease: Duration, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
+        Self { db, instance, registry, reconciler, sweeping: false, lease, alive: Default::default() }
     }
 
+    /// Every second: the jobs whose lease ran out (their lanes are woken to claim them), and
+    /// the instances that are gone since the last sweep (every retry timer reads the database
+    /// again, for the retries they had scheduled).
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         if self.sweeping {
             return;
         }
         self.sweeping = true;
-        let db = self.db.clone();
-        ctx.spawn(async move { storage::lapsed_lease_connectors(&db).await }.into_actor(self).map(|res, act, _| {
+        let (db, lease) = (self.db.clone(), chrono::Duration::from_std(self.lease).unwrap_or_else(|_| chrono::Duration::seconds(10)));
+        let look = async move {
+            let lapsed = storage::lapsed_lease_connectors(&db).await?;
+            let alive: std::collections::BTreeSet<String> = storage::list_instances(&db, lease).await?.into_iter().filter(|i| i.alive).map(|i| i.id).collect();
+            Ok::<_, storage::StorageError>((lapsed, alive))
+        };
+        ctx.spawn(look.into_actor(self).map(|res, act, _| {
             act.sweeping = false;
             match res {
-                Ok(ids) if !ids.is_empty() => {
-                    tracing::info!(connectors = ?ids, "jobs whose claim's lease ran out (an instance died or stalled); claiming them here");
-                    act.registry.do_send(super::registry::WakeConnectors(ids));
+                Ok((lapsed, mut alive)) => {
+                    if !lapsed.is_empty() {
+                        tracing::info!(connectors = ?lapsed, "jobs whose claim's lease ran out (an instance died or stalled); claiming them here");
+                        act.registry.do_send(super::registry::WakeConnectors(lapsed));
+                    }
+                    alive.remove(&act.instance);
+                    let gone: Vec<&String> = act.alive.difference(&alive).collect();
+                    if !gone.is_empty() {
+                        tracing::info!(instances = ?gone, "instances gone; looking for the retries they had scheduled");
+                        act.registry.do_send(super::registry::RescanRetries);
+                    }
+                    act.alive = alive;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot look for lapsed job leases"),
+                Err(e) => tracing::warn!(error = %e, "cannot look for lapsed job leases and gone instances"),
             }
         }));
     }

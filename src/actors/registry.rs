@@ -428,6 +428,21 @@ impl Handler<ForConnector> for Registry {
     }
 }
 
+/// An instance of the cluster is gone (died or stopped): every connector's retry timer reads
+/// the database again, for the retries that instance had scheduled (its timers went with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RescanRetries;
+
+impl Handler<RescanRetries> for Registry {
+    type Result = ();
+    fn handle(&mut self, _: RescanRetries, _: &mut Context<Self>) {
+        for e in self.connectors.values() {
+            e.shared.rescan_retries();
+        }
+    }
+}
+
 /// Wake every connector's lane: what changed in the queue is not known (another instance's
 /// notifications may have been missed while the listening connection was down).
 #[derive(Message)]

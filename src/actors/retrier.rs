@@ -92,6 +92,19 @@ impl Handler<RetryScheduled> for Retrier {
     }
 }
 
+/// Read the earliest due retry from the database again (another instance, which had
+/// scheduled retries of this connector, is gone: its timers with it).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Rescan;
+
+impl Handler<Rescan> for Retrier {
+    type Result = ();
+    fn handle(&mut self, _: Rescan, ctx: &mut Context<Self>) {
+        self.rescan(ctx);
+    }
+}
+
 super::child::control_handlers!(Retrier, "retrier");
 
 #[cfg(test)]

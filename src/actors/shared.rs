@@ -180,6 +180,13 @@ impl ConnectorShared {
         }
     }
 
+    /// Another instance is gone: the retry timer reads the earliest due retry again.
+    pub fn rescan_retries(&self) {
+        if let Some(retrier) = &self.live().retrier {
+            retrier.do_send(super::retrier::Rescan);
+        }
+    }
+
     /// The lane is about to read the queue (see [`ConnectorShared::jobs_stored`]).
     pub fn wake_taken(&self) {
         self.wake_sent.store(false, Ordering::Release);

@@ -637,3 +637,43 @@ async fn a_reconcile_older_than_a_change_here_leaves_it_alone() {
     app.stop().await;
     drop_pg(&admin, &name).await;
 }
+
+/// A retry scheduled by an instance that then dies (its retry timer dies with it): another
+/// instance notices it is gone within about a second of its lease and reads the retries from
+/// the database again, so the job goes at its due time, not at the next 30 s rescan.
+#[actix_web::test]
+async fn a_dead_instances_scheduled_retry_is_sent_on_time_by_another() {
+    let Some((admin, url, name)) = fresh_pg("retry_takeover").await else { return };
+    let fake = FakeSystem::start().await;
+    fake.script([Reply::RetryAfter(503, 5)]);
+    let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
+    let start = |tag: &str| {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/gis.yaml"), outbound_yaml("gis", "permit.updated", &fake, "")).unwrap();
+        dir
+    };
+    let mut instances = [Service::up(&start("retry-a"), &env, Stdio::null()).await, Service::up(&start("retry-b"), &env, Stdio::null()).await];
+    assert_eq!(instances[0].call("POST", "/events/permit.updated", Some(r#"{"permitId": "RT-1", "status": "later"}"#)).await.0, 202);
+    // Whichever instance tried it (and got the 503) holds its retry timer.
+    let tried = poll_until("the first attempt", WAIT, || {
+        let instances = &instances;
+        async move {
+            for (i, s) in instances.iter().enumerate() {
+                if s.call("GET", "/connectors/gis/status", None).await.1["counters"]["failed_attempts"] == 1 {
+                    return Some(i);
+                }
+            }
+            None
+        }
+    })
+    .await;
+    instances[tried].kill9();
+    let killed = std::time::Instant::now();
+    let other = &instances[1 - tried];
+    // Due 5 s after the first attempt; the other instance's own rescan could be 30 s away.
+    poll_until("the retry sent by the other instance", Duration::from_secs(12), || async { (fake.received().len() >= 2).then_some(()) }).await;
+    eprintln!("the retry went {} ms after the kill (due about 5 s after the first attempt)", killed.elapsed().as_millis());
+    assert_eq!(other.call("GET", "/connectors/gis/status", None).await.1["counters"]["delivered"], 1);
+    drop(instances);
+    drop_pg(&admin, &name).await;
+}

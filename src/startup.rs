@@ -185,7 +185,7 @@ impl Application {
         let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
         let cluster_actors = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
             let reconciler = Reconciler::new(db.clone(), registry.clone(), governance.clone()).start();
-            let signals = Signals::new(db.clone(), instance_id.clone(), lease, registry.clone(), reconciler.clone()).start();
+            let signals = Signals::new(db.clone(), instance_id.clone(), registry.clone(), reconciler.clone()).start();
             (reconciler, signals)
         });
         let nats_health = settings.bus.nats.url.as_ref().map(|_| Arc::new(crate::actors::nats::NatsHealth::default()));

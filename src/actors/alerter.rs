@@ -118,7 +118,7 @@ impl Alerter {
         let Some(c) = self.cluster.as_mut().filter(|c| !c.evaluating) else { return };
         c.evaluating = true;
         let (db, instance) = (c.db.clone(), c.instance.clone());
-        let ttl = chrono::Duration::from_std(c.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
+        let ttl = crate::storage::lease_ttl(c.lease);
         let window = chrono::Duration::from_std(self.rule.window).unwrap_or_else(|_| chrono::Duration::minutes(5));
         let evaluate = async move {
             if crate::storage::take_lease(&db, ALERTS_LEASE, &instance, ttl).await?.is_some() {

@@ -22,11 +22,13 @@ pub struct Heartbeat {
     lease: Duration,
     /// File differences already warned of: (connector, other instance, theirs, ours).
     warned: std::collections::HashSet<(String, String, String, String)>,
+    /// The other instances alive at the last beat.
+    alive: std::collections::BTreeSet<String>,
 }
 
 impl Heartbeat {
     pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration) -> Self {
-        Self { db, id, address, registry, every: beat_interval(lease), beating: false, lease, warned: Default::default() }
+        Self { db, id, address, registry, every: beat_interval(lease), beating: false, lease, warned: Default::default(), alive: Default::default() }
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
@@ -39,14 +41,24 @@ impl Heartbeat {
             async move {
                 let holds = holdings(&db, &id, &registry).await;
                 storage::beat(&db, &id, &address, env!("CARGO_PKG_VERSION"), &holds).await?;
-                let others = storage::list_instances(&db, chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10))).await?;
-                Ok::<_, storage::StorageError>(file_mismatches(&holds, &others.into_iter().filter(|i| i.id != id).collect::<Vec<_>>()))
+                let others: Vec<storage::Instance> = storage::list_instances(&db, storage::lease_ttl(lease)).await?.into_iter().filter(|i| i.id != id).collect();
+                let alive = others.iter().filter(|i| i.alive).map(|i| i.id.clone()).collect();
+                Ok::<_, storage::StorageError>((file_mismatches(&holds, &others), alive))
             }
             .into_actor(self)
             .map(|res, act, _| {
                 act.beating = false;
                 match res {
-                    Ok(mismatches) => {
+                    Ok((mismatches, alive)) => {
+                        // Instances gone since the last beat (died, or stopped): their retry
+                        // timers went with them, so every retry timer here reads the database
+                        // again, for the retries they had scheduled.
+                        let gone: Vec<&String> = act.alive.difference(&alive).collect();
+                        if !gone.is_empty() {
+                            tracing::info!(instances = ?gone, "instances gone; looking for the retries they had scheduled");
+                            act.registry.do_send(super::registry::RescanRetries);
+                        }
+                        act.alive = alive;
                         // Said once per difference (a reload made it; the files are being
                         // changed instance by instance, or one was forgotten).
                         for m in mismatches {
@@ -174,8 +186,7 @@ impl Handler<Leave> for Heartbeat {
 /// (`files`: id → [`file_version`]) differs from the one a live instance runs for the same
 /// id (which version delivered a shared job would depend on the instance that claimed it).
 pub async fn check_files(db: &Db, files: &std::collections::BTreeMap<String, String>, lease: Duration) -> Result<(), JoinError> {
-    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
-    let others = storage::list_instances(db, lease).await?;
+    let others = storage::list_instances(db, storage::lease_ttl(lease)).await?;
     let mismatches = file_mismatches(&json!({ "files": files }), &others);
     if mismatches.is_empty() { Ok(()) } else { Err(JoinError::Files(mismatches)) }
 }
@@ -183,8 +194,7 @@ pub async fn check_files(db: &Db, files: &std::collections::BTreeMap<String, Str
 /// Registers this instance before anything serves (a row with a first heartbeat); the other
 /// live instances it joins are named in the log.
 pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, lease: Duration) -> Result<(), JoinError> {
-    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
-    for other in storage::list_instances(db, lease).await?.into_iter().filter(|i| i.alive && i.id != id) {
+    for other in storage::list_instances(db, storage::lease_ttl(lease)).await?.into_iter().filter(|i| i.alive && i.id != id) {
         tracing::info!(instance = %other.id, address = %other.address, "joining another instance on this database; the jobs are shared");
     }
     let holds = holdings(db, id, registry).await;
@@ -278,47 +288,29 @@ pub struct Signals {
     registry: Addr<Registry>,
     reconciler: Addr<Reconciler>,
     sweeping: bool,
-    lease: Duration,
-    /// The other instances alive at the last sweep.
-    alive: std::collections::BTreeSet<String>,
 }
 
 impl Signals {
-    pub fn new(db: Db, instance: String, lease: Duration, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
-        Self { db, instance, registry, reconciler, sweeping: false, lease, alive: Default::default() }
+    pub fn new(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
+        Self { db, instance, registry, reconciler, sweeping: false }
     }
 
-    /// Every second: the jobs whose lease ran out (their lanes are woken to claim them), and
-    /// the instances that are gone since the last sweep (every retry timer reads the database
-    /// again, for the retries they had scheduled).
+    /// Every second: the jobs whose lease ran out; their lanes are woken to claim them.
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         if self.sweeping {
             return;
         }
         self.sweeping = true;
-        let (db, lease) = (self.db.clone(), chrono::Duration::from_std(self.lease).unwrap_or_else(|_| chrono::Duration::seconds(10)));
-        let look = async move {
-            let lapsed = storage::lapsed_lease_connectors(&db).await?;
-            let alive: std::collections::BTreeSet<String> = storage::list_instances(&db, lease).await?.into_iter().filter(|i| i.alive).map(|i| i.id).collect();
-            Ok::<_, storage::StorageError>((lapsed, alive))
-        };
-        ctx.spawn(look.into_actor(self).map(|res, act, _| {
+        let db = self.db.clone();
+        ctx.spawn(async move { storage::lapsed_lease_connectors(&db).await }.into_actor(self).map(|res, act, _| {
             act.sweeping = false;
             match res {
-                Ok((lapsed, mut alive)) => {
-                    if !lapsed.is_empty() {
-                        tracing::info!(connectors = ?lapsed, "jobs whose claim's lease ran out (an instance died or stalled); claiming them here");
-                        act.registry.do_send(super::registry::WakeConnectors(lapsed));
-                    }
-                    alive.remove(&act.instance);
-                    let gone: Vec<&String> = act.alive.difference(&alive).collect();
-                    if !gone.is_empty() {
-                        tracing::info!(instances = ?gone, "instances gone; looking for the retries they had scheduled");
-                        act.registry.do_send(super::registry::RescanRetries);
-                    }
-                    act.alive = alive;
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(connectors = ?ids, "jobs whose claim's lease ran out (an instance died or stalled); claiming them here");
+                    act.registry.do_send(super::registry::WakeConnectors(ids));
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot look for lapsed job leases and gone instances"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for lapsed job leases"),
             }
         }));
     }

@@ -89,6 +89,9 @@ struct Intake {
     db: Db,
     instance: Arc<str>,
     lease: Duration,
+    /// The intake's lease (`nats:STREAM/CONSUMER`) and its time on the database's clock.
+    lease_name: String,
+    ttl: chrono::Duration,
     health: Arc<NatsHealth>,
 }
 
@@ -96,7 +99,8 @@ impl NatsIntake {
     /// `None` when `bus.nats.url` is not set.
     pub fn new(cfg: &NatsSettings, bus: Bus, db: Db, instance: Arc<str>, lease: Duration, health: Arc<NatsHealth>) -> Option<Self> {
         let url = cfg.url.as_deref().map(str::trim).filter(|u| !u.is_empty())?.to_string();
-        Some(Self { intake: Intake { cfg: cfg.clone(), url, bus, db, instance, lease, health } })
+        let lease_name = format!("nats:{}/{}", cfg.stream, cfg.consumer);
+        Some(Self { intake: Intake { cfg: cfg.clone(), url, bus, db, instance, lease, lease_name, ttl: storage::lease_ttl(lease), health } })
     }
 }
 
@@ -158,14 +162,12 @@ async fn session(intake: &Intake, backoff: &mut Duration) -> Result<std::convert
     });
     tracing::info!(stream = %cfg.stream, consumer = %cfg.consumer, "NATS intake connected");
     *backoff = MIN_BACKOFF;
-    let lease_name = format!("nats:{}/{}", cfg.stream, cfg.consumer);
-    let ttl = chrono::Duration::from_std(intake.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
     let mut taking = false;
     loop {
         if client.connection_state() != async_nats::connection::State::Connected {
             return Err(format!("lost the connection to NATS at {}", intake.url));
         }
-        match storage::take_lease(&intake.db, &lease_name, &intake.instance, ttl).await {
+        match storage::take_lease(&intake.db, &intake.lease_name, &intake.instance, intake.ttl).await {
             Ok(None) => {
                 if !taking {
                     taking = true;
@@ -294,9 +296,7 @@ async fn store_and_ack(intake: &Intake, batch: Vec<jetstream::Message>) -> Resul
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                let lease_name = format!("nats:{}/{}", intake.cfg.stream, intake.cfg.consumer);
-                let ttl = chrono::Duration::from_std(intake.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
-                if let Ok(Some(holder)) = storage::take_lease(&intake.db, &lease_name, &intake.instance, ttl).await {
+                if let Ok(Some(holder)) = storage::take_lease(&intake.db, &intake.lease_name, &intake.instance, intake.ttl).await {
                     // Another instance takes now: these go to it when their ack deadline passes.
                     tracing::warn!(holder = %holder, "lost the NATS intake's lease while storing; leaving the batch unacknowledged");
                     return Ok(());

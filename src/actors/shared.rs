@@ -53,7 +53,7 @@ impl Runtime {
 
     /// The lease time, for the database.
     pub fn lease_ttl(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.lease).unwrap_or_else(|_| chrono::Duration::seconds(10))
+        crate::storage::lease_ttl(self.lease)
     }
 }
 

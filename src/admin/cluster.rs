@@ -9,8 +9,7 @@ use super::error::ApiError;
 use crate::storage;
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let lease = chrono::Duration::from_std(state.cluster.lease).unwrap_or_else(|_| chrono::Duration::seconds(10));
-    let instances = storage::list_instances(&state.db, lease).await?;
+    let instances = storage::list_instances(&state.db, storage::lease_ttl(state.cluster.lease)).await?;
     let nats = state.cluster.nats.as_ref().map(|n| n.state());
     Ok(HttpResponse::Ok().json(json!({ "self": state.cluster.instance_id, "lease_secs": state.cluster.lease.as_secs(), "instances": instances, "nats": nats })))
 }

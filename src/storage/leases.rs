@@ -7,6 +7,12 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 
 use super::{Db, StorageError, db_now};
 
+/// `cluster.lease_secs` as a span of the database's clock (10 s if it is beyond chrono's
+/// range), for [`take_lease`] and `list_instances`.
+pub fn lease_ttl(lease: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(10))
+}
+
 /// Takes or renews lease `name` for `owner` for `ttl`. `None`: `owner` holds it now;
 /// `Some(holder)`: another instance holds it and it has not run out.
 pub async fn take_lease(db: &Db, name: &str, owner: &str, ttl: chrono::Duration) -> Result<Option<String>, StorageError> {

@@ -31,7 +31,7 @@ pub use deliveries::{
     in_flight_by_instance, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_claims, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
-pub use leases::{forget_other_instances, holder, leases_held, release_leases, take_lease};
+pub use leases::{forget_other_instances, holder, lease_ttl, leases_held, release_leases, take_lease};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting, settings_with_prefix};
 pub use signals::{CHANNEL, notify};

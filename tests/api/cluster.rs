@@ -26,6 +26,13 @@ pub async fn fresh_pg(tag: &str) -> Option<(sea_orm::DatabaseConnection, String,
     Some((admin, url, name))
 }
 
+/// A test folder whose connectors folder holds `CONNECTOR.yaml` with `yaml`.
+fn dir_with(tag: &str, connector: &str, yaml: &str) -> std::path::PathBuf {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join(format!("connectors/{connector}.yaml")), yaml).unwrap();
+    dir
+}
+
 /// Drops a database made by [`fresh_pg`].
 pub async fn drop_pg(admin: &sea_orm::DatabaseConnection, name: &str) {
     use sea_orm::ConnectionTrait;
@@ -113,8 +120,7 @@ async fn one_instance_pulls_a_connector_at_a_time() {
         fake = fake.base
     );
     let settings = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/feed.yaml"), &pulling).unwrap();
+        let dir = dir_with(tag, "feed", &pulling);
         let mut s = test_settings(&dir);
         s.database.url = Some(url.clone());
         // Long enough that the holder's lease cannot run out while the test runs on a loaded
@@ -161,11 +167,7 @@ async fn a_killed_puller_is_taken_over_after_its_lease() {
         fake = fake.base
     );
     let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "3")];
-    let start = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/feed.yaml"), &pulling).unwrap();
-        dir
-    };
+    let start = |tag: &str| dir_with(tag, "feed", &pulling);
     let (dir_a, dir_b) = (start("kill-a"), start("kill-b"));
     let mut a = Service::up(&dir_a, &env, Stdio::null()).await;
     assert_eq!(a.call("POST", "/connectors/feed/sync", None).await.0, 200, "a pulls");
@@ -254,8 +256,7 @@ async fn two_instances_share_the_jobs_and_keep_each_keys_order() {
     let Some((admin, url, name)) = fresh_pg("shared_jobs").await else { return };
     let sink = KeyedSink::start().await;
     let settings = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        let dir = dir_with(tag, "shared", &keyed_connector(&sink.base));
         let mut s = test_settings(&dir);
         s.database.url = Some(url.clone());
         s
@@ -329,11 +330,7 @@ async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
     let sink = KeyedSink::start().await;
     sink.stall_ms.store(60_000, std::sync::atomic::Ordering::SeqCst);
     let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
-    let start = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
-        dir
-    };
+    let start = |tag: &str| dir_with(tag, "shared", &keyed_connector(&sink.base));
     let (dir_a, dir_b) = (start("failover-a"), start("failover-b"));
     let mut a = Service::up(&dir_a, &env, Stdio::null()).await;
     for seq in 0..3 {
@@ -387,8 +384,7 @@ async fn a_cluster_takes_jetstream_events_once_and_takes_over() {
         s
     };
     let settings = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
+        let dir = dir_with(tag, "shared", &keyed_connector(&sink.base));
         let mut s = base.clone();
         s.data_dir = dir.join("data");
         s.connectors.dir = dir.join("connectors");
@@ -481,8 +477,7 @@ async fn the_fail_rate_rule_counts_the_whole_cluster_once() {
     use sea_orm::ConnectionTrait;
     let Some((admin, url, name)) = fresh_pg("alerts").await else { return };
     let settings = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/gis.yaml"), permit_connector("gis", "permit.updated", "http://127.0.0.1:9", "")).unwrap();
+        let dir = dir_with(tag, "gis", &permit_connector("gis", "permit.updated", "http://127.0.0.1:9", ""));
         let mut s = test_settings(&dir);
         s.database.url = Some(url.clone());
         s.alerts.rule = "rate(sync.fail) > 3 per 1m".into();
@@ -521,8 +516,7 @@ async fn the_fail_rate_rule_counts_the_whole_cluster_once() {
 async fn an_instance_with_another_version_of_a_connector_file_is_refused() {
     let Some((admin, url, name)) = fresh_pg("files").await else { return };
     let settings = |tag: &str, extra: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/gis.yaml"), permit_connector("gis", "permit.updated", "http://127.0.0.1:9", extra)).unwrap();
+        let dir = dir_with(tag, "gis", &permit_connector("gis", "permit.updated", "http://127.0.0.1:9", extra));
         let mut s = test_settings(&dir);
         s.database.url = Some(url.clone());
         s
@@ -572,11 +566,7 @@ async fn a_frozen_instance_that_wakes_after_its_lease_cannot_settle() {
     // a's request is answered after 4 s, when a is frozen and its 2 s lease is gone.
     sink.stall_ms.store(4_000, std::sync::atomic::Ordering::SeqCst);
     let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
-    let start = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/shared.yaml"), keyed_connector(&sink.base)).unwrap();
-        dir
-    };
+    let start = |tag: &str| dir_with(tag, "shared", &keyed_connector(&sink.base));
     let (dir_a, dir_b) = (start("fence-a"), start("fence-b"));
     let a_log = dir_a.join("a.log");
     let a = Service::up(&dir_a, &env, Stdio::from(std::fs::File::create(&a_log).unwrap())).await;
@@ -647,11 +637,7 @@ async fn a_dead_instances_scheduled_retry_is_sent_on_time_by_another() {
     let fake = FakeSystem::start().await;
     fake.script([Reply::RetryAfter(503, 5)]);
     let env = [("HMS_SYNC__DATABASE__URL", url.as_str()), ("HMS_SYNC__CLUSTER__LEASE_SECS", "2")];
-    let start = |tag: &str| {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("connectors/gis.yaml"), outbound_yaml("gis", "permit.updated", &fake, "")).unwrap();
-        dir
-    };
+    let start = |tag: &str| dir_with(tag, "gis", &outbound_yaml("gis", "permit.updated", &fake, ""));
     let mut instances = [Service::up(&start("retry-a"), &env, Stdio::null()).await, Service::up(&start("retry-b"), &env, Stdio::null()).await];
     assert_eq!(instances[0].call("POST", "/events/permit.updated", Some(r#"{"permitId": "RT-1", "status": "later"}"#)).await.0, 202);
     // Whichever instance tried it (and got the 503) holds its retry timer.

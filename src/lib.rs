@@ -21,6 +21,7 @@
 pub mod actors;
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod delivery;
 pub mod demo;
 pub mod mapping;

@@ -157,6 +157,12 @@ impl Metrics {
         }
     }
 
+    /// How long since connector `id` last pulled successfully on this instance (since the
+    /// start when it has not yet): the `hms_sync_pull_lag_seconds` gauge's value.
+    pub fn pull_lag(&self, id: &str) -> std::time::Duration {
+        self.last_pull.lock().ok().and_then(|m| m.get(id).copied()).unwrap_or(self.started).elapsed()
+    }
+
     /// The exposition text: live counters plus gauges read from the database now.
     /// `pullers` are the connectors that pull.
     pub async fn render(&self, db: &Db, pullers: &[String]) -> Result<String, StorageError> {

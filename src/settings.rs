@@ -114,6 +114,42 @@ pub struct ServerSettings {
     /// Routes `POST /connectors/{id}/faults`, which crashes connector children on demand.
     /// For tests and drills only; off by default.
     pub fault_injection: bool,
+    /// Named tokens, each with a role (`[server.tokens.alice] role = "operator", token =
+    /// "${ALICE_TOKEN}"`): what a person or a system may do, and whose name every change they
+    /// make is recorded under. `admin_token` is the token named `admin`, role admin.
+    pub tokens: std::collections::BTreeMap<String, NamedToken>,
+}
+
+/// One named token of `server.tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub role: Role,
+    /// The secret itself, or `${NAME}`: read from the environment variable NAME at start-up
+    /// (so settings files hold no secrets).
+    pub token: String,
+}
+
+/// What a token may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything (connectors, tickets, parked jobs, the dry run).
+    Viewer,
+    /// Also pauses, resumes, restarts, syncs now, publishes, replays, discards, resolves.
+    Operator,
+    /// Also registers, replaces and removes connectors, reloads, and flips governance.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -238,6 +274,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             workers: 0,
             fault_injection: false,
+            tokens: Default::default(),
         }
     }
 }

@@ -62,8 +62,8 @@ pub struct Application {
     _lock: Option<std::fs::File>,
 }
 
-/// Refuses a non-loopback address when the admin API has no token.
-fn check_exposure(settings: &Settings) -> Result<(), StartupError> {
+/// The tokens accepted; refuses a non-loopback address when the admin API has none.
+fn check_exposure(settings: &Settings) -> Result<admin::auth::Tokens, StartupError> {
     let host = &settings.server.host;
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let token = settings.server.admin_token.as_deref().unwrap_or("");
@@ -71,10 +71,11 @@ fn check_exposure(settings: &Settings) -> Result<(), StartupError> {
     if !token.is_empty() && token.trim().is_empty() {
         return Err(StartupError::Settings("server.admin_token is only blanks: set a real token, or leave it unset to listen on 127.0.0.1 only".into()));
     }
-    if token.is_empty() && !loopback {
+    let tokens = admin::auth::Tokens::from_settings(settings, |var| std::env::var(var).ok()).map_err(StartupError::Settings)?;
+    if tokens.is_empty() && !loopback {
         return Err(StartupError::OpenAdmin(host.clone()));
     }
-    Ok(())
+    Ok(tokens)
 }
 
 /// The connector files (valid already), then connectors registered over the API earlier;
@@ -115,7 +116,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         panics::install_hook();
         let _ = rustls::crypto::ring::default_provider().install_default();
-        check_exposure(&settings)?;
+        let tokens = check_exposure(&settings)?;
         // Bound first: the demo's redirect target is this very port.
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
@@ -191,7 +192,7 @@ impl Application {
         let nats_health = settings.bus.nats.url.as_ref().map(|_| Arc::new(crate::actors::nats::NatsHealth::default()));
         let nats = nats_health.clone().and_then(|health| NatsIntake::new(&settings.bus.nats, bus.clone(), db.clone(), instance_id.clone().into(), lease, health)).map(Actor::start);
         let cluster = admin::ClusterView { instance_id, lease, nats: nats_health };
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: settings.server.admin_token.as_deref().is_some_and(|t| !t.is_empty()),
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: !tokens.is_empty(), tokens,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;
@@ -200,11 +201,10 @@ impl Application {
     }
 
     fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {
-        let token = settings.server.admin_token.clone().filter(|t| !t.is_empty());
         let limit = settings.server.max_body_bytes;
         let routes_state = state.clone();
+        let console = crate::console::Console::new().map_err(|e| StartupError::Settings(format!("the console's templates: {e}")))?;
         let mut http = HttpServer::new(move || {
-            let token = token.clone();
             let st = routes_state.clone();
             App::new()
                 .app_data(web::Data::new(st.clone()))
@@ -212,7 +212,8 @@ impl Application {
                 .app_data(admin::error::BodyLimit(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
                 .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(admin::error::json_error_body))
-                .configure(move |cfg| admin::routes(cfg, &st, token))
+                .configure(|cfg| crate::console::routes(cfg, console.clone()))
+                .configure(move |cfg| admin::routes(cfg, &st))
                 .default_service(web::to(admin::error::no_route))
         })
         // Signals are handled by the caller (`hms-sync up`), so an embedding program or a

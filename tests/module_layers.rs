@@ -19,8 +19,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("actors", 6),
     ("demo", 7),
     ("admin", 8),
-    ("startup", 9),
-    ("cli", 10),
+    ("console", 9),
+    ("startup", 10),
+    ("cli", 11),
 ];
 
 /// The `.rs` files of module `name`: `src/name.rs` and everything under `src/name/`.

@@ -42,6 +42,9 @@ pub struct Model {
     /// How many times the job was claimed: the fencing token its outcome is settled by (a
     /// later claim, by any instance, makes an earlier claim's outcome stale).
     pub claims: i32,
+    /// Who put the parked job back (a token's name), carried into its ticket.
+    #[sea_orm(nullable)]
+    pub replayed_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -253,7 +253,7 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     let client = client(&crew.shared);
     let attempts = claim.job.attempts + 1;
     let mut rounds = 0;
-    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets, .. } = loop {
+    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, mut detail, request_secrets, .. } = loop {
         match send_once(&crew, &client, &claim, attempts, rounds).await {
             Err(settled) => {
                 // Settled without a request (a two-way skip, say): a probe learned nothing,
@@ -332,6 +332,10 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     let target = masked.map(|r| r.url);
     let own = |ext: bool| cleared.link.as_ref().map_or_else(|| job.record_key.clone(), |l| if ext { l.external_id.clone() } else { l.hms_id.clone() });
     let (hms_id, external_id, direction) = if inbound { (target, Some(own(true)), Direction::Inbound) } else { (Some(own(false)), target, Direction::Outbound) };
+    // Who put a parked job back answers for what it did next (the console's "who did it").
+    if let (Some(by), Some(d)) = (&job.replayed_by, detail.as_object_mut()) {
+        d.insert("replayed_by".into(), by.clone().into());
+    }
     let ticket = |status: TicketStatus, reason: Option<String>, error: Option<String>| NewTicket {
         connector_id: shared.id().to_string(),
         event_id: Some(job.event_id.clone()),

@@ -479,6 +479,34 @@ impl Handler<AllStatus> for Registry {
     }
 }
 
+/// Every connector's status without what needs the database (queue depth, alerts, pull
+/// holder, leases: left empty), asked of every supervisor at once: the console's overview of
+/// a thousand connectors costs a thousand mailbox round trips, not four thousand queries.
+#[derive(Message)]
+#[rtype(result = "Vec<ConnectorStatus>")]
+pub struct AllSummaries;
+
+impl Handler<AllSummaries> for Registry {
+    type Result = ResponseFuture<Vec<ConnectorStatus>>;
+    fn handle(&mut self, _: AllSummaries, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self.connectors.values().map(|e| e.addr.send(super::supervisor::GetSummary)).collect();
+        Box::pin(async move { futures_util::future::join_all(asks).await.into_iter().filter_map(Result::ok).collect() })
+    }
+}
+
+/// A connector's document as written, and where it comes from (a file's path, or the
+/// database's `<database:ID>` / `<api>`).
+#[derive(Message)]
+#[rtype(result = "Option<(String, String)>")]
+pub struct SourceOf(pub String);
+
+impl Handler<SourceOf> for Registry {
+    type Result = Option<(String, String)>;
+    fn handle(&mut self, msg: SourceOf, _: &mut Context<Self>) -> Self::Result {
+        self.connectors.get(&msg.0).map(|e| (e.source.clone(), e.origin_path.clone()))
+    }
+}
+
 /// Pause or resume one connector; persisted so it survives a restart of the service.
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]

@@ -404,6 +404,18 @@ impl Handler<GetStatus> for ConnectorSupervisor {
     }
 }
 
+/// The status without what needs the database (see `registry::AllSummaries`).
+#[derive(Message)]
+#[rtype(result = "ConnectorStatus")]
+pub struct GetSummary;
+
+impl Handler<GetSummary> for ConnectorSupervisor {
+    type Result = MessageResult<GetSummary>;
+    fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status(0, Vec::new(), None, Vec::new()))
+    }
+}
+
 /// Pause or resume this connector (the Registry has persisted it).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::{Principal, audit};
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::messages::{ChildKind, Fault};
@@ -65,20 +66,23 @@ fn parse_body(body: &[u8]) -> Result<LoadedSpec, ApiError> {
     Ok(LoadedSpec { spec, source: text.to_string(), origin: "<api>".to_string() })
 }
 
-pub async fn create(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn create(state: web::Data<AppState>, who: Principal, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let loaded = parse_body(&body)?;
     let id = loaded.spec.id.clone();
     let config = serde_json::to_value(&loaded.spec).unwrap_or_default();
     state.registry.send(Register { loaded, replace: false }).await??;
+    audit(&state, &who, "connector.create", &id, None).await;
     Ok(HttpResponse::Created().insert_header(("Location", format!("/connectors/{id}"))).json(json!({ "id": id, "config": config })))
 }
 
-pub async fn replace(state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn replace(state: web::Data<AppState>, who: Principal, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     // A file connector sent as its file now holds it (`hms-sync deploy` of the service's own
     // file, seed 002): that file is applied as a reload does. Any other body for it is
     // refused: the file owns the id.
     if let Some(path) = state.registry.send(crate::actors::registry::FileOf(id.to_string())).await? {
-        return deploy_own_file(&state, &id, &path, &body).await;
+        let answer = deploy_own_file(&state, &id, &path, &body).await?;
+        audit(&state, &who, "connector.deploy_file", &id, Some(json!({ "file": path }))).await;
+        return Ok(answer);
     }
     let loaded = parse_body(&body)?;
     if loaded.spec.id != *id {
@@ -87,6 +91,7 @@ pub async fn replace(state: web::Data<AppState>, id: web::Path<String>, body: we
     let config = serde_json::to_value(&loaded.spec).unwrap_or_default();
     let created = state.registry.send(Register { loaded, replace: true }).await??;
     let (status, result) = if created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "replaced") };
+    audit(&state, &who, if created { "connector.create" } else { "connector.replace" }, &id, None).await;
     Ok(HttpResponse::build(status).json(json!({ "id": *id, "result": result, "config": config })))
 }
 
@@ -113,15 +118,17 @@ async fn deploy_own_file(state: &AppState, id: &str, path: &str, body: &[u8]) ->
     Ok(HttpResponse::Ok().json(json!({ "id": id, "result": result, "config": config })))
 }
 
-pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.registry.send(Remove(id.into_inner())).await??;
+pub async fn delete(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.registry.send(Remove(id.to_string())).await??;
+    audit(&state, &who, "connector.delete", &id, None).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /reload`: the connectors folder applied again (see
 /// [`reload`](crate::actors::registry::reload)).
-pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn reload(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     let report = reload_folder(&state).await?;
+    audit(&state, &who, "connectors.reload", "connectors", serde_json::to_value(&report).ok()).await;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -136,23 +143,25 @@ pub async fn status(state: web::Data<AppState>, id: web::Path<String>) -> Result
     Ok(HttpResponse::Ok().json(ask(&state, &id, || GetStatus).await?))
 }
 
-pub async fn pause(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    set_paused(state, id.into_inner(), true).await
+pub async fn pause(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_paused(state, who, id.into_inner(), true).await
 }
 
-pub async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    set_paused(state, id.into_inner(), false).await
+pub async fn resume(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_paused(state, who, id.into_inner(), false).await
 }
 
-async fn set_paused(state: web::Data<AppState>, id: String, paused: bool) -> Result<HttpResponse, ApiError> {
+async fn set_paused(state: web::Data<AppState>, who: Principal, id: String, paused: bool) -> Result<HttpResponse, ApiError> {
     state.registry.send(PauseConnector { id: id.clone(), paused }).await??;
+    audit(&state, &who, if paused { "connector.pause" } else { "connector.resume" }, &id, None).await;
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "paused": paused })))
 }
 
 /// Restarts the connector here, and on every other instance of a cluster (told through
 /// the database: `NOTIFY hms_sync, 'restart …'`).
-pub async fn restart(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn restart(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ask(&state, &id, || Restart).await?;
+    audit(&state, &who, "connector.restart", &id, None).await;
     storage::notify(&state.db, &crate::actors::cluster::Signal::Restart { from: state.cluster.instance_id.clone(), connector: id.to_string() }.to_string()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": *id, "restarting": true })))
 }
@@ -224,8 +233,9 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
 /// On a cluster, when another instance holds the connector's pull lease, the request is
 /// passed on to it (through the database: `NOTIFY hms_sync, 'sync …'`) and answered 202
 /// with the instance that pulls.
-pub async fn sync(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn sync(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     use crate::actors::puller::NotPulled;
+    audit(&state, &who, "connector.sync_now", &id, None).await;
     match ask(&state, &id, || crate::actors::supervisor::SyncNow).await? {
         Ok(report) => Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report }))),
         Err(NotPulled::Elsewhere(holder)) => {

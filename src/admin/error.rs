@@ -127,9 +127,9 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
 pub async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     // The routes this path would take: the most literal patterns that match it (as the
     // router prefers `/reload` to `/connectors/{id}`).
-    let matching: Vec<_> = super::endpoints::routed().iter().filter(|(_, path)| path_matches(path, req.path())).collect();
-    let fewest = matching.iter().map(|(_, path)| path.matches('{').count()).min().unwrap_or(0);
-    let allowed: Vec<String> = matching.iter().filter(|(_, path)| path.matches('{').count() == fewest).map(|(m, _)| m.as_str().to_string()).collect();
+    let matching: Vec<_> = super::endpoints::routed().iter().filter(|(_, path, _)| path_matches(path, req.path())).collect();
+    let fewest = matching.iter().map(|(_, path, _)| path.matches('{').count()).min().unwrap_or(0);
+    let allowed: Vec<String> = matching.iter().filter(|(_, path, _)| path.matches('{').count() == fewest).map(|(m, _, _)| m.as_str().to_string()).collect();
     if allowed.is_empty() {
         return Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())));
     }

@@ -1,6 +1,7 @@
 //! The admin HTTP API (actix-web): routes, shared state and bearer-token auth. One file per
 //! resource; every handler is a few steps, errors go through [`error::ApiError`].
 
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod connectors;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub connectors_dir: std::path::PathBuf,
     /// An admin token is configured: the admin routes need it.
     pub secured: bool,
+    /// Every token accepted, with its name and role (empty: loopback only, nobody asked).
+    pub tokens: auth::Tokens,
     /// The demo target, served only with `--demo`.
     pub demo: Option<web::Data<crate::demo::DemoSink>>,
     /// This instance in the cluster view.
@@ -56,9 +59,9 @@ pub struct ClusterView {
 
 /// Registers every route (from the [`endpoints`] table). Admin routes sit behind the
 /// bearer token when one is set; probes, metrics and the document stay open.
-pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState, token: Option<String>) {
+pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     if let Some(sink) = &state.demo {
         crate::demo::routes(cfg, sink.clone());
     }
-    endpoints::register(cfg, token, state.fault_injection);
+    endpoints::register(cfg, state.fault_injection);
 }

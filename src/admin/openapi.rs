@@ -38,11 +38,18 @@ fn param_schema(path: &str, name: &str) -> Value {
             { "type": "string", "format": "date-time" },
             { "type": "string", "format": "date" },
             { "type": "string", "pattern": "^[0-9]{1,6}[smhdw]$", "description": "an age: that long before now" } ] }),
+        "record" | "reason" | "target" => text_schema(),
         "cursor" => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
         "limit" => json!({ "type": "integer", "minimum": 1, "maximum": 500 }),
         "expand" => json!({ "type": "string", "pattern": "^((status|info)(,(status|info))*)?$" }),
         _ => json!({ "type": "string" }),
     }
+}
+
+/// A free-text filter: at most 200 characters, none a control character (see
+/// `tickets::text_filter`).
+fn text_schema() -> Value {
+    json!({ "type": "string", "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" })
 }
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -64,7 +71,9 @@ fn operation(e: &Endpoint, secured: bool) -> Value {
     if let Some((status, text)) = e.also {
         responses.insert(status.to_string(), json!({ "description": text }));
     }
-    for status in e.errors {
+    // With tokens, a token whose role is too low is refused (403) on every admin route.
+    let forbidden = (!e.public && secured).then_some(&403);
+    for status in e.errors.iter().chain(forbidden) {
         responses.insert(status.to_string(), json!({ "description": describe_error(*status), "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
     }
     let mut op = json!({ "summary": e.summary, "operationId": operation_id(e), "parameters": params, "responses": responses });
@@ -80,6 +89,10 @@ fn operation(e: &Endpoint, secured: bool) -> Value {
         op["requestBody"] = b;
     }
     op["security"] = if e.public || !secured { json!([]) } else { json!([{ "bearer": [] }]) };
+    if !e.public {
+        op["x-role"] = json!(e.role.as_str());
+        op["description"] = json!(format!("Needs the `{}` role (or higher) when tokens are configured.", e.role.as_str()));
+    }
     op
 }
 
@@ -103,7 +116,7 @@ pub fn build(all: &[Endpoint], secured: bool) -> Value {
         "info": {
             "title": "hms-sync admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Connectors, events, tickets, parked jobs, governance, probes and metrics. Admin routes need `Authorization: Bearer <server.admin_token>` when a token is configured (without one the service listens on loopback only). Every error has one JSON shape: {error_code, message, details?}."
+            "description": "Connectors, events, tickets, parked jobs, governance, probes and metrics. Admin routes need `Authorization: Bearer <token>` when tokens are configured (`server.admin_token`, or a named token of `server.tokens` whose role — viewer, operator or admin — is at least the route's; without any the service listens on loopback only). The console's session cookie is accepted too, with `X-CSRF-Token` on every change. Every error has one JSON shape: {error_code, message, details?}."
         },
         "paths": paths,
         "components": {
@@ -126,6 +139,12 @@ pub fn build(all: &[Endpoint], secured: bool) -> Value {
                 "Replay": { "type": "object", "properties": {
                     "payload": { "type": "object", "description": "Replaces the event before it is sent again." },
                     "force": { "type": "boolean", "description": "Send it even when a newer change of its record was delivered since." } }, "additionalProperties": false },
+                "BulkReplay": { "type": "object", "required": ["connector", "since"], "additionalProperties": false, "properties": {
+                    "connector": { "type": "string", "pattern": NAME },
+                    "since": param_schema("/parked/replay", "since"),
+                    "until": param_schema("/parked/replay", "until"),
+                    "reason": text_schema(),
+                    "force": { "type": "boolean", "description": "Also jobs older than their record's last delivered change." } } },
                 "Fault": { "type": "object", "required": ["child", "fault"], "additionalProperties": false, "properties": {
                     "child": { "type": "string", "enum": ["pusher", "puller", "retrier"] },
                     "fault": { "type": "string", "enum": ["panic", "stop", "arbiter"] } } }

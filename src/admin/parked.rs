@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::{Principal, audit};
 use super::error::ApiError;
 use crate::actors::registry::{GetShared, WakeConnectors};
 use crate::storage::{self, Delivery, NewTicket};
@@ -14,6 +15,8 @@ use crate::storage::{self, Delivery, NewTicket};
 #[serde(deny_unknown_fields)]
 pub struct ParkedQuery {
     pub connector: Option<String>,
+    /// Only jobs whose error contains this text.
+    pub reason: Option<String>,
     /// The `next` cursor of the previous page.
     pub cursor: Option<String>,
     pub limit: Option<u64>,
@@ -24,7 +27,9 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>,
     super::tickets::connector_filter(&q.connector)?;
     let limit = super::tickets::page_limit(q.limit)?;
     let after = super::tickets::page_cursor(&q.cursor)?;
-    let jobs = storage::list_parked(&state.db, q.connector.as_deref(), after, limit).await?;
+    super::tickets::text_filter("reason", &q.reason)?;
+    let filter = storage::ParkedFilter { connector_id: q.connector, reason: q.reason, after_id: after, limit, ..Default::default() };
+    let jobs = storage::list_parked(&state.db, &filter).await?;
     let next = (jobs.len() as u64 == limit).then(|| jobs.last().map(|j| j.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "parked": jobs, "next": next })))
 }
@@ -56,48 +61,104 @@ pub struct ReplayBody {
     pub force: bool,
 }
 
-pub async fn replay(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn replay(state: web::Data<AppState>, who: Principal, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let edit: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody { payload: None, force: false }
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected nothing or {{\"payload\": {{…}}, \"force\": true}}: {e}")))?
     };
     let parked = parked_job(&state, *id).await?;
-    // Sent now, an older change would land after a newer one of the same record, and undo
-    // it. (A two-way job needs no guard: it is decided again against both sides first.)
-    let two_way = state.registry.send(GetShared(parked.connector_id.clone())).await?.is_some_and(|s| s.spec.two_way());
-    if !edit.force
-        && !two_way
-        && let Some(newer) = storage::newer_delivered(&state.db, &parked.connector_id, &parked.record_key, parked.id).await?
-    {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            format!(
-                "job {id} is older than job {} of the same record ({}), accepted at {} and delivered: replayed, it would send older data after newer; send it anyway with {{\"force\": true}} (hms-sync replay {id} --force), or discard it",
-                newer.id,
-                parked.record_key,
-                newer.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        ));
+    if let Some(why) = too_old(&state, &parked, edit.force).await? {
+        return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, why));
     }
-    let job = storage::replay_parked(&state.db, *id, edit.payload.as_ref())
+    let job = storage::replay_parked(&state.db, *id, edit.payload.as_ref(), &who.name)
         .await?
         .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is no longer parked")))?;
     state.registry.do_send(WakeConnectors(vec![job.connector_id.clone()]));
-    tracing::info!(connector = %job.connector_id, job = job.id, edited = edit.payload.is_some(), "parked job replayed");
+    audit(&state, &who, "parked.replay", &job.id.to_string(), Some(json!({ "connector": job.connector_id, "edited": edit.payload.is_some(), "force": edit.force }))).await;
     Ok(HttpResponse::Accepted().json(job))
 }
 
-pub async fn discard(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+/// Why `parked` must not be replayed without `force`: sent now, an older change would land
+/// after a newer one of the same record, and undo it. (A two-way job needs no guard: it is
+/// decided again against both sides first.)
+async fn too_old(state: &AppState, parked: &Delivery, force: bool) -> Result<Option<String>, ApiError> {
+    let two_way = state.registry.send(GetShared(parked.connector_id.clone())).await?.is_some_and(|s| s.spec.two_way());
+    if force || two_way {
+        return Ok(None);
+    }
+    let id = parked.id;
+    Ok(storage::newer_delivered(&state.db, &parked.connector_id, &parked.record_key, parked.id).await?.map(|newer| {
+        format!(
+            "job {id} is older than job {} of the same record ({}), accepted at {} and delivered: replayed, it would send older data after newer; send it anyway with {{\"force\": true}} (hms-sync replay {id} --force), or discard it",
+            newer.id,
+            parked.record_key,
+            newer.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }))
+}
+
+/// `POST /parked/replay`: which parked jobs to send again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplayBody {
+    pub connector: String,
+    /// Parked at or after: RFC 3339, a date or an age (`1h`).
+    pub since: String,
+    /// Parked before: the same forms.
+    pub until: Option<String>,
+    /// Only jobs whose error contains this text.
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Most jobs one bulk replay puts back (the answer lists each).
+const BULK_MAX: u64 = 10_000;
+
+/// Bulk replay: every parked job of a connector parked in a time range, each by the rules
+/// of a single replay (a job older than its record's last delivered one stays parked and is
+/// listed under `refused`, unless `force`).
+pub async fn replay_many(state: web::Data<AppState>, who: Principal, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let b: BulkReplayBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"connector\": \"ID\", \"since\": \"1h\", \"until\"?, \"reason\"?, \"force\"?}}: {e}")))?;
+    super::tickets::connector_filter(&Some(b.connector.clone()))?;
+    super::tickets::text_filter("reason", &b.reason)?;
+    if state.registry.send(GetShared(b.connector.clone())).await?.is_none() {
+        return Err(ApiError::not_found(format!("connector `{}` does not exist", b.connector)));
+    }
+    let now = chrono::Utc::now();
+    let since = super::tickets::instant("since", &b.since, now)?;
+    let until = b.until.as_deref().map(|u| super::tickets::instant("until", u, now)).transpose()?;
+    let filter = storage::ParkedFilter { connector_id: Some(b.connector.clone()), reason: b.reason.clone(), since: Some(since), until, after_id: None, limit: BULK_MAX };
+    let (mut replayed, mut refused) = (Vec::new(), Vec::new());
+    for job in storage::list_parked(&state.db, &filter).await? {
+        if let Some(why) = too_old(&state, &job, b.force).await? {
+            refused.push(json!({ "id": job.id, "reason": why }));
+        } else if storage::replay_parked(&state.db, job.id, None, &who.name).await?.is_some() {
+            replayed.push(job.id);
+        } else {
+            refused.push(json!({ "id": job.id, "reason": "no longer parked" }));
+        }
+    }
+    if !replayed.is_empty() {
+        state.registry.do_send(WakeConnectors(vec![b.connector.clone()]));
+    }
+    let detail = json!({ "since": since, "until": until, "reason": b.reason, "force": b.force, "replayed": replayed.len(), "refused": refused.len() });
+    audit(&state, &who, "parked.replay_bulk", &b.connector, Some(detail)).await;
+    Ok(HttpResponse::Ok().json(json!({ "replayed": replayed, "refused": refused })))
+}
+
+pub async fn discard(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let job = parked_job(&state, *id).await?;
-    close(&state, &job, &[], "discarded by an operator").await?;
-    tracing::info!(connector = %job.connector_id, job = job.id, "parked job discarded");
+    close(&state, &who, &job, &[], &format!("discarded by {}", who.name)).await?;
+    audit(&state, &who, "parked.discard", &job.id.to_string(), Some(json!({ "connector": job.connector_id }))).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Closes a parked job with its ticket (`skipped`, with `reason`) and the jobs that replace
 /// it, in one transaction.
-async fn close(state: &AppState, job: &Delivery, replacements: &[crate::storage::NewDelivery], reason: &str) -> Result<(), ApiError> {
+async fn close(state: &AppState, who: &Principal, job: &Delivery, replacements: &[crate::storage::NewDelivery], reason: &str) -> Result<(), ApiError> {
     let ticket = NewTicket {
         connector_id: job.connector_id.clone(),
         event_id: Some(job.event_id.clone()),
@@ -109,7 +170,7 @@ async fn close(state: &AppState, job: &Delivery, replacements: &[crate::storage:
         reason: Some(reason.to_string()),
         attempts: job.attempts,
         last_error: job.last_error.clone(),
-        detail: None,
+        detail: Some(json!({ "by": who.name })),
     };
     if !storage::close_parked(&state.db, job.id, replacements, &ticket).await? {
         return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {} is no longer parked", job.id)));
@@ -136,7 +197,7 @@ pub struct ResolveBody {
 /// - a merged `record`: applied to both sides.
 ///
 /// The parked job is closed as `skipped` in the same transaction.
-pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn resolve(state: web::Data<AppState>, who: Principal, id: web::Path<i64>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     use crate::spec::model::Side;
     use crate::sync::Origin;
     let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
@@ -176,7 +237,7 @@ pub async fn resolve(state: web::Data<AppState>, id: web::Path<i64>, body: web::
         ),
         _ => return Err(ApiError::bad_request("expected exactly one of `side` (hms or legacy) or `record`")),
     };
-    close(&state, &job, &jobs, &reason).await?;
-    tracing::info!(connector = %job.connector_id, job = job.id, reason = %reason, "conflict resolved");
+    close(&state, &who, &job, &jobs, &reason).await?;
+    audit(&state, &who, "parked.resolve", &job.id.to_string(), Some(json!({ "connector": job.connector_id, "resolution": reason }))).await;
     Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "resolution": reason })))
 }

@@ -20,6 +20,8 @@ pub struct TicketQuery {
     pub status: Option<String>,
     /// `outbound`, `inbound`.
     pub direction: Option<String>,
+    /// A record's id on either side (HMS or external).
+    pub record: Option<String>,
     /// Tickets created at or after (see [`instant`] for the forms).
     pub since: Option<String>,
     /// Tickets created before.
@@ -87,6 +89,15 @@ pub fn instant(name: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<U
     }
 }
 
+/// A free-text filter (a record id, an error's text): printable, at most 200 characters;
+/// a NUL byte, say, is refused here, the same on every database.
+pub(super) fn text_filter(name: &str, value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.chars().count() > 200 || v.chars().any(char::is_control) => Err(ApiError::bad_request(format!("`{name}` must be at most 200 printable characters"))),
+        _ => Ok(()),
+    }
+}
+
 /// A `connector` filter must be a connector id: anything else (a NUL byte, say) is refused
 /// here, the same on every database, rather than handed to one that cannot take it.
 pub(super) fn connector_filter(value: &Option<String>) -> Result<(), ApiError> {
@@ -109,7 +120,8 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<TicketQuery>,
     let now = Utc::now();
     let since = q.since.as_deref().map(|v| instant("since", v, now)).transpose()?;
     let until = q.until.as_deref().map(|v| instant("until", v, now)).transpose()?;
-    let filter = TicketFilter { connector_id: q.connector, status: q.status, direction: q.direction, since, until, after_id, limit };
+    text_filter("record", &q.record)?;
+    let filter = TicketFilter { connector_id: q.connector, status: q.status, direction: q.direction, record: q.record, since, until, after_id, limit, newest_first: false };
     let tickets = storage::list_tickets(&state.db, &filter).await?;
     let next = (tickets.len() as u64 == limit).then(|| tickets.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "tickets": tickets, "next": next })))

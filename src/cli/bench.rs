@@ -392,7 +392,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
         println!("  retry lateness           p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (after Retry-After: 1)", ms(at(0.50)), ms(at(0.99)), ms(at(1.0)));
     }
     if let Some(until) = state.down_until {
-        let parked = storage::list_parked(&db, Some("bench"), None, 500).await.map_err(|e| e.to_string())?.len();
+        let parked = storage::list_parked(&db, &storage::ParkedFilter { connector_id: Some("bench".into()), limit: 500, ..Default::default() }).await.map_err(|e| e.to_string())?.len();
         let drained = t0.elapsed().saturating_sub(until.saturating_duration_since(t0));
         println!(
             "  outage of {} s             {} requests refused while down, {parked} jobs parked, queue drained {:.1} s after the target came back",

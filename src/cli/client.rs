@@ -410,6 +410,27 @@ pub fn replay(args: &ClientArgs, id: i64, data: Option<&str>, force: bool) -> Ex
     finish(call(args, "POST", &format!("/parked/{id}/replay"), Some((body, "application/json")), &[]), |_| println!("job {id}: replayed"))
 }
 
+/// `hms-sync replay --connector ID --since 1h`: every parked job of the span, sent again;
+/// lists the jobs left parked and why (exit code 1 when any was).
+pub fn replay_many(args: &ClientArgs, filter: &Value) -> ExitCode {
+    let mut body = filter.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    match call(args, "POST", "/parked/replay", Some((body.to_string(), "application/json")), &[]) {
+        Ok((200, answer)) => {
+            let replayed = answer["replayed"].as_array().map_or(0, Vec::len);
+            println!("{replayed} job(s) replayed");
+            let refused = answer["refused"].as_array().cloned().unwrap_or_default();
+            for r in &refused {
+                println!("job {}: left parked: {}", r["id"], r["reason"].as_str().unwrap_or("?"));
+            }
+            if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        other => finish(other, |_| {}),
+    }
+}
+
 pub fn discard(args: &ClientArgs, id: i64) -> ExitCode {
     finish(call(args, "DELETE", &format!("/parked/{id}"), None, &[]), |_| println!("job {id}: discarded"))
 }

@@ -155,12 +155,26 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Send a parked job again, optionally with an edited event.
+    /// Send a parked job again, optionally with an edited event; or, with --connector and
+    /// --since, every parked job of a connector parked in a span (bulk replay).
     Replay {
-        /// The parked job's id.
-        id: i64,
-        /// Replacement event as JSON, or @FILE.
-        #[arg(long)]
+        /// The parked job's id (or --connector and --since for a bulk replay).
+        #[arg(required_unless_present = "connector", conflicts_with_all = ["connector", "since", "until", "reason"])]
+        id: Option<i64>,
+        /// Bulk replay: this connector's parked jobs.
+        #[arg(long, requires = "since")]
+        connector: Option<String>,
+        /// Bulk replay: parked since (RFC 3339, a date or an age: 90s, 15m, 1h, 2d, 1w).
+        #[arg(long, requires = "connector")]
+        since: Option<String>,
+        /// Bulk replay: parked before (the same forms).
+        #[arg(long, requires = "connector")]
+        until: Option<String>,
+        /// Bulk replay: only jobs whose error contains this text.
+        #[arg(long, requires = "connector")]
+        reason: Option<String>,
+        /// Replacement event as JSON, or @FILE (one job only).
+        #[arg(long, conflicts_with = "connector")]
         data: Option<String>,
         /// Send it even when a newer change of the same record was delivered after it (it
         /// would land after that one and undo it).
@@ -267,7 +281,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit { action: AuditAction::Verify { client } } => client::audit_verify(&client),
         Command::Parked { connector, client } => client::parked(&client, connector.as_deref()),
-        Command::Replay { id, data, force, client } => client::replay(&client, id, data.as_deref(), force),
+        Command::Replay { id: Some(id), data, force, client, .. } => client::replay(&client, id, data.as_deref(), force),
+        Command::Replay { connector, since, until, reason, force, client, .. } => {
+            client::replay_many(&client, &serde_json::json!({ "connector": connector, "since": since, "until": until, "reason": reason, "force": force }))
+        }
         Command::Resolve { id, side, data, client } => client::resolve(&client, id, side.as_deref(), data.as_deref()),
         Command::Discard { id, client } => client::discard(&client, id),
     }

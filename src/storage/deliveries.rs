@@ -67,6 +67,9 @@ pub struct Delivery {
     /// How many times it was claimed (the fencing token of its claim, see [`ClaimToken`]).
     #[serde(skip)]
     pub claims: i32,
+    /// Who put the parked job back (a token's name), written into its ticket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_by: Option<String>,
 }
 
 impl TryFrom<Model> for Delivery {
@@ -91,6 +94,7 @@ impl TryFrom<Model> for Delivery {
             deleted: m.deleted,
             conflict,
             claims: m.claims,
+            replayed_by: m.replayed_by,
         })
     }
 }
@@ -644,31 +648,46 @@ pub async fn newer_delivered(db: &Db, connector_id: &str, record_key: &str, id: 
 
 /// Parked jobs, oldest first, with `id > after_id`, optionally of one connector (for
 /// `GET /parked`).
-pub async fn list_parked(
-    db: &Db,
-    connector_id: Option<&str>,
-    after_id: Option<i64>,
-    limit: u64,
-) -> Result<Vec<Delivery>, StorageError> {
-    let rows = Entity::find()
+pub async fn list_parked(db: &Db, f: &ParkedFilter) -> Result<Vec<Delivery>, StorageError> {
+    let mut q = Entity::find()
         .filter(Column::Status.eq(PARKED))
-        .apply_if(connector_id, |q, c| q.filter(Column::ConnectorId.eq(c)))
-        .apply_if(after_id, |q, a| q.filter(Column::Id.gt(a)))
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?;
-    convert(rows)
+        .apply_if(f.connector_id.as_deref(), |q, c| q.filter(Column::ConnectorId.eq(c)))
+        .apply_if(f.reason.as_deref(), |q, r| q.filter(Column::LastError.contains(r)))
+        .apply_if(f.since, |q, t| q.filter(Column::UpdatedAt.gte(t)))
+        .apply_if(f.until, |q, t| q.filter(Column::UpdatedAt.lt(t)))
+        .apply_if(f.after_id, |q, a| q.filter(Column::Id.gt(a)))
+        .order_by_asc(Column::Id);
+    if f.limit > 0 {
+        q = q.limit(f.limit);
+    }
+    convert(q.all(db).await?)
+}
+
+/// Which parked jobs [`list_parked`] returns, oldest first. `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct ParkedFilter {
+    pub connector_id: Option<String>,
+    /// Its error (`last_error`) contains this text.
+    pub reason: Option<String>,
+    /// Parked at or after (the job's last change).
+    pub since: Option<DateTime<Utc>>,
+    /// Parked before.
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset pagination: only `id > after_id`.
+    pub after_id: Option<i64>,
+    /// Page size; 0: no limit.
+    pub limit: u64,
 }
 
 /// Puts parked job `id` back in the queue: pending, due now, attempts reset to 0 so it gets
 /// its full retry budget again, its payload replaced when `payload` is given (an operator's
 /// fix). It keeps its id, so it is again ordered before any later job of its key. Returns
 /// the job as it now is, or `None` if `id` is not a parked job.
-pub async fn replay_parked(db: &Db, id: i64, payload: Option<&serde_json::Value>) -> Result<Option<Delivery>, StorageError> {
+pub async fn replay_parked(db: &Db, id: i64, payload: Option<&serde_json::Value>, by: &str) -> Result<Option<Delivery>, StorageError> {
     let t = now();
     let mut q = Entity::update_many()
         .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::ReplayedBy, Expr::value(by))
         .col_expr(Column::Attempts, Expr::value(0))
         .col_expr(Column::NextAttemptAt, Expr::value(t))
         .col_expr(Column::UpdatedAt, Expr::value(t))

@@ -12,6 +12,7 @@
 //!   the caller sees, which the ticket hash chain needs (a hash recomputed from a row must match).
 
 mod attempts;
+mod audit;
 mod connectors;
 mod cursors;
 mod deliveries;
@@ -19,22 +20,27 @@ mod instances;
 mod leases;
 mod links;
 mod schema;
+mod sessions;
 mod settings;
 mod signals;
+mod stats;
 mod tickets;
 
+pub use audit::{AuditEntry, list_audit, record_audit};
+pub use sessions::{IDLE as SESSION_IDLE, MAX_AGE as SESSION_MAX_AGE, Session, close_session, find_session, open_session, prune_sessions, random_token};
 pub use attempts::{Attempt, NewAttempt, failures_since, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
     Claim, ClaimToken, Claimant, Delivery, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
-    in_flight_by_instance, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_claims, release_job_leases, renew_job_leases, replay_parked, reschedule,
+    in_flight_by_instance, ParkedFilter, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_claims, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};
 pub use leases::{forget_other_instances, holder, lease_ttl, leases_held, release_leases, take_lease};
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting, settings_with_prefix};
 pub use signals::{CHANNEL, notify};
+pub use stats::{Counts, counts_per_minute, counts_since};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,
@@ -234,6 +240,27 @@ pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Serializes a JSON value for a `text` column.
+/// A statement written with `?` placeholders, numbered (`$1`, …) on PostgreSQL. For the
+/// small tables whose queries are plain text (sessions, audit log, console statistics);
+/// `sql` must hold no `?` other than placeholders.
+pub(crate) fn stmt(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
+    let backend = sea_orm::ConnectionTrait::get_database_backend(db);
+    if backend != sea_orm::DbBackend::Postgres {
+        return sea_orm::Statement::from_sql_and_values(backend, sql, values);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    sea_orm::Statement::from_sql_and_values(backend, out, values)
+}
+
 pub(crate) fn to_json_text(v: &serde_json::Value) -> String {
     // Serializing a `Value` to a string cannot fail (its map keys are always strings).
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())

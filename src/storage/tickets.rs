@@ -144,8 +144,13 @@ pub struct TicketFilter {
     pub since: Option<DateTime<Utc>>,
     /// `created_at < until`.
     pub until: Option<DateTime<Utc>>,
-    /// Keyset pagination: only `id > after_id` (pass the last id of the previous page).
+    /// A record's id on either side: `hms_id` or `external_id` equals it.
+    pub record: Option<String>,
+    /// Keyset pagination: only `id > after_id` (pass the last id of the previous page);
+    /// `id < after_id` when `newest_first`.
     pub after_id: Option<i64>,
+    /// Newest first (the console), instead of the chain's order.
+    pub newest_first: bool,
     /// Page size; 0 means no limit.
     pub limit: u64,
 }
@@ -392,8 +397,11 @@ pub async fn list_tickets(db: &Db, f: &TicketFilter) -> Result<Vec<Ticket>, Stor
         })
         .apply_if(f.since, |q, v| q.filter(Column::CreatedAt.gte(micros(v))))
         .apply_if(f.until, |q, v| q.filter(Column::CreatedAt.lt(micros(v))))
-        .apply_if(f.after_id, |q, v| q.filter(Column::Id.gt(v)))
-        .order_by_asc(Column::Id);
+        .apply_if(f.record.as_deref(), |q, v| q.filter(Column::HmsId.eq(v).or(Column::ExternalId.eq(v))));
+    q = match (f.newest_first, f.after_id) {
+        (false, after) => q.apply_if(after, |q, v| q.filter(Column::Id.gt(v))).order_by_asc(Column::Id),
+        (true, after) => q.apply_if(after, |q, v| q.filter(Column::Id.lt(v))).order_by_desc(Column::Id),
+    };
     if f.limit > 0 {
         q = q.limit(f.limit);
     }

@@ -161,13 +161,13 @@ pub async fn heads_and_retries(db: &Db) {
     assert_eq!(storage::pending_count(db, c).await.unwrap(), 1);
 
     // Parked jobs are listable and replayable.
-    let parked = storage::list_parked(db, Some(c), None, 10).await.unwrap();
+    let parked = storage::list_parked(db, &storage::ParkedFilter { connector_id: Some(c.into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(ev(&parked), ["e4"]);
     let edited = serde_json::json!({"fixed": true});
-    let replayed = storage::replay_parked(db, e4.id, Some(&edited)).await.unwrap().expect("replayed");
+    let replayed = storage::replay_parked(db, e4.id, Some(&edited), "alice").await.unwrap().expect("replayed");
     assert_eq!((replayed.status.as_str(), replayed.attempts), ("pending", 0));
     assert_eq!(replayed.payload, edited, "the operator's edited payload is what will be sent");
-    assert!(storage::replay_parked(db, e4.id, None).await.unwrap().is_none(), "no longer parked");
+    assert!(storage::replay_parked(db, e4.id, None, "alice").await.unwrap().is_none(), "no longer parked");
     assert!(storage::discard_parked(db, e4.id).await.unwrap().is_none(), "only parked jobs are discarded");
     assert_eq!(
         ev(&storage::due_heads(db, c, Utc::now(), 10).await.unwrap()),

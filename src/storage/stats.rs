@@ -41,11 +41,11 @@ pub async fn counts_since(db: &Db, since: DateTime<Utc>) -> Result<HashMap<Strin
 }
 
 /// The minute a time column falls in, as `YYYY-MM-DD HH:MM` (UTC) on either backend
-/// (SQLite keeps times as text that starts so).
+/// (SQLite keeps times as RFC 3339 text: its first 16 characters, `T` made a blank).
 fn minute_of(db: &Db, col: &str) -> String {
     match db.get_database_backend() {
         DbBackend::Postgres => format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')"),
-        _ => format!("substr({col}, 1, 16)"),
+        _ => format!("replace(substr({col}, 1, 16), 'T', ' ')"),
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cluster_run;
 mod connectors;
+mod console;
 mod durability;
 mod governance;
 mod inbound;

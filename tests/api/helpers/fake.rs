@@ -64,6 +64,8 @@ pub enum Reply {
     /// This status with the request's path and query as the (text) body, the way some
     /// servers quote the request in their error pages.
     EchoUrl(u16),
+    /// This status with this text as the body (an error page that quotes markup, say).
+    Text(u16, &'static str),
 }
 
 impl From<u16> for Reply {
@@ -174,7 +176,7 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
             st.script.pop_front().unwrap_or(Reply::Status(200))
         };
         let status = match reply {
-            Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) => s,
+            Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::EchoUrl(s) | Reply::Text(s, _) => s,
             Reply::Stall(_) => 200,
             Reply::BudgetSpent(_) => 429,
         };
@@ -206,6 +208,7 @@ async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<F
             HttpResponse::Ok().json(serde_json::json!({"ok": true}))
         }
         Reply::EchoUrl(s) => HttpResponse::build(code(s)).content_type("text/plain").body(format!("cannot handle {path}")),
+        Reply::Text(s, text) => HttpResponse::build(code(s)).content_type("text/html").body(text),
     };
     state.lock().unwrap().in_flight -= 1;
     response

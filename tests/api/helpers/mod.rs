@@ -2,6 +2,7 @@
 //! re-exported here, so `use crate::helpers::*` is all a test file needs.
 
 pub mod app;
+pub mod browser;
 pub mod fake;
 pub mod keyed;
 pub mod poll;

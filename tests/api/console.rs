@@ -1,0 +1,325 @@
+//! The web console (issue 14), over HTTP: sessions (cookie, CSRF, expiry), roles per token,
+//! who did what (tickets and the audit log), bulk replay, escaping, paging; and in a real
+//! browser (headless Chromium through chromedriver): the whole walk an operator makes.
+
+use serde_json::{Value, json};
+
+use crate::helpers::browser::Browser;
+use crate::helpers::*;
+
+const ADMIN: &str = "root-token-0f9e";
+const OLGA: &str = "olga-token-7c21";
+const VIC: &str = "vic-token-3b88";
+
+/// The shipped outbound connectors (sending only on their own topics, which no test here
+/// publishes: no request leaves 127.0.0.1) and `flaky`, aimed at a fake target.
+async fn rig(tag: &str) -> (TestApp, FakeSystem) {
+    let dir = temp_dir(tag);
+    for f in ["gis-ddot.yaml", "arcgis-roadwork.yaml", "stripe-lane-fee.yaml", "crew-calendar.yaml"] {
+        std::fs::copy(format!("{}/connectors/{f}", env!("CARGO_MANIFEST_DIR")), dir.join("connectors").join(f)).unwrap();
+    }
+    let fake = FakeSystem::start().await;
+    std::fs::write(dir.join("connectors/flaky.yaml"), outbound_yaml("flaky", "permit.flaky", &fake, "")).unwrap();
+    let mut settings = test_settings(&dir);
+    settings.server.admin_token = Some(ADMIN.into());
+    for (name, role, token) in [("olga", hms_sync::settings::Role::Operator, OLGA), ("vic", hms_sync::settings::Role::Viewer, VIC)] {
+        settings.server.tokens.insert(name.into(), hms_sync::settings::NamedToken { role, token: token.into() });
+    }
+    let app = TestApp::spawn(settings).await;
+    app.wait_state("flaky", "running").await;
+    (app, fake)
+}
+
+/// A client that does not follow redirects (the tests look at them).
+fn plain() -> awc::Client {
+    awc::Client::builder().disable_redirects().finish()
+}
+
+/// One request with a cookie (and a CSRF token): status, headers, body.
+async fn with_cookie(app: &TestApp, method: &str, path: &str, cookie: &str, csrf: Option<&str>, body: Option<&str>) -> (u16, awc::http::header::HeaderMap, String) {
+    let mut req = plain().request(awc::http::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", app.base)).insert_header(("Cookie", cookie.to_string()));
+    if let Some(c) = csrf {
+        req = req.insert_header(("X-CSRF-Token", c.to_string()));
+    }
+    let mut resp = match body {
+        Some(b) => req.insert_header(("Content-Type", "application/json")).send_body(b.to_string()).await,
+        None => req.send().await,
+    }
+    .unwrap();
+    let bytes = resp.body().limit(16 << 20).await.unwrap();
+    (resp.status().as_u16(), resp.headers().clone(), String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Signs in with `token`: the `Set-Cookie` header, the cookie to send, and the session's
+/// CSRF token (read off the page, as the page's script does).
+async fn login(app: &TestApp, token: &str) -> (String, String, String) {
+    let mut resp = plain()
+        .post(format!("{}/ui/login", app.base))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .send_body(format!("token={token}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "{:?}", resp.body().await);
+    assert_eq!(resp.headers().get("location").unwrap(), "/ui");
+    let set = resp.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (code, _, page) = with_cookie(app, "GET", "/ui", &cookie, None, None).await;
+    assert_eq!(code, 200, "{page}");
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
+    assert!(csrf.len() >= 32, "a real CSRF token: {csrf:?}");
+    (set, cookie, csrf)
+}
+
+#[actix_web::test]
+async fn a_session_is_a_strict_httponly_cookie_and_its_changes_need_the_csrf_token() {
+    let (app, _fake) = rig("console-session").await;
+    // Without a session: the sign-in page, which refuses to be framed.
+    let (code, headers, _) = with_cookie(&app, "GET", "/ui", "x=y", None, None).await;
+    assert_eq!((code, headers.get("location").map(|v| v.to_str().unwrap())), (303, Some("/ui/login")));
+    let (code, headers, page) = with_cookie(&app, "GET", "/ui/login", "x=y", None, None).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<label for=\"token\">"), "{page}");
+    let csp = headers.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers.get("x-frame-options").unwrap(), "DENY");
+    let (code, headers, _) = with_cookie(&app, "GET", "/", "x=y", None, None).await;
+    assert_eq!((code, headers.get("location").map(|v| v.to_str().unwrap())), (302, Some("/ui")), "`/` sends to the console");
+
+    // A wrong token, a sign-in posted from another site: refused.
+    let mut wrong = plain().post(format!("{}/ui/login", app.base)).insert_header(("Content-Type", "application/x-www-form-urlencoded")).send_body("token=nope").await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(String::from_utf8_lossy(&wrong.body().await.unwrap()).contains("not one of this service"));
+    let cross = plain()
+        .post(format!("{}/ui/login", app.base))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .insert_header(("Origin", "https://evil.example"))
+        .send_body(format!("token={OLGA}"))
+        .await
+        .unwrap();
+    assert_eq!(cross.status().as_u16(), 403);
+
+    let (set, cookie, csrf) = login(&app, OLGA).await;
+    let attrs = set.to_lowercase();
+    assert!(attrs.contains("httponly") && attrs.contains("samesite=strict") && attrs.contains("path=/"), "{set}");
+    assert!(!attrs.contains("secure"), "plain HTTP here: no Secure flag ({set})");
+    assert!(!set.contains(OLGA), "the token itself is not the cookie");
+    let (_, _, page) = with_cookie(&app, "GET", "/ui", &cookie, None, None).await;
+    assert!(page.contains("olga (operator)"), "{page}");
+    assert!(!page.contains(OLGA), "the token is nowhere in the page");
+
+    // The session reaches the API; a change needs the CSRF token.
+    assert_eq!(with_cookie(&app, "GET", "/connectors", &cookie, None, None).await.0, 200);
+    let (code, _, body) = with_cookie(&app, "PUT", "/connectors/flaky/pause", &cookie, None, None).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    assert_eq!(with_cookie(&app, "PUT", "/connectors/flaky/pause", &cookie, Some("forged"), None).await.0, 403);
+    assert_eq!(with_cookie(&app, "PUT", "/connectors/flaky/pause", &cookie, Some(&csrf), None).await.0, 202);
+    let (_, audit) = app.call("GET", "/audit?target=flaky", None).await;
+    assert_eq!(audit["entries"][0]["actor"], "olga", "{audit}");
+    assert_eq!(audit["entries"][0]["action"], "connector.pause", "{audit}");
+
+    // Signing out needs the CSRF token too, and ends the session for good.
+    assert_eq!(with_cookie(&app, "POST", "/ui/logout", &cookie, None, None).await.0, 403);
+    assert_eq!(with_cookie(&app, "POST", "/ui/logout", &cookie, Some(&csrf), None).await.0, 204);
+    assert_eq!(with_cookie(&app, "GET", "/ui", &cookie, None, None).await.0, 303);
+    assert_eq!(with_cookie(&app, "GET", "/connectors", &cookie, None, None).await.0, 401);
+}
+
+#[actix_web::test]
+async fn sessions_end_after_30_minutes_idle_and_after_12_hours_in_any_case() {
+    use sea_orm::ConnectionTrait;
+    let (app, _fake) = rig("console-expiry").await;
+    let db = &app.state().db;
+    let age = |col: &'static str, minutes: i64| async move {
+        let t = chrono::Utc::now() - chrono::Duration::minutes(minutes);
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(db.get_database_backend(), format!("UPDATE sessions SET {col} = ?"), [t.into()])).await.unwrap();
+    };
+    let (_, cookie, _) = login(&app, VIC).await;
+    age("last_seen", 29).await;
+    assert_eq!(with_cookie(&app, "GET", "/ui", &cookie, None, None).await.0, 200, "29 minutes idle: still signed in");
+    age("last_seen", 31).await;
+    assert_eq!(with_cookie(&app, "GET", "/ui", &cookie, None, None).await.0, 303, "31 minutes idle: signed out");
+
+    let (_, cookie, _) = login(&app, VIC).await;
+    age("created_at", 11 * 60 + 59).await;
+    assert_eq!(with_cookie(&app, "GET", "/ui", &cookie, None, None).await.0, 200);
+    age("created_at", 12 * 60 + 1).await;
+    assert_eq!(with_cookie(&app, "GET", "/ui", &cookie, None, None).await.0, 303, "12 hours after signing in, used or not: signed out");
+}
+
+/// A bearer request as `token`.
+async fn as_token(app: &TestApp, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (code, bytes) = http(&app.client, &app.base, Some(token), method, path, body, &[]).await;
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn each_role_may_do_what_it_is_given_and_no_more() {
+    let (app, _fake) = rig("console-roles").await;
+    // A viewer reads, and runs the dry run (it changes nothing).
+    assert_eq!(as_token(&app, VIC, "GET", "/connectors/flaky/status", None).await.0, 200);
+    assert_eq!(as_token(&app, VIC, "POST", "/connectors/flaky/test", Some(r#"{"permitId":"P1","status":"ok"}"#)).await.0, 200);
+    let (code, body) = as_token(&app, VIC, "PUT", "/connectors/flaky/pause", None).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("`vic` is a viewer") && body["message"].as_str().unwrap().contains("operator"), "{body}");
+    assert_eq!(as_token(&app, VIC, "POST", "/events/permit.flaky", Some("{}")).await.0, 403);
+    // An operator runs the connectors, not their definitions or governance.
+    assert_eq!(as_token(&app, OLGA, "PUT", "/connectors/flaky/pause", None).await.0, 202);
+    assert_eq!(as_token(&app, OLGA, "PUT", "/connectors/flaky/resume", None).await.0, 202);
+    assert_eq!(as_token(&app, OLGA, "POST", "/connectors/flaky/restart", None).await.0, 202);
+    let (code, body) = as_token(&app, OLGA, "PUT", "/governance", Some(r#"{"sync_enabled": false}"#)).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(as_token(&app, OLGA, "DELETE", "/connectors/flaky", None).await.0, 403);
+    assert_eq!(as_token(&app, OLGA, "POST", "/reload", None).await.0, 403);
+    // An admin does everything; a wrong token is nobody.
+    assert_eq!(as_token(&app, ADMIN, "PUT", "/governance", Some(r#"{"sync_enabled": false}"#)).await.0, 200);
+    assert_eq!(as_token(&app, ADMIN, "PUT", "/governance", Some(r#"{"sync_enabled": true}"#)).await.0, 200);
+    assert_eq!(as_token(&app, "not-a-token", "GET", "/connectors", None).await.0, 401);
+    // Every change is in the audit log under its maker's name.
+    let (_, audit) = app.call("GET", "/audit", None).await;
+    let seen: Vec<(String, String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap().into(), e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into()))
+        .collect();
+    let want = [("admin", "governance.set", "sync_enabled"), ("admin", "governance.set", "sync_enabled"), ("olga", "connector.restart", "flaky"), ("olga", "connector.resume", "flaky"), ("olga", "connector.pause", "flaky")];
+    let want: Vec<(String, String, String)> = want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    assert_eq!(seen, want, "newest first, refused requests not recorded");
+    // The document says which role each route needs.
+    let (_, doc) = app.call("GET", "/openapi.json", None).await;
+    assert_eq!(doc["paths"]["/connectors/{id}/pause"]["put"]["x-role"], "operator");
+    assert_eq!(doc["paths"]["/governance"]["put"]["x-role"], "admin");
+    assert_eq!(doc["paths"]["/tickets"]["get"]["x-role"], "viewer");
+    assert!(doc["paths"]["/governance"]["put"]["responses"]["403"].is_object());
+}
+
+#[actix_web::test]
+async fn who_replayed_or_discarded_a_job_is_in_its_ticket() {
+    let (app, fake) = rig("console-who").await;
+    fake.answer_always(Reply::Status(422));
+    as_token(&app, ADMIN, "POST", "/events/permit.flaky", Some(r#"{"permitId":"W1","status":"a"}"#)).await;
+    as_token(&app, ADMIN, "POST", "/events/permit.flaky", Some(r#"{"permitId":"W2","status":"b"}"#)).await;
+    let parked = app.wait_parked("flaky", 2).await;
+    fake.answer_normally();
+    let (first, second) = (parked[0]["id"].as_i64().unwrap(), parked[1]["id"].as_i64().unwrap());
+    let (code, body) = as_token(&app, OLGA, "POST", &format!("/parked/{first}/replay"), Some(r#"{"payload":{"permitId":"W1","status":"fixed"}}"#)).await;
+    assert_eq!(code, 202, "{body}");
+    let done = app.wait_tickets("connector=flaky&status=completed", 1).await;
+    assert_eq!(done[0]["deliveryId"], first);
+    assert_eq!(done[0]["detail"]["replayed_by"], "olga", "{}", done[0]);
+    assert_eq!(as_token(&app, OLGA, "DELETE", &format!("/parked/{second}"), None).await.0, 204);
+    let skipped = app.wait_tickets("connector=flaky&status=skipped", 1).await;
+    assert_eq!(skipped[0]["reason"], "discarded by olga");
+    assert_eq!(skipped[0]["detail"]["by"], "olga");
+    let (_, chain) = app.call("GET", "/tickets/verify", None).await;
+    assert_eq!(chain["ok"], true, "{chain}");
+}
+
+#[actix_web::test]
+async fn bulk_replay_sends_a_span_of_parked_jobs_again_by_the_replay_rules() {
+    let (app, fake) = rig("console-bulk").await;
+    // B1's first change parks; its second is delivered: replaying the first would undo it.
+    fake.answer_always(Reply::Status(422));
+    for (id, key) in [("e1", "B1"), ("e2", "B2"), ("e3", "B3")] {
+        app.publish_id("permit.flaky", json!({"permitId": key, "status": "first"}), id).await;
+    }
+    app.wait_parked("flaky", 3).await;
+    fake.answer_normally();
+    app.publish_id("permit.flaky", json!({"permitId": "B1", "status": "second"}), "e4").await;
+    app.wait_tickets("connector=flaky&status=completed", 1).await;
+
+    let (code, body) = as_token(&app, OLGA, "POST", "/parked/replay", Some(r#"{"connector":"flaky","since":"1h"}"#)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["replayed"].as_array().unwrap().len(), 2, "{body}");
+    let refused = body["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{body}");
+    assert!(refused[0]["reason"].as_str().unwrap().contains("older than job"), "{body}");
+    app.wait_tickets("connector=flaky&status=completed", 3).await;
+    assert_eq!(app.parked("flaky").await.len(), 1, "the older B1 change stays parked");
+
+    // A span that holds nothing, an unknown connector, a bad time: said so.
+    let (code, body) = as_token(&app, OLGA, "POST", "/parked/replay", Some(r#"{"connector":"flaky","since":"2020-01-01","until":"2020-01-02"}"#)).await;
+    assert_eq!((code, body["replayed"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    assert_eq!(as_token(&app, OLGA, "POST", "/parked/replay", Some(r#"{"connector":"nope","since":"1h"}"#)).await.0, 404);
+    let (code, body) = as_token(&app, OLGA, "POST", "/parked/replay", Some(r#"{"connector":"flaky","since":"yesterday"}"#)).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(as_token(&app, VIC, "POST", "/parked/replay", Some(r#"{"connector":"flaky","since":"1h"}"#)).await.0, 403);
+
+    // The CLI, with force: the older change goes too.
+    let base = app.base.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hms-sync")).args(["replay", "--connector", "flaky", "--since", "1h", "--force", "--url", &base, "--token", OLGA]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 job(s) replayed"), "{stdout}");
+    app.wait_tickets("connector=flaky&status=completed", 4).await;
+    let (_, audit) = app.call("GET", "/audit?target=flaky", None).await;
+    assert_eq!(audit["entries"][0]["action"], "parked.replay_bulk");
+    assert_eq!(audit["entries"][0]["actor"], "olga");
+}
+
+const XSS_SCRIPT: &str = "<script>alert('x')</script>";
+const XSS_IMG: &str = "\"><img src=x onerror=alert(1)>";
+
+#[actix_web::test]
+async fn values_from_events_targets_and_errors_are_shown_as_text() {
+    let (app, fake) = rig("console-escape").await;
+    fake.answer_always(Reply::Text(422, "refused: \"><img src=x onerror=alert(1)> <script>alert('x')</script>"));
+    let event = json!({ "permitId": "X1", "status": format!("{XSS_SCRIPT} {XSS_IMG}"), "note": XSS_IMG });
+    app.publish("permit.flaky", event).await;
+    let parked = app.wait_parked("flaky", 1).await;
+    let job = parked[0]["id"].as_i64().unwrap();
+    assert!(parked[0]["lastError"].as_str().unwrap().contains("<img src=x"), "the error keeps the target's text: {}", parked[0]);
+    let (_, cookie, _) = login(&app, OLGA).await;
+    for page in ["/ui".to_string(), "/ui/parked".into(), format!("/ui/parked/{job}"), "/ui/tickets".into(), "/ui/connectors/flaky".into(), "/ui/tickets/SYNC-1".into(), "/ui/rows".into()] {
+        let (code, _, html) = with_cookie(&app, "GET", &page, &cookie, None, None).await;
+        assert_eq!(code, 200, "{page}: {html}");
+        assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "{page} has markup from a payload or an error: {html}");
+    }
+    let (_, _, html) = with_cookie(&app, "GET", &format!("/ui/parked/{job}"), &cookie, None, None).await;
+    assert!(html.contains("&lt;script&gt;alert(") && html.contains("&lt;img src=x onerror=alert(1)&gt;"), "shown as text: {html}");
+    // A connector id cannot carry markup at all.
+    let (code, body) = app.call("POST", "/connectors", Some(&format!("id: \"{XSS_SCRIPT}\"\ntype: outbound\ntrigger: {{ topic: t }}\nmap: {{ to: {{ url: \"{}/x\" }} }}\n", fake.base))).await;
+    assert_eq!(code, 400, "{body}");
+    // The CSV export too: a spreadsheet formula is defused.
+    let (code, headers, csv) = with_cookie(&app, "GET", "/ui/tickets.csv?connector=flaky", &cookie, None, None).await;
+    assert_eq!(code, 200);
+    assert!(headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
+    assert!(csv.starts_with("ticket_id,created_at,connector_id"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+}
+
+#[actix_web::test]
+async fn the_overview_pages_and_filters_many_connectors() {
+    let dir = temp_dir("console-many");
+    for i in 0..120 {
+        std::fs::write(dir.join("connectors").join(format!("c{i:03}.yaml")), numbered_connector(&format!("c{i:03}"), "t", "http://127.0.0.1:9", "{ max: 1 }")).unwrap();
+    }
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let rows = |html: &str| html.matches("<tr data-id=").count();
+    let (code, _, html) = get_open(&app.base, "/ui/rows").await;
+    assert_eq!(code, 200);
+    assert_eq!(rows(&html), 50, "a page of 50");
+    assert!(html.contains("1–50 of 120"), "{html}");
+    let (_, _, html) = get_open(&app.base, "/ui/rows?page=2").await;
+    assert_eq!(rows(&html), 20);
+    assert!(html.contains("101–120 of 120"));
+    let (_, _, html) = get_open(&app.base, "/ui/rows?q=c11").await;
+    assert_eq!(rows(&html), 10, "c110 … c119");
+    assert!(html.contains("of 10 matching (120 in all)"), "{html}");
+    let (_, _, html) = get_open(&app.base, "/ui/rows?q=paused").await;
+    assert_eq!(rows(&html), 0);
+    assert_eq!(app.call("PUT", "/connectors/c007/pause", None).await.0, 202);
+    let (_, _, html) = get_open(&app.base, "/ui/rows?q=paused").await;
+    assert_eq!(rows(&html), 1, "{html}");
+    // Without tokens (loopback only) nobody signs in: everyone is `local`, an admin.
+    let (_, _, html) = get_open(&app.base, "/ui").await;
+    assert!(html.contains("local (admin)") && html.contains("Disable sync"), "{html}");
+    let (_, audit) = app.call("GET", "/audit", None).await;
+    assert_eq!(audit["entries"][0]["actor"], "local");
+}

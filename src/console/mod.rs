@@ -117,7 +117,7 @@ impl From<crate::admin::error::ApiError> for ConsoleError {
 }
 
 /// The page headers: a Content-Security-Policy allowing only this origin's script and
-/// stylesheet (no inline script, no inline style), no framing, no sniffing, no referrer.
+/// stylesheet (no inline script, no inline style), no framing, no sniffing, no referrer to other sites.
 async fn security_headers(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
@@ -127,7 +127,9 @@ async fn security_headers(req: ServiceRequest, next: Next<impl MessageBody + 'st
     set(h, "content-security-policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
-    set(h, "referrer-policy", "no-referrer");
+    // Same-origin: with no-referrer a browser sends `Origin: null` on a form's POST, and the
+    // sign-in's origin check could not tell the console's own page from a sandboxed frame.
+    set(h, "referrer-policy", "same-origin");
     Ok(res)
 }
 

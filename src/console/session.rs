@@ -82,6 +82,9 @@ fn same_origin(req: &HttpRequest) -> bool {
         return false;
     }
     match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // An opaque origin (a sandboxed frame, or a page without referrers) counts only
+        // when the browser vouches for the site.
+        Some("null") => site == Some("same-origin"),
         Some(origin) => {
             let info = req.connection_info();
             origin == format!("{}://{}", info.scheme(), info.host())

@@ -323,3 +323,168 @@ async fn the_overview_pages_and_filters_many_connectors() {
     let (_, audit) = app.call("GET", "/audit", None).await;
     assert_eq!(audit["entries"][0]["actor"], "local");
 }
+
+/// The unlabeled form fields of the page, by id or name (should be none).
+const UNLABELED: &str = "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')].filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id || e.name);";
+
+async fn assert_labelled(b: &Browser, page: &str) {
+    let missing = b.exec(UNLABELED).await;
+    assert_eq!(missing, json!([]), "form fields without a label on {page}");
+}
+
+/// The walk of an operator, an admin and a viewer through the console, in headless Chromium.
+#[actix_web::test]
+async fn the_console_in_a_real_browser() {
+    let Some(b) = Browser::start("console").await else { return };
+    let (app, fake) = rig("console-browser").await;
+    let base = app.base.clone();
+
+    // Sign-in: a wrong token is refused, the operator's opens a session.
+    b.goto(&format!("{base}/ui")).await;
+    assert!(b.url().await.ends_with("/ui/login"), "{}", b.url().await);
+    b.screenshot("login").await;
+    assert_labelled(&b, "login").await;
+    b.type_into("#token", "not-a-token").await;
+    b.click("#sign-in").await;
+    b.wait_text("#login-error", "not one of this service").await;
+    b.type_into("#token", OLGA).await;
+    b.click("#sign-in").await;
+    b.wait_text("#who", "olga (operator)").await;
+    assert_eq!(b.exec("return document.cookie").await, json!(""), "the session cookie is HttpOnly: no script reads it");
+    assert_eq!(b.exec("return Object.keys(localStorage).length + Object.keys(sessionStorage).length").await, json!(0));
+
+    // The shipped connectors, and the operator's buttons (no governance toggle: an admin's).
+    b.wait_text("#connectors", "ddot.gis.outbound.v1").await;
+    b.wait_text("#connectors", "stripe.lane-fee.v1").await;
+    assert_eq!(b.count("#gov-toggle").await, 0);
+    assert_labelled(&b, "overview").await;
+    b.screenshot("overview").await;
+
+    // Pause: the state changes in place, without reloading the page.
+    b.exec("window.__kept = 42; return 1").await;
+    b.click(r#"tr[data-id="flaky"] button[data-url$="/pause"]"#).await;
+    b.wait_text(r#"tr[data-id="flaky"] [data-state]"#, "paused").await;
+    assert_eq!(b.exec("return window.__kept").await, json!(42), "no full reload");
+    assert_eq!(app.status("flaky").await["paused"], true);
+    b.click(r#"tr[data-id="flaky"] button[data-url$="/resume"]"#).await;
+    b.wait_text(r#"tr[data-id="flaky"] [data-state]"#, "running").await;
+    // The filter narrows the table in place.
+    b.type_into("#filter", "stripe").await;
+    poll_until("the filter to leave one row", WAIT, || async { (b.count("#connectors tbody tr").await == 1).then_some(()) }).await;
+    b.type_into("#filter", "").await;
+
+    // A failing target parks a job whose payload and error carry markup: shown as text.
+    fake.answer_always(Reply::Text(422, "refused: \"><img src=x onerror=alert(1)> <script>alert('x')</script>"));
+    app.publish_id("permit.flaky", json!({ "permitId": "X1", "status": format!("{XSS_SCRIPT} {XSS_IMG}") }), "xss-1").await;
+    let job = app.wait_parked("flaky", 1).await[0]["id"].as_i64().unwrap();
+    b.goto(&format!("{base}/ui/parked")).await;
+    b.wait_text("#parked-jobs", "X1").await;
+    assert_labelled(&b, "parked jobs").await;
+    b.screenshot("parked").await;
+    b.click(&format!(r#"a[href="/ui/parked/{job}"]"#)).await;
+    let reason = b.wait_text("#job-reason", "<img src=x onerror=alert(1)>").await;
+    assert!(reason.contains("<script>alert('x')</script>"), "{reason}");
+    assert_eq!(b.count("#job-reason img, #job-reason script").await, 0, "no element made from the error");
+    assert!(!b.dialog_open().await, "no script from a payload or an error ran");
+    assert_eq!(b.exec("return document.querySelectorAll('img').length").await, json!(0));
+    assert_labelled(&b, "a parked job").await;
+    b.screenshot("parked-job").await;
+
+    // Replay with an edited payload: invalid JSON is caught before sending.
+    fake.answer_normally();
+    let before = fake.received().len();
+    b.type_into("#payload", r#"{"permitId": "X1", "status": "#).await;
+    b.wait_text(r#"[data-json-state-for="payload"]"#, "Not valid JSON").await;
+    b.click("#replay").await;
+    b.wait_text("#flash", "Fix the JSON first").await;
+    assert_eq!(fake.received().len(), before, "nothing sent");
+    b.type_into("#payload", r#"{"permitId": "X1", "status": "fixed by olga"}"#).await;
+    b.wait_text(r#"[data-json-state-for="payload"]"#, "Valid JSON").await;
+    b.click("#replay").await;
+    b.wait_text("#replay-result", "pending").await;
+    let done = app.wait_tickets("connector=flaky&status=completed", 1).await;
+    assert_eq!((done[0]["deliveryId"].as_i64(), done[0]["detail"]["replayed_by"].as_str()), (Some(job), Some("olga")), "{}", done[0]);
+    fake.wait_until("the edited payload", |r| r.iter().any(|q| q.body["status"] == "fixed by olga")).await;
+
+    // Bulk replay of a connector's parked jobs.
+    fake.answer_always(Reply::Status(422));
+    for k in ["K1", "K2", "K3"] {
+        app.publish_id("permit.flaky", json!({ "permitId": k, "status": "s" }), &format!("bulk-{k}")).await;
+    }
+    app.wait_parked("flaky", 3).await;
+    fake.answer_normally();
+    b.goto(&format!("{base}/ui/parked?connector=flaky")).await;
+    b.type_into("#b-since", "1h").await;
+    b.click("#bulk-replay").await;
+    b.wait_text("#bulk-result", "\"replayed\"").await;
+    app.wait_tickets("connector=flaky&status=completed", 4).await;
+    poll_until("no parked job left", WAIT, || async { app.parked("flaky").await.is_empty().then_some(()) }).await;
+
+    // The connector page: its chart, the dry run.
+    b.goto(&format!("{base}/ui/connectors/flaky")).await;
+    b.wait_text("#conn-state", "running").await;
+    assert_eq!(b.count("svg.chart rect.delivered").await >= 1, true, "the chart shows the deliveries");
+    b.type_into("#dry-event", r#"{"permitId": "D1", "status": "dry"}"#).await;
+    b.click("#dry-run").await;
+    b.wait_text("#dry-result", "/roadwork/D1").await;
+    assert_labelled(&b, "a connector").await;
+    b.screenshot("connector").await;
+
+    // Tickets: search, a ticket, the chain verified.
+    b.goto(&format!("{base}/ui/tickets?connector=flaky&status=completed")).await;
+    b.wait_text("#tickets", "SYNC-").await;
+    b.click("#verify").await;
+    b.wait_text("#verify-result", "\"ok\": true").await;
+    assert_labelled(&b, "tickets").await;
+    b.screenshot("tickets").await;
+    b.click("#tickets tbody tr a").await;
+    let hash = b.text("#hash").await;
+    assert_eq!(hash.len(), 64, "{hash}");
+    b.screenshot("ticket").await;
+
+    // An admin flips governance (asked to confirm) and registers connectors: an invalid
+    // document is refused at its line, a connector id with markup as text.
+    b.click("button[data-logout]").await;
+    poll_until("the sign-in page", WAIT, || async { b.url().await.ends_with("/ui/login").then_some(()) }).await;
+    b.type_into("#token", ADMIN).await;
+    b.click("#sign-in").await;
+    b.wait_text("#who", "admin (admin)").await;
+    b.click("#gov-toggle").await;
+    let asked = b.accept_dialog().await;
+    assert!(asked.contains("Disable sync"), "{asked}");
+    b.wait_text("#gov-state", "disabled").await;
+    assert_eq!(app.call("GET", "/governance", None).await.1["sync_enabled"], false);
+    b.click("#gov-toggle").await;
+    b.accept_dialog().await;
+    b.wait_text("#gov-state", "enabled").await;
+    b.click("details summary").await;
+    b.type_into("#new-yaml", "id: fresh\ntype: outbound\ntrigger: { topic: t }\nmap:\n  to:\n    url: 12\n").await;
+    b.click("form[data-api-form=register] button[type=submit]").await;
+    b.wait_text("#new-result", "line ").await;
+    b.type_into("#new-yaml", "id: \"<script>alert(1)</script>\"\ntype: outbound\n").await;
+    b.click("form[data-api-form=register] button[type=submit]").await;
+    b.wait_text("#new-result", "line 1, column 5 (id)").await;
+    assert!(!b.dialog_open().await);
+    b.goto(&format!("{base}/ui/audit")).await;
+    b.wait_text("#audit", "governance.set").await;
+    b.wait_text("#audit", "olga").await;
+    b.screenshot("audit").await;
+
+    // A viewer sees, and has no buttons that change anything.
+    b.click("button[data-logout]").await;
+    poll_until("the sign-in page", WAIT, || async { b.url().await.ends_with("/ui/login").then_some(()) }).await;
+    b.type_into("#token", VIC).await;
+    b.click("#sign-in").await;
+    b.wait_text("#who", "vic (viewer)").await;
+    b.wait_text("#connectors", "flaky").await;
+    assert_eq!(b.count("#connectors button").await, 0, "a viewer gets no action buttons");
+
+    // Readable on a phone: nothing wider than the screen but the tables' own scroll.
+    b.resize(390, 844).await;
+    b.goto(&format!("{base}/ui")).await;
+    b.wait_text("#connectors", "flaky").await;
+    assert_eq!(b.exec("return document.documentElement.scrollWidth <= window.innerWidth + 1").await, json!(true), "the page fits 390 px");
+    b.screenshot("overview-390").await;
+    eprintln!("screenshots: {}", b.shots.display());
+    b.quit().await;
+}

@@ -17,7 +17,7 @@ use super::poll::{poll_until, try_poll_until};
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The W3C element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     client: awc::Client,
@@ -128,10 +128,12 @@ impl Browser {
 
     /// The element `css` selects, waiting (bounded) for it to appear.
     pub async fn find(&self, css: &str) -> String {
-        poll_until(&format!("an element `{css}` on the page"), super::poll::WAIT, || async move {
-            self.try_cmd("POST", "/element", Some(json!({ "using": "css selector", "value": css }))).await.ok().and_then(|v| v[ELEMENT].as_str().map(str::to_string))
+        let found = try_poll_until(super::poll::WAIT, Duration::from_millis(20), || async move {
+            let v = self.try_cmd("POST", "/element", Some(json!({ "using": "css selector", "value": css }))).await?;
+            v[ELEMENT].as_str().map(str::to_string).ok_or_else(|| v.to_string())
         })
-        .await
+        .await;
+        found.unwrap_or_else(|e| panic!("no element `{css}` on the page after {:?}: {e}", super::poll::WAIT))
     }
 
     pub async fn count(&self, css: &str) -> usize {

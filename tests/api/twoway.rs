@@ -1289,3 +1289,35 @@ async fn both_sides_converge_to_the_last_writer_for_random_seeds() {
     eprintln!("converged {converged} of {n} seeds in {:?}", started.elapsed());
     assert!(failures.is_empty(), "{} of {n} seeds did not converge:\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// Issue 14: a manual conflict settled in the console, in headless Chromium: the three
+/// records side by side with each side's changes marked, then "HMS wins".
+#[actix_web::test]
+async fn manual_conflict_resolved_in_the_console_shows_both_sides_and_applies_the_winner() {
+    let Some(b) = crate::helpers::browser::Browser::start("conflict").await else { return };
+    let rig = Rig::start("tw-console", "TWOWAY_CONSOLE_HMS_TOKEN", "policy: manual", &[shift(3, "08:00", "16:00", "Ana", 1)]).await;
+    let job = manual_conflict(&rig, 3).await;
+    let job_id = job["id"].as_i64().unwrap();
+    b.goto(&format!("{}/ui/parked/{job_id}", rig.app.base)).await;
+    b.wait_text("#conflict", "startAt").await;
+    // HMS changed startAt, the ranger changed assignee: each marked on its own side only.
+    let marked = b
+        .exec("return [...document.querySelectorAll('#conflict tbody tr')].map(r => [r.cells[0].textContent, r.cells[2].classList.contains('changed'), r.cells[3].classList.contains('changed')])")
+        .await;
+    let row = |name: &str| marked.as_array().unwrap().iter().find(|r| r[0] == name).cloned().unwrap_or_else(|| panic!("no row {name}: {marked}"));
+    assert_eq!(row("startAt"), json!(["startAt", true, false]), "{marked}");
+    assert_eq!(row("assignee"), json!(["assignee", false, true]), "{marked}");
+    b.screenshot("conflict").await;
+    b.click("#hms-wins").await;
+    let asked = b.accept_dialog().await;
+    assert!(asked.contains("HMS version"), "{asked}");
+    b.wait_text("#job-status", "discarded").await;
+    rig.settle().await.unwrap();
+    rig.sync().await;
+    rig.quiesce().await.unwrap();
+    let hms_version = json!({"startAt": "06:00", "endAt": "16:30", "assignee": "Ana"});
+    rig.assert_ends_as(3, &hms_version, "HMS wins, in the console").await;
+    let resolved = rig.tickets_where(|t| t["status"] == "skipped" && t["deliveryId"] == job_id).await;
+    assert_eq!(resolved[0]["detail"]["by"], "local", "{resolved:#?}");
+    b.quit().await;
+}

@@ -42,6 +42,13 @@ pub struct BenchArgs {
     /// Measure idle memory with this many connectors instead of throughput.
     #[arg(long, value_name = "N")]
     pub idle_connectors: Option<usize>,
+    /// Time the web console's pages instead: this many connectors, `--tickets` stored
+    /// tickets (half of them one connector's), each page asked 20 times.
+    #[arg(long, value_name = "N")]
+    pub console: Option<usize>,
+    /// Tickets stored for --console.
+    #[arg(long, default_value_t = 100_000)]
+    pub tickets: usize,
     /// The sink refuses each event's first attempt with 503 and `Retry-After: 1`, and the
     /// report adds how late the retries came (arrival after the refusal, minus 1 s).
     #[arg(long)]
@@ -167,6 +174,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
     let result = actix_web::rt::System::new().block_on(async {
         match (args.idle_connectors, &args.nats) {
+            _ if args.console.is_some() => console_pages(&dir, args.console.unwrap_or(1000), args.tickets, args.database.clone()).await,
             (Some(n), _) => idle(&dir, n, args.database.clone()).await,
             (None, Some(url)) => nats_intake(&dir, &args, url).await,
             (None, None) => throughput(&dir, &args).await,
@@ -221,6 +229,70 @@ async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), Stri
     let (idle_rss, _) = rss_kib();
     let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
     println!("idle with {n} connector(s): RSS {:.1} MiB ({:.1} MiB before start), {threads} threads, ready in {:.2} s", idle_rss as f64 / 1024.0, before as f64 / 1024.0, ready_in.as_secs_f64());
+    handle.stop(true).await;
+    let _ = running.await;
+    Ok(())
+}
+
+/// `bench --console N`: the console's pages timed with N connectors and `tickets` stored
+/// tickets (as many completed as parked; half of them connector `idle-0`'s, all of them in
+/// the last hour, so the charts and the 5-minute counts read every one). The time is the
+/// client's on loopback: the server's plus a fraction of a millisecond.
+async fn console_pages(dir: &Path, n: usize, tickets: usize, database: Option<String>) -> Result<(), String> {
+    use crate::storage::{Direction, NewTicket, TicketStatus};
+    for i in 0..n {
+        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None, false);
+        std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
+    }
+    let app = Application::build(settings_in(dir, database)).await.map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let db = app.state().db.clone();
+    let handle = app.server_handle();
+    let running = actix_web::rt::spawn(app.run_until_stopped());
+    let started = Instant::now();
+    for chunk in (0..tickets).collect::<Vec<_>>().chunks(2_000) {
+        let batch: Vec<NewTicket> = chunk
+            .iter()
+            .map(|&k| NewTicket {
+                connector_id: if k % 2 == 0 { "idle-0".to_string() } else { format!("idle-{}", k % n.max(1)) },
+                event_id: Some(format!("bench-{k}")),
+                delivery_id: None,
+                hms_id: Some(format!("R-{k}")),
+                external_id: Some(format!("https://example.invalid/records/{k}")),
+                direction: Direction::Outbound,
+                status: if k % 3 == 0 { TicketStatus::Parked } else { TicketStatus::Completed },
+                reason: None,
+                attempts: 1,
+                last_error: (k % 3 == 0).then(|| "HTTP 422: refused".to_string()),
+                detail: Some(json!({ "method": "POST", "status": 200, "latency_ms": 3 })),
+            })
+            .collect();
+        storage::append_tickets(&db, &batch).await.map_err(|e| e.to_string())?;
+    }
+    println!("hms-sync bench --console: {n} connectors, {tickets} tickets stored in {:.1} s ({})", started.elapsed().as_secs_f64(), storage::backend_name(&db));
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let pages = ["/ui", "/ui/rows", "/ui/rows?q=idle-99", "/ui/connectors/idle-0", "/ui/connectors/idle-1", "/ui/parked", "/ui/tickets", "/ui/tickets?connector=idle-0&status=parked", "/ui/tickets?record=R-777", "/ui/tickets/SYNC-5000", "/ui/audit"];
+    // The first look reads the last hour's tickets (the console's counts); every later one
+    // only what came since.
+    let t = Instant::now();
+    let mut first = client.get(format!("{base}/ui")).send().await.map_err(|e| format!("/ui: {e}"))?;
+    first.body().limit(64 << 20).await.map_err(|e| format!("/ui: {e}"))?;
+    println!("  first look at /ui (reads the last hour once): {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    println!("  {:<44} {:>9} {:>9} {:>9}", "page", "median ms", "p95 ms", "max ms");
+    for page in pages {
+        let mut times = Vec::with_capacity(20);
+        for _ in 0..20 {
+            let t = Instant::now();
+            let mut resp = client.get(format!("{base}{page}")).send().await.map_err(|e| format!("{page}: {e}"))?;
+            let body = resp.body().limit(64 << 20).await.map_err(|e| format!("{page}: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("{page}: HTTP {}: {}", resp.status(), String::from_utf8_lossy(&body)));
+            }
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!("  {page:<44} {:>9.1} {:>9.1} {:>9.1}", times[times.len() / 2], times[times.len() * 95 / 100], times[times.len() - 1]);
+    }
     handle.stop(true).await;
     let _ = running.await;
     Ok(())

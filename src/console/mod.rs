@@ -7,6 +7,7 @@
 
 mod chart;
 mod pages;
+mod rollup;
 mod session;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub use session::User;
 #[derive(Clone)]
 pub struct Console {
     env: Arc<minijinja::Environment<'static>>,
+    /// The counts of the last hour, shared by every worker's pages.
+    rollup: Arc<rollup::Rollup>,
 }
 
 /// Every template, by name (`.html`: escaped on output unless marked safe).
@@ -50,7 +53,7 @@ impl Console {
         for (name, source) in TEMPLATES {
             env.add_template(name, source)?;
         }
-        Ok(Self { env: Arc::new(env) })
+        Ok(Self { env: Arc::new(env), rollup: Arc::default() })
     }
 
     /// Template `name` rendered with `ctx`, as an HTML page.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -68,7 +68,7 @@ pub struct RowsQuery {
 }
 
 /// One page of the overview's table, filtered.
-async fn rows_view(state: &AppState, q: &RowsQuery) -> Result<Value, ConsoleError> {
+async fn rows_view(console: &Console, state: &AppState, q: &RowsQuery) -> Result<Value, ConsoleError> {
     let now = Utc::now();
     let mut all = state.registry.send(AllSummaries).await?;
     all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -86,7 +86,7 @@ async fn rows_view(state: &AppState, q: &RowsQuery) -> Result<Value, ConsoleErro
         let e = depth.entry(c).or_default();
         if status == "pending" { e.0 = n } else { e.1 = n }
     }
-    let recent = storage::counts_since(&state.db, now - Duration::minutes(5)).await?;
+    let recent = console.rollup.recent(&state.db, now, 5).await?;
     let rows: Vec<Value> = slice
         .iter()
         .map(|s| {
@@ -115,7 +115,7 @@ async fn rows_view(state: &AppState, q: &RowsQuery) -> Result<Value, ConsoleErro
 }
 
 pub async fn overview(console: web::Data<Console>, state: web::Data<AppState>, user: User, q: web::Query<RowsQuery>) -> Result<HttpResponse, ConsoleError> {
-    let table = rows_view(&state, &q).await?;
+    let table = rows_view(&console, &state, &q).await?;
     let enabled = state.governance.send(crate::actors::governance::GetEnabled).await?;
     let cluster = storage::list_instances(&state.db, storage::lease_ttl(state.cluster.lease)).await?;
     let alive = cluster.iter().filter(|i| i.alive).count();
@@ -124,7 +124,7 @@ pub async fn overview(console: web::Data<Console>, state: web::Data<AppState>, u
 
 /// The overview's table alone (the page refreshes it every 2 s).
 pub async fn rows(console: web::Data<Console>, state: web::Data<AppState>, user: User, q: web::Query<RowsQuery>) -> Result<HttpResponse, ConsoleError> {
-    let table = rows_view(&state, &q).await?;
+    let table = rows_view(&console, &state, &q).await?;
     console.page("rows.html", json!({ "user": user, "table": table }))
 }
 
@@ -155,7 +155,7 @@ pub async fn connector(console: web::Data<Console>, state: web::Data<AppState>, 
     let now = Utc::now();
     let (source, origin) = state.registry.send(SourceOf(id.to_string())).await?.unwrap_or_default();
     let topics = state.registry.send(GetShared(id.to_string())).await?.map(|s| s.spec.topics()).unwrap_or_default();
-    let counts = storage::counts_per_minute(&state.db, &id, now - Duration::minutes(chart::MINUTES)).await?;
+    let counts = console.rollup.per_minute(&state.db, now, &id).await?;
     let minutes = chart::minutes(&counts, now);
     let hour: storage::Counts = minutes.iter().fold(Default::default(), |a, (_, c)| storage::Counts { delivered: a.delivered + c.delivered, failed: a.failed + c.failed, parked: a.parked + c.parked });
     let tickets = storage::list_tickets(&state.db, &TicketFilter { connector_id: Some(id.to_string()), newest_first: true, limit: 20, ..Default::default() }).await?;
@@ -165,7 +165,7 @@ pub async fn connector(console: web::Data<Console>, state: web::Data<AppState>, 
     console.page(
         "connector.html",
         json!({
-            "user": user, "nav": "overview", "id": *id, "s": status, "source": source, "origin": origin, "topics": topics,
+            "user": user, "nav": "overview", "id": *id, "s": status, "source": source, "from_file": !origin.starts_with('<'), "origin": origin, "topics": topics,
             "chart": chart::svg(&minutes), "hour": hour,
             "tickets": tickets.iter().map(|t| ticket_row(t, now)).collect::<Vec<_>>(),
             "parked": parked.iter().map(|j| job_row(j, now)).collect::<Vec<_>>(),

@@ -40,7 +40,7 @@ pub use leases::{forget_other_instances, holder, lease_ttl, leases_held, release
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting, settings_with_prefix};
 pub use signals::{CHANNEL, notify};
-pub use stats::{Counts, counts_per_minute, counts_since};
+pub use stats::{Counts, TicketMark, failures_per_minute, ticket_cursor_since, tickets_from};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
     prune_tickets, ticket_count, ticket_row_hash,

@@ -2,10 +2,8 @@
 //! console shows. Read from the database, so they survive restarts and cover every
 //! instance of a cluster; nothing is counted on the delivery path for them.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DbBackend};
 
 use super::{Db, StorageError, stmt};
 
@@ -20,26 +18,6 @@ pub struct Counts {
     pub parked: i64,
 }
 
-/// Per connector: tickets and failed attempts since `since`.
-pub async fn counts_since(db: &Db, since: DateTime<Utc>) -> Result<HashMap<String, Counts>, StorageError> {
-    let mut out: HashMap<String, Counts> = HashMap::new();
-    let tickets = db
-        .query_all_raw(stmt(db, "SELECT connector_id, status, COUNT(*) AS n FROM sync_tickets WHERE created_at >= ? AND status IN ('completed', 'parked') GROUP BY connector_id, status", vec![since.into()]))
-        .await?;
-    for r in tickets {
-        let (c, status, n): (String, String, i64) = (r.try_get("", "connector_id")?, r.try_get("", "status")?, r.try_get("", "n")?);
-        let e = out.entry(c).or_default();
-        if status == "completed" { e.delivered = n } else { e.parked = n }
-    }
-    let failed = db
-        .query_all_raw(stmt(db, "SELECT connector_id, COUNT(*) AS n FROM delivery_attempts WHERE error IS NOT NULL AND at >= ? GROUP BY connector_id", vec![since.into()]))
-        .await?;
-    for r in failed {
-        out.entry(r.try_get("", "connector_id")?).or_default().failed = r.try_get("", "n")?;
-    }
-    Ok(out)
-}
-
 /// The minute a time column falls in, as `YYYY-MM-DD HH:MM` (UTC) on either backend
 /// (SQLite keeps times as RFC 3339 text: its first 16 characters, `T` made a blank).
 fn minute_of(db: &Db, col: &str) -> String {
@@ -49,29 +27,40 @@ fn minute_of(db: &Db, col: &str) -> String {
     }
 }
 
-/// Connector `id`'s counts per minute since `since`, keyed `YYYY-MM-DD HH:MM` (UTC);
-/// minutes with nothing are absent.
-pub async fn counts_per_minute(db: &Db, id: &str, since: DateTime<Utc>) -> Result<HashMap<String, Counts>, StorageError> {
-    let mut out: HashMap<String, Counts> = HashMap::new();
-    // Tickets are found by id from the first one of the span (ids follow time), so the
-    // (connector, id) index serves, with no index added for this.
-    let first = db.query_one_raw(stmt(db, "SELECT MIN(id) AS first FROM sync_tickets WHERE created_at >= ?", vec![since.into()])).await?;
-    let first: Option<i64> = first.map(|r| r.try_get("", "first")).transpose()?.flatten();
-    if let Some(first) = first {
-        let sql = format!(
-            "SELECT {m} AS minute, status, COUNT(*) AS n FROM sync_tickets WHERE connector_id = ? AND id >= ? AND status IN ('completed', 'parked') GROUP BY {m}, status",
-            m = minute_of(db, "created_at")
-        );
-        let values: Vec<Value> = vec![id.into(), first.into()];
-        for r in db.query_all_raw(stmt(db, &sql, values)).await? {
-            let (minute, status, n): (String, String, i64) = (r.try_get("", "minute")?, r.try_get("", "status")?, r.try_get("", "n")?);
-            let e = out.entry(minute).or_default();
-            if status == "completed" { e.delivered = n } else { e.parked = n }
-        }
-    }
-    let sql = format!("SELECT {m} AS minute, COUNT(*) AS n FROM delivery_attempts WHERE error IS NOT NULL AND at >= ? AND connector_id = ? GROUP BY {m}", m = minute_of(db, "at"));
-    for r in db.query_all_raw(stmt(db, &sql, vec![since.into(), id.into()])).await? {
-        out.entry(r.try_get("", "minute")?).or_default().failed = r.try_get("", "n")?;
-    }
-    Ok(out)
+/// One ticket as the console's counts need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketMark {
+    pub id: i64,
+    pub connector_id: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where to start reading tickets to see every one created at or after `since`: the
+/// first such ticket's id, or the id the next ticket will get when none is that recent.
+pub async fn ticket_cursor_since(db: &Db, since: DateTime<Utc>) -> Result<i64, StorageError> {
+    let sql = "SELECT COALESCE((SELECT MIN(id) FROM sync_tickets WHERE created_at >= ?), (SELECT MAX(id) FROM sync_tickets) + 1, 1) AS first";
+    let row = db.query_one_raw(stmt(db, sql, vec![since.into()])).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "first")).transpose()?.unwrap_or(1))
+}
+
+/// Tickets with an id of at least `from`, oldest first, at most `limit`: read by the
+/// primary key, so following new tickets costs what they are, whatever the table holds.
+/// (Tickets are appended under the chain's lock, so their ids commit in order: a reader
+/// that went past an id never misses a ticket below it.)
+pub async fn tickets_from(db: &Db, from: i64, limit: u64) -> Result<Vec<TicketMark>, StorageError> {
+    let sql = format!("SELECT id, connector_id, status, created_at FROM sync_tickets WHERE id >= ? ORDER BY id LIMIT {limit}");
+    let rows = db.query_all_raw(stmt(db, &sql, vec![from.into()])).await?;
+    rows.into_iter()
+        .map(|r| Ok(TicketMark { id: r.try_get("", "id")?, connector_id: r.try_get("", "connector_id")?, status: r.try_get("", "status")?, created_at: r.try_get("", "created_at")? }))
+        .collect()
+}
+
+/// Failed attempts since `since` per connector and minute (`YYYY-MM-DD HH:MM`, UTC), read
+/// from the partial index of failed attempts: a failure costs nothing to count until
+/// someone looks.
+pub async fn failures_per_minute(db: &Db, since: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StorageError> {
+    let sql = format!("SELECT connector_id, {m} AS minute, COUNT(*) AS n FROM delivery_attempts WHERE error IS NOT NULL AND at >= ? GROUP BY connector_id, {m}", m = minute_of(db, "at"));
+    let rows = db.query_all_raw(stmt(db, &sql, vec![since.into()])).await?;
+    rows.into_iter().map(|r| Ok((r.try_get("", "connector_id")?, r.try_get("", "minute")?, r.try_get("", "n")?))).collect()
 }

@@ -457,6 +457,8 @@ async fn the_console_in_a_real_browser() {
     b.click("#gov-toggle").await;
     b.accept_dialog().await;
     b.wait_text("#gov-state", "enabled").await;
+    b.wait_text(r#"tr[data-id="flaky"]"#, "flaky").await;
+    b.screenshot("overview-admin").await;
     b.click("details summary").await;
     b.type_into("#new-yaml", "id: fresh\ntype: outbound\ntrigger: { topic: t }\nmap:\n  to:\n    url: 12\n").await;
     b.click("form[data-api-form=register] button[type=submit]").await;

@@ -48,6 +48,8 @@ pub struct ConnectorStatus {
     pub governance_paused: bool,
     pub children: Vec<ChildStatus>,
     pub restarts: u64,
+    /// The last crashes of its children (at most 20), newest first, each with its reason.
+    pub restart_history: Vec<LastError>,
     /// Why the connector is failed, or the last crash of one of its children.
     pub last_error: Option<LastError>,
     /// When an operator last restarted the connector on this instance (`POST

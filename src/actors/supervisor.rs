@@ -83,6 +83,8 @@ pub struct ConnectorSupervisor {
     epoch: u64,
     window: RestartWindow,
     restarts: u64,
+    /// The last crashes, newest first (at most [`HISTORY`]): what the console shows.
+    history: std::collections::VecDeque<LastError>,
     /// Set when restart intensity was exceeded; cleared by an operator's restart.
     failed: Option<String>,
     last_error: Option<LastError>,
@@ -91,6 +93,9 @@ pub struct ConnectorSupervisor {
     local_paused: bool,
     governance_enabled: bool,
 }
+
+/// Crashes kept in a connector's restart history.
+const HISTORY: usize = 20;
 
 impl ConnectorSupervisor {
     pub fn new(rt: Runtime, shared: Arc<ConnectorShared>, local_paused: bool, governance_enabled: bool) -> Self {
@@ -105,6 +110,7 @@ impl ConnectorSupervisor {
             epoch: 0,
             window,
             restarts: 0,
+            history: std::collections::VecDeque::new(),
             failed: None,
             last_error: None,
             restart_requested_at: None,
@@ -270,6 +276,7 @@ impl ConnectorSupervisor {
                 .map(|(k, s)| ChildStatus { kind: k.as_str(), state: s.state, restarts: s.restarts, worker: worker.clone() })
                 .collect(),
             restarts: self.restarts,
+            restart_history: self.history.iter().cloned().collect(),
             last_error: self.last_error.clone(),
             restart_requested_at: self.restart_requested_at,
             last_delivery_error: self.shared.counters.last_delivery_error().map(|(message, at)| LastError { message, at }),
@@ -340,6 +347,8 @@ impl Handler<ChildDied> for ConnectorSupervisor {
         self.rt.metrics.restarts.with_label_values(&[self.shared.id()]).inc();
         slot.addr = None;
         self.last_error = Some(LastError { message: why.clone(), at: Utc::now() });
+        self.history.push_front(LastError { message: why.clone(), at: Utc::now() });
+        self.history.truncate(HISTORY);
         match self.window.on_crash(Instant::now()) {
             Verdict::Restart(delay) => {
                 slot.state = ChildState::Restarting;

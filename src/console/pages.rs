@@ -142,6 +142,7 @@ async fn panel_view(state: &AppState, id: &str) -> Result<Value, ConsoleError> {
     v["counters_pretty"] = json!(pretty(&s.counters));
     v["last_error_ago"] = json!(s.last_error.as_ref().map(|e| ago(e.at, now)));
     v["last_delivery_error_ago"] = json!(s.last_delivery_error.as_ref().map(|e| ago(e.at, now)));
+    v["restart_history"] = json!(s.restart_history.iter().map(|r| json!({ "message": r.message, "at": time(r.at), "ago": ago(r.at, now) })).collect::<Vec<_>>());
     Ok(v)
 }
 

@@ -317,6 +317,17 @@ async fn the_overview_pages_and_filters_many_connectors() {
     assert_eq!(app.call("PUT", "/connectors/c007/pause", None).await.0, 202);
     let (_, _, html) = get_open(&app.base, "/ui/rows?q=paused").await;
     assert_eq!(rows(&html), 1, "{html}");
+    // A crash is in the connector's restart history, with its reason.
+    app.fault("c001", "pusher", "panic").await;
+    let status = poll_until("c001's restart", WAIT, || async {
+        let s = app.status("c001").await;
+        (s["restart_history"].as_array().is_some_and(|h| !h.is_empty()) && s["state"] == "running").then_some(s)
+    })
+    .await;
+    assert!(status["restart_history"][0]["message"].as_str().unwrap().contains("pusher panicked"), "{status}");
+    let (_, _, html) = get_open(&app.base, "/ui/connectors/c001").await;
+    let history = html.split("id=\"restart-history\"").nth(1).unwrap_or_else(|| panic!("no restart history on the page: {html}"));
+    assert!(history.contains("pusher panicked"), "{html}");
     // Without tokens (loopback only) nobody signs in: everyone is `local`, an admin.
     let (_, _, html) = get_open(&app.base, "/ui").await;
     assert!(html.contains("local (admin)") && html.contains("Disable sync"), "{html}");

@@ -501,3 +501,54 @@ async fn the_console_in_a_real_browser() {
     eprintln!("screenshots: {}", b.shots.display());
     b.quit().await;
 }
+
+/// The `<td>` texts of connector `id`'s row in the overview's table.
+fn row_cells(html: &str, id: &str) -> Vec<String> {
+    let row = html.split(&format!("<tr data-id=\"{id}\">")).nth(1).and_then(|r| r.split("</tr>").next()).unwrap_or_else(|| panic!("no row {id}: {html}"));
+    row.split("<td").skip(1).map(|c| {
+        let inner = c.split_once('>').map_or("", |(_, rest)| rest);
+        let text: String = inner.split('<').map(|part| part.split_once('>').map_or(part, |(_, t)| t)).collect();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }).collect()
+}
+
+/// On PostgreSQL with two instances: a session opened on one is served by the other, and
+/// the counts each shows come from the shared tickets.
+#[actix_web::test]
+async fn on_a_cluster_any_instance_serves_a_session_and_counts_every_instances_tickets() {
+    let Some((admin, url, name)) = crate::cluster::fresh_pg("console_cluster").await else { return };
+    let fake = FakeSystem::start().await;
+    let mut apps = Vec::new();
+    for tag in ["console-pg-a", "console-pg-b"] {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("connectors/flaky.yaml"), outbound_yaml("flaky", "permit.flaky", &fake, "")).unwrap();
+        let mut settings = test_settings(&dir);
+        settings.database.url = Some(url.clone());
+        settings.server.admin_token = Some(ADMIN.into());
+        settings.server.tokens.insert("olga".into(), hms_sync::settings::NamedToken { role: hms_sync::settings::Role::Operator, token: OLGA.into() });
+        apps.push(TestApp::spawn(settings).await);
+    }
+    let (a, b) = (&apps[0], &apps[1]);
+    let (_, cookie, csrf) = login(a, OLGA).await;
+    let (code, _, page) = with_cookie(b, "GET", "/ui", &cookie, None, None).await;
+    assert_eq!(code, 200, "the other instance serves the session: {page}");
+    assert!(page.contains("olga (operator)"));
+    assert_eq!(with_cookie(b, "PUT", "/connectors/flaky/pause", &cookie, Some(&csrf), None).await.0, 202);
+    assert_eq!(with_cookie(b, "PUT", "/connectors/flaky/resume", &cookie, Some(&csrf), None).await.0, 202);
+    let (_, audit) = a.call("GET", "/audit?target=flaky", None).await;
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(2), "{audit}");
+
+    for k in 0..3 {
+        a.publish_id("permit.flaky", json!({ "permitId": format!("P{k}"), "status": "ok" }), &format!("pg-{k}")).await;
+    }
+    a.wait_tickets("connector=flaky&status=completed", 3).await;
+    let (_, _, rows) = with_cookie(b, "GET", "/ui/rows", &cookie, None, None).await;
+    let cells = row_cells(&rows, "flaky");
+    assert_eq!(cells[4], "3", "delivered in the last 5 minutes, on the other instance: {cells:?}");
+    let (_, _, page) = with_cookie(b, "GET", "/ui/connectors/flaky", &cookie, None, None).await;
+    assert!(page.contains("delivered 3"), "the chart's hour: {page}");
+    for app in apps {
+        app.stop().await;
+    }
+    crate::cluster::drop_pg(&admin, &name).await;
+}

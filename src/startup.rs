@@ -204,6 +204,7 @@ impl Application {
         let limit = settings.server.max_body_bytes;
         let routes_state = state.clone();
         let console = crate::console::Console::new().map_err(|e| StartupError::Settings(format!("the console's templates: {e}")))?;
+        console.warm(state.db.clone());
         let mut http = HttpServer::new(move || {
             let st = routes_state.clone();
             App::new()

@@ -56,6 +56,17 @@ impl Console {
         Ok(Self { env: Arc::new(env), rollup: Arc::default() })
     }
 
+    /// Reads the last hour's tickets for the counts now, in the background, so that the
+    /// first look at the console after a start costs what every later one does.
+    pub fn warm(&self, db: crate::storage::Db) {
+        let rollup = self.rollup.clone();
+        actix_web::rt::spawn(async move {
+            if let Err(e) = rollup.recent(&db, chrono::Utc::now(), 5).await {
+                tracing::warn!(error = %e, "the console's counts could not be read yet; the first page will read them");
+            }
+        });
+    }
+
     /// Template `name` rendered with `ctx`, as an HTML page.
     fn page(&self, name: &str, ctx: impl serde::Serialize) -> Result<HttpResponse, ConsoleError> {
         let html = self.env.get_template(name).and_then(|t| t.render(ctx)).map_err(|e| ConsoleError::internal(format!("template {name}: {e}")))?;

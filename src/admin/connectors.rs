@@ -235,11 +235,14 @@ pub async fn test(state: web::Data<AppState>, id: web::Path<String>, q: web::Que
 /// with the instance that pulls.
 pub async fn sync(state: web::Data<AppState>, who: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     use crate::actors::puller::NotPulled;
-    audit(&state, &who, "connector.sync_now", &id, None).await;
     match ask(&state, &id, || crate::actors::supervisor::SyncNow).await? {
-        Ok(report) => Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report }))),
+        Ok(report) => {
+            audit(&state, &who, "connector.sync_now", &id, None).await;
+            Ok(HttpResponse::Ok().json(json!({ "id": *id, "pull": report })))
+        }
         Err(NotPulled::Elsewhere(holder)) => {
             storage::notify(&state.db, &crate::actors::cluster::Signal::Sync { from: state.cluster.instance_id.clone(), connector: id.to_string() }.to_string()).await?;
+            audit(&state, &who, "connector.sync_now", &id, Some(json!({ "forwarded_to": holder }))).await;
             Ok(HttpResponse::Accepted().json(json!({ "id": *id, "forwarded_to": holder })))
         }
         Err(e @ NotPulled::Failed(_)) => Err(ApiError::new(StatusCode::CONFLICT, format!("connector `{id}`: {e}"))),

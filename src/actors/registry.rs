@@ -110,12 +110,13 @@ impl Registry {
     }
 
     fn build_shared(spec: ConnectorSpec, counters: Arc<Counters>) -> Result<Arc<ConnectorShared>, RegistryError> {
-        let compiled = CompiledConnector::compile(&spec)
+        let spec = Arc::new(spec);
+        let compiled = CompiledConnector::lazy(spec.clone())
             .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
         let (spec_rate, spec_breaker, spec_auth) = (spec.rate_limit, spec.circuit_breaker, spec.auth.clone());
         let tls = spec.tls.as_ref().map(crate::delivery::tls::client_config).transpose().map_err(|reason| RegistryError::Compile { id: spec.id.clone(), reason })?;
         Ok(Arc::new(ConnectorShared {
-            spec: Arc::new(spec),
+            spec,
             compiled: Arc::new(compiled),
             paused: Arc::new(AtomicBool::new(false)),
             wake_sent: AtomicBool::new(false),

@@ -5,6 +5,7 @@
 //! contains `${OTHER}` stays literal text and cannot pull another secret out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior, Value as JValue};
 use serde::Serialize;
@@ -64,8 +65,55 @@ struct RequestTemplates {
     encoding: Encoding,
 }
 
-/// Everything of a connector that turns an event into a request.
+/// A connector's templates, compiled when it first needs them. Compiled templates are
+/// large (minijinja reserves room for 256 instructions and 128 line records in each, about
+/// 9.5 KiB, whatever the template's size), so a thousand idle connectors would hold about
+/// 20 MiB of compiled templates they never render. The spec is compiled once when the
+/// connector is made (so an error shows at start-up, not at the first event) and that
+/// compilation is dropped; the one kept is made at the first render, the filter's first
+/// check, and so on. Compiling is deterministic, so the second compilation cannot fail
+/// where the first did not.
 pub struct CompiledConnector {
+    spec: Option<Arc<ConnectorSpec>>,
+    compiled: std::sync::OnceLock<Compiled>,
+}
+
+impl CompiledConnector {
+    /// Compiles every template of the spec now (the dry run, the fuzzer).
+    pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
+        let compiled = Compiled::compile(spec)?;
+        Ok(Self { spec: None, compiled: std::sync::OnceLock::from(compiled) })
+    }
+
+    /// Checks that the spec compiles, and compiles it for keeps at its first use (a running
+    /// connector's templates).
+    pub fn lazy(spec: Arc<ConnectorSpec>) -> Result<Self, MappingError> {
+        drop(Compiled::compile(&spec)?);
+        Ok(Self { spec: Some(spec), compiled: std::sync::OnceLock::new() })
+    }
+
+    /// Compiled now if not yet.
+    fn get(&self) -> &Compiled {
+        self.compiled.get_or_init(|| {
+            let spec = self.spec.as_ref().expect("a CompiledConnector without its templates has its spec");
+            // `lazy` compiled this very spec without an error, and compiling is
+            // deterministic: this cannot fail.
+            Compiled::compile(spec).expect("the spec compiled when the connector was made")
+        })
+    }
+}
+
+/// The connector's compiled templates, reached through [`CompiledConnector`] (compiled at
+/// first use).
+impl std::ops::Deref for CompiledConnector {
+    type Target = Compiled;
+    fn deref(&self) -> &Compiled {
+        self.get()
+    }
+}
+
+/// Everything of a connector that turns an event into a request.
+pub struct Compiled {
     env: Environment<'static>,
     /// The trigger filter, compiled once (see [`CompiledConnector::matches`]).
     filter: Option<Environment<'static>>,
@@ -136,10 +184,10 @@ fn compile_request(
     Ok(RequestTemplates { method: req.method.clone(), url, headers, body, encoding: req.encoding })
 }
 
-impl CompiledConnector {
+impl Compiled {
     /// Compiles every template of the spec. The spec was validated, so an error here is a
     /// bug or a spec changed under us; it is reported, never a panic.
-    pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
+    fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Requests are JSON, forms and URLs: no escaping, except in an XML document's

@@ -7,4 +7,4 @@ pub mod fields;
 pub mod form;
 pub mod selector;
 
-pub use compiled::{CompiledConnector, MappingError, RenderedRequest, Secrets};
+pub use compiled::{Compiled, CompiledConnector, MappingError, RenderedRequest, Secrets};

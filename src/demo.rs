@@ -122,6 +122,7 @@ pub async fn show_a_sync(bus: &Bus, db: &Db, base: &str) -> Result<(), String> {
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("demo: the console (connectors, tickets, parked jobs): {base}/ui");
     println!("demo: the request as the demo target got it: {base}/demo/requests");
     println!("demo: every ticket: {base}/tickets   publish more: hms-sync publish permit.updated --data '{{\"permitId\":\"RW-482\",\"agency\":\"DDOT\",\"status\":\"APPROVED\"}}'");
     Ok(())

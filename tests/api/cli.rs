@@ -205,6 +205,14 @@ fn up_demo_shows_a_sync_with_no_outside_system() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("\"method\":\"PATCH\"") && answer.contains("https://services.arcgis.com/item/roadwork/RW-481"), "{answer}");
     assert!(answer.contains("\"start_date\":\"2024-05-10\"") && !answer.contains("demo-ARC_TOKEN"), "header values are not kept: {answer}");
+    // And the console, whose address the demo prints, shows the delivery.
+    let console = poll_until_sync("the console's line", std::time::Duration::from_secs(5), || rx.try_recv().ok().filter(|l| l.starts_with("demo: the console")));
+    assert!(console.ends_with(&format!("{base}/ui")), "{console}");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /ui/rows HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<tr data-id=\"ddot.gis.outbound.v1\">"), "{page}");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     poll_until_sync("hms-sync to stop after SIGTERM", std::time::Duration::from_secs(20), || child.try_wait().unwrap());
     assert!(!dir.join("data/hms-sync.db").exists(), "the demo never touches the real database file");

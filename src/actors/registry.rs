@@ -114,7 +114,7 @@ impl Registry {
         let compiled = CompiledConnector::lazy(spec.clone())
             .map_err(|e| RegistryError::Compile { id: spec.id.clone(), reason: e.to_string() })?;
         let (spec_rate, spec_breaker, spec_auth) = (spec.rate_limit, spec.circuit_breaker, spec.auth.clone());
-        let tls = spec.tls.as_ref().map(crate::delivery::tls::client_config).transpose().map_err(|reason| RegistryError::Compile { id: spec.id.clone(), reason })?;
+        let tls = spec.tls.as_deref().map(crate::delivery::tls::client_config).transpose().map_err(|reason| RegistryError::Compile { id: spec.id.clone(), reason })?;
         Ok(Arc::new(ConnectorShared {
             spec,
             compiled: Arc::new(compiled),
@@ -123,7 +123,7 @@ impl Registry {
             counters,
             limiter: Arc::new(crate::delivery::rate::RateLimiter::new(spec_rate)),
             breaker: Arc::new(crate::delivery::breaker::Breaker::new(spec_breaker)),
-            auth: Arc::new(crate::delivery::auth::Authenticator::new(spec_auth)),
+            auth: Arc::new(crate::delivery::auth::Authenticator::new(spec_auth.map(|a| *a))),
             tls,
             live: Default::default(),
         }))

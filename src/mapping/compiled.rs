@@ -75,14 +75,15 @@ struct RequestTemplates {
 /// where the first did not.
 pub struct CompiledConnector {
     spec: Option<Arc<ConnectorSpec>>,
-    compiled: std::sync::OnceLock<Compiled>,
+    /// Boxed: an idle connector keeps only a pointer's room for it.
+    compiled: std::sync::OnceLock<Box<Compiled>>,
 }
 
 impl CompiledConnector {
     /// Compiles every template of the spec now (the dry run, the fuzzer).
     pub fn compile(spec: &ConnectorSpec) -> Result<Self, MappingError> {
         let compiled = Compiled::compile(spec)?;
-        Ok(Self { spec: None, compiled: std::sync::OnceLock::from(compiled) })
+        Ok(Self { spec: None, compiled: std::sync::OnceLock::from(Box::new(compiled)) })
     }
 
     /// Checks that the spec compiles, and compiles it for keeps at its first use (a running
@@ -98,7 +99,7 @@ impl CompiledConnector {
             let spec = self.spec.as_ref().expect("a CompiledConnector without its templates has its spec");
             // `lazy` compiled this very spec without an error, and compiling is
             // deterministic: this cannot fail.
-            Compiled::compile(spec).expect("the spec compiled when the connector was made")
+            Box::new(Compiled::compile(spec).expect("the spec compiled when the connector was made"))
         })
     }
 }

@@ -84,7 +84,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
         mapping,
         mapping_file,
         rate_limit: o.get("rateLimit").and_then(|n| rate_limit(cx, n, "rateLimit")),
-        auth: o.get("auth").and_then(|n| auth(cx, n, "auth")),
+        auth: o.get("auth").and_then(|n| auth(cx, n, "auth")).map(Box::new),
         tls: o.get("tls").and_then(|n| {
             let t = Obj::open(cx, n, "tls", &["caFile", "certFile", "keyFile", "ca", "cert", "key"])?;
             let spec = TlsSpec {
@@ -112,7 +112,7 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
             if has_cert != has_key {
                 cx.error(n, "tls", "a client certificate needs both a certificate (`certFile` or `cert`) and its key (`keyFile` or `key`)");
             }
-            Some(spec)
+            Some(Box::new(spec))
         }),
         circuit_breaker: o.get("circuitBreaker").and_then(|n| {
             let b = Obj::open(cx, n, "circuitBreaker", &["failures", "coolDownMs"])?;
@@ -121,9 +121,9 @@ pub fn connector(cx: &mut Cx, root: &MarkedYaml) -> Option<ConnectorSpec> {
                 cool_down_ms: b.uint(cx, "coolDownMs", 1, DAY_MS).unwrap_or(30_000),
             })
         }),
-        map,
-        source,
-        resolve,
+        map: map.map(Box::new),
+        source: source.map(Box::new),
+        resolve: resolve.map(Box::new),
         deleted,
         retry: retry?,
         timeout_ms,

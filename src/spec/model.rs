@@ -591,16 +591,16 @@ pub struct ConnectorSpec {
     /// `auth`: how every request authenticates (see `delivery::auth`). Its values are shown
     /// as written (`${NAME}`), never resolved.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<AuthSpec>,
+    pub auth: Option<Box<AuthSpec>>,
     /// `tls`: a private CA and a client certificate (see `delivery::tls`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsSpec>,
+    pub tls: Option<Box<TlsSpec>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub map: Option<MapSpec>,
+    pub map: Option<Box<MapSpec>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<SourceSpec>,
+    pub source: Option<Box<SourceSpec>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolve: Option<ResolveSpec>,
+    pub resolve: Option<Box<ResolveSpec>>,
     /// `deleted:` an expression over `object` (the change as its source sent it) and
     /// `topic` that is true when the change deletes the record (e.g. CouchDB's
     /// `object.deleted`, or `topic == "shift.deleted"`).

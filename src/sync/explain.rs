@@ -17,7 +17,7 @@ pub fn explain(spec: &ConnectorSpec, event: &Value, current: Option<&Value>) -> 
         return None;
     }
     let fallback = ResolveSpec::default();
-    let resolve = spec.resolve.as_ref().unwrap_or(&fallback);
+    let resolve = spec.resolve.as_deref().unwrap_or(&fallback);
     let rules = Rules { resolve, table: &spec.mapping };
     let policy = serde_json::to_value(resolve.policy).unwrap_or(Value::Null);
     let listed: Vec<Value> = resolve.rules.iter().map(|r| json!({ "when": r.when, "then": r.then })).collect();

@@ -104,6 +104,52 @@ impl CompiledConnector {
     }
 }
 
+/// What every event of the connector's topics meets in the publishing request: the filter,
+/// `deleted:` and the record key. Answered without compiling when the spec makes that
+/// exact (no filter, no `deleted:`, a key that is one field holding a string or an integer,
+/// rendered as minijinja renders it), so the first event for a thousand idle connectors
+/// does not compile a thousand connectors in one request; anything else asks the templates.
+impl CompiledConnector {
+    pub fn matches(&self, topic: &str, payload: &Value) -> bool {
+        if self.spec.as_ref().is_some_and(|s| s.filter().is_none()) {
+            return true;
+        }
+        self.get().matches(topic, payload)
+    }
+
+    pub fn is_delete(&self, topic: &str, payload: &Value) -> bool {
+        if self.spec.as_ref().is_some_and(|s| s.deleted.is_none()) {
+            return false;
+        }
+        self.get().is_delete(topic, payload)
+    }
+
+    pub fn record_key(&self, payload: &Value, fallback: &str) -> Result<String, MappingError> {
+        if let Some(spec) = &self.spec {
+            let Some(key) = spec.key.as_deref() else { return Ok(fallback.to_string()) };
+            match simple_path(key).and_then(|path| field(payload, path)) {
+                Some(Value::String(s)) => return Ok(s.clone()),
+                Some(Value::Number(n)) if n.is_i64() || n.is_u64() => return Ok(n.to_string()),
+                _ => {}
+            }
+        }
+        self.get().record_key(payload, fallback)
+    }
+}
+
+/// `{{ a.b }}` (and nothing else): the field path `a.b`.
+fn simple_path(template: &str) -> Option<&str> {
+    let inner = template.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let ok = !inner.is_empty()
+        && inner.split('.').all(|seg| seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    ok.then_some(inner)
+}
+
+/// The value at a dotted path of objects.
+fn field<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, seg| v.as_object()?.get(seg))
+}
+
 /// The connector's compiled templates, reached through [`CompiledConnector`] (compiled at
 /// first use).
 impl std::ops::Deref for CompiledConnector {
@@ -450,6 +496,34 @@ fn single_placeholder(source: &str) -> Option<String> {
 /// Masks for a dry run: the request shows where each secret goes, never its value.
 pub fn masked_secrets(names: &[String]) -> Secrets {
     names.iter().map(|n| (n.clone(), format!("${{{n}:****}}"))).collect()
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::*;
+
+    fn spec(key: &str, extra: &str) -> Arc<ConnectorSpec> {
+        let yaml = format!("id: k\ntype: outbound\ntrigger: {{ topic: t{extra} }}\nkey: \"{key}\"\nmap:\n  to:\n    url: \"http://127.0.0.1:9/x\"\n");
+        Arc::new(crate::spec::parse("k.yaml", &yaml).unwrap())
+    }
+
+    #[test]
+    fn the_accept_path_answers_as_the_templates_do_without_compiling() {
+        let payload = serde_json::json!({ "n": 42, "s": "RW-1", "f": 1.5, "o": { "id": "x" }, "b": true, "z": null });
+        for key in ["{{ n }}", "{{ s }}", "{{ f }}", "{{ o.id }}", "{{ b }}", "{{ z }}", "{{ missing }}", "{{ s | upper }}", "k-{{ n }}"] {
+            let lazy = CompiledConnector::lazy(spec(key, "")).unwrap();
+            let eager = CompiledConnector::compile(&spec(key, "")).unwrap();
+            let (l, e) = (lazy.record_key(&payload, "fb"), eager.record_key(&payload, "fb"));
+            assert_eq!(l.as_ref().ok(), e.as_ref().ok(), "{key}");
+            assert_eq!(l.is_err(), e.is_err(), "{key}");
+        }
+        let simple = CompiledConnector::lazy(spec("{{ s }}", "")).unwrap();
+        assert_eq!(simple.record_key(&payload, "fb").unwrap(), "RW-1");
+        assert!(simple.matches("t", &payload) && !simple.is_delete("t", &payload));
+        assert!(simple.compiled.get().is_none(), "nothing compiled for the accept path");
+        let filtered = CompiledConnector::lazy(spec("{{ s }}", ", filter: 'object.n > 100'")).unwrap();
+        assert!(!filtered.matches("t", &payload), "a filter is asked of the templates");
+    }
 }
 
 #[cfg(test)]

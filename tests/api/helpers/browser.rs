@@ -140,9 +140,20 @@ impl Browser {
         self.cmd("POST", "/elements", Some(json!({ "using": "css selector", "value": css }))).await.as_array().map_or(0, Vec::len)
     }
 
+    /// Clicks the element `css` selects. The live parts of a page are replaced every 2 s,
+    /// so an element found may be gone before the click: it is found again (bounded).
     pub async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        self.cmd("POST", &format!("/element/{el}/click"), None).await;
+        let clicked = try_poll_until(super::poll::WAIT, Duration::from_millis(20), || async move {
+            let el = self.find(css).await;
+            match self.try_cmd("POST", &format!("/element/{el}/click"), None).await {
+                Err(e) if e.contains("stale element") => Err(e),
+                other => Ok(other),
+            }
+        })
+        .await;
+        if let Err(e) | Ok(Err(e)) = clicked {
+            panic!("WebDriver click on `{css}`: {e}");
+        }
     }
 
     /// Replaces what field `css` holds with `text`, typed as keys.
@@ -153,8 +164,12 @@ impl Browser {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        let el = self.find(css).await;
-        self.cmd("GET", &format!("/element/{el}/text"), None).await.as_str().unwrap_or_default().to_string()
+        let text = try_poll_until(super::poll::WAIT, Duration::from_millis(20), || async move {
+            let el = self.find(css).await;
+            self.try_cmd("GET", &format!("/element/{el}/text"), None).await
+        })
+        .await;
+        text.unwrap_or_else(|e| panic!("WebDriver text of `{css}`: {e}")).as_str().unwrap_or_default().to_string()
     }
 
     /// Runs `script` (a function body) in the page; what it returns.

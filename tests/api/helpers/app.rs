@@ -101,7 +101,11 @@ impl TestApp {
         let state = app.state().clone();
         let join = actix_web::rt::spawn(app.run_until_stopped());
         let token = settings.server.admin_token.clone();
-        TestApp { base: format!("http://127.0.0.1:{port}"), settings, client: awc::Client::default(), token, state, handle, join: Some(join) }
+        // awc's default is 5 s: on a loaded 2-core machine, with a browser and a thousand
+        // connectors in other tests beside this one, an answer can take longer than that
+        // without anything being wrong. The tests' own deadlines say what is too late.
+        let client = awc::Client::builder().timeout(std::time::Duration::from_secs(30)).finish();
+        TestApp { base: format!("http://127.0.0.1:{port}"), settings, client, token, state, handle, join: Some(join) }
     }
 
     /// The application's shared state: the in-process [`Bus`](hms_sync::bus::Bus), the database…

@@ -42,7 +42,6 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tickets.html", include_str!("templates/tickets.html")),
     ("ticket.html", include_str!("templates/ticket.html")),
     ("audit.html", include_str!("templates/audit.html")),
-    ("error.html", include_str!("templates/error.html")),
 ];
 
 impl Console {
@@ -104,10 +103,14 @@ impl ResponseError for ConsoleError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        let body = Console::new()
-            .ok()
-            .and_then(|c| c.env.get_template("error.html").and_then(|t| t.render(serde_json::json!({ "status": self.status.as_u16(), "message": self.message }))).ok())
-            .unwrap_or_else(|| "error".into());
+        // An error has no handle on the console's templates: the error page has an
+        // environment of its own, compiled once (not every template again per error).
+        static ERROR_PAGE: std::sync::LazyLock<Option<minijinja::Environment<'static>>> = std::sync::LazyLock::new(|| {
+            let mut env = minijinja::Environment::new();
+            env.add_template("error.html", include_str!("templates/error.html")).ok().map(|()| env)
+        });
+        let ctx = serde_json::json!({ "status": self.status.as_u16(), "message": self.message });
+        let body = ERROR_PAGE.as_ref().and_then(|env| env.get_template("error.html").and_then(|t| t.render(ctx)).ok()).unwrap_or_else(|| "error".into());
         HttpResponse::build(self.status).content_type("text/html; charset=utf-8").body(body)
     }
 }
@@ -181,4 +184,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, console: Console) {
             .route("/audit", web::get().to(pages::audit))
             .default_service(web::to(|| async { ConsoleError::not_found("no such page in the console").error_response() })),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_page_is_html_with_its_message_escaped() {
+        let resp = ConsoleError::not_found("no job <b>7</b>").error_response();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = actix_web::rt::System::new().block_on(actix_web::body::to_bytes(resp.into_body())).unwrap();
+        let html = String::from_utf8_lossy(&body);
+        assert!(html.contains("<h1>404</h1>") && html.contains("no job &lt;b&gt;7&lt;") && !html.contains("<b>"), "{html}");
+    }
 }

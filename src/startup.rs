@@ -192,7 +192,7 @@ impl Application {
         let nats_health = settings.bus.nats.url.as_ref().map(|_| Arc::new(crate::actors::nats::NatsHealth::default()));
         let nats = nats_health.clone().and_then(|health| NatsIntake::new(&settings.bus.nats, bus.clone(), db.clone(), instance_id.clone().into(), lease, health)).map(Actor::start);
         let cluster = admin::ClusterView { instance_id, lease, nats: nats_health };
-        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), secured: !tokens.is_empty(), tokens,
+        let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), tokens,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
         let server = Self::server(listener, state.clone(), &settings)?;

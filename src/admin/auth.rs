@@ -33,7 +33,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn local() -> Self {
+    /// Everyone, when no token is configured (the service then listens on loopback only).
+    pub fn local() -> Self {
         Self { name: "local".into(), role: Role::Admin }
     }
 }
@@ -117,10 +118,10 @@ fn refuse(req: ServiceRequest, status: StatusCode, message: impl Into<String>) -
 }
 
 /// A session's principal and CSRF token, from its cookie; `None` without a live session.
-pub async fn session_of(state: &AppState, tokens: &Tokens, req: &HttpRequest) -> Result<Option<(Principal, storage::Session)>, ApiError> {
+pub async fn session_of(state: &AppState, req: &HttpRequest) -> Result<Option<(Principal, storage::Session)>, ApiError> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
     let Some(session) = storage::find_session(&state.db, cookie.value()).await? else { return Ok(None) };
-    Ok(tokens.by_name(&session.token_name).map(|p| (p, session)))
+    Ok(state.tokens.by_name(&session.token_name).map(|p| (p, session)))
 }
 
 /// The admin routes' gate: who asks (a bearer token, or a console session whose
@@ -145,7 +146,7 @@ pub async fn require_token(req: ServiceRequest, next: Next<impl MessageBody + 's
             None => return Ok(refuse(req, StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)")),
         }
     } else {
-        match session_of(&state, tokens, req.request()).await {
+        match session_of(&state, req.request()).await {
             Ok(Some((p, session))) => {
                 if !matches!(*req.method(), Method::GET | Method::HEAD) {
                     let given = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");

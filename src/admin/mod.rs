@@ -37,8 +37,6 @@ pub struct AppState {
     pub fault_injection: bool,
     /// The connectors folder (`POST /reload`).
     pub connectors_dir: std::path::PathBuf,
-    /// An admin token is configured: the admin routes need it.
-    pub secured: bool,
     /// Every token accepted, with its name and role (empty: loopback only, nobody asked).
     pub tokens: auth::Tokens,
     /// The demo target, served only with `--demo`.

@@ -202,9 +202,7 @@ pub async fn resolve(state: web::Data<AppState>, who: Principal, id: web::Path<i
     use crate::sync::Origin;
     let choice: ResolveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("expected {{\"side\": \"hms\"|\"legacy\"}} or {{\"record\": {{…}}}}: {e}")))?;
     let job = parked_job(&state, *id).await?;
-    // Rows parked before conflicts kept their records are known by their reason.
-    let is_conflict = job.conflict.is_some() || job.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT);
-    if !is_conflict {
+    if !job.is_conflict() {
         return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is parked for a failure, not a conflict: replay or discard it")));
     }
     let shared = state.registry.send(GetShared(job.connector_id.clone())).await?.ok_or_else(|| ApiError::not_found(format!("connector `{}` does not exist", job.connector_id)))?;

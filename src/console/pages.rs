@@ -189,7 +189,7 @@ fn job_row(j: &storage::Delivery, now: DateTime<Utc>) -> Value {
     json!({
         "id": j.id, "connector": j.connector_id, "record_key": j.record_key, "topic": j.topic, "status": j.status,
         "attempts": j.attempts, "last_error": j.last_error.as_deref().map(|e| e.chars().take(200).collect::<String>()),
-        "conflict": j.conflict.is_some() || j.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT),
+        "conflict": j.is_conflict(),
         "at": time(j.created_at), "ago": ago(j.created_at, now), "origin": j.origin.as_text(),
     })
 }

@@ -49,9 +49,10 @@ impl FromRequest for User {
         Box::pin(async move {
             let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ConsoleError::internal("the service's state is missing"))?;
             if state.tokens.is_empty() {
-                return Ok(User::new("local".into(), Role::Admin, String::new(), false));
+                let local = auth::Principal::local();
+                return Ok(User::new(local.name, local.role, String::new(), false));
             }
-            match auth::session_of(&state, &state.tokens, &req).await.map_err(ConsoleError::from)? {
+            match auth::session_of(&state, &req).await.map_err(ConsoleError::from)? {
                 Some((p, session)) => Ok(User::new(p.name, p.role, session.csrf, true)),
                 None if req.headers().contains_key("x-console-fragment") => {
                     Err(InternalError::from_response("sign in", HttpResponse::Unauthorized().body("sign in again")).into())

@@ -99,6 +99,14 @@ impl TryFrom<Model> for Delivery {
     }
 }
 
+impl Delivery {
+    /// Parked for a conflict (both sides changed), not a failure. Rows parked before
+    /// conflicts kept their records are known by their reason.
+    pub fn is_conflict(&self) -> bool {
+        self.conflict.is_some() || self.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT)
+    }
+}
+
 fn convert(rows: Vec<Model>) -> Result<Vec<Delivery>, StorageError> {
     rows.into_iter().map(Delivery::try_from).collect()
 }

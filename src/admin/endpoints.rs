@@ -114,7 +114,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/parked" => parked::list, "Parked jobs, oldest first.", ok 200 "`{parked, next}`",
             query &[("connector", "connector id"), ("reason", "only jobs whose error contains this text"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")], errors &[400, 401, 503]),
         endpoint!(POST "/parked/replay" => parked::replay_many, "Bulk replay: every parked job of a connector parked since a time (optionally until a time, with a reason containing a text), sent again through the normal path. A job older than its record's last delivered one is left parked and listed under `refused` unless `force` is set.", ok 200 "`{replayed: [ids], refused: [{id, reason}]}`",
-            role Operator, body Body::Json("BulkReplay"), errors &[400, 401, 403, 404, 503]),
+            role Operator, body Body::Json("BulkReplay"), errors &[400, 401, 404, 503]),
         endpoint!(GET "/audit" => audit::list, "Who changed what: connectors, governance and parked jobs, through the API, the CLI or the console, newest first.", ok 200 "`{entries, next}`",
             query &[("target", "a connector id, a job id or `sync_enabled`"), ("cursor", "`next` of the previous page"), ("limit", "1 to 500, default 100")], errors &[400, 401, 503]),
         endpoint!(GET "/parked/{id}" => parked::get, "One parked job.", ok 200 "job", errors &[401, 404, 409, 503]),

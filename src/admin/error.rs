@@ -104,12 +104,13 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
         let resp = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).error_response();
         return Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, resp).map_into_right_body()));
     }
-    // JSON already, or a page of the console (HTML for people, under /ui).
+    // A body its handler chose: JSON, or a console page (HTML for people). actix-web's own
+    // errors are plain text.
     let kept = res
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || (v.starts_with("text/html") && res.request().path().starts_with("/ui")));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if kept {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

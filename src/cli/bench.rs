@@ -214,11 +214,18 @@ fn fuzz(first: u64, n: u64) -> ExitCode {
     if report.panics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
+/// `n` connector files `idle-0` … in the folder, each on a topic of its own that nothing
+/// publishes on.
+fn idle_connectors(dir: &Path, n: usize) -> Result<(), String> {
     for i in 0..n {
         let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None, false);
         std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
+    idle_connectors(dir, n)?;
     let (before, _) = rss_kib();
     let started = Instant::now();
     let app = Application::build(settings_in(dir, database)).await.map_err(|e| e.to_string())?;
@@ -240,10 +247,7 @@ async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), Stri
 /// client's on loopback: the server's plus a fraction of a millisecond.
 async fn console_pages(dir: &Path, n: usize, tickets: usize, database: Option<String>) -> Result<(), String> {
     use crate::storage::{Direction, NewTicket, TicketStatus};
-    for i in 0..n {
-        let yaml = connector_yaml(&format!("idle-{i}"), &format!("idle.{i}"), "http://127.0.0.1:9", 1, None, false);
-        std::fs::write(dir.join(format!("connectors/idle-{i}.yaml")), yaml).map_err(|e| e.to_string())?;
-    }
+    idle_connectors(dir, n)?;
     let app = Application::build(settings_in(dir, database)).await.map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();

@@ -31,10 +31,10 @@ pub struct TicketQuery {
     pub limit: Option<u64>,
 }
 
-const STATUSES: &[&str] = &crate::storage::TicketStatus::NAMES;
-const DIRECTIONS: &[&str] = &crate::storage::Direction::NAMES;
+pub(crate) const STATUSES: &[&str] = &crate::storage::TicketStatus::NAMES;
+pub(crate) const DIRECTIONS: &[&str] = &crate::storage::Direction::NAMES;
 
-fn one_of(what: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn one_of(what: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
     match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::bad_request(format!("unknown {what} `{v}`: expected one of {}", allowed.join(", ")))),
         _ => Ok(()),
@@ -91,7 +91,7 @@ pub fn instant(name: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<U
 
 /// A free-text filter (a record id, an error's text): printable, at most 200 characters;
 /// a NUL byte, say, is refused here, the same on every database.
-pub(super) fn text_filter(name: &str, value: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn text_filter(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.chars().count() > 200 || v.chars().any(char::is_control) => Err(ApiError::bad_request(format!("`{name}` must be at most 200 printable characters"))),
         _ => Ok(()),
@@ -100,7 +100,7 @@ pub(super) fn text_filter(name: &str, value: &Option<String>) -> Result<(), ApiE
 
 /// A `connector` filter must be a connector id: anything else (a NUL byte, say) is refused
 /// here, the same on every database, rather than handed to one that cannot take it.
-pub(super) fn connector_filter(value: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn connector_filter(value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(c) if !crate::spec::valid_id(c) => Err(ApiError::bad_request(format!(
             "`connector` is not a connector id: expected 1 to 128 letters, digits, `.`, `_` or `-`, found {:?}",

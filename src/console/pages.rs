@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -212,6 +211,8 @@ fn nonempty(v: &Option<String>) -> Option<String> {
 pub async fn parked(console: web::Data<Console>, state: web::Data<AppState>, user: User, q: web::Query<ParkedQuery>) -> Result<HttpResponse, ConsoleError> {
     let now = Utc::now();
     let (connector, reason) = (nonempty(&q.connector), nonempty(&q.reason));
+    crate::admin::tickets::connector_filter(&connector)?;
+    crate::admin::tickets::text_filter("reason", &reason)?;
     let filter = ParkedFilter { connector_id: connector.clone(), reason: reason.clone(), after_id: q.cursor, limit: 100, ..Default::default() };
     let jobs = storage::list_parked(&state.db, &filter).await?;
     let next = (jobs.len() == 100).then(|| jobs.last().map(|j| j.id)).flatten();
@@ -277,16 +278,23 @@ pub struct TicketsQuery {
     cursor: Option<i64>,
 }
 
+/// The search, checked as `GET /tickets` checks it (a bad value is a 400 page, not a query
+/// the database refuses).
 fn ticket_filter(q: &TicketsQuery, limit: u64) -> Result<TicketFilter, ConsoleError> {
+    use crate::admin::tickets::{DIRECTIONS, STATUSES, connector_filter, instant, one_of, text_filter};
     let now = Utc::now();
-    let bad = |e: crate::admin::error::ApiError| ConsoleError::new(StatusCode::BAD_REQUEST, e.message);
-    let since = nonempty(&q.since).map(|v| crate::admin::tickets::instant("since", &v, now)).transpose().map_err(bad)?;
-    let until = nonempty(&q.until).map(|v| crate::admin::tickets::instant("until", &v, now)).transpose().map_err(bad)?;
+    let (connector, status, direction, record) = (nonempty(&q.connector), nonempty(&q.status), nonempty(&q.direction), nonempty(&q.record));
+    connector_filter(&connector)?;
+    one_of("status", &status, STATUSES)?;
+    one_of("direction", &direction, DIRECTIONS)?;
+    text_filter("record", &record)?;
+    let since = nonempty(&q.since).map(|v| instant("since", &v, now)).transpose()?;
+    let until = nonempty(&q.until).map(|v| instant("until", &v, now)).transpose()?;
     Ok(TicketFilter {
-        connector_id: nonempty(&q.connector),
-        status: nonempty(&q.status),
-        direction: nonempty(&q.direction),
-        record: nonempty(&q.record),
+        connector_id: connector,
+        status,
+        direction,
+        record,
         since,
         until,
         after_id: q.cursor,

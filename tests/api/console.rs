@@ -283,6 +283,12 @@ async fn values_from_events_targets_and_errors_are_shown_as_text() {
     }
     let (_, _, html) = with_cookie(&app, "GET", &format!("/ui/parked/{job}"), &cookie, None, None).await;
     assert!(html.contains("&lt;script&gt;alert(") && html.contains("&lt;img src=x onerror=alert(1)&gt;"), "shown as text: {html}");
+    // The console's searches are checked as the API's are: a bad value is a 400 page.
+    for page in ["/ui/tickets?record=a%00b", "/ui/tickets?status=lost", "/ui/tickets?since=yesterday", "/ui/parked?connector=%3Cscript%3E", "/ui/parked?reason=a%00b"] {
+        let (code, _, html) = with_cookie(&app, "GET", page, &cookie, None, None).await;
+        assert_eq!(code, 400, "{page}: {html}");
+        assert!(!html.contains("<script>"), "{page}: {html}");
+    }
     // A connector id cannot carry markup at all.
     let (code, body) = app.call("POST", "/connectors", Some(&format!("id: \"{XSS_SCRIPT}\"\ntype: outbound\ntrigger: {{ topic: t }}\nmap: {{ to: {{ url: \"{}/x\" }} }}\n", fake.base))).await;
     assert_eq!(code, 400, "{body}");

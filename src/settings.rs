@@ -76,11 +76,14 @@ pub struct ClusterSettings {
     /// An instance whose last heartbeat is older than this is not alive (it beats every
     /// third of it).
     pub lease_secs: u64,
+    /// A connector's lane claims jobs from the shared queue at most this often while busy
+    /// (a lane idle for longer claims at once); 0: at every wake. See docs/cluster.md.
+    pub claim_gap_ms: u64,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { lease_secs: 10 }
+        Self { lease_secs: 10, claim_gap_ms: 10 }
     }
 }
 

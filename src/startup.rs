@@ -154,6 +154,7 @@ impl Application {
         }
         let alerts = alerter.start();
         let bus_slot = Arc::new(std::sync::OnceLock::new());
+        let share = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),
@@ -166,6 +167,8 @@ impl Application {
             workers: crate::actors::pool::Workers::new(settings.runtime),
             instance: instance_id.clone().into(),
             lease,
+            share: share.clone(),
+            claim_gap: if db.get_database_backend() == sea_orm::DbBackend::Postgres { Duration::from_millis(settings.cluster.claim_gap_ms) } else { Duration::ZERO },
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {
@@ -183,10 +186,10 @@ impl Application {
         governance.send(SetListener(registry.clone().recipient())).await?;
         let address = format!("{}:{port}", settings.server.host);
         cluster::join(&db, &instance_id, &address, &registry, lease).await?;
-        let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease).start();
+        let heartbeat = Heartbeat::new(db.clone(), instance_id.clone(), address, registry.clone(), lease, share).start();
         let cluster_actors = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
             let reconciler = Reconciler::new(db.clone(), registry.clone(), governance.clone()).start();
-            let signals = Signals::new(db.clone(), instance_id.clone(), registry.clone(), reconciler.clone()).start();
+            let signals = Signals::new(db.clone(), instance_id.clone(), registry.clone(), reconciler.clone(), heartbeat.clone()).start();
             (reconciler, signals)
         });
         let nats_health = settings.bus.nats.url.as_ref().map(|_| Arc::new(crate::actors::nats::NatsHealth::default()));

@@ -19,20 +19,27 @@ pub struct Heartbeat {
     every: Duration,
     /// A beat is being written; the next tick skips rather than piling up.
     beating: bool,
+    /// A beat was asked for while one ran (see [`BeatNow`]).
+    again: bool,
     lease: Duration,
     /// File differences already warned of: (connector, other instance, theirs, ours).
     warned: std::collections::HashSet<(String, String, String, String)>,
     /// The other instances alive at the last beat.
     alive: std::collections::BTreeSet<String>,
+    /// This instance's share of the record keys, from the instances alive (see
+    /// `storage::Share`): the lanes read it at each claim.
+    share: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Heartbeat {
-    pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration) -> Self {
-        Self { db, id, address, registry, every: beat_interval(lease), beating: false, lease, warned: Default::default(), alive: Default::default() }
+    pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration, share: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Self { db, id, address, registry, every: beat_interval(lease), beating: false, again: false, lease, warned: Default::default(), alive: Default::default(), share }
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
         if self.beating {
+            // Asked while a beat runs (an instance joined): one more after it, which sees it.
+            self.again = true;
             return;
         }
         self.beating = true;
@@ -46,8 +53,11 @@ impl Heartbeat {
                 Ok::<_, storage::StorageError>((file_mismatches(&holds, &others), alive))
             }
             .into_actor(self)
-            .map(|res, act, _| {
+            .map(|res, act, ctx| {
                 act.beating = false;
+                if std::mem::take(&mut act.again) {
+                    act.beat(ctx);
+                }
                 match res {
                     Ok((mismatches, alive)) => {
                         // Instances gone since the last beat (died, or stopped): their retry
@@ -59,6 +69,8 @@ impl Heartbeat {
                             act.registry.do_send(super::registry::RescanRetries);
                         }
                         act.alive = alive;
+                        let (of, index) = share_of(&act.id, &act.alive);
+                        act.share.store(u64::from(of) << 32 | u64::from(index), std::sync::atomic::Ordering::Relaxed);
                         // Said once per difference (a reload made it; the files are being
                         // changed instance by instance, or one was forgotten).
                         for m in mismatches {
@@ -72,6 +84,27 @@ impl Heartbeat {
             }),
         );
     }
+}
+
+/// Beat now (an instance joined or left: see [`Signal::Instances`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BeatNow;
+
+impl Handler<BeatNow> for Heartbeat {
+    type Result = ();
+    fn handle(&mut self, _: BeatNow, ctx: &mut Context<Self>) {
+        self.beat(ctx);
+    }
+}
+
+/// This instance's share of the record keys among the instances alive: (how many, its place
+/// in their ids' order). Every instance computes the same from the same heartbeats; a beat
+/// apart they may disagree for a moment, which costs only some overlap (see `storage::claim`).
+fn share_of(id: &str, others: &std::collections::BTreeSet<String>) -> (u32, u32) {
+    let of = u32::try_from(others.len() + 1).unwrap_or(u32::MAX);
+    let index = u32::try_from(others.iter().filter(|o| o.as_str() < id).count()).unwrap_or(0);
+    (of, index)
 }
 
 /// How often an instance beats: a third of the lease, and at least every 2 s so the cluster
@@ -174,6 +207,8 @@ impl Handler<Leave> for Heartbeat {
                 }
                 if let Err(e) = storage::remove_instance(&db, &id).await {
                     tracing::warn!(error = %e, "cannot remove this instance from `instances`; it will show as not alive");
+                } else if let Err(e) = storage::notify(&db, &Signal::Instances.to_string()).await {
+                    tracing::debug!(error = %e, "cannot tell the other instances that this one left; they see it at their next heartbeat");
                 }
             }
             .into_actor(self)
@@ -198,7 +233,12 @@ pub async fn join(db: &Db, id: &str, address: &str, registry: &Addr<Registry>, l
         tracing::info!(instance = %other.id, address = %other.address, "joining another instance on this database; the jobs are shared");
     }
     let holds = holdings(db, id, registry).await;
-    Ok(storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await?)
+    storage::register_instance(db, id, address, env!("CARGO_PKG_VERSION"), &holds).await?;
+    // The others draw the shares of the keys again now, not at their next beat.
+    if let Err(e) = storage::notify(db, &Signal::Instances.to_string()).await {
+        tracing::warn!(error = %e, "cannot tell the other instances that this one joined; they see it at their next heartbeat");
+    }
+    Ok(())
 }
 
 /// How often an instance of a cluster applies what the database says (the control plane):
@@ -287,12 +327,13 @@ pub struct Signals {
     instance: String,
     registry: Addr<Registry>,
     reconciler: Addr<Reconciler>,
+    heartbeat: Addr<Heartbeat>,
     sweeping: bool,
 }
 
 impl Signals {
-    pub fn new(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) -> Self {
-        Self { db, instance, registry, reconciler, sweeping: false }
+    pub fn new(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>, heartbeat: Addr<Heartbeat>) -> Self {
+        Self { db, instance, registry, reconciler, heartbeat, sweeping: false }
     }
 
     /// Every second: the jobs whose lease ran out; their lanes are woken to claim them.
@@ -329,6 +370,8 @@ pub enum Signal {
     Restart { from: String, connector: String },
     /// Pull the connector now (its pull's lease holder does).
     Sync { from: String, connector: String },
+    /// An instance joined or left: the shares of the keys are drawn again.
+    Instances,
 }
 
 impl std::fmt::Display for Signal {
@@ -339,6 +382,7 @@ impl std::fmt::Display for Signal {
             Signal::Control => write!(f, "control"),
             Signal::Restart { from, connector } => write!(f, "restart {from} {connector}"),
             Signal::Sync { from, connector } => write!(f, "sync {from} {connector}"),
+            Signal::Instances => write!(f, "instances"),
         }
     }
 }
@@ -351,6 +395,7 @@ fn parse_signal(payload: &str) -> Option<Signal> {
         Some(("restart", rest)) => two(rest).map(|(from, connector)| Signal::Restart { from, connector }),
         Some(("sync", rest)) => two(rest).map(|(from, connector)| Signal::Sync { from, connector }),
         None if payload == "control" => Some(Signal::Control),
+        None if payload == "instances" => Some(Signal::Instances),
         _ => None,
     }
 }
@@ -373,7 +418,7 @@ impl Drop for Listening {
 /// LISTENs on [`CHANNEL`] for as long as the actor lives, reconnecting with back-off. Each
 /// time it (re)starts listening it wakes every lane and reconciles, since what was notified
 /// meanwhile is lost.
-async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>) {
+async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: Addr<Reconciler>, heartbeat: Addr<Heartbeat>) {
     use sea_orm::sqlx::postgres::PgListener;
     const MAX_BACKOFF: Duration = Duration::from_secs(10);
     let mut backoff = Duration::from_millis(200);
@@ -402,6 +447,7 @@ async fn listen(db: Db, instance: String, registry: Addr<Registry>, reconciler: 
                     Some(Signal::Jobs(Some(ids))) => registry.do_send(super::registry::WakeConnectors(ids)),
                     Some(Signal::Jobs(None)) => registry.do_send(super::registry::WakeAll),
                     Some(Signal::Control) => reconciler.do_send(ReconcileNow),
+                    Some(Signal::Instances) => heartbeat.do_send(BeatNow),
                     Some(Signal::Restart { from, connector }) if from != instance => registry.do_send(super::registry::ForConnector::Restart(connector)),
                     Some(Signal::Sync { from, connector }) if from != instance => registry.do_send(super::registry::ForConnector::Sync(connector)),
                     Some(Signal::Restart { .. } | Signal::Sync { .. }) => {}
@@ -425,19 +471,28 @@ impl Actor for Signals {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.spawn(listen(self.db.clone(), self.instance.clone(), self.registry.clone(), self.reconciler.clone()).into_actor(self));
+        ctx.spawn(listen(self.db.clone(), self.instance.clone(), self.registry.clone(), self.reconciler.clone(), self.heartbeat.clone()).into_actor(self));
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Signal, parse_signal};
+    use super::{Signal, parse_signal, share_of};
+
+    #[test]
+    fn each_instance_has_its_own_share() {
+        let ids = ["0192-a", "0192-b", "0192-c"];
+        let shares: Vec<(u32, u32)> = ids.iter().map(|me| share_of(me, &ids.iter().filter(|o| *o != me).map(|o| o.to_string()).collect())).collect();
+        assert_eq!(shares, [(3, 0), (3, 1), (3, 2)], "the same count, a place each");
+        assert_eq!(share_of("alone", &Default::default()), (1, 0), "alone: every key");
+    }
 
     #[test]
     fn notifications_are_read() {
         assert_eq!(parse_signal("jobs a,b"), Some(Signal::Jobs(Some(vec!["a".into(), "b".into()]))));
         assert_eq!(parse_signal("jobs *"), Some(Signal::Jobs(None)));
+        assert_eq!(parse_signal(&Signal::Instances.to_string()), Some(Signal::Instances));
         assert_eq!(parse_signal("control"), Some(Signal::Control));
         assert_eq!(parse_signal("restart x"), None);
         for s in [Signal::Jobs(Some(vec!["a".into()])), Signal::Control, Signal::Restart { from: "i1".into(), connector: "c".into() }, Signal::Sync { from: "i2".into(), connector: "c".into() }] {

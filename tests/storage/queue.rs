@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use hms_sync::storage::{self, Claimant, Db, NewDelivery};
-use sea_orm::DbBackend;
+use hms_sync::storage::{self, Claimant, Db, NewDelivery, Share};
+use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::json;
 
 /// The instance these tests claim as, when only one claims.
-pub const ME: Claimant<'static> = Claimant { instance: "me", lease: Duration::from_secs(10) };
+pub const ME: Claimant<'static> = Claimant { instance: "me", lease: Duration::from_secs(10), share: Share::ALL };
 
 fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
     NewDelivery {
@@ -229,8 +229,8 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     }
     let jobs: Vec<NewDelivery> = (0..20).map(|i| job("shared", &format!("s{i}"), &format!("k{}", i % 5))).collect();
     storage::enqueue(db, &jobs).await.unwrap();
-    let a = Claimant { instance: "a", lease: Duration::from_secs(30) };
-    let b = Claimant { instance: "b", lease: Duration::from_secs(30) };
+    let a = Claimant { instance: "a", lease: Duration::from_secs(30), share: Share::ALL };
+    let b = Claimant { instance: "b", lease: Duration::from_secs(30), share: Share::ALL };
     let now = Utc::now();
     let (ca, cb) = tokio::join!(storage::claim(db, "shared", now, 3, &[], a), storage::claim(db, "shared", now, 10, &[], b));
     let (ca, cb) = (ca.unwrap(), cb.unwrap());
@@ -259,6 +259,37 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     assert_eq!(again[0].token.claims, 2);
 }
 
+/// Each instance claims the keys of its share (their hash modulo the instances alive): two
+/// instances' claims split the keys between them, none taken twice; a job that waited longer
+/// than `SHARE_WAIT` is anyone's (its instance is gone, behind, or does not run the connector).
+pub async fn claims_follow_the_instances_shares(db: &Db) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let jobs: Vec<NewDelivery> = (0..40).map(|i| job("halves", &format!("h{i}"), &format!("key-{i}"))).collect();
+    storage::enqueue(db, &jobs).await.unwrap();
+    let first = Claimant { instance: "first", lease: Duration::from_secs(30), share: Share { of: 2, index: 0 } };
+    let second = Claimant { instance: "second", lease: Duration::from_secs(30), share: Share { of: 2, index: 1 } };
+    let keys = |claims: &[storage::Claim]| claims.iter().map(|c| c.job.record_key.clone()).collect::<std::collections::BTreeSet<_>>();
+    let a = keys(&storage::claim(db, "halves", Utc::now(), 100, &[], first).await.unwrap());
+    assert!(!a.is_empty() && a.len() < 40, "the first instance took its share only: {} of 40 keys", a.len());
+    assert!(storage::claim(db, "halves", Utc::now(), 100, &[], first).await.unwrap().is_empty(), "nothing more of its share");
+    let b = keys(&storage::claim(db, "halves", Utc::now(), 100, &[], second).await.unwrap());
+    assert_eq!(a.len() + b.len(), 40, "the second took the rest");
+    assert!(a.is_disjoint(&b));
+    // A third instance joins (shares of 3): the jobs left to an instance that does not take
+    // them are anyone's once they have waited.
+    let more: Vec<NewDelivery> = (0..40).map(|i| job("thirds", &format!("t{i}"), &format!("key-{i}"))).collect();
+    storage::enqueue(db, &more).await.unwrap();
+    let lone = Claimant { instance: "lone", lease: Duration::from_secs(30), share: Share { of: 3, index: 1 } };
+    let own = storage::claim(db, "thirds", Utc::now(), 100, &[], lone).await.unwrap();
+    assert!(!own.is_empty() && own.len() < 40, "its third: {}", own.len());
+    let waited = chrono::Duration::from_std(storage::SHARE_WAIT).unwrap() + chrono::Duration::seconds(1);
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, "UPDATE deliveries SET created_at = created_at - $1 * interval '1 millisecond' WHERE connector_id = 'thirds'", [waited.num_milliseconds().into()])).await.unwrap();
+    let rest = storage::claim(db, "thirds", Utc::now(), 100, &[], lone).await.unwrap();
+    assert_eq!(own.len() + rest.len(), 40, "the others' shares, once waited, taken by the one that runs");
+}
+
 /// A lease that runs out (its instance died or stalled) frees the job: the sweep finds it,
 /// another instance claims it (the claim count, the fencing token, goes up), and the first
 /// claim can neither renew its lease nor settle the job any more; a lane that starts gives
@@ -268,8 +299,8 @@ pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
         return;
     }
     storage::enqueue(db, &[job("lapse", "l1", "k"), job("lapse", "l2", "other")]).await.unwrap();
-    let slow = Claimant { instance: "slow", lease: Duration::from_millis(300) };
-    let fast = Claimant { instance: "fast", lease: Duration::from_secs(30) };
+    let slow = Claimant { instance: "slow", lease: Duration::from_millis(300), share: Share::ALL };
+    let fast = Claimant { instance: "fast", lease: Duration::from_secs(30), share: Share::ALL };
     let first = storage::claim(db, "lapse", Utc::now(), 1, &[], slow).await.unwrap().remove(0);
     assert!(storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap().iter().all(|c| c.job.id != first.job.id), "held by its lease");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -285,6 +285,9 @@ pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageE
     Ok(db.begin_with_options(opts).await?)
 }
 
+/// A pooled connection idle this long is pinged before it is handed out (see [`connect`]).
+const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
 /// Opens the database at `url` and brings its schema up to date.
 ///
 /// - `sqlite:PATH` / `sqlite://PATH` (relative) / `sqlite:///abs/path`: the parent
@@ -304,7 +307,13 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
     // sqlx logs statements through the `log` crate, which nothing here forwards to
     // `tracing`; turning it off saves formatting every statement for nobody.
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // sqlx pings a pooled connection at every checkout by default: a round trip before
+        // each query or transaction (for SQLite a hop to the connection's thread and back,
+        // for PostgreSQL one over the socket). Only a connection idle this long is pinged
+        // (the one a server, proxy or firewall may have dropped meanwhile); one in use
+        // fails on its query instead, which its caller handles as any database error.
+        .test_before_acquire_if_idle_for(POOL_PING_AFTER_IDLE);
     if url.starts_with("sqlite:") {
         let file = sqlite_file(url);
         match &file {

@@ -154,7 +154,7 @@ impl Application {
         }
         let alerts = alerter.start();
         let bus_slot = Arc::new(std::sync::OnceLock::new());
-        let share = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let share = Arc::new(crate::storage::CurrentShare::default());
         let rt = Runtime {
             db: db.clone(),
             tickets: tickets.clone(),
@@ -168,7 +168,7 @@ impl Application {
             instance: instance_id.clone().into(),
             lease,
             share: share.clone(),
-            claim_gap: if db.get_database_backend() == sea_orm::DbBackend::Postgres { Duration::from_millis(settings.cluster.claim_gap_ms) } else { Duration::ZERO },
+            claim_gap: Duration::from_millis(settings.cluster.claim_gap_ms),
         };
         let mut boot = Vec::with_capacity(connectors.len());
         for (loaded, origin) in connectors {

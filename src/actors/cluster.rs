@@ -28,11 +28,11 @@ pub struct Heartbeat {
     alive: std::collections::BTreeSet<String>,
     /// This instance's share of the record keys, from the instances alive (see
     /// `storage::Share`): the lanes read it at each claim.
-    share: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    share: std::sync::Arc<storage::CurrentShare>,
 }
 
 impl Heartbeat {
-    pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration, share: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+    pub fn new(db: Db, id: String, address: String, registry: Addr<Registry>, lease: Duration, share: std::sync::Arc<storage::CurrentShare>) -> Self {
         Self { db, id, address, registry, every: beat_interval(lease), beating: false, again: false, lease, warned: Default::default(), alive: Default::default(), share }
     }
 
@@ -69,8 +69,7 @@ impl Heartbeat {
                             act.registry.do_send(super::registry::RescanRetries);
                         }
                         act.alive = alive;
-                        let (of, index) = share_of(&act.id, &act.alive);
-                        act.share.store(u64::from(of) << 32 | u64::from(index), std::sync::atomic::Ordering::Relaxed);
+                        act.share.set(share_of(&act.id, &act.alive));
                         // Said once per difference (a reload made it; the files are being
                         // changed instance by instance, or one was forgotten).
                         for m in mismatches {
@@ -98,13 +97,13 @@ impl Handler<BeatNow> for Heartbeat {
     }
 }
 
-/// This instance's share of the record keys among the instances alive: (how many, its place
-/// in their ids' order). Every instance computes the same from the same heartbeats; a beat
+/// This instance's share of the record keys among the instances alive: how many, and its
+/// place in their ids' order. Every instance computes the same from the same heartbeats; a beat
 /// apart they may disagree for a moment, which costs only some overlap (see `storage::claim`).
-fn share_of(id: &str, others: &std::collections::BTreeSet<String>) -> (u32, u32) {
+fn share_of(id: &str, others: &std::collections::BTreeSet<String>) -> storage::Share {
     let of = u32::try_from(others.len() + 1).unwrap_or(u32::MAX);
     let index = u32::try_from(others.iter().filter(|o| o.as_str() < id).count()).unwrap_or(0);
-    (of, index)
+    storage::Share { of, index }
 }
 
 /// How often an instance beats: a third of the lease, and at least every 2 s so the cluster
@@ -483,9 +482,13 @@ mod tests {
     #[test]
     fn each_instance_has_its_own_share() {
         let ids = ["0192-a", "0192-b", "0192-c"];
-        let shares: Vec<(u32, u32)> = ids.iter().map(|me| share_of(me, &ids.iter().filter(|o| *o != me).map(|o| o.to_string()).collect())).collect();
+        let shares: Vec<(u32, u32)> = ids.iter().map(|me| share_of(me, &ids.iter().filter(|o| *o != me).map(|o| o.to_string()).collect())).map(|s| (s.of, s.index)).collect();
         assert_eq!(shares, [(3, 0), (3, 1), (3, 2)], "the same count, a place each");
-        assert_eq!(share_of("alone", &Default::default()), (1, 0), "alone: every key");
+        assert_eq!(share_of("alone", &Default::default()), crate::storage::Share { of: 1, index: 0 }, "alone: every key");
+        let current = crate::storage::CurrentShare::default();
+        assert_eq!(current.get(), crate::storage::Share::ALL);
+        current.set(crate::storage::Share { of: 3, index: 2 });
+        assert_eq!(current.get(), crate::storage::Share { of: 3, index: 2 }, "kept whole in one word");
     }
 
     #[test]

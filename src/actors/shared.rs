@@ -43,12 +43,12 @@ pub struct Runtime {
     pub instance: Arc<str>,
     /// How long a lease lasts unless renewed (`cluster.lease_secs`).
     pub lease: std::time::Duration,
-    /// The least time between two claims of a busy lane on a shared queue
-    /// (`cluster.claim_gap_ms`; zero on SQLite, where a claim is a read).
+    /// The least time between two claims of a busy lane while other instances share the
+    /// queue (`cluster.claim_gap_ms`).
     pub claim_gap: std::time::Duration,
     /// This instance's share of the record keys (see `storage::Share`), set by the heartbeat
-    /// from the instances alive: `of << 32 | index`.
-    pub share: Arc<std::sync::atomic::AtomicU64>,
+    /// from the instances alive.
+    pub share: Arc<crate::storage::CurrentShare>,
 }
 
 impl Runtime {
@@ -59,8 +59,7 @@ impl Runtime {
 
     /// This instance's share of the record keys now.
     pub fn share(&self) -> crate::storage::Share {
-        let v = self.share.load(std::sync::atomic::Ordering::Relaxed);
-        crate::storage::Share { of: (v >> 32) as u32, index: v as u32 }
+        self.share.get()
     }
 
     /// The lease time, for the database.

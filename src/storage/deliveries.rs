@@ -301,6 +301,22 @@ impl Share {
     pub const ALL: Share = Share { of: 0, index: 0 };
 }
 
+/// An instance's share as it is now: written by its heartbeat, read at each claim of its
+/// lanes (one word, no lock on the claim path).
+#[derive(Debug, Default)]
+pub struct CurrentShare(std::sync::atomic::AtomicU64);
+
+impl CurrentShare {
+    pub fn get(&self) -> Share {
+        let v = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        Share { of: (v >> 32) as u32, index: v as u32 }
+    }
+
+    pub fn set(&self, share: Share) {
+        self.0.store(u64::from(share.of) << 32 | u64::from(share.index), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// How long a job waits for the instance whose share its key is in, before any instance may
 /// claim it: an instance that died, stopped, is overloaded or does not run the connector
 /// holds up its share's new jobs this long at most.

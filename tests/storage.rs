@@ -158,6 +158,7 @@ async fn suite(db: &Db) {
     queue::settles_are_fenced_by_the_claim_token(db).await;
     queue::claims_are_shared_between_instances(db).await;
     queue::claims_follow_the_instances_shares(db).await;
+    queue::a_replayed_job_waits_for_its_keys_flight(db).await;
     queue::a_lapsed_lease_is_fenced_off(db).await;
 }
 

@@ -259,6 +259,37 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     assert_eq!(again[0].token.claims, 2);
 }
 
+/// On PostgreSQL a key with a job in flight anywhere offers none of its jobs, even when the
+/// one in flight is not its oldest: a parked job replayed while a later job of its key is on
+/// the wire waits until that one is settled (then it goes, and the key's order is the
+/// replay's: the older job first). Fails if the claim's key test looks only at the oldest.
+pub async fn a_replayed_job_waits_for_its_keys_flight(db: &Db) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let a = Claimant { instance: "a", lease: Duration::from_secs(30), share: Share::ALL };
+    let b = Claimant { instance: "b", lease: Duration::from_secs(30), share: Share::ALL };
+    storage::enqueue(db, &[job("replays", "r1", "k"), job("replays", "r2", "k"), job("replays", "r3", "other")]).await.unwrap();
+    let first = storage::claim(db, "replays", Utc::now(), 10, &[], a).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r1", "r3"]);
+    let park = storage::BatchEntry::Outcome {
+        update: storage::JobUpdate::Park { token: first[0].token, attempts: 1, error: "refused".into() },
+        jobs: Vec::new(),
+        link: None,
+        attempt: None,
+        ticket: None,
+    };
+    storage::write_batch(db, &[&park]).await.unwrap();
+    let second = storage::claim(db, "replays", Utc::now(), 10, &[], a).await.unwrap();
+    assert_eq!(second.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r2"], "the parked job no longer holds its key");
+    // r1 is pending again, older than r2, which is on the wire: nobody may take r1.
+    storage::replay_parked(db, first[0].job.id, None, "ops").await.unwrap().expect("parked");
+    assert!(storage::claim(db, "replays", Utc::now(), 10, &[], b).await.unwrap().is_empty(), "the key is in flight");
+    storage::write_batch(db, &[&settled(&second[0])]).await.unwrap();
+    let third = storage::claim(db, "replays", Utc::now(), 10, &[], b).await.unwrap();
+    assert_eq!(third.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r1"]);
+}
+
 /// Each instance claims the keys of its share (their hash modulo the instances alive): two
 /// instances' claims split the keys between them, none taken twice; a job that waited longer
 /// than `SHARE_WAIT` is anyone's (its instance is gone, behind, or does not run the connector).

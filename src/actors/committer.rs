@@ -50,9 +50,13 @@ pub struct Committer {
     db: Db,
     buffer: Vec<Entry>,
     batch_size: usize,
+    /// The commit gap (`tickets.flush_ms`): while busy, at most one transaction per gap.
     flush_after: Duration,
     /// A write is running; arrivals wait for the next batch (that is the group).
     writing: bool,
+    /// When the last write started: an entry that comes within the gap after it waits for
+    /// the gap's end with whatever else comes meanwhile.
+    last_write: Option<std::time::Instant>,
     flush_scheduled: bool,
     /// Tickets written so far.
     written: u64,
@@ -69,12 +73,18 @@ pub struct Retention {
     pub every: Duration,
 }
 
+/// Entries that make a batch worth writing without waiting for the end of the commit gap:
+/// they share their transaction's statements and commit well already. (Measured on SQLite:
+/// without it, a 2 ms gap cost 8-10% of the saturated rate, the one writer idling between
+/// fast commits; with it, no difference beyond noise.)
+const GATHERED: usize = 16;
+
 /// The lease of the tickets' retention pruning: one instance of a cluster prunes.
 const PRUNE_LEASE: &str = "prune";
 
 impl Committer {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
+        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, last_write: None, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
     }
 
     /// Prune tickets older than `retention.keep`, every `retention.every`, as instance
@@ -114,19 +124,26 @@ impl Committer {
         self.schedule(ctx);
     }
 
+    /// Writes now, or at the end of the commit gap. An entry that finds the Committer quiet
+    /// for a whole gap is written at once (a lone event pays no wait); within the gap after
+    /// the last write started, it waits for the gap's end, and what arrives meanwhile joins
+    /// it: at a moderate load, at most one transaction per gap. A write that took longer
+    /// than the gap is followed at once, and so is a batch of [`GATHERED`] entries: at
+    /// saturation the Committer never idles (on SQLite it is the one writer).
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         if self.writing || self.buffer.is_empty() {
             return;
         }
-        if self.buffer.len() >= self.batch_size || self.flush_after.is_zero() {
+        let wait = self.last_write.map_or(Duration::ZERO, |at| self.flush_after.saturating_sub(at.elapsed()));
+        if self.buffer.len() >= self.batch_size.min(GATHERED) || wait.is_zero() {
             self.write_batch(ctx);
         } else if !self.flush_scheduled {
             self.flush_scheduled = true;
-            ctx.run_later(self.flush_after, |act, ctx| {
+            // Decided again when it fires: a write may have started since (a full batch),
+            // and the gap then runs from that one.
+            ctx.run_later(wait, |act, ctx| {
                 act.flush_scheduled = false;
-                if !act.writing {
-                    act.write_batch(ctx);
-                }
+                act.schedule(ctx);
             });
         }
     }
@@ -150,6 +167,7 @@ impl Committer {
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
         self.writing = true;
+        self.last_write = Some(std::time::Instant::now());
         let db = self.db.clone();
         // The batch goes into the write and comes back with its result, to be answered.
         ctx.spawn(async move {
@@ -332,5 +350,41 @@ impl Handler<FlushTickets> for Committer {
             }
             act.written
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn job(n: u32) -> NewDelivery {
+        NewDelivery { connector_id: "c".into(), event_id: format!("e{n}"), topic: "t".into(), record_key: format!("k{n}"), payload: serde_json::json!({}), origin: crate::sync::Origin::Event, deleted: false }
+    }
+
+    /// The commit gap: a lone entry after a quiet gap is written at once; a batch of
+    /// `GATHERED` entries within the gap is written at once; an entry within the gap after a
+    /// write waits for the gap's end (it would share that transaction with whatever came).
+    /// The bounds are one-sided where the machine's load could stretch them.
+    #[actix_web::test]
+    async fn the_commit_gap_spares_a_lone_entry_and_a_full_batch() {
+        const GAP: Duration = Duration::from_millis(1500);
+        let db = storage::connect("sqlite::memory:").await.unwrap();
+        let committer = Committer::new(db, 500, GAP).start();
+        let t = Instant::now();
+        committer.send(StoreJobs(vec![job(0)])).await.unwrap().unwrap();
+        assert!(t.elapsed() < GAP, "a lone entry waited {:?}", t.elapsed());
+
+        let t = Instant::now();
+        let sends: Vec<_> = (1..=GATHERED as u32).map(|n| committer.send(StoreJobs(vec![job(n)]))).collect();
+        for r in futures_util::future::join_all(sends).await {
+            r.unwrap().unwrap();
+        }
+        assert!(t.elapsed() < GAP / 2, "a full batch waited {:?} for the gap", t.elapsed());
+
+        let t = Instant::now();
+        committer.send(StoreJobs(vec![job(100)])).await.unwrap().unwrap();
+        assert!(t.elapsed() >= GAP / 2, "an entry within the gap was written after {:?}", t.elapsed());
     }
 }

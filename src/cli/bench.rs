@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// their commit) per second.
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
+    /// The Committer's commit gap for this run (`tickets.flush_ms`; default: the setting's
+    /// default): compare CPU per event and latency with another gap.
+    #[arg(long, value_name = "MS")]
+    pub flush_ms: Option<u64>,
 }
 
 /// Arrival time of each event at the sink, by event number.
@@ -379,7 +383,11 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let (mut bases, mut handles, mut running) = (Vec::new(), Vec::new(), Vec::new());
     let mut db = None;
     for _ in 0..instances {
-        let app = Application::build(settings_in(dir, args.database.clone())).await.map_err(|e| e.to_string())?;
+        let mut settings = settings_in(dir, args.database.clone());
+        if let Some(ms) = args.flush_ms {
+            settings.tickets.flush_ms = ms;
+        }
+        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
         bases.push(format!("http://127.0.0.1:{}", app.port()));
         db.get_or_insert_with(|| app.state().db.clone());
         handles.push(app.server_handle());
@@ -496,6 +504,9 @@ async fn nats_intake(dir: &Path, args: &BenchArgs, url: &str) -> Result<(), Stri
     let n = args.events;
     let tag = format!("BENCH_{}", std::process::id());
     let mut settings = settings_in(dir, args.database.clone());
+    if let Some(ms) = args.flush_ms {
+        settings.tickets.flush_ms = ms;
+    }
     settings.bus.nats.url = Some(url.to_string());
     settings.bus.nats.stream = tag.clone();
     settings.bus.nats.subjects = format!("{}.>", tag.to_lowercase());

@@ -351,8 +351,8 @@ pub async fn claim(db: &Db, connector_id: &str, now: DateTime<Utc>, limit: u64, 
     // without statistics (a fresh database, autovacuum off) it walked the connector's pending
     // jobs past every one in flight, a fifth of a millisecond per candidate with three
     // instances. (As a `NOT EXISTS`, the key test became an anti-join that read every pending
-    // job for each candidate; as a set of busy keys read once per claim, it read every
-    // pending job once per claim.) The candidates themselves are walked on the (connector,
+    // job for each candidate; as a set of busy keys read once per claim, without statistics
+    // it read every pending job once per claim.) The candidates themselves are walked on the (connector,
     // status, id) index in id order, stopping at `limit`.
     let sql = "WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS c) \
          UPDATE deliveries SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond', claims = claims + 1 \

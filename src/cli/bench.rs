@@ -162,6 +162,15 @@ fn settings_in(dir: &Path, database: Option<String>) -> Settings {
     s
 }
 
+/// The settings of a measured run: [`settings_in`] with the run's `--flush-ms`.
+fn run_settings(dir: &Path, args: &BenchArgs) -> Settings {
+    let mut s = settings_in(dir, args.database.clone());
+    if let Some(ms) = args.flush_ms {
+        s.tickets.flush_ms = ms;
+    }
+    s
+}
+
 pub fn run(args: BenchArgs) -> ExitCode {
     // RUST_LOG overrides, e.g. hms_sync::actors::ticket_writer=debug shows every batch.
     crate::telemetry::init("text", "warn");
@@ -383,11 +392,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
     let (mut bases, mut handles, mut running) = (Vec::new(), Vec::new(), Vec::new());
     let mut db = None;
     for _ in 0..instances {
-        let mut settings = settings_in(dir, args.database.clone());
-        if let Some(ms) = args.flush_ms {
-            settings.tickets.flush_ms = ms;
-        }
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let app = Application::build(run_settings(dir, args)).await.map_err(|e| e.to_string())?;
         bases.push(format!("http://127.0.0.1:{}", app.port()));
         db.get_or_insert_with(|| app.state().db.clone());
         handles.push(app.server_handle());
@@ -503,10 +508,7 @@ async fn throughput(dir: &Path, args: &BenchArgs) -> Result<(), String> {
 async fn nats_intake(dir: &Path, args: &BenchArgs, url: &str) -> Result<(), String> {
     let n = args.events;
     let tag = format!("BENCH_{}", std::process::id());
-    let mut settings = settings_in(dir, args.database.clone());
-    if let Some(ms) = args.flush_ms {
-        settings.tickets.flush_ms = ms;
-    }
+    let mut settings = run_settings(dir, args);
     settings.bus.nats.url = Some(url.to_string());
     settings.bus.nats.stream = tag.clone();
     settings.bus.nats.subjects = format!("{}.>", tag.to_lowercase());

@@ -10,6 +10,10 @@ use serde_json::json;
 /// The instance these tests claim as, when only one claims.
 pub const ME: Claimant<'static> = Claimant { instance: "me", lease: Duration::from_secs(10), share: Share::ALL };
 
+/// Two instances sharing the queue, each claiming every key.
+const A: Claimant<'static> = Claimant { instance: "a", lease: Duration::from_secs(30), share: Share::ALL };
+const B: Claimant<'static> = Claimant { instance: "b", lease: Duration::from_secs(30), share: Share::ALL };
+
 fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
     NewDelivery {
         connector_id: connector.to_owned(),
@@ -229,10 +233,8 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     }
     let jobs: Vec<NewDelivery> = (0..20).map(|i| job("shared", &format!("s{i}"), &format!("k{}", i % 5))).collect();
     storage::enqueue(db, &jobs).await.unwrap();
-    let a = Claimant { instance: "a", lease: Duration::from_secs(30), share: Share::ALL };
-    let b = Claimant { instance: "b", lease: Duration::from_secs(30), share: Share::ALL };
     let now = Utc::now();
-    let (ca, cb) = tokio::join!(storage::claim(db, "shared", now, 3, &[], a), storage::claim(db, "shared", now, 10, &[], b));
+    let (ca, cb) = tokio::join!(storage::claim(db, "shared", now, 3, &[], A), storage::claim(db, "shared", now, 10, &[], B));
     let (ca, cb) = (ca.unwrap(), cb.unwrap());
     let all: Vec<&storage::Claim> = ca.iter().chain(&cb).collect();
     assert_eq!(all.len(), 5, "one head per key, whoever took it: {:?}", all.iter().map(|c| c.job.id).collect::<Vec<_>>());
@@ -242,19 +244,19 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     assert_eq!(keys.len(), 5, "never two jobs of one key");
     assert!(all.iter().all(|c| c.job.event_id.trim_start_matches('s').parse::<u32>().unwrap() < 5), "only the first job of each key");
     assert!(all.iter().all(|c| c.lease_deadline.is_some() && c.token.claims == 1));
-    assert!(storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap().is_empty(), "every key is in flight");
+    assert!(storage::claim(db, "shared", Utc::now(), 10, &[], B).await.unwrap().is_empty(), "every key is in flight");
     // One job done (whichever instance took it): its key's next job is free for anyone, and
     // only that one.
     let first = all[0];
     let done = settled(first);
     assert_eq!(storage::write_batch(db, &[&done]).await.unwrap(), [storage::EntryWritten::Written(None)]);
-    let next = storage::claim(db, "shared", Utc::now(), 10, &[], b).await.unwrap();
+    let next = storage::claim(db, "shared", Utc::now(), 10, &[], B).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].job.record_key, first.job.record_key);
     assert!(next[0].job.id > first.job.id);
     // A claim given back (not started) can be taken at once, by anyone.
     storage::release_claims(db, "b", &[next[0].job.id]).await.unwrap();
-    let again = storage::claim(db, "shared", Utc::now(), 10, &[], a).await.unwrap();
+    let again = storage::claim(db, "shared", Utc::now(), 10, &[], A).await.unwrap();
     assert_eq!(again.iter().map(|c| c.job.id).collect::<Vec<_>>(), [next[0].job.id]);
     assert_eq!(again[0].token.claims, 2);
 }
@@ -267,10 +269,8 @@ pub async fn a_replayed_job_waits_for_its_keys_flight(db: &Db) {
     if db.get_database_backend() != DbBackend::Postgres {
         return;
     }
-    let a = Claimant { instance: "a", lease: Duration::from_secs(30), share: Share::ALL };
-    let b = Claimant { instance: "b", lease: Duration::from_secs(30), share: Share::ALL };
     storage::enqueue(db, &[job("replays", "r1", "k"), job("replays", "r2", "k"), job("replays", "r3", "other")]).await.unwrap();
-    let first = storage::claim(db, "replays", Utc::now(), 10, &[], a).await.unwrap();
+    let first = storage::claim(db, "replays", Utc::now(), 10, &[], A).await.unwrap();
     assert_eq!(first.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r1", "r3"]);
     let park = storage::BatchEntry::Outcome {
         update: storage::JobUpdate::Park { token: first[0].token, attempts: 1, error: "refused".into() },
@@ -280,13 +280,13 @@ pub async fn a_replayed_job_waits_for_its_keys_flight(db: &Db) {
         ticket: None,
     };
     storage::write_batch(db, &[&park]).await.unwrap();
-    let second = storage::claim(db, "replays", Utc::now(), 10, &[], a).await.unwrap();
+    let second = storage::claim(db, "replays", Utc::now(), 10, &[], A).await.unwrap();
     assert_eq!(second.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r2"], "the parked job no longer holds its key");
     // r1 is pending again, older than r2, which is on the wire: nobody may take r1.
     storage::replay_parked(db, first[0].job.id, None, "ops").await.unwrap().expect("parked");
-    assert!(storage::claim(db, "replays", Utc::now(), 10, &[], b).await.unwrap().is_empty(), "the key is in flight");
+    assert!(storage::claim(db, "replays", Utc::now(), 10, &[], B).await.unwrap().is_empty(), "the key is in flight");
     storage::write_batch(db, &[&settled(&second[0])]).await.unwrap();
-    let third = storage::claim(db, "replays", Utc::now(), 10, &[], b).await.unwrap();
+    let third = storage::claim(db, "replays", Utc::now(), 10, &[], B).await.unwrap();
     assert_eq!(third.iter().map(|c| c.job.event_id.as_str()).collect::<Vec<_>>(), ["r1"]);
 }
 

@@ -303,8 +303,9 @@ const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 ///   directory and the file are created if missing; WAL journal (readers never block the
 ///   writer), `synchronous = NORMAL` (durable at checkpoints, safe against corruption in WAL
 ///   mode, and far fewer fsyncs), a checkpoint every 250 pages of WAL
-///   ([`WAL_AUTOCHECKPOINT_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of 8
-///   (sea-orm's SQLite default is 1, which serializes every reader behind the writer).
+///   ([`WAL_AUTOCHECKPOINT_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of twice
+///   the cores, 4 to 8 ([`sqlite_pool_size`]; sea-orm's SQLite default is 1, which
+///   serializes every reader behind the writer).
 ///   `sqlite::memory:` gets a pool of 1: each in-memory connection would otherwise share one
 ///   cache and trip over table locks.
 /// - `postgres://…` / `postgresql://…`: a pool of 16, all opened at start.
@@ -338,7 +339,7 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
                         source,
                     })?;
                 }
-                opts.max_connections(8).min_connections(1);
+                opts.max_connections(sqlite_pool_size()).min_connections(1);
             }
             None => {
                 opts.max_connections(1).min_connections(1);
@@ -380,6 +381,18 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
     }
     lock.release().await;
     Ok(db)
+}
+
+/// The SQLite file's pool: twice the cores, at least 4, at most 8. SQLite has one writer
+/// (the Committer) and readers that run beside it (the lanes' claims, the API and the
+/// console); readers beyond twice the cores only wait for a core. Each connection costs
+/// memory once it has been used (its own thread, its schema, its statements and page cache,
+/// and that thread's allocator cache): on 2 cores, 4 connections instead of 8 took an idle
+/// service with 1,000 connectors from 38.4-38.6 to 36.6-36.9 MiB, with no difference in throughput
+/// beyond noise (README, Performance).
+fn sqlite_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (2 * cores).clamp(4, 8) as u32
 }
 
 /// sqlx's pool retries refused or unreachable PostgreSQL connections until its timeout and

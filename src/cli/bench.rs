@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// Measure idle memory with this many connectors instead of throughput.
     #[arg(long, value_name = "N")]
     pub idle_connectors: Option<usize>,
+    /// With --idle-connectors: the RSS is shown 3 s after the start and again after this
+    /// many seconds, once the allocator has returned what start-up left (10 s after it is
+    /// freed; a thread's cache is trimmed only as that thread allocates).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_secs: u64,
     /// Time the web console's pages instead: this many connectors, `--tickets` stored
     /// tickets (half of them one connector's), each page asked 20 times.
     #[arg(long, value_name = "N")]
@@ -188,7 +193,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async {
         match (args.idle_connectors, &args.nats) {
             _ if args.console.is_some() => console_pages(&dir, args.console.unwrap_or(1000), args.tickets, args.database.clone()).await,
-            (Some(n), _) => idle(&dir, n, args.database.clone()).await,
+            (Some(n), _) => idle(&dir, n, args.database.clone(), Duration::from_secs(args.idle_secs)).await,
             (None, Some(url)) => nats_intake(&dir, &args, url).await,
             (None, None) => throughput(&dir, &args).await,
         }
@@ -237,7 +242,9 @@ fn idle_connectors(dir: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), String> {
+/// `bench --idle-connectors N`: the RSS of an idle service with `n` connectors, 3 s after
+/// its start and again after `settle` (the figure to compare: start-up's garbage returned).
+async fn idle(dir: &Path, n: usize, database: Option<String>, settle: Duration) -> Result<(), String> {
     idle_connectors(dir, n)?;
     let (before, _) = rss_kib();
     let started = Instant::now();
@@ -245,10 +252,16 @@ async fn idle(dir: &Path, n: usize, database: Option<String>) -> Result<(), Stri
     let ready_in = started.elapsed();
     let handle = app.server_handle();
     let running = actix_web::rt::spawn(app.run_until_stopped());
-    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let threads = || std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let first = Duration::from_secs(3).min(settle);
+    actix_web::rt::time::sleep(first).await;
     let (idle_rss, _) = rss_kib();
-    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
-    println!("idle with {n} connector(s): RSS {:.1} MiB ({:.1} MiB before start), {threads} threads, ready in {:.2} s", idle_rss as f64 / 1024.0, before as f64 / 1024.0, ready_in.as_secs_f64());
+    println!("idle with {n} connector(s): RSS {:.1} MiB after {} s ({:.1} MiB before start), {} threads, ready in {:.2} s", idle_rss as f64 / 1024.0, first.as_secs(), before as f64 / 1024.0, threads(), ready_in.as_secs_f64());
+    if settle > first {
+        actix_web::rt::time::sleep(settle - first).await;
+        let (idle_rss, _) = rss_kib();
+        println!("idle with {n} connector(s): RSS {:.1} MiB after {} s, {} threads", idle_rss as f64 / 1024.0, settle.as_secs(), threads());
+    }
     handle.stop(true).await;
     let _ = running.await;
     Ok(())

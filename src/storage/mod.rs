@@ -478,6 +478,18 @@ mod tests {
         assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), i64::from(WAL_AUTOCHECKPOINT_PAGES));
     }
 
+    /// A SQLite file's pool is twice the cores, 4 to 8 (each used connection keeps memory:
+    /// a pool sized by a constant again would show here on a 2-core machine).
+    #[tokio::test]
+    async fn the_sqlite_pool_is_sized_to_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as u32;
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&format!("sqlite://{}", dir.path().join("hms.db").display())).await.unwrap();
+        let max = db.get_sqlite_connection_pool().options().get_max_connections();
+        assert_eq!(max, (2 * cores).clamp(4, 8));
+        assert!((4..=8).contains(&max));
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

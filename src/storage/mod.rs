@@ -161,6 +161,18 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    // New jobs alone (acceptances, the common batch at a light load): no outcome to check,
+    // no ticket to chain; one statement where they fit in one (see `deliveries::enqueue`).
+    if entries.iter().all(|e| matches!(e, BatchEntry::Jobs(_))) {
+        match entries {
+            [BatchEntry::Jobs(jobs)] => deliveries::enqueue(db, jobs).await?,
+            _ => {
+                let jobs: Vec<NewDelivery> = entries.iter().flat_map(|e| if let BatchEntry::Jobs(jobs) = e { jobs.clone() } else { Vec::new() }).collect();
+                deliveries::enqueue(db, &jobs).await?
+            }
+        };
+        return Ok(vec![EntryWritten::Written(None); entries.len()]);
+    }
     let txn = begin_write(db).await?;
     let claimed: Vec<i64> = entries.iter().filter_map(|e| if let BatchEntry::Outcome { update, .. } = e { Some(update.token().job) } else { None }).collect();
     let pending = if claimed.is_empty() { Default::default() } else { deliveries::pending_claims_in(&txn, &claimed).await? };

@@ -111,8 +111,8 @@ fn convert(rows: Vec<Model>) -> Result<Vec<Delivery>, StorageError> {
     rows.into_iter().map(Delivery::try_from).collect()
 }
 
-/// Stores `jobs` as pending, due now, in ONE transaction (group commit: one fsync for the
-/// whole slice, which is what lets durable acceptance keep up with publishers). Returns how
+/// Stores `jobs` as pending, due now, in ONE statement or transaction (group commit: one
+/// fsync for the whole slice, which is what lets durable acceptance keep up with publishers). Returns how
 /// many rows were inserted: a job whose `(connector_id, event_id)` is already queued — or
 /// repeated within `jobs` — is skipped silently (`ON CONFLICT DO NOTHING`), so re-publishing
 /// an event is harmless. Jobs get ids in slice order.
@@ -133,7 +133,8 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
     Ok(inserted)
 }
 
-/// [`enqueue`] inside the caller's write transaction; the caller commits.
+/// [`enqueue`] inside the caller's write transaction (the caller commits), or on a plain
+/// connection for at most [`CHUNK`] jobs (one statement, atomic by itself).
 pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
     let t = now();
     let mut inserted = 0;

@@ -331,6 +331,10 @@ async fn a_couchdb_style_store_syncs_both_ways_with_revisions_and_deletes() {
     ranger("1", "Bo");
     sync().await;
     poll_until("the ranger's edit in HMS", WAIT, || async { hms.shift(1).filter(|s| s["assignee"] == "Bo") }).await;
+    // The sync pulled shift 2 too (our own write, skipped as an echo after a read of it):
+    // its job must be over before the ranger's next edit waits for "the next read" of it,
+    // or that read is this job's and the edit lands with no stale write to refuse.
+    poll_until("the pulled jobs settled", WAIT, || async { (app.status("couch-shifts").await["queue_depth"] == 0).then_some(()) }).await;
 
     // A ranger edits shift 2 between the service's read and its write: the store refuses
     // the stale revision (409), the service reads again and decides again. The ranger's

@@ -112,8 +112,8 @@ fn convert(rows: Vec<Model>) -> Result<Vec<Delivery>, StorageError> {
 }
 
 /// Stores `jobs` as pending, due now, in ONE statement or transaction (group commit: one
-/// fsync for the whole slice, which is what lets durable acceptance keep up with publishers). Returns how
-/// many rows were inserted: a job whose `(connector_id, event_id)` is already queued — or
+/// fsync for the whole slice, which is what lets durable acceptance keep up with
+/// publishers). Returns how many rows were inserted: a job whose `(connector_id, event_id)` is already queued — or
 /// repeated within `jobs` — is skipped silently (`ON CONFLICT DO NOTHING`), so re-publishing
 /// an event is harmless. Jobs get ids in slice order.
 ///

@@ -168,7 +168,7 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
         match entries {
             [BatchEntry::Jobs(jobs)] => deliveries::enqueue(db, jobs).await?,
             _ => {
-                let jobs: Vec<NewDelivery> = entries.iter().flat_map(|e| if let BatchEntry::Jobs(jobs) = e { jobs.clone() } else { Vec::new() }).collect();
+                let jobs: Vec<NewDelivery> = entries.iter().flat_map(|e| if let BatchEntry::Jobs(jobs) = e { jobs.as_slice() } else { &[] }).cloned().collect();
                 deliveries::enqueue(db, &jobs).await?
             }
         };

@@ -143,6 +143,7 @@ impl Application {
             every: Duration::from_secs(settings.tickets.prune_every_secs.max(1)),
         };
         let tickets = Committer::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
+            .with_writer(storage::SqliteWriter::open(&settings.database_url())?)
             .with_retention(retention, &instance_id)
             .start();
         let metrics = Arc::new(Metrics::new());

@@ -15,6 +15,8 @@ mod queue;
 mod state;
 #[path = "storage/tickets.rs"]
 mod tickets;
+#[path = "storage/writer.rs"]
+mod writer;
 #[path = "common/pg.rs"]
 mod pg;
 

@@ -5,13 +5,14 @@
 //! one commit per batch rather than per event, and SQLite's single write lock is never
 //! fought over by several writers (a loser would sleep in SQLite's busy handler).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::storage::{self, BatchEntry, Db, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket};
+use crate::storage::{self, BatchEntry, Db, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, StorageError};
 
 /// Who waits for an entry's commit: answered with what became of it (its ticket's id).
 type Reply = oneshot::Sender<Result<EntryWritten, String>>;
@@ -19,14 +20,15 @@ type Reply = oneshot::Sender<Result<EntryWritten, String>>;
 /// One thing to commit: jobs, an outcome or a ticket (see [`BatchEntry`]), and who waits
 /// for it. A ticket alone has nobody waiting, and is kept until it is written.
 struct Entry {
-    rows: BatchEntry,
+    /// Shared with the write (SQLite's writer thread takes the batch's rows with it).
+    rows: Arc<BatchEntry>,
     reply: Option<Reply>,
 }
 
 impl Entry {
     /// Rows it writes, about.
     fn size(&self) -> usize {
-        match &self.rows {
+        match self.rows.as_ref() {
             BatchEntry::Jobs(jobs) => jobs.len(),
             BatchEntry::Outcome { jobs, .. } => jobs.len() + 1,
             BatchEntry::Ticket(_) => 1,
@@ -48,6 +50,9 @@ impl Entry {
 
 pub struct Committer {
     db: Db,
+    /// SQLite's own writer, which writes a batch in one hand-off (see
+    /// [`storage::SqliteWriter`]); without it (PostgreSQL, SQLite in memory), the pool.
+    writer: Option<SqliteWriter>,
     buffer: Vec<Entry>,
     batch_size: usize,
     /// The commit gap (`tickets.flush_ms`): while busy, at most one transaction per gap.
@@ -84,7 +89,25 @@ const PRUNE_LEASE: &str = "prune";
 
 impl Committer {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, last_write: None, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
+        Self { db, writer: None, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, last_write: None, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
+    }
+
+    /// Write the batches with SQLite's own writer (see [`storage::SqliteWriter`]).
+    pub fn with_writer(mut self, writer: Option<SqliteWriter>) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// Writes `rows` in one transaction: by SQLite's own writer when there is one, else
+    /// through the pool (`storage::write_batch`).
+    fn store(&self, rows: Vec<Arc<BatchEntry>>) -> impl Future<Output = Result<Vec<EntryWritten>, StorageError>> + 'static {
+        let (db, writer) = (self.db.clone(), self.writer.clone());
+        async move {
+            match writer {
+                Some(writer) => writer.write(rows).await,
+                None => storage::write_batch(&db, &rows.iter().map(Arc::as_ref).collect::<Vec<_>>()).await,
+            }
+        }
     }
 
     /// Prune tickets older than `retention.keep`, every `retention.every`, as instance
@@ -168,13 +191,13 @@ impl Committer {
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
         self.writing = true;
         self.last_write = Some(std::time::Instant::now());
-        let db = self.db.clone();
+        let write = self.store(rows_of(&batch));
         // The batch goes into the write and comes back with its result, to be answered.
         ctx.spawn(async move {
             let started = std::time::Instant::now();
             // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
             let span = tracing::debug_span!("ticket", entries = batch.len());
-            let res = storage::write_batch(&db, &rows_of(&batch)).instrument(span).await;
+            let res = write.instrument(span).await;
             tracing::debug!(entries = batch.len(), ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
             (batch, res)
         }.into_actor(self).map(move |(batch, res), act, ctx| {
@@ -202,8 +225,8 @@ impl Committer {
 }
 
 /// What a batch writes, entry by entry.
-fn rows_of(batch: &[Entry]) -> Vec<&BatchEntry> {
-    batch.iter().map(|e| &e.rows).collect()
+fn rows_of(batch: &[Entry]) -> Vec<Arc<BatchEntry>> {
+    batch.iter().map(|e| e.rows.clone()).collect()
 }
 
 /// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
@@ -229,13 +252,12 @@ impl Committer {
     /// Writes each entry of a failed batch in a transaction of its own.
     fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
         self.writing = true;
-        let db = self.db.clone();
+        let writes: Vec<_> = batch.iter().map(|entry| self.store(vec![entry.rows.clone()])).collect();
         ctx.spawn(
             async move {
                 let mut results = Vec::with_capacity(batch.len());
-                for entry in batch {
-                    let res = storage::write_batch(&db, &[&entry.rows]).await;
-                    results.push((entry, res));
+                for (entry, write) in batch.into_iter().zip(writes) {
+                    results.push((entry, write.await));
                 }
                 results
             }
@@ -277,7 +299,7 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for Committer {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { rows: BatchEntry::Ticket(msg.0), reply: None }, ctx);
+        self.push(Entry { rows: Arc::new(BatchEntry::Ticket(msg.0)), reply: None }, ctx);
     }
 }
 
@@ -300,7 +322,7 @@ impl Handler<RecordOutcome> for Committer {
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let rows = BatchEntry::Outcome { update: msg.update, jobs: msg.jobs, link: msg.link, attempt: msg.attempt, ticket: msg.ticket };
-        self.push(Entry { rows, reply: Some(tx) }, ctx);
+        self.push(Entry { rows: Arc::new(rows), reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the committer stopped".into())) })
     }
 }
@@ -317,7 +339,7 @@ impl Handler<StoreJobs> for Committer {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { rows: BatchEntry::Jobs(msg.0), reply: Some(tx) }, ctx);
+        self.push(Entry { rows: Arc::new(BatchEntry::Jobs(msg.0)), reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -332,9 +354,9 @@ impl Handler<FlushTickets> for Committer {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let db = self.db.clone();
+        let write = self.store(rows_of(&batch));
         Box::pin(async move {
-            let res = storage::write_batch(&db, &rows_of(&batch)).await;
+            let res = write.await;
             (batch, res)
         }
         .into_actor(self)

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entities::delivery_attempts::{ActiveModel, Column, Entity, Model};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Statement};
 
 use super::{Db, StorageError, now};
 
@@ -37,24 +37,31 @@ impl From<Model> for Attempt {
 
 /// Inserts `attempts` on `c` (inside the writer's batch transaction).
 pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[NewAttempt]) -> Result<(), StorageError> {
-    if attempts.is_empty() {
-        return Ok(());
-    }
-    let t = now();
-    for chunk in attempts.chunks(200) {
-        let rows = chunk.iter().map(|a| ActiveModel {
-            delivery_id: Set(a.delivery_id),
-            connector_id: Set(a.connector_id.clone()),
-            attempt: Set(a.attempt),
-            status: Set(a.status.map(i32::from)),
-            latency_ms: Set(i64::try_from(a.latency_ms).unwrap_or(i64::MAX)),
-            error: Set(a.error.clone()),
-            at: Set(t),
-            ..Default::default()
-        });
-        c.execute(&Entity::insert_many(rows).into_query()).await?;
+    for stmt in insert_statements(c.get_database_backend(), attempts) {
+        c.execute_raw(stmt).await?;
     }
     Ok(())
+}
+
+/// The `INSERT`s of [`insert_in`] (for both writers, see `deliveries::insert_statements`).
+pub(crate) fn insert_statements(backend: DbBackend, attempts: &[NewAttempt]) -> Vec<Statement> {
+    let t = now();
+    attempts
+        .chunks(200)
+        .map(|chunk| {
+            let rows = chunk.iter().map(|a| ActiveModel {
+                delivery_id: Set(a.delivery_id),
+                connector_id: Set(a.connector_id.clone()),
+                attempt: Set(a.attempt),
+                status: Set(a.status.map(i32::from)),
+                latency_ms: Set(i64::try_from(a.latency_ms).unwrap_or(i64::MAX)),
+                error: Set(a.error.clone()),
+                at: Set(t),
+                ..Default::default()
+            });
+            Entity::insert_many(rows).build(backend)
+        })
+        .collect()
 }
 
 /// How many attempts failed since `since`, per connector (every instance's: the cluster's

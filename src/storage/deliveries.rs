@@ -136,31 +136,41 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
 /// [`enqueue`] inside the caller's write transaction (the caller commits), or on a plain
 /// connection for at most [`CHUNK`] jobs (one statement, atomic by itself).
 pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
-    let t = now();
     let mut inserted = 0;
-    for chunk in jobs.chunks(CHUNK) {
-        let rows = chunk.iter().map(|j| ActiveModel {
-            connector_id: Set(j.connector_id.clone()),
-            event_id: Set(j.event_id.clone()),
-            topic: Set(j.topic.clone()),
-            record_key: Set(j.record_key.clone()),
-            payload: Set(to_json_text(&j.payload)),
-            status: Set(PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(t),
-            last_error: Set(None),
-            created_at: Set(t),
-            updated_at: Set(t),
-            origin: Set(j.origin.as_text()),
-            deleted: Set(j.deleted),
-            ..Default::default()
-        });
-        let stmt = Entity::insert_many(rows)
-            .on_conflict(OnConflict::columns([Column::ConnectorId, Column::EventId]).do_nothing().to_owned())
-            .into_query();
-        inserted += txn.execute(&stmt).await?.rows_affected();
+    for stmt in insert_statements(txn.get_database_backend(), jobs) {
+        inserted += txn.execute_raw(stmt).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// The `INSERT`s that store `jobs` (one per [`CHUNK`]; a job whose event id the connector
+/// already has is skipped). Built once for both writers: the pool's and SQLite's own
+/// (`sqlite_writer`), so both write exactly the same rows.
+pub(crate) fn insert_statements(backend: DbBackend, jobs: &[NewDelivery]) -> Vec<Statement> {
+    let t = now();
+    jobs.chunks(CHUNK)
+        .map(|chunk| {
+            let rows = chunk.iter().map(|j| ActiveModel {
+                connector_id: Set(j.connector_id.clone()),
+                event_id: Set(j.event_id.clone()),
+                topic: Set(j.topic.clone()),
+                record_key: Set(j.record_key.clone()),
+                payload: Set(to_json_text(&j.payload)),
+                status: Set(PENDING.to_owned()),
+                attempts: Set(0),
+                next_attempt_at: Set(t),
+                last_error: Set(None),
+                created_at: Set(t),
+                updated_at: Set(t),
+                origin: Set(j.origin.as_text()),
+                deleted: Set(j.deleted),
+                ..Default::default()
+            });
+            Entity::insert_many(rows)
+                .on_conflict(OnConflict::columns([Column::ConnectorId, Column::EventId]).do_nothing().to_owned())
+                .build(backend)
+        })
+        .collect()
 }
 
 /// `statement` with its final `LIMIT ?` written as the literal `limit`. SQLite plans with a
@@ -514,6 +524,12 @@ pub async fn pending_count(db: &Db, connector_id: &str) -> Result<u64, StorageEr
 /// still as it was claimed), and frees it of its lease. A job already done, parked or gone is
 /// left alone: a late report from a stale attempt must not resurrect or overwrite it.
 async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, fence: Option<ClaimToken>, set: Vec<(Column, Expr)>) -> Result<(), StorageError> {
+    c.execute_raw(update_pending_statement(c.get_database_backend(), id, fence, set)).await?;
+    Ok(())
+}
+
+/// The statement of [`update_pending`].
+fn update_pending_statement(backend: DbBackend, id: i64, fence: Option<ClaimToken>, set: Vec<(Column, Expr)>) -> Statement {
     let mut q = Entity::update_many()
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
@@ -525,8 +541,7 @@ async fn update_pending<C: ConnectionTrait>(c: &C, id: i64, fence: Option<ClaimT
     for (c, e) in set {
         q = q.col_expr(c, e);
     }
-    q.exec(c).await?;
-    Ok(())
+    q.build(backend)
 }
 
 /// What one attempt did to a claimed job (see [`apply_update`]), settled by its claim's token.
@@ -552,13 +567,19 @@ impl JobUpdate {
 
 /// Applies `update` on `c` (the database or a transaction).
 pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Result<(), StorageError> {
+    c.execute_raw(update_statement(c.get_database_backend(), update)).await?;
+    Ok(())
+}
+
+/// The statement of [`apply_update`].
+fn update_statement(backend: DbBackend, update: &JobUpdate) -> Statement {
     match update {
         JobUpdate::Complete { token, attempts } => {
-            update_pending(c, token.job, Some(*token), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))]).await
+            update_pending_statement(backend, token.job, Some(*token), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))])
         }
         JobUpdate::Reschedule { token, attempts, at, error } => {
-            update_pending(
-                c,
+            update_pending_statement(
+                backend,
                 token.job,
                 Some(*token),
                 vec![
@@ -567,11 +588,10 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
                     (Column::LastError, Expr::value(error.as_str())),
                 ],
             )
-            .await
         }
         JobUpdate::Park { token, attempts, error } => {
-            update_pending(
-                c,
+            update_pending_statement(
+                backend,
                 token.job,
                 Some(*token),
                 vec![
@@ -580,11 +600,10 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
                     (Column::LastError, Expr::value(error.as_str())),
                 ],
             )
-            .await
         }
         JobUpdate::Conflict { token, attempts, error, records } => {
-            update_pending(
-                c,
+            update_pending_statement(
+                backend,
                 token.job,
                 Some(*token),
                 vec![
@@ -594,7 +613,6 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
                     (Column::Conflict, Expr::value(to_json_text(records))),
                 ],
             )
-            .await
         }
     }
 }
@@ -602,31 +620,41 @@ pub async fn apply_update<C: ConnectionTrait>(c: &C, update: &JobUpdate) -> Resu
 /// Applies many updates on `c`: completions with the same attempt count in one statement
 /// each (they are most of a busy batch), the rest one by one.
 pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUpdate]) -> Result<(), StorageError> {
+    for stmt in update_statements(c.get_database_backend(), updates) {
+        c.execute_raw(stmt).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`apply_updates_in`].
+pub(crate) fn update_statements(backend: DbBackend, updates: &[JobUpdate]) -> Vec<Statement> {
     // By (attempts and claims when claimed, attempts now): the first two are the claim's fence.
     let mut completed: std::collections::BTreeMap<(i32, i32, i32), Vec<i64>> = std::collections::BTreeMap::new();
+    let mut statements = Vec::new();
     for u in updates {
         match u {
             JobUpdate::Complete { token, attempts } => completed.entry((token.attempts, token.claims, *attempts)).or_default().push(token.job),
-            other => apply_update(c, other).await?,
+            other => statements.push(update_statement(backend, other)),
         }
     }
     for ((claimed, claims, attempts), ids) in completed {
         for chunk in ids.chunks(CHUNK) {
-            Entity::update_many()
-                .col_expr(Column::Status, Expr::value(DONE))
-                .col_expr(Column::Attempts, Expr::value(attempts))
-                .col_expr(Column::UpdatedAt, Expr::value(now()))
-                .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-                .col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-                .filter(Column::Id.is_in(padded(chunk)))
-                .filter(Column::Status.eq(PENDING))
-                .filter(Column::Attempts.eq(claimed))
-                .filter(Column::Claims.eq(claims))
-                .exec(c)
-                .await?;
+            statements.push(
+                Entity::update_many()
+                    .col_expr(Column::Status, Expr::value(DONE))
+                    .col_expr(Column::Attempts, Expr::value(attempts))
+                    .col_expr(Column::UpdatedAt, Expr::value(now()))
+                    .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+                    .col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+                    .filter(Column::Id.is_in(padded(chunk)))
+                    .filter(Column::Status.eq(PENDING))
+                    .filter(Column::Attempts.eq(claimed))
+                    .filter(Column::Claims.eq(claims))
+                    .build(backend),
+            );
         }
     }
-    Ok(())
+    statements
 }
 
 /// The attempts and claim counts of those of jobs `ids` that are still pending, locked for the
@@ -634,24 +662,35 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
 /// database): what a settle's claim token is checked against.
 pub(crate) async fn pending_claims_in(txn: &sea_orm::DatabaseTransaction, ids: &[i64]) -> Result<std::collections::HashMap<i64, (i32, i32)>, StorageError> {
     let mut found = std::collections::HashMap::new();
+    for stmt in pending_claims_statements(txn.get_database_backend(), ids) {
+        for row in txn.query_all_raw(stmt).await? {
+            let (id, attempts, claims): (i64, i32, i32) = row.try_get_many_by_index()?;
+            found.insert(id, (attempts, claims));
+        }
+    }
+    Ok(found)
+}
+
+/// The queries of [`pending_claims_in`]: each gives rows of (id, attempts, claims).
+pub(crate) fn pending_claims_statements(backend: DbBackend, ids: &[i64]) -> Vec<Statement> {
     let mut ids: Vec<i64> = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    for chunk in ids.chunks(CHUNK) {
-        let mut query = Entity::find()
-            .select_only()
-            .column(Column::Id)
-            .column(Column::Attempts)
-            .column(Column::Claims)
-            .filter(Column::Id.is_in(padded(chunk)))
-            .filter(Column::Status.eq(PENDING));
-        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            query = query.lock_exclusive();
-        }
-        let rows: Vec<(i64, i32, i32)> = query.into_tuple().all(txn).await?;
-        found.extend(rows.into_iter().map(|(id, attempts, claims)| (id, (attempts, claims))));
-    }
-    Ok(found)
+    ids.chunks(CHUNK)
+        .map(|chunk| {
+            let mut query = Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .column(Column::Attempts)
+                .column(Column::Claims)
+                .filter(Column::Id.is_in(padded(chunk)))
+                .filter(Column::Status.eq(PENDING));
+            if backend == DbBackend::Postgres {
+                query = query.lock_exclusive();
+            }
+            query.build(backend)
+        })
+        .collect()
 }
 
 /// Notes on pending job `id` that its write is about to be sent (`last_error`), so a

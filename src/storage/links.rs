@@ -4,7 +4,7 @@
 
 use entities::record_links::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait, Statement};
 use serde_json::Value;
 
 use super::{Db, StorageError, now};
@@ -64,8 +64,18 @@ pub async fn link_by_external(db: &Db, connector_id: &str, external_id: &str) ->
 
 /// Saves a record's link (upsert by connector and HMS id).
 pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), StorageError> {
+    for stmt in save_statements(c.get_database_backend(), u) {
+        c.execute_raw(stmt).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`save_link`] (for both writers, see `deliveries::insert_statements`):
+/// the old link's removal when the record's HMS id changed, then the upsert.
+pub(crate) fn save_statements(backend: DbBackend, u: &LinkUpdate) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(2);
     if let Some(old) = u.replaces.as_deref().filter(|old| *old != u.hms_id) {
-        Entity::delete_many().filter(Column::ConnectorId.eq(&u.connector_id)).filter(Column::HmsId.eq(old)).exec(c).await?;
+        statements.push(Entity::delete_many().filter(Column::ConnectorId.eq(&u.connector_id)).filter(Column::HmsId.eq(old)).build(backend));
     }
     let s = &u.synced;
     let written = |l: &Vec<String>| (!l.is_empty()).then(|| serde_json::to_string(l).unwrap_or_default());
@@ -85,25 +95,26 @@ pub async fn save_link<C: ConnectionTrait>(c: &C, u: &LinkUpdate) -> Result<(), 
         updated_at: Set(now()),
         ..Default::default()
     };
-    let stmt = Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([Column::ConnectorId, Column::HmsId])
-                .update_columns([
-                    Column::ExternalId,
-                    Column::HmsHash,
-                    Column::ExternalHash,
-                    Column::HmsVersion,
-                    Column::ExternalVersion,
-                    Column::Base,
-                    Column::HmsWritten,
-                    Column::ExternalWritten,
-                    Column::HmsVersionOurs,
-                    Column::ExternalVersionOurs,
-                    Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .into_query();
-    c.execute(&stmt).await?;
-    Ok(())
+    statements.push(
+        Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([Column::ConnectorId, Column::HmsId])
+                    .update_columns([
+                        Column::ExternalId,
+                        Column::HmsHash,
+                        Column::ExternalHash,
+                        Column::HmsVersion,
+                        Column::ExternalVersion,
+                        Column::Base,
+                        Column::HmsWritten,
+                        Column::ExternalWritten,
+                        Column::HmsVersionOurs,
+                        Column::ExternalVersionOurs,
+                        Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .build(backend),
+    );
+    statements
 }

@@ -23,6 +23,7 @@ mod schema;
 mod sessions;
 mod settings;
 mod signals;
+mod sqlite_writer;
 mod stats;
 mod tickets;
 
@@ -40,6 +41,7 @@ pub use leases::{forget_other_instances, holder, lease_ttl, leases_held, release
 pub use links::{Link, LinkUpdate, get_link, link_by_external, save_link};
 pub use settings::{get_setting, put_setting, settings_with_prefix};
 pub use signals::{CHANNEL, notify};
+pub use sqlite_writer::SqliteWriter;
 pub use stats::{Counts, TicketMark, failures_per_minute, ticket_cursor_since, tickets_from};
 pub use tickets::{
     ANCHOR_KEY, BrokenLink, ChainReport, Direction, GENESIS_HASH, verify_chain, NewTicket, Ticket, TicketFilter, TicketStatus, append_tickets, get_ticket, list_tickets,
@@ -66,6 +68,12 @@ pub enum StorageError {
     /// A query failed (constraint, lost connection, locked database, …).
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    /// A statement of SQLite's own writer failed (see [`SqliteWriter`]).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// SQLite's own writer could not start, or stopped.
+    #[error("the SQLite writer {0}")]
+    Writer(String),
     /// The database could not be opened. `url` has its password redacted.
     #[error("cannot connect to database {url}: {source}")]
     Connect { url: String, source: DbErr },
@@ -164,67 +172,107 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
     }
     // New jobs alone (acceptances, the common batch at a light load): no outcome to check,
     // no ticket to chain; one statement where they fit in one (see `deliveries::enqueue`).
-    if entries.iter().all(|e| matches!(e, BatchEntry::Jobs(_))) {
+    if let Some(jobs) = jobs_only(entries) {
         match entries {
             [BatchEntry::Jobs(jobs)] => deliveries::enqueue(db, jobs).await?,
-            _ => {
-                let jobs: Vec<NewDelivery> = entries.iter().flat_map(|e| if let BatchEntry::Jobs(jobs) = e { jobs.as_slice() } else { &[] }).cloned().collect();
-                deliveries::enqueue(db, &jobs).await?
-            }
+            _ => deliveries::enqueue(db, &jobs).await?,
         };
         return Ok(vec![EntryWritten::Written(None); entries.len()]);
     }
     let txn = begin_write(db).await?;
-    let claimed: Vec<i64> = entries.iter().filter_map(|e| if let BatchEntry::Outcome { update, .. } = e { Some(update.token().job) } else { None }).collect();
+    let claimed = claimed(entries);
     let pending = if claimed.is_empty() { Default::default() } else { deliveries::pending_claims_in(&txn, &claimed).await? };
-    // Which outcomes hold their claim: the job still pending with the token's attempts and
-    // claim count (no other claim since, on any instance), and settled once in the batch (two
-    // outcomes of one job in one batch: the first).
-    let mut settled = std::collections::HashSet::new();
-    let live: Vec<bool> = entries
-        .iter()
-        .map(|e| match e {
-            BatchEntry::Outcome { update, .. } => {
-                let t = update.token();
-                pending.get(&t.job) == Some(&(t.attempts, t.claims)) && settled.insert(t.job)
-            }
-            _ => true,
-        })
-        .collect();
-    let (mut jobs, mut updates, mut links, mut attempts, mut tickets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (e, live) in entries.iter().zip(&live) {
-        match e {
-            BatchEntry::Jobs(new) => jobs.extend(new.iter().cloned()),
-            BatchEntry::Outcome { update, jobs: new, link, attempt, ticket } if *live => {
-                jobs.extend(new.iter().cloned());
-                updates.push(update.clone());
-                links.extend(link.clone());
-                attempts.extend(attempt.clone());
-                tickets.extend(ticket.clone());
-            }
-            BatchEntry::Outcome { .. } => {}
-            BatchEntry::Ticket(t) => tickets.push(t.clone()),
-        }
-    }
-    deliveries::insert_in(&txn, &jobs).await?;
-    deliveries::apply_updates_in(&txn, &updates).await?;
-    for l in &links {
+    let plan = Plan::of(entries, &pending);
+    deliveries::insert_in(&txn, &plan.jobs).await?;
+    deliveries::apply_updates_in(&txn, &plan.updates).await?;
+    for l in &plan.links {
         links::save_link(&txn, l).await?;
     }
-    attempts::insert_in(&txn, &attempts).await?;
-    let ids = tickets::append_in(&txn, &tickets).await?;
+    attempts::insert_in(&txn, &plan.attempts).await?;
+    let ids = tickets::append_in(&txn, &plan.tickets).await?;
     txn.commit().await?;
-    // The tickets got their ids in entry order.
-    let mut ids = ids.into_iter();
-    Ok(entries
-        .iter()
-        .zip(live)
-        .map(|(e, live)| match e {
-            BatchEntry::Outcome { .. } if !live => EntryWritten::Stale,
-            BatchEntry::Outcome { ticket: Some(_), .. } | BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
-            _ => EntryWritten::Written(None),
-        })
-        .collect())
+    Ok(plan.written(entries, ids))
+}
+
+/// A batch of new jobs alone: their jobs in one list (empty for a single entry, which is
+/// written from its own list). `None` when the batch holds anything else.
+fn jobs_only(entries: &[&BatchEntry]) -> Option<Vec<NewDelivery>> {
+    if !entries.iter().all(|e| matches!(e, BatchEntry::Jobs(_))) {
+        return None;
+    }
+    Some(match entries {
+        [_] => Vec::new(),
+        _ => entries.iter().flat_map(|e| if let BatchEntry::Jobs(jobs) = e { jobs.as_slice() } else { &[] }).cloned().collect(),
+    })
+}
+
+/// The jobs whose outcomes the batch settles (their claims are checked first).
+fn claimed(entries: &[&BatchEntry]) -> Vec<i64> {
+    entries.iter().filter_map(|e| if let BatchEntry::Outcome { update, .. } = e { Some(update.token().job) } else { None }).collect()
+}
+
+/// What a batch writes, once its outcomes' claims are checked: shared by both writers (the
+/// pool's above and SQLite's own, [`sqlite_writer`]), which differ only in how they run the
+/// statements.
+struct Plan {
+    /// Per entry: written (an outcome whose claim holds, or anything else) or stale.
+    live: Vec<bool>,
+    jobs: Vec<NewDelivery>,
+    updates: Vec<JobUpdate>,
+    links: Vec<LinkUpdate>,
+    attempts: Vec<NewAttempt>,
+    tickets: Vec<NewTicket>,
+}
+
+impl Plan {
+    /// `pending`: the attempts and claim counts of the claimed jobs still pending.
+    fn of(entries: &[&BatchEntry], pending: &std::collections::HashMap<i64, (i32, i32)>) -> Self {
+        // Which outcomes hold their claim: the job still pending with the token's attempts and
+        // claim count (no other claim since, on any instance), and settled once in the batch
+        // (two outcomes of one job in one batch: the first).
+        let mut settled = std::collections::HashSet::new();
+        let live: Vec<bool> = entries
+            .iter()
+            .map(|e| match e {
+                BatchEntry::Outcome { update, .. } => {
+                    let t = update.token();
+                    pending.get(&t.job) == Some(&(t.attempts, t.claims)) && settled.insert(t.job)
+                }
+                _ => true,
+            })
+            .collect();
+        let mut plan = Plan { live: Vec::new(), jobs: Vec::new(), updates: Vec::new(), links: Vec::new(), attempts: Vec::new(), tickets: Vec::new() };
+        for (e, live) in entries.iter().zip(&live) {
+            match e {
+                BatchEntry::Jobs(new) => plan.jobs.extend(new.iter().cloned()),
+                BatchEntry::Outcome { update, jobs: new, link, attempt, ticket } if *live => {
+                    plan.jobs.extend(new.iter().cloned());
+                    plan.updates.push(update.clone());
+                    plan.links.extend(link.clone());
+                    plan.attempts.extend(attempt.clone());
+                    plan.tickets.extend(ticket.clone());
+                }
+                BatchEntry::Outcome { .. } => {}
+                BatchEntry::Ticket(t) => plan.tickets.push(t.clone()),
+            }
+        }
+        plan.live = live;
+        plan
+    }
+
+    /// What became of each entry, given the tickets' new ids (in entry order).
+    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>) -> Vec<EntryWritten> {
+        let mut ids = ticket_ids.into_iter();
+        entries
+            .iter()
+            .zip(self.live)
+            .map(|(e, live)| match e {
+                BatchEntry::Outcome { .. } if !live => EntryWritten::Stale,
+                BatchEntry::Outcome { ticket: Some(_), .. } | BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
+                _ => EntryWritten::Written(None),
+            })
+            .collect()
+    }
 }
 
 /// Closes parked job `id` (status `discarded`), stores `jobs` that replace it (a resolved
@@ -252,7 +300,6 @@ pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
-/// Serializes a JSON value for a `text` column.
 /// A statement written with `?` placeholders, numbered (`$1`, …) on PostgreSQL. For the
 /// small tables whose queries are plain text (sessions, audit log, console statistics);
 /// `sql` must hold no `?` other than placeholders.
@@ -274,6 +321,7 @@ pub(crate) fn stmt(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::
     sea_orm::Statement::from_sql_and_values(backend, out, values)
 }
 
+/// Serializes a JSON value for a `text` column.
 pub(crate) fn to_json_text(v: &serde_json::Value) -> String {
     // Serializing a `Value` to a string cannot fail (its map keys are always strings).
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())

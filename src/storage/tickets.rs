@@ -202,80 +202,111 @@ pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) 
     if tickets.is_empty() {
         return Ok(Vec::new());
     }
-    if txn.get_database_backend() == DbBackend::Postgres {
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
         let (a, b) = PG_CHAIN_LOCK;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({a}, {b})"))
             .await?;
     }
-    // The chain's head: the row with the highest id. Not `ORDER BY id DESC LIMIT 1` (nor
-    // `one()`, which adds a LIMIT): SQLite prepares a statement with a bound LIMIT again at
-    // every run (see `deliveries::literal_limit`).
+    let head = match txn.query_one_raw(head_statement(backend)).await? {
+        Some(row) => Some(row.try_get_many_by_index::<(i64, String)>()?),
+        None => None,
+    };
+    let chain = Chain::after(head, tickets);
+    let mut written = Vec::with_capacity(tickets.len());
+    for stmt in chain.insert_statements(backend) {
+        for row in txn.query_all_raw(stmt).await? {
+            written.push(row.try_get_many_by_index::<(i64, String)>()?);
+        }
+    }
+    chain.check(written)
+}
+
+/// The query of the chain's head: the id and hash of the row with the highest id (no row:
+/// no chain yet). Not `ORDER BY id DESC LIMIT 1` (nor `one()`, which adds a LIMIT): SQLite
+/// prepares a statement with a bound LIMIT again at every run (see
+/// `deliveries::literal_limit`).
+pub(crate) fn head_statement(backend: DbBackend) -> sea_orm::Statement {
     let newest = Query::select().expr(Func::max(Expr::col((Entity, Column::Id)))).from(Entity).to_owned();
-    let last: Option<(i64, String)> = Entity::find()
+    Entity::find()
         .select_only()
         .column(Column::Id)
         .column(Column::Hash)
         .filter(Expr::col((Entity, Column::Id)).eq(Expr::SubQuery(None, Box::new(newest.into_sub_query_statement()))))
-        .into_tuple()
-        .all(txn)
-        .await?
-        .into_iter()
-        .next();
-    let (last_id, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+        .build(backend)
+}
 
-    let t = now();
-    let mut rows = Vec::with_capacity(tickets.len());
-    for n in tickets {
-        let mut row = Model {
-            id: 0,
-            connector_id: n.connector_id.clone(),
-            event_id: n.event_id.clone(),
-            delivery_id: n.delivery_id,
-            hms_id: n.hms_id.clone(),
-            external_id: n.external_id.clone(),
-            direction: n.direction.as_str().to_owned(),
-            status: n.status.as_str().to_owned(),
-            reason: n.reason.clone(),
-            attempts: n.attempts,
-            last_error: n.last_error.clone(),
-            detail: n.detail.as_ref().map(canonical_json),
-            created_at: t,
-            prev_hash: prev,
-            hash: String::new(),
-        };
-        row.hash = ticket_row_hash(&row);
-        prev = row.hash.clone();
-        rows.push(row);
-    }
-    let expected: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
+/// New tickets chained onto the head (see [`append_tickets`]): their rows, hashes computed,
+/// ready to insert; and what the insert must give back. Shared by both writers (the pool's
+/// and SQLite's own, `sqlite_writer`): only running the statements differs.
+pub(crate) struct Chain {
+    last_id: i64,
+    rows: Vec<Model>,
+}
 
-    // The new ids come back with the insert (`RETURNING`, SQLite 3.35+ and PostgreSQL), in
-    // no promised order: sorted by id, their hashes must follow the chain's order. Holding
-    // the chain lock, nobody else appends meanwhile, so the chain follows id order.
-    let mut written: Vec<(i64, String)> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(CHUNK) {
-        let models = chunk.iter().cloned().map(|m| ActiveModel {
-            id: NotSet,
-            ..to_active(m)
-        });
-        let mut stmt = Entity::insert_many(models).into_query();
-        stmt.returning(Query::returning().columns([Column::Id, Column::Hash]));
-        for row in txn.query_all(&stmt).await? {
-            written.push((row.try_get("", "id")?, row.try_get("", "hash")?));
+impl Chain {
+    /// `tickets` chained after `head` (its id and hash; `None`: the first tickets ever).
+    pub(crate) fn after(head: Option<(i64, String)>, tickets: &[NewTicket]) -> Self {
+        let (last_id, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
+        let t = now();
+        let mut rows = Vec::with_capacity(tickets.len());
+        for n in tickets {
+            let mut row = Model {
+                id: 0,
+                connector_id: n.connector_id.clone(),
+                event_id: n.event_id.clone(),
+                delivery_id: n.delivery_id,
+                hms_id: n.hms_id.clone(),
+                external_id: n.external_id.clone(),
+                direction: n.direction.as_str().to_owned(),
+                status: n.status.as_str().to_owned(),
+                reason: n.reason.clone(),
+                attempts: n.attempts,
+                last_error: n.last_error.clone(),
+                detail: n.detail.as_ref().map(canonical_json),
+                created_at: t,
+                prev_hash: prev,
+                hash: String::new(),
+            };
+            row.hash = ticket_row_hash(&row);
+            prev = row.hash.clone();
+            rows.push(row);
         }
+        Self { last_id, rows }
     }
-    written.sort_unstable_by_key(|(id, _)| *id);
-    if written.first().is_some_and(|(id, _)| *id <= last_id) {
-        return Err(StorageError::Corrupt(format!("ticket chain: a new ticket got id {}, not after {last_id}", written[0].0)));
+
+    /// The `INSERT`s, one per [`CHUNK`], each giving back the new rows' (id, hash).
+    pub(crate) fn insert_statements(&self, backend: DbBackend) -> Vec<sea_orm::Statement> {
+        self.rows
+            .chunks(CHUNK)
+            .map(|chunk| {
+                let models = chunk.iter().cloned().map(|m| ActiveModel { id: NotSet, ..to_active(m) });
+                let mut stmt = Entity::insert_many(models).into_query();
+                stmt.returning(Query::returning().columns([Column::Id, Column::Hash]));
+                backend.build(&stmt)
+            })
+            .collect()
     }
-    if written.len() != expected.len() || written.iter().zip(&expected).any(|((_, h), e)| h != e) {
-        return Err(StorageError::Corrupt(format!(
-            "ticket chain: expected {} new tickets after id {last_id} in order, found {}",
-            expected.len(),
-            written.len()
-        )));
+
+    /// The new tickets' ids, in chain order, from what the inserts gave back. The ids come in
+    /// no promised order (`RETURNING`, SQLite 3.35+ and PostgreSQL): sorted by id, their hashes
+    /// must follow the chain's order. Holding the chain lock, nobody else appends meanwhile, so
+    /// the chain follows id order.
+    pub(crate) fn check(&self, mut written: Vec<(i64, String)>) -> Result<Vec<i64>, StorageError> {
+        let last_id = self.last_id;
+        written.sort_unstable_by_key(|(id, _)| *id);
+        if written.first().is_some_and(|(id, _)| *id <= last_id) {
+            return Err(StorageError::Corrupt(format!("ticket chain: a new ticket got id {}, not after {last_id}", written[0].0)));
+        }
+        if written.len() != self.rows.len() || written.iter().zip(&self.rows).any(|((_, h), row)| *h != row.hash) {
+            return Err(StorageError::Corrupt(format!(
+                "ticket chain: expected {} new tickets after id {last_id} in order, found {}",
+                self.rows.len(),
+                written.len()
+            )));
+        }
+        Ok(written.into_iter().map(|(id, _)| id).collect())
     }
-    Ok(written.into_iter().map(|(id, _)| id).collect())
 }
 
 fn to_active(m: Model) -> ActiveModel {

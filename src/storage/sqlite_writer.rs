@@ -1,0 +1,198 @@
+//! SQLite's own writer of the hot path: a thread that holds a connection of its own to the
+//! database file and writes each group-committed batch whole, every statement of it on that
+//! thread, so a batch costs the Committer one hand-off instead of one per statement.
+//!
+//! Through the pool, each statement of a batch (`BEGIN`, the claims' check, the inserts, the
+//! updates, the chain's head, `COMMIT`) is a round trip to the pooled connection's thread:
+//! two thread switches each, about 14 for a batch of outcomes. Measured at 2,000 events/s,
+//! those switches were most of what SQLite's threads cost (a quarter of the service's CPU in
+//! the kernel's `finish_task_switch` alone) and SQLite's own work a twentieth. The statements
+//! are the very ones the pool's writer runs ([`super::write_batch`]: the same builders, the
+//! same [`Plan`]); only who runs them differs. PostgreSQL, and a SQLite database in memory
+//! (which a second connection would not see), are written through the pool.
+
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use sea_orm::{DbBackend, Statement, Value};
+use tokio::sync::oneshot;
+
+use super::{BatchEntry, EntryWritten, Plan, StorageError, attempts, claimed, deliveries, jobs_only, links, tickets};
+
+const BACKEND: DbBackend = DbBackend::Sqlite;
+
+/// Prepared statements the writer keeps (the batch's statements come in a few shapes each:
+/// `IN` lists are padded to powers of two, inserts are chunked).
+const CACHED_STATEMENTS: usize = 64;
+
+/// A handle on the writer's thread (cheap to clone). The thread ends, and closes its
+/// connection, when the last handle is dropped.
+#[derive(Clone)]
+pub struct SqliteWriter {
+    requests: mpsc::Sender<Request>,
+}
+
+struct Request {
+    entries: Vec<Arc<BatchEntry>>,
+    reply: oneshot::Sender<Result<Vec<EntryWritten>, StorageError>>,
+}
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteWriter")
+    }
+}
+
+impl SqliteWriter {
+    /// The writer of the SQLite file `url` names, on a thread of its own; `None` for
+    /// PostgreSQL and an in-memory SQLite database. The file must exist with its schema
+    /// (after [`super::connect`]).
+    pub fn open(url: &str) -> Result<Option<Self>, StorageError> {
+        let Some(path) = url.starts_with("sqlite:").then(|| super::sqlite_file(url)).flatten() else { return Ok(None) };
+        let mut conn = open_connection(&path).map_err(|e| StorageError::Writer(format!("cannot open {path}: {e}")))?;
+        let (requests, inbox) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                for request in inbox {
+                    let entries: Vec<&BatchEntry> = request.entries.iter().map(Arc::as_ref).collect();
+                    // A panic here is a bug; the batch fails (its transaction rolled back as
+                    // the unwinding drops it) and the thread goes on with the next one.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut conn, &entries)))
+                        .unwrap_or_else(|panic| {
+                            let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+                            Err(StorageError::Writer(format!("panicked writing a batch: {message}")))
+                        });
+                    let _ = request.reply.send(result);
+                }
+            })
+            .map_err(|e| StorageError::Writer(format!("cannot start its thread: {e}")))?;
+        Ok(Some(Self { requests }))
+    }
+
+    /// Writes one batch (as [`super::write_batch`] does) and answers once it is committed.
+    pub async fn write(&self, entries: Vec<Arc<BatchEntry>>) -> Result<Vec<EntryWritten>, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request { entries, reply }).map_err(|_| StorageError::Writer("has stopped".into()))?;
+        answer.await.map_err(|_| StorageError::Writer("stopped before answering".into()))?
+    }
+}
+
+/// A connection set up as the pool's are (see [`super::connect`]): the file's WAL journal,
+/// `synchronous = NORMAL`, the same busy timeout, foreign keys, and the same checkpoint size
+/// (a per-connection setting, and this connection makes most of the commits).
+fn open_connection(path: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
+    Ok(conn)
+}
+
+/// [`super::write_batch`], run on this thread's connection.
+fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWritten>, StorageError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(jobs) = jobs_only(entries) {
+        let jobs = match entries {
+            [BatchEntry::Jobs(jobs)] => jobs,
+            _ => &jobs,
+        };
+        let statements = deliveries::insert_statements(BACKEND, jobs);
+        // One statement is atomic by itself (see `deliveries::enqueue`).
+        if let [one] = statements.as_slice() {
+            execute(conn, one)?;
+        } else {
+            let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for s in &statements {
+                execute(&txn, s)?;
+            }
+            txn.commit()?;
+        }
+        return Ok(vec![EntryWritten::Written(None); entries.len()]);
+    }
+    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut pending = std::collections::HashMap::new();
+    for s in deliveries::pending_claims_statements(BACKEND, &claimed(entries)) {
+        for (id, attempts, claims) in query(&txn, &s, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i32>(1)?, r.get::<_, i32>(2)?)))? {
+            pending.insert(id, (attempts, claims));
+        }
+    }
+    let plan = Plan::of(entries, &pending);
+    let mut statements = deliveries::insert_statements(BACKEND, &plan.jobs);
+    statements.extend(deliveries::update_statements(BACKEND, &plan.updates));
+    statements.extend(plan.links.iter().flat_map(|l| links::save_statements(BACKEND, l)));
+    statements.extend(attempts::insert_statements(BACKEND, &plan.attempts));
+    for s in &statements {
+        execute(&txn, s)?;
+    }
+    let ids = if plan.tickets.is_empty() {
+        Vec::new()
+    } else {
+        let head = query(&txn, &tickets::head_statement(BACKEND), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?.into_iter().next();
+        let chain = tickets::Chain::after(head, &plan.tickets);
+        let mut written = Vec::with_capacity(plan.tickets.len());
+        for s in chain.insert_statements(BACKEND) {
+            written.extend(query(&txn, &s, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?);
+        }
+        chain.check(written)?
+    };
+    txn.commit()?;
+    Ok(plan.written(entries, ids))
+}
+
+/// Runs `statement`; the rows it changed.
+fn execute(conn: &Connection, statement: &Statement) -> Result<usize, StorageError> {
+    let mut prepared = conn.prepare_cached(&statement.sql)?;
+    Ok(prepared.execute(rusqlite::params_from_iter(binds(statement)))?)
+}
+
+/// Runs `statement` and reads each row it gives with `row`.
+fn query<T>(conn: &Connection, statement: &Statement, row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Result<Vec<T>, StorageError> {
+    let mut prepared = conn.prepare_cached(&statement.sql)?;
+    let rows = prepared.query_map(rusqlite::params_from_iter(binds(statement)), row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
+}
+
+fn binds(statement: &Statement) -> impl Iterator<Item = Bind<'_>> {
+    statement.values.iter().flat_map(|v| v.0.iter()).map(Bind)
+}
+
+/// A statement's value, bound as the pool's driver binds it (sqlx's SQLite encoding): so a
+/// row this writer stores reads and compares exactly as one the pool stored. Times are text
+/// in RFC 3339 with `+00:00` and as many fractional digits as needed (sqlx's
+/// `SecondsFormat::AutoSi`); booleans are 0 and 1; JSON is its text.
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let int = |v: Option<i64>| ToSqlOutput::Owned(v.map_or(Sql::Null, Sql::Integer));
+        Ok(match self.0 {
+            Value::Bool(v) => int(v.map(i64::from)),
+            Value::TinyInt(v) => int(v.map(i64::from)),
+            Value::SmallInt(v) => int(v.map(i64::from)),
+            Value::Int(v) => int(v.map(i64::from)),
+            Value::BigInt(v) => int(*v),
+            Value::TinyUnsigned(v) => int(v.map(i64::from)),
+            Value::SmallUnsigned(v) => int(v.map(i64::from)),
+            Value::Unsigned(v) => int(v.map(i64::from)),
+            Value::BigUnsigned(v) => int(v.map(|v| i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))).transpose()?),
+            Value::Float(v) => ToSqlOutput::Owned(v.map_or(Sql::Null, |f| Sql::Real(f64::from(f)))),
+            Value::Double(v) => ToSqlOutput::Owned(v.map_or(Sql::Null, Sql::Real)),
+            Value::String(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::String(None) => ToSqlOutput::Owned(Sql::Null),
+            Value::Bytes(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Bytes(None) => ToSqlOutput::Owned(Sql::Null),
+            Value::Json(v) => ToSqlOutput::Owned(v.as_ref().map_or(Sql::Null, |j| Sql::Text(j.to_string()))),
+            Value::ChronoDateTimeUtc(v) => ToSqlOutput::Owned(v.map_or(Sql::Null, |t| Sql::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)))),
+            other => return Err(rusqlite::Error::ToSqlConversionFailure(format!("the SQLite writer does not bind {other:?}").into())),
+        })
+    }
+}

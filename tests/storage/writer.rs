@@ -1,0 +1,211 @@
+//! SQLite's own writer (`storage::SqliteWriter`): it writes exactly what the pool's writer
+//! (`storage::write_batch`) writes, answers the same, and a batch it cannot write leaves
+//! nothing behind.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hms_sync::storage::{self, BatchEntry, ClaimToken, Db, Direction, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, TicketStatus};
+use hms_sync::sync::Origin;
+use hms_sync::sync::engine::Synced;
+use rusqlite::types::Value;
+use serde_json::json;
+
+use super::queue::ME;
+
+/// Columns whose value is the time of the write (different on each database): compared by
+/// form, not by value. A rescheduled job's `next_attempt_at` is given, and compared exactly
+/// on its own.
+const WRITE_TIMES: [&str; 4] = ["created_at", "updated_at", "at", "next_attempt_at"];
+
+fn job(event: &str, key: &str, origin: Origin, deleted: bool) -> NewDelivery {
+    NewDelivery { connector_id: "w".into(), event_id: event.into(), topic: "permit.updated".into(), record_key: key.into(), payload: json!({"permitId": key, "event": event, "n": [1, 2.5, null]}), origin, deleted }
+}
+
+fn ticket(job: i64, status: TicketStatus, detail: Option<serde_json::Value>) -> NewTicket {
+    NewTicket {
+        connector_id: "w".into(),
+        event_id: Some(format!("e{job}")),
+        delivery_id: Some(job),
+        hms_id: Some(format!("h{job}")),
+        external_id: None,
+        direction: Direction::Outbound,
+        status,
+        reason: Some("because".into()),
+        attempts: 1,
+        last_error: None,
+        detail,
+    }
+}
+
+fn attempt(job: i64, status: Option<u16>, error: Option<&str>) -> NewAttempt {
+    NewAttempt { delivery_id: job, connector_id: "w".into(), attempt: 1, status, latency_ms: 12, error: error.map(str::to_owned) }
+}
+
+fn outcome(update: JobUpdate) -> BatchEntry {
+    BatchEntry::Outcome { update, jobs: Vec::new(), link: None, attempt: None, ticket: None }
+}
+
+/// The same batches, written through the pool on one database and by SQLite's own writer on
+/// another: the same answers, the same rows (times by form), a valid ticket chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_writer_writes_what_the_pool_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url_a, url_b) = (format!("sqlite:{}/a.db", dir.path().display()), format!("sqlite:{}/b.db", dir.path().display()));
+    let (pool, other) = (storage::connect(&url_a).await.unwrap(), storage::connect(&url_b).await.unwrap());
+    let writer = SqliteWriter::open(&url_b).unwrap().expect("a SQLite file has a writer");
+
+    async fn both(pool: &Db, writer: &SqliteWriter, batch: Vec<BatchEntry>) -> Vec<EntryWritten> {
+        let by_pool = storage::write_batch(pool, &batch.iter().collect::<Vec<_>>()).await.unwrap();
+        let by_writer = writer.write(batch.into_iter().map(Arc::new).collect()).await.unwrap();
+        assert_eq!(by_pool, by_writer, "the same answers");
+        by_writer
+    }
+
+    // New jobs: one entry (one statement), two entries with an event id twice (kept once),
+    // more than one statement holds (a transaction).
+    both(&pool, &writer, vec![BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false), job("e2", "k2", Origin::Inbound, true), job("e3", "k3", Origin::Event, false), job("e4", "k4", Origin::Event, false)])]).await;
+    both(&pool, &writer, vec![BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false)]), BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false), job("e6", "k1", Origin::Event, false)])]).await;
+    let many: Vec<NewDelivery> = (0..450).map(|i| job(&format!("m{i}"), &format!("m{}", i % 40), Origin::Event, false)).collect();
+    assert_eq!(both(&pool, &writer, vec![BatchEntry::Jobs(many)]).await, [EntryWritten::Written(None)]);
+
+    let claims = storage::claim(&pool, "w", Utc::now(), 5, &[], ME).await.unwrap();
+    let tokens: Vec<ClaimToken> = claims.iter().map(|c| c.token).collect();
+    let same: Vec<ClaimToken> = storage::claim(&other, "w", Utc::now(), 5, &[], ME).await.unwrap().iter().map(|c| c.token).collect();
+    assert_eq!(tokens, same, "the same jobs on both");
+    let [t1, t2, t3, t4, t5] = tokens[..] else { panic!("five heads: {tokens:?}") };
+    let later = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::microseconds(120_000);
+    let synced = |n: u8| Synced {
+        base: Some(json!({"status": "open", "n": n})),
+        hms_hash: Some(format!("hh{n}")),
+        external_hash: None,
+        hms_version: Some(json!(7)),
+        external_version: Some(json!("2026-12-01T10:00:00Z")),
+        hms_written: vec!["one".into(), "two".into()],
+        external_written: Vec::new(),
+        hms_version_ours: true,
+        external_version_ours: false,
+    };
+    let link = |hms: &str, replaces: Option<&str>, n: u8| LinkUpdate { connector_id: "w".into(), hms_id: hms.into(), external_id: format!("x-{hms}"), synced: synced(n), replaces: replaces.map(str::to_owned) };
+    let written = both(
+        &pool,
+        &writer,
+        vec![
+            BatchEntry::Outcome {
+                update: JobUpdate::Complete { token: t1, attempts: 1 },
+                jobs: vec![job("merged-1", "k1", Origin::Merged(hms_sync::spec::model::Side::Hms), false)],
+                link: Some(link("h1", None, 1)),
+                attempt: Some(attempt(t1.job, Some(200), None)),
+                ticket: Some(ticket(t1.job, TicketStatus::Completed, Some(json!({"z": 1, "a": [true, "ü\n"]})))),
+            },
+            // The same job settled twice in one batch: the second is stale.
+            outcome(JobUpdate::Complete { token: t1, attempts: 1 }),
+            BatchEntry::Outcome {
+                update: JobUpdate::Reschedule { token: t2, attempts: 1, at: later, error: "503 Service Unavailable".into() },
+                jobs: Vec::new(),
+                link: None,
+                attempt: Some(attempt(t2.job, Some(503), Some("503"))),
+                ticket: None,
+            },
+            BatchEntry::Outcome {
+                update: JobUpdate::Park { token: t3, attempts: 1, error: "422: no".into() },
+                jobs: Vec::new(),
+                link: None,
+                attempt: Some(attempt(t3.job, None, Some("refused"))),
+                ticket: Some(ticket(t3.job, TicketStatus::Parked, None)),
+            },
+            BatchEntry::Ticket(NewTicket { delivery_id: None, ..ticket(0, TicketStatus::Skipped, None) }),
+            BatchEntry::Outcome {
+                update: JobUpdate::Conflict { token: t4, attempts: 1, error: "conflict: both changed".into(), records: json!({"base": {}, "hms": {"a": 1}, "external": {"a": 2}}) },
+                jobs: Vec::new(),
+                link: Some(link("h4", None, 4)),
+                attempt: None,
+                ticket: Some(ticket(t4.job, TicketStatus::Conflict, None)),
+            },
+        ],
+    )
+    .await;
+    assert!(matches!(written[..], [EntryWritten::Written(Some(_)), EntryWritten::Stale, EntryWritten::Written(None), EntryWritten::Written(Some(_)), EntryWritten::Written(Some(_)), EntryWritten::Written(Some(_))]), "{written:?}");
+    // Later: a stale outcome (settled already), a link renamed (HMS numbered the record
+    // anew), a completion with a claim's fence of one attempt more.
+    both(&pool, &writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
+
+    for table in ["deliveries", "delivery_attempts", "record_links", "sync_tickets"] {
+        let (a, b) = (rows(&url_a, table), rows(&url_b, table));
+        assert_eq!(a.0, b.0, "{table}: the same columns");
+        assert_eq!(a.1.len(), b.1.len(), "{table}: the same number of rows");
+        assert!(!a.1.is_empty(), "{table}: written");
+        for (ra, rb) in a.1.iter().zip(&b.1) {
+            for ((column, va), vb) in a.0.iter().zip(ra).zip(rb) {
+                match (va, vb) {
+                    (Value::Text(ta), Value::Text(tb)) if WRITE_TIMES.contains(&column.as_str()) && ta != tb => {
+                        let (pa, pb) = (DateTime::parse_from_rfc3339(ta).unwrap(), DateTime::parse_from_rfc3339(tb).unwrap());
+                        assert!(ta.ends_with("+00:00") && tb.ends_with("+00:00") && ta.len().abs_diff(tb.len()) <= 7, "{table}.{column}: {ta} and {tb}");
+                        assert!((pa - pb).num_seconds().abs() < 60, "{table}.{column}: {ta} and {tb}");
+                    }
+                    (Value::Text(ta), Value::Text(tb)) if column.ends_with("hash") && column != "hms_hash" && column != "external_hash" => {
+                        assert!(ta.len() == 64 && tb.len() == 64, "{table}.{column}: {ta} and {tb}");
+                    }
+                    _ => assert_eq!(va, vb, "{table}.{column}"),
+                }
+            }
+        }
+    }
+    let retry_at = |url: &str| rows(url, "deliveries").1.into_iter().find(|r| r[0] == Value::Integer(t2.job)).unwrap()[8].clone();
+    assert_eq!(rows(&url_a, "deliveries").0[8], "next_attempt_at");
+    assert_eq!(retry_at(&url_a), retry_at(&url_b), "a given time is written exactly as the pool writes it");
+    let chain = storage::verify_chain(&other).await.unwrap();
+    assert!(chain.ok && chain.first_broken.is_none() && chain.checked == 5, "{chain:?}");
+    // What is due reads the same from the rows each wrote (times compare as the pool's do):
+    // the rescheduled job is not, its key's next one is.
+    let due = |db: Db| async move { storage::claim(&db, "w", Utc::now(), 100, &[], ME).await.unwrap().iter().map(|c| c.job.event_id.clone()).collect::<Vec<_>>() };
+    let (due_a, due_b) = (due(pool.clone()).await, due(other.clone()).await);
+    assert_eq!(due_a, due_b);
+    assert!(due_b.contains(&"e6".to_owned()) && !due_b.contains(&"e2".to_owned()), "{due_b:?}");
+}
+
+/// A batch the database refuses (here a trigger, as a full disk would) fails whole: its
+/// outcome is not written without its ticket. The writer goes on: the same batch is written
+/// once the database takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}/w.db", dir.path().display());
+    let db = storage::connect(&url).await.unwrap();
+    let writer = SqliteWriter::open(&url).unwrap().unwrap();
+    writer.write(vec![Arc::new(BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false)]))]).await.unwrap();
+    let claim = storage::claim(&db, "w", Utc::now(), 1, &[], ME).await.unwrap().remove(0);
+    db.execute_unprepared("CREATE TRIGGER refuse BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
+    let batch = || vec![Arc::new(BatchEntry::Outcome { update: JobUpdate::Complete { token: claim.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: Some(attempt(claim.job.id, Some(200), None)), ticket: Some(ticket(claim.job.id, TicketStatus::Completed, None)) })];
+    let err = writer.write(batch()).await.unwrap_err().to_string();
+    assert!(err.contains("disk full (test)"), "{err}");
+    let job = storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("pending", 0), "nothing of the batch was written");
+    assert!(storage::list_attempts(&db, claim.job.id).await.unwrap().is_empty());
+    db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
+    let written = writer.write(batch()).await.unwrap();
+    assert!(matches!(written[..], [EntryWritten::Written(Some(_))]), "{written:?}");
+    assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
+}
+
+/// Only a SQLite file has a writer of its own: a database in memory is another connection's
+/// alone, and PostgreSQL takes its writes through the pool.
+#[test]
+fn only_a_sqlite_file_has_a_writer() {
+    assert!(SqliteWriter::open("sqlite::memory:").unwrap().is_none());
+    assert!(SqliteWriter::open("sqlite:file:x?mode=memory").unwrap().is_none());
+    assert!(SqliteWriter::open("postgres://postgres@127.0.0.1:5432/test").unwrap().is_none());
+    let err = SqliteWriter::open("sqlite:/nonexistent-dir/x.db").unwrap_err().to_string();
+    assert!(err.contains("/nonexistent-dir/x.db"), "{err}");
+}
+
+/// A table's columns and rows, as SQLite holds them, in id order.
+fn rows(url: &str, table: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+    let conn = rusqlite::Connection::open(url.trim_start_matches("sqlite:")).unwrap();
+    let mut s = conn.prepare(&format!("SELECT * FROM {table} ORDER BY id")).unwrap();
+    let columns: Vec<String> = s.column_names().into_iter().map(str::to_owned).collect();
+    let n = columns.len();
+    let rows = s.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>()).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (columns, rows)
+}

@@ -20,6 +20,13 @@ use crate::storage::{self, Claim, Claimant};
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
 
+/// Up to this many requests in flight, a lane runs its attempts on its own worker; beyond,
+/// they spread over the pool. An attempt handed to another worker costs thread switches both
+/// ways (its start there, and the lane told of its end). Under a light or moderate load a
+/// connector has a few requests in flight and keeps them; a hot one has many, and spreads
+/// them over every core.
+const LOCAL_ATTEMPTS: usize = 4;
+
 /// A safety net: look at the queue this often even if nobody woke us. Every path that
 /// stores a job wakes the lane (the Bus, the Puller, the webhook intake, an operator's
 /// replay), and a lane that starts reads the queue first, so this only covers what no
@@ -48,6 +55,11 @@ pub struct Lane {
     /// When the last claim went, and whether it came back full (a backlog: the next claim
     /// is not paced); a paced claim scheduled (see [`Lane::paced`]).
     last_claim: Option<(std::time::Instant, bool)>,
+    /// The last claim came back full (more may be due), or one was not made because every
+    /// slot was taken: a slot that frees reads the queue again. Otherwise every due job not
+    /// in flight was claimed, and any job stored since wakes the lane, so a freed slot has
+    /// nothing to read (it was a claim per event, a round trip to the database each).
+    starved: bool,
     pacing: Option<SpawnHandle>,
     /// A look at the queue scheduled for when other instances' jobs, left to them, become
     /// anyone's (see `storage::SHARE_WAIT`).
@@ -73,7 +85,7 @@ impl Drop for Attempts {
 
 impl Lane {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, pacing: None, share_recheck: None, woken: false }
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, pacing: None, share_recheck: None, woken: false }
     }
 
     fn capacity(&self) -> usize {
@@ -106,6 +118,9 @@ impl Lane {
 
     /// Claims due head jobs and starts an attempt for each key not already in flight.
     fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.capacity() == 0 {
+            self.starved = true;
+        }
         if self.cx.shared.is_paused() || self.capacity() == 0 || self.holds > 0 {
             return;
         }
@@ -154,7 +169,9 @@ impl Lane {
                 act.claiming = false;
                 match res {
                     Ok(claims) => {
-                        act.last_claim = Some((asked, claims.len() as u64 >= limit));
+                        let full = claims.len() as u64 >= limit;
+                        act.last_claim = Some((asked, full));
+                        act.starved = full;
                         let mut probe_sent = false;
                         // Claimed and not started: on a shared queue they are leased to this
                         // instance, and given back at once (a key whose last job's outcome was
@@ -252,10 +269,10 @@ impl Lane {
             // A worker whose thread dies before it runs the attempt drops it: the answer
             // below is then an error, and the job is held and tried again like one whose
             // outcome could not be stored.
-            Some(pool) => {
+            Some(pool) if self.sending.len() > LOCAL_ATTEMPTS => {
                 pool.next().handle.spawn_fn(run);
             }
-            None => run(),
+            _ => run(),
         }
         ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
             act.attempts.0.remove(&id);
@@ -321,7 +338,8 @@ impl Handler<Wake> for Lane {
     }
 }
 
-/// Job N's request is over (its outcome is on its way to the database): its slot is free.
+/// Job N's request is over (its outcome is on its way to the database): its slot is free, and
+/// the queue is read again if jobs may wait for a slot (see `Lane::starved`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RequestOver(pub i64);
@@ -329,7 +347,7 @@ pub struct RequestOver(pub i64);
 impl Handler<RequestOver> for Lane {
     type Result = ();
     fn handle(&mut self, msg: RequestOver, ctx: &mut Context<Self>) {
-        if self.sending.remove(&msg.0) {
+        if self.sending.remove(&msg.0) && self.starved {
             self.claim(ctx);
         }
     }

@@ -241,9 +241,9 @@ impl Committer {
     fn answer(&mut self, batch: Vec<Entry>, results: Vec<EntryWritten>) {
         for (entry, written) in batch.into_iter().zip(results) {
             match written {
-                EntryWritten::Written(Some(_)) => self.written += 1,
+                EntryWritten::Written(Some(_)) | EntryWritten::Settled { ticket: Some(_), .. } => self.written += 1,
                 EntryWritten::Stale => tracing::info!("an outcome came for a job settled meanwhile (another attempt of it); neither its state nor a ticket was written"),
-                EntryWritten::Written(None) => {}
+                EntryWritten::Written(None) | EntryWritten::Settled { ticket: None, .. } => {}
             }
             entry.answer(Ok(written));
         }
@@ -304,8 +304,9 @@ impl Handler<WriteTicket> for Committer {
 }
 
 /// Record a claimed job's outcome (settled by its claim's token, in `update`) and, when
-/// final, its ticket; answers after the commit: written (with its ticket's id), or stale
-/// (the job was settled meanwhile, by another attempt: nothing written).
+/// final, its ticket; answers after the commit: settled (with its ticket's id, and whether
+/// its key has a pending job), or stale (the job was settled meanwhile, by another attempt:
+/// nothing written).
 #[derive(Message)]
 #[rtype(result = "Result<EntryWritten, String>")]
 pub struct RecordOutcome {

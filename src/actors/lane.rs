@@ -11,7 +11,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tracing::Instrument;
 
-use super::attempt::{self, Crew, Done};
+use super::attempt::{self, Crew};
 use super::child::ChildCtx;
 use super::messages::Wake;
 use crate::delivery::breaker::Gate;
@@ -276,12 +276,16 @@ impl Lane {
         }
         ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
             act.attempts.0.remove(&id);
-            let recorded = matches!(done, Ok(Done { recorded: true }));
+            let (recorded, key_waits) = done.map_or((false, true), |d| (d.recorded, d.key_waits));
             act.sending.remove(&id);
             if recorded {
                 act.in_flight_ids.remove(&id);
                 act.in_flight_keys.remove(&key);
-                act.claim(ctx);
+                // The queue is read for the key's next job, or for jobs that wait for a slot;
+                // anything else stored meanwhile woke the lane (see `Lane::starved`).
+                if key_waits || act.starved {
+                    act.claim(ctx);
+                }
             } else {
                 // The outcome could not be stored (a full disk, say): the job is still pending
                 // and due. Hold its key a moment instead of sending it again at once, in a

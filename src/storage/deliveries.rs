@@ -221,6 +221,42 @@ fn is_head() -> Expr {
     Expr::col((Entity, Column::Id)).eq(Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement())))
 }
 
+/// Of jobs `ids`, those whose record key has a pending job (a later one, or the job itself
+/// when it stays pending): after a batch settles them, their lanes must read the queue for
+/// it; for the others there is nothing to read (see `EntryWritten::Settled`).
+pub(crate) async fn keys_waiting_in<C: ConnectionTrait>(c: &C, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let mut waiting = std::collections::HashSet::new();
+    for stmt in keys_waiting_statements(c.get_database_backend(), ids) {
+        for row in c.query_all_raw(stmt).await? {
+            waiting.insert(row.try_get_by_index::<i64>(0)?);
+        }
+    }
+    Ok(waiting)
+}
+
+/// The queries of [`keys_waiting_in`]: each gives rows of (id). The key's oldest pending job
+/// is found as [`is_head`] finds it (a min lookup in the key's index range).
+pub(crate) fn keys_waiting_statements(backend: DbBackend, ids: &[i64]) -> Vec<Statement> {
+    ids.chunks(CHUNK)
+        .map(|chunk| {
+            let p = Alias::new("p");
+            let oldest = Query::select()
+                .expr(Func::min(Expr::col((p.clone(), Column::Id))))
+                .from_as(Entity, p.clone())
+                .and_where(Expr::col((p.clone(), Column::ConnectorId)).equals((Entity, Column::ConnectorId)))
+                .and_where(Expr::col((p.clone(), Column::Status)).eq(PENDING))
+                .and_where(Expr::col((p, Column::RecordKey)).equals((Entity, Column::RecordKey)))
+                .to_owned();
+            Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .filter(Column::Id.is_in(padded(chunk)))
+                .filter(Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement())).is_not_null())
+                .build(backend)
+        })
+        .collect()
+}
+
 /// The pending jobs of `connector_id` that may be attempted at `now`, ordered by id, at most
 /// `limit`: each is the OLDEST pending job of its record key, and due.
 ///

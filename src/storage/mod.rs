@@ -151,8 +151,14 @@ pub enum BatchEntry {
 /// What became of one entry of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryWritten {
-    /// Written; the id of its ticket, if it had one.
+    /// Written (new jobs, a ticket alone); the id of its ticket, if it had one.
     Written(Option<i64>),
+    /// An outcome written: its job settled (done, rescheduled or parked), with the id of its
+    /// ticket if it had one. `key_waits`: the job's record key has a pending job after the
+    /// commit (a later change of the record, or the job itself, rescheduled), which its lane
+    /// must claim next; without one, the lane has nothing to read for the key (at a steady
+    /// load that was a claim per event, each a round trip to the database, for nothing).
+    Settled { ticket: Option<i64>, key_waits: bool },
     /// An outcome whose claim no longer holds (the job was settled meanwhile, by another
     /// attempt): nothing of it was written, neither its state nor its ticket.
     Stale,
@@ -189,9 +195,10 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
         links::save_link(&txn, l).await?;
     }
     attempts::insert_in(&txn, &plan.attempts).await?;
+    let waiting = deliveries::keys_waiting_in(&txn, &plan.settled).await?;
     let ids = tickets::append_in(&txn, &plan.tickets).await?;
     txn.commit().await?;
-    Ok(plan.written(entries, ids))
+    Ok(plan.written(entries, ids, &waiting))
 }
 
 /// A batch of new jobs alone: their jobs in one list (empty for a single entry, which is
@@ -217,6 +224,8 @@ fn claimed(entries: &[&BatchEntry]) -> Vec<i64> {
 struct Plan {
     /// Per entry: written (an outcome whose claim holds, or anything else) or stale.
     live: Vec<bool>,
+    /// The jobs the live outcomes settle.
+    settled: Vec<i64>,
     jobs: Vec<NewDelivery>,
     updates: Vec<JobUpdate>,
     links: Vec<LinkUpdate>,
@@ -241,12 +250,13 @@ impl Plan {
                 _ => true,
             })
             .collect();
-        let mut plan = Plan { live: Vec::new(), jobs: Vec::new(), updates: Vec::new(), links: Vec::new(), attempts: Vec::new(), tickets: Vec::new() };
+        let mut plan = Plan { live: Vec::new(), settled: Vec::new(), jobs: Vec::new(), updates: Vec::new(), links: Vec::new(), attempts: Vec::new(), tickets: Vec::new() };
         for (e, live) in entries.iter().zip(&live) {
             match e {
                 BatchEntry::Jobs(new) => plan.jobs.extend(new.iter().cloned()),
                 BatchEntry::Outcome { update, jobs: new, link, attempt, ticket } if *live => {
                     plan.jobs.extend(new.iter().cloned());
+                    plan.settled.push(update.token().job);
                     plan.updates.push(update.clone());
                     plan.links.extend(link.clone());
                     plan.attempts.extend(attempt.clone());
@@ -260,16 +270,20 @@ impl Plan {
         plan
     }
 
-    /// What became of each entry, given the tickets' new ids (in entry order).
-    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>) -> Vec<EntryWritten> {
+    /// What became of each entry, given the tickets' new ids (in entry order) and the settled
+    /// jobs whose keys have a pending job (`waiting`).
+    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>) -> Vec<EntryWritten> {
         let mut ids = ticket_ids.into_iter();
         entries
             .iter()
             .zip(self.live)
             .map(|(e, live)| match e {
                 BatchEntry::Outcome { .. } if !live => EntryWritten::Stale,
-                BatchEntry::Outcome { ticket: Some(_), .. } | BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
-                _ => EntryWritten::Written(None),
+                BatchEntry::Outcome { update, ticket, .. } => {
+                    EntryWritten::Settled { ticket: ticket.as_ref().and_then(|_| ids.next()), key_waits: waiting.contains(&update.token().job) }
+                }
+                BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
+                BatchEntry::Jobs(_) => EntryWritten::Written(None),
             })
             .collect()
     }

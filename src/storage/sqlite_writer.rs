@@ -133,6 +133,10 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
     for s in &statements {
         execute(&txn, s)?;
     }
+    let mut waiting = std::collections::HashSet::new();
+    for s in deliveries::keys_waiting_statements(BACKEND, &plan.settled) {
+        waiting.extend(query(&txn, &s, |r| r.get::<_, i64>(0))?);
+    }
     let ids = if plan.tickets.is_empty() {
         Vec::new()
     } else {
@@ -145,7 +149,7 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
         chain.check(written)?
     };
     txn.commit()?;
-    Ok(plan.written(entries, ids))
+    Ok(plan.written(entries, ids, &waiting))
 }
 
 /// Runs `statement`; the rows it changed.

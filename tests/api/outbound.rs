@@ -262,6 +262,26 @@ async fn requests_in_flight_stay_within_the_concurrency_limit() {
     assert_eq!(fake.max_in_flight(), 2, "two keys at a time, never more");
 }
 
+// 7: a key's later change, stored while the one before it is on the wire, goes as soon as
+// that one settles: the settle tells the lane its key has more (nothing else wakes the lane
+// for it; without it, it would wait for the lane's 30 s look at the queue, past `WAIT`).
+#[actix_web::test]
+async fn a_keys_next_change_follows_its_settle_at_once() {
+    let (app, fake) = start(&[("gis", gis("gis", "permit.updated", "retry: { max: 3, backoffMs: 10 }\n"))]).await;
+    fake.answer_always(Reply::Stall(Duration::from_millis(1000)));
+    app.publish("permit.updated", json!({"permitId": "N-A", "status": "1"})).await;
+    app.publish("permit.updated", json!({"permitId": "N-B", "status": "1"})).await;
+    fake.wait_for(2).await;
+    for (key, status) in [("N-A", "2"), ("N-A", "3"), ("N-B", "2")] {
+        app.publish("permit.updated", json!({"permitId": key, "status": status})).await;
+    }
+    app.wait_tickets("connector=gis&status=completed", 5).await;
+    let got = fake.received();
+    let seen = |key: &str| got.iter().filter(|r| r.path.ends_with(key)).map(|r| r.body["status"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>();
+    assert_eq!(seen("N-A"), ["1", "2", "3"], "{got:#?}");
+    assert_eq!(seen("N-B"), ["1", "2"], "{got:#?}");
+}
+
 // 8
 #[actix_web::test]
 async fn a_filtered_event_is_counted_and_never_sent() {

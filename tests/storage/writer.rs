@@ -125,10 +125,26 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
         ],
     )
     .await;
-    assert!(matches!(written[..], [EntryWritten::Written(Some(_)), EntryWritten::Stale, EntryWritten::Written(None), EntryWritten::Written(Some(_)), EntryWritten::Written(Some(_)), EntryWritten::Written(Some(_))]), "{written:?}");
+    // Settled, with whether the job's key has a pending job: k1 has e6 and the merge's new
+    // job, k2's job stays (rescheduled), k3 and k4 have no other.
+    assert!(
+        matches!(
+            written[..],
+            [
+                EntryWritten::Settled { ticket: Some(_), key_waits: true },
+                EntryWritten::Stale,
+                EntryWritten::Settled { ticket: None, key_waits: true },
+                EntryWritten::Settled { ticket: Some(_), key_waits: false },
+                EntryWritten::Written(Some(_)),
+                EntryWritten::Settled { ticket: Some(_), key_waits: false },
+            ]
+        ),
+        "{written:?}"
+    );
     // Later: a stale outcome (settled already), a link renamed (HMS numbered the record
     // anew), a completion with a claim's fence of one attempt more.
-    both(&pool, &writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
+    let later = both(&pool, &writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
+    assert!(matches!(later[..], [EntryWritten::Stale, EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{later:?}");
 
     for table in ["deliveries", "delivery_attempts", "record_links", "sync_tickets"] {
         let (a, b) = (rows(&url_a, table), rows(&url_b, table));
@@ -185,7 +201,7 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     assert!(storage::list_attempts(&db, claim.job.id).await.unwrap().is_empty());
     db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
     let written = writer.write(batch()).await.unwrap();
-    assert!(matches!(written[..], [EntryWritten::Written(Some(_))]), "{written:?}");
+    assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{written:?}");
     assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
 }
 

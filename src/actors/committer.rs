@@ -4,8 +4,13 @@
 //! them. So a 202 means stored, a job is never `done` without its ticket, durability costs
 //! one commit per batch rather than per event, and SQLite's single write lock is never
 //! fought over by several writers (a loser would sleep in SQLite's busy handler).
+//!
+//! On a SQLite file the Committer writes each batch itself, with SQLite's own writer (a
+//! connection of its own, [`SqliteWriter`]), so it runs on a thread of its own
+//! ([`Committer::start`]): a batch costs no hand-off, and what arrives during a write waits in
+//! the mailbox to make the next batch. On PostgreSQL (and SQLite in memory) it writes through
+//! the pool, asynchronously.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,15 +25,14 @@ type Reply = oneshot::Sender<Result<EntryWritten, String>>;
 /// One thing to commit: jobs, an outcome or a ticket (see [`BatchEntry`]), and who waits
 /// for it. A ticket alone has nobody waiting, and is kept until it is written.
 struct Entry {
-    /// Shared with the write (SQLite's writer thread takes the batch's rows with it).
-    rows: Arc<BatchEntry>,
+    rows: BatchEntry,
     reply: Option<Reply>,
 }
 
 impl Entry {
     /// Rows it writes, about.
     fn size(&self) -> usize {
-        match self.rows.as_ref() {
+        match &self.rows {
             BatchEntry::Jobs(jobs) => jobs.len(),
             BatchEntry::Outcome { jobs, .. } => jobs.len() + 1,
             BatchEntry::Ticket(_) => 1,
@@ -50,15 +54,22 @@ impl Entry {
 
 pub struct Committer {
     db: Db,
-    /// SQLite's own writer, which writes a batch in one hand-off (see
-    /// [`storage::SqliteWriter`]); without it (PostgreSQL, SQLite in memory), the pool.
+    /// SQLite's own writer, on which batches are written here, on this thread (see
+    /// [`SqliteWriter`]); without it (PostgreSQL, SQLite in memory), through the pool.
     writer: Option<SqliteWriter>,
     buffer: Vec<Entry>,
     batch_size: usize,
     /// The commit gap (`tickets.flush_ms`): while busy, at most one transaction per gap.
     flush_after: Duration,
-    /// A write is running; arrivals wait for the next batch (that is the group).
+    /// A write through the pool is running; arrivals wait for the next batch (that is the
+    /// group).
     writing: bool,
+    /// A write on SQLite's writer is due as soon as the mailbox is read (see
+    /// [`Committer::write_soon`]).
+    write_queued: bool,
+    /// Started on an arbiter of its own (see [`Committer::start`]), which it stops when it
+    /// stops.
+    own_arbiter: bool,
     /// When the last write started: an entry that comes within the gap after it waits for
     /// the gap's end with whatever else comes meanwhile.
     last_write: Option<std::time::Instant>,
@@ -84,30 +95,31 @@ pub struct Retention {
 /// fast commits; with it, no difference beyond noise.)
 const GATHERED: usize = 16;
 
+/// Messages the mailbox holds before senders wait (actix's default is 16).
+const MAILBOX: usize = 1024;
+
 /// The lease of the tickets' retention pruning: one instance of a cluster prunes.
 const PRUNE_LEASE: &str = "prune";
 
 impl Committer {
     pub fn new(db: Db, batch_size: usize, flush_after: Duration) -> Self {
-        Self { db, writer: None, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, last_write: None, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
+        Self { db, writer: None, buffer: Vec::new(), batch_size: batch_size.max(1), flush_after, writing: false, write_queued: false, own_arbiter: false, last_write: None, flush_scheduled: false, written: 0, retention: None, instance: String::new() }
     }
 
-    /// Write the batches with SQLite's own writer (see [`storage::SqliteWriter`]).
+    /// Write the batches with SQLite's own writer, here (see [`SqliteWriter`]).
     pub fn with_writer(mut self, writer: Option<SqliteWriter>) -> Self {
         self.writer = writer;
         self
     }
 
-    /// Writes `rows` in one transaction: by SQLite's own writer when there is one, else
-    /// through the pool (`storage::write_batch`).
-    fn store(&self, rows: Vec<Arc<BatchEntry>>) -> impl Future<Output = Result<Vec<EntryWritten>, StorageError>> + 'static {
-        let (db, writer) = (self.db.clone(), self.writer.clone());
-        async move {
-            match writer {
-                Some(writer) => writer.write(rows).await,
-                None => storage::write_batch(&db, &rows.iter().map(Arc::as_ref).collect::<Vec<_>>()).await,
-            }
+    /// Starts the Committer: with SQLite's writer on a thread of its own (an arbiter it stops
+    /// when it stops), since its writes block; else on the current arbiter.
+    pub fn start(mut self) -> Addr<Self> {
+        if self.writer.is_none() {
+            return Actor::start(self);
         }
+        self.own_arbiter = true;
+        Committer::start_in_arbiter(&Arbiter::new().handle(), move |_| self)
     }
 
     /// Prune tickets older than `retention.keep`, every `retention.every`, as instance
@@ -159,7 +171,7 @@ impl Committer {
         }
         let wait = self.last_write.map_or(Duration::ZERO, |at| self.flush_after.saturating_sub(at.elapsed()));
         if self.buffer.len() >= self.batch_size.min(GATHERED) || wait.is_zero() {
-            self.write_batch(ctx);
+            self.write_soon(ctx);
         } else if !self.flush_scheduled {
             self.flush_scheduled = true;
             // Decided again when it fires: a write may have started since (a full batch),
@@ -168,6 +180,23 @@ impl Committer {
                 act.flush_scheduled = false;
                 act.schedule(ctx);
             });
+        }
+    }
+
+    /// Writes a batch now through the pool; on SQLite's writer, once the mailbox is read. A
+    /// write there blocks this thread, and what arrives meanwhile waits in the mailbox: read
+    /// first, it all joins the batch (the context reads the whole mailbox before it runs its
+    /// spawned futures); written at once, the first arrival would go alone.
+    fn write_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.writer.is_none() {
+            return self.write_batch(ctx);
+        }
+        if !self.write_queued {
+            self.write_queued = true;
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+                act.write_queued = false;
+                act.write_batch(ctx);
+            }));
         }
     }
 
@@ -189,44 +218,51 @@ impl Committer {
             return;
         }
         let batch: Vec<Entry> = self.buffer.drain(..take).collect();
-        self.writing = true;
         self.last_write = Some(std::time::Instant::now());
-        let write = self.store(rows_of(&batch));
+        // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
+        let span = tracing::debug_span!("ticket", entries = batch.len());
+        if let Some(writer) = self.writer.as_mut() {
+            let res = span.in_scope(|| writer.write(&rows_of(&batch)));
+            return self.written_batch(batch, res, ctx);
+        }
+        self.writing = true;
+        let db = self.db.clone();
         // The batch goes into the write and comes back with its result, to be answered.
         ctx.spawn(async move {
-            let started = std::time::Instant::now();
-            // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
-            let span = tracing::debug_span!("ticket", entries = batch.len());
-            let res = write.instrument(span).await;
-            tracing::debug!(entries = batch.len(), ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
+            let res = storage::write_batch(&db, &rows_of(&batch)).instrument(span).await;
             (batch, res)
         }.into_actor(self).map(move |(batch, res), act, ctx| {
             act.writing = false;
-            match res {
-                Ok(results) => {
-                    act.answer(batch, results);
-                    act.schedule(ctx);
-                }
-                Err(e) if batch.len() > 1 => {
-                    // One bad entry must not fail everyone who shared its transaction: write
-                    // each alone, so only the bad one is told.
-                    tracing::warn!(error = %e, entries = batch.len(), "batch failed; writing its entries one by one");
-                    act.write_each(batch, ctx);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot record an outcome or ticket");
-                    let retry = fail_entries(batch, &e.to_string());
-                    act.buffer.splice(0..0, retry);
-                    ctx.run_later(Duration::from_millis(500), |act, ctx| act.schedule(ctx));
-                }
-            }
+            act.written_batch(batch, res, ctx);
         }));
+    }
+
+    /// Answers a batch written (or not) and goes on with what waits.
+    fn written_batch(&mut self, batch: Vec<Entry>, res: Result<Vec<EntryWritten>, StorageError>, ctx: &mut Context<Self>) {
+        match res {
+            Ok(results) => {
+                self.answer(batch, results);
+                self.schedule(ctx);
+            }
+            Err(e) if batch.len() > 1 => {
+                // One bad entry must not fail everyone who shared its transaction: write
+                // each alone, so only the bad one is told.
+                tracing::warn!(error = %e, entries = batch.len(), "batch failed; writing its entries one by one");
+                self.write_each(batch, ctx);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record an outcome or ticket");
+                let retry = fail_entries(batch, &e.to_string());
+                self.buffer.splice(0..0, retry);
+                ctx.run_later(Duration::from_millis(500), |act, ctx| act.schedule(ctx));
+            }
+        }
     }
 }
 
 /// What a batch writes, entry by entry.
-fn rows_of(batch: &[Entry]) -> Vec<Arc<BatchEntry>> {
-    batch.iter().map(|e| e.rows.clone()).collect()
+fn rows_of(batch: &[Entry]) -> Vec<&BatchEntry> {
+    batch.iter().map(|e| &e.rows).collect()
 }
 
 /// Answers every waiting entry with `error`; gives back the fire-and-forget tickets, which
@@ -251,32 +287,46 @@ impl Committer {
 
     /// Writes each entry of a failed batch in a transaction of its own.
     fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
+        if let Some(writer) = self.writer.as_mut() {
+            let results = batch.into_iter().map(|entry| {
+                let res = writer.write(&[&entry.rows]);
+                (entry, res)
+            });
+            let results: Vec<_> = results.collect();
+            return self.written_each(results, ctx);
+        }
         self.writing = true;
-        let writes: Vec<_> = batch.iter().map(|entry| self.store(vec![entry.rows.clone()])).collect();
+        let db = self.db.clone();
         ctx.spawn(
             async move {
                 let mut results = Vec::with_capacity(batch.len());
-                for (entry, write) in batch.into_iter().zip(writes) {
-                    results.push((entry, write.await));
+                for entry in batch {
+                    let res = storage::write_batch(&db, &[&entry.rows]).await;
+                    results.push((entry, res));
                 }
                 results
             }
             .into_actor(self)
             .map(|results, act, ctx| {
                 act.writing = false;
-                for (entry, res) in results {
-                    match res {
-                        Ok(written) => act.answer(vec![entry], written),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot record an outcome or ticket");
-                            let keep = fail_entries(vec![entry], &e.to_string());
-                            act.buffer.extend(keep);
-                        }
-                    }
-                }
-                act.schedule(ctx);
+                act.written_each(results, ctx);
             }),
         );
+    }
+
+    /// Answers the entries of a failed batch, each written alone (or not).
+    fn written_each(&mut self, results: Vec<(Entry, Result<Vec<EntryWritten>, StorageError>)>, ctx: &mut Context<Self>) {
+        for (entry, res) in results {
+            match res {
+                Ok(written) => self.answer(vec![entry], written),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record an outcome or ticket");
+                    let keep = fail_entries(vec![entry], &e.to_string());
+                    self.buffer.extend(keep);
+                }
+            }
+        }
+        self.schedule(ctx);
     }
 }
 
@@ -284,9 +334,20 @@ impl Actor for Committer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Senders wait while the mailbox is full: on SQLite's writer it fills during a write,
+        // and what it holds is the next batch (publishers and attempts each wait for their
+        // answer, so what can queue is bounded by them).
+        ctx.set_mailbox_capacity(MAILBOX);
         if let Some(r) = self.retention {
             self.prune(ctx);
             ctx.run_interval(r.every, |act, ctx| act.prune(ctx));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Its own thread (see `Committer::start`) ends with it.
+        if self.own_arbiter {
+            Arbiter::current().stop();
         }
     }
 }
@@ -299,7 +360,7 @@ pub struct WriteTicket(pub NewTicket);
 impl Handler<WriteTicket> for Committer {
     type Result = ();
     fn handle(&mut self, msg: WriteTicket, ctx: &mut Context<Self>) {
-        self.push(Entry { rows: Arc::new(BatchEntry::Ticket(msg.0)), reply: None }, ctx);
+        self.push(Entry { rows: BatchEntry::Ticket(msg.0), reply: None }, ctx);
     }
 }
 
@@ -323,7 +384,7 @@ impl Handler<RecordOutcome> for Committer {
     fn handle(&mut self, msg: RecordOutcome, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let rows = BatchEntry::Outcome { update: msg.update, jobs: msg.jobs, link: msg.link, attempt: msg.attempt, ticket: msg.ticket };
-        self.push(Entry { rows: Arc::new(rows), reply: Some(tx) }, ctx);
+        self.push(Entry { rows, reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the committer stopped".into())) })
     }
 }
@@ -340,7 +401,7 @@ impl Handler<StoreJobs> for Committer {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.push(Entry { rows: Arc::new(BatchEntry::Jobs(msg.0)), reply: Some(tx) }, ctx);
+        self.push(Entry { rows: BatchEntry::Jobs(msg.0), reply: Some(tx) }, ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
     }
 }
@@ -355,24 +416,36 @@ impl Handler<FlushTickets> for Committer {
     type Result = ResponseActFuture<Self, u64>;
     fn handle(&mut self, _: FlushTickets, _: &mut Context<Self>) -> Self::Result {
         let batch: Vec<Entry> = std::mem::take(&mut self.buffer);
-        let write = self.store(rows_of(&batch));
+        if let Some(writer) = self.writer.as_mut() {
+            let res = writer.write(&rows_of(&batch));
+            self.flushed(batch, res);
+            return Box::pin(fut::ready(self.written));
+        }
+        let db = self.db.clone();
         Box::pin(async move {
-            let res = write.await;
+            let res = storage::write_batch(&db, &rows_of(&batch)).await;
             (batch, res)
         }
         .into_actor(self)
         .map(move |(batch, res), act, _| {
-            match res {
-                Ok(results) => act.answer(batch, results),
-                Err(e) => {
-                    tracing::error!(error = %e, "final flush of outcomes and tickets failed");
-                    for entry in batch {
-                        entry.answer(Err(e.to_string()));
-                    }
-                }
-            }
+            act.flushed(batch, res);
             act.written
         }))
+    }
+}
+
+impl Committer {
+    /// Answers the final flush's batch.
+    fn flushed(&mut self, batch: Vec<Entry>, res: Result<Vec<EntryWritten>, StorageError>) {
+        match res {
+            Ok(results) => self.answer(batch, results),
+            Err(e) => {
+                tracing::error!(error = %e, "final flush of outcomes and tickets failed");
+                for entry in batch {
+                    entry.answer(Err(e.to_string()));
+                }
+            }
+        }
     }
 }
 
@@ -389,12 +462,23 @@ mod tests {
     /// The commit gap: a lone entry after a quiet gap is written at once; a batch of
     /// `GATHERED` entries within the gap is written at once; an entry within the gap after a
     /// write waits for the gap's end (it would share that transaction with whatever came).
-    /// The bounds are one-sided where the machine's load could stretch them.
+    /// The bounds are one-sided where the machine's load could stretch them. Through the pool
+    /// (SQLite in memory) and with SQLite's own writer on the Committer's own thread.
     #[actix_web::test]
     async fn the_commit_gap_spares_a_lone_entry_and_a_full_batch() {
-        const GAP: Duration = Duration::from_millis(1500);
         let db = storage::connect("sqlite::memory:").await.unwrap();
-        let committer = Committer::new(db, 500, GAP).start();
+        commit_gap(Committer::new(db, 500, GAP).start()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}/c.db", dir.path().display());
+        let db = storage::connect(&url).await.unwrap();
+        let committer = Committer::new(db.clone(), 500, GAP).with_writer(SqliteWriter::open(&url).unwrap()).start();
+        commit_gap(committer.clone()).await;
+        assert_eq!(storage::pending_count(&db, "c").await.unwrap(), 2 + GATHERED as u64, "every job stored");
+    }
+
+    const GAP: Duration = Duration::from_millis(1500);
+
+    async fn commit_gap(committer: Addr<Committer>) {
         let t = Instant::now();
         committer.send(StoreJobs(vec![job(0)])).await.unwrap().unwrap();
         assert!(t.elapsed() < GAP, "a lone entry waited {:?}", t.elapsed());

@@ -71,7 +71,8 @@ pub enum StorageError {
     /// A statement of SQLite's own writer failed (see [`SqliteWriter`]).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// SQLite's own writer could not start, or stopped.
+    /// SQLite's own writer could not open its connection, or failed in a way SQLite does
+    /// not report (a panic).
     #[error("the SQLite writer {0}")]
     Writer(String),
     /// The database could not be opened. `url` has its password redacted.

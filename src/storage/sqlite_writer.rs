@@ -1,6 +1,6 @@
-//! SQLite's own writer of the hot path: a thread that holds a connection of its own to the
-//! database file and writes each group-committed batch whole, every statement of it on that
-//! thread, so a batch costs the Committer one hand-off instead of one per statement.
+//! SQLite's own writer of the hot path: a connection of its own to the database file, on
+//! which the Committer writes each group-committed batch whole, every statement of it on the
+//! Committer's own thread: a batch costs no hand-off at all.
 //!
 //! Through the pool, each statement of a batch (`BEGIN`, the claims' check, the inserts, the
 //! updates, the chain's head, `COMMIT`) is a round trip to the pooled connection's thread:
@@ -11,14 +11,12 @@
 //! same [`Plan`]); only who runs them differs. PostgreSQL, and a SQLite database in memory
 //! (which a second connection would not see), are written through the pool.
 
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono::SecondsFormat;
 use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sea_orm::{DbBackend, Statement, Value};
-use tokio::sync::oneshot;
 
 use super::{BatchEntry, EntryWritten, Plan, StorageError, attempts, claimed, deliveries, jobs_only, links, tickets};
 
@@ -28,16 +26,10 @@ const BACKEND: DbBackend = DbBackend::Sqlite;
 /// `IN` lists are padded to powers of two, inserts are chunked).
 const CACHED_STATEMENTS: usize = 64;
 
-/// A handle on the writer's thread (cheap to clone). The thread ends, and closes its
-/// connection, when the last handle is dropped.
-#[derive(Clone)]
+/// The connection (`Send`, not `Sync`: one thread uses it at a time). Its calls block while
+/// SQLite works: it belongs on a thread of its own (the Committer's), not an async worker.
 pub struct SqliteWriter {
-    requests: mpsc::Sender<Request>,
-}
-
-struct Request {
-    entries: Vec<Arc<BatchEntry>>,
-    reply: oneshot::Sender<Result<Vec<EntryWritten>, StorageError>>,
+    conn: Connection,
 }
 
 impl std::fmt::Debug for SqliteWriter {
@@ -47,37 +39,22 @@ impl std::fmt::Debug for SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// The writer of the SQLite file `url` names, on a thread of its own; `None` for
-    /// PostgreSQL and an in-memory SQLite database. The file must exist with its schema
-    /// (after [`super::connect`]).
+    /// The writer of the SQLite file `url` names; `None` for PostgreSQL and an in-memory
+    /// SQLite database. The file must exist with its schema (after [`super::connect`]).
     pub fn open(url: &str) -> Result<Option<Self>, StorageError> {
         let Some(path) = url.starts_with("sqlite:").then(|| super::sqlite_file(url)).flatten() else { return Ok(None) };
-        let mut conn = open_connection(&path).map_err(|e| StorageError::Writer(format!("cannot open {path}: {e}")))?;
-        let (requests, inbox) = mpsc::channel::<Request>();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || {
-                for request in inbox {
-                    let entries: Vec<&BatchEntry> = request.entries.iter().map(Arc::as_ref).collect();
-                    // A panic here is a bug; the batch fails (its transaction rolled back as
-                    // the unwinding drops it) and the thread goes on with the next one.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut conn, &entries)))
-                        .unwrap_or_else(|panic| {
-                            let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-                            Err(StorageError::Writer(format!("panicked writing a batch: {message}")))
-                        });
-                    let _ = request.reply.send(result);
-                }
-            })
-            .map_err(|e| StorageError::Writer(format!("cannot start its thread: {e}")))?;
-        Ok(Some(Self { requests }))
+        let conn = open_connection(&path).map_err(|e| StorageError::Writer(format!("cannot open {path}: {e}")))?;
+        Ok(Some(Self { conn }))
     }
 
-    /// Writes one batch (as [`super::write_batch`] does) and answers once it is committed.
-    pub async fn write(&self, entries: Vec<Arc<BatchEntry>>) -> Result<Vec<EntryWritten>, StorageError> {
-        let (reply, answer) = oneshot::channel();
-        self.requests.send(Request { entries, reply }).map_err(|_| StorageError::Writer("has stopped".into()))?;
-        answer.await.map_err(|_| StorageError::Writer("stopped before answering".into()))?
+    /// Writes one batch in one transaction, as [`super::write_batch`] does. A panic on the way
+    /// (a bug) fails the batch, whose transaction the unwinding rolls back; the connection
+    /// stays usable.
+    pub fn write(&mut self, entries: &[&BatchEntry]) -> Result<Vec<EntryWritten>, StorageError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut self.conn, entries))).unwrap_or_else(|panic| {
+            let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            Err(StorageError::Writer(format!("panicked writing a batch: {message}")))
+        })
     }
 }
 

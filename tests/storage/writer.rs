@@ -2,8 +2,6 @@
 //! (`storage::write_batch`) writes, answers the same, and a batch it cannot write leaves
 //! nothing behind.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, TimeZone, Utc};
 use hms_sync::storage::{self, BatchEntry, ClaimToken, Db, Direction, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, TicketStatus};
 use hms_sync::sync::Origin;
@@ -53,21 +51,22 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
     let dir = tempfile::tempdir().unwrap();
     let (url_a, url_b) = (format!("sqlite:{}/a.db", dir.path().display()), format!("sqlite:{}/b.db", dir.path().display()));
     let (pool, other) = (storage::connect(&url_a).await.unwrap(), storage::connect(&url_b).await.unwrap());
-    let writer = SqliteWriter::open(&url_b).unwrap().expect("a SQLite file has a writer");
+    let mut writer = SqliteWriter::open(&url_b).unwrap().expect("a SQLite file has a writer");
 
-    async fn both(pool: &Db, writer: &SqliteWriter, batch: Vec<BatchEntry>) -> Vec<EntryWritten> {
-        let by_pool = storage::write_batch(pool, &batch.iter().collect::<Vec<_>>()).await.unwrap();
-        let by_writer = writer.write(batch.into_iter().map(Arc::new).collect()).await.unwrap();
+    async fn both(pool: &Db, writer: &mut SqliteWriter, batch: Vec<BatchEntry>) -> Vec<EntryWritten> {
+        let rows: Vec<&BatchEntry> = batch.iter().collect();
+        let by_pool = storage::write_batch(pool, &rows).await.unwrap();
+        let by_writer = writer.write(&rows).unwrap();
         assert_eq!(by_pool, by_writer, "the same answers");
         by_writer
     }
 
     // New jobs: one entry (one statement), two entries with an event id twice (kept once),
     // more than one statement holds (a transaction).
-    both(&pool, &writer, vec![BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false), job("e2", "k2", Origin::Inbound, true), job("e3", "k3", Origin::Event, false), job("e4", "k4", Origin::Event, false)])]).await;
-    both(&pool, &writer, vec![BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false)]), BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false), job("e6", "k1", Origin::Event, false)])]).await;
+    both(&pool, &mut writer, vec![BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false), job("e2", "k2", Origin::Inbound, true), job("e3", "k3", Origin::Event, false), job("e4", "k4", Origin::Event, false)])]).await;
+    both(&pool, &mut writer, vec![BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false)]), BatchEntry::Jobs(vec![job("e5", "k5", Origin::Event, false), job("e6", "k1", Origin::Event, false)])]).await;
     let many: Vec<NewDelivery> = (0..450).map(|i| job(&format!("m{i}"), &format!("m{}", i % 40), Origin::Event, false)).collect();
-    assert_eq!(both(&pool, &writer, vec![BatchEntry::Jobs(many)]).await, [EntryWritten::Written(None)]);
+    assert_eq!(both(&pool, &mut writer, vec![BatchEntry::Jobs(many)]).await, [EntryWritten::Written(None)]);
 
     let claims = storage::claim(&pool, "w", Utc::now(), 5, &[], ME).await.unwrap();
     let tokens: Vec<ClaimToken> = claims.iter().map(|c| c.token).collect();
@@ -89,7 +88,7 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
     let link = |hms: &str, replaces: Option<&str>, n: u8| LinkUpdate { connector_id: "w".into(), hms_id: hms.into(), external_id: format!("x-{hms}"), synced: synced(n), replaces: replaces.map(str::to_owned) };
     let written = both(
         &pool,
-        &writer,
+        &mut writer,
         vec![
             BatchEntry::Outcome {
                 update: JobUpdate::Complete { token: t1, attempts: 1 },
@@ -143,7 +142,7 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
     );
     // Later: a stale outcome (settled already), a link renamed (HMS numbered the record
     // anew), a completion with a claim's fence of one attempt more.
-    let later = both(&pool, &writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
+    let later = both(&pool, &mut writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
     assert!(matches!(later[..], [EntryWritten::Stale, EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{later:?}");
 
     for table in ["deliveries", "delivery_attempts", "record_links", "sync_tickets"] {
@@ -189,18 +188,18 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}/w.db", dir.path().display());
     let db = storage::connect(&url).await.unwrap();
-    let writer = SqliteWriter::open(&url).unwrap().unwrap();
-    writer.write(vec![Arc::new(BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false)]))]).await.unwrap();
+    let mut writer = SqliteWriter::open(&url).unwrap().unwrap();
+    writer.write(&[&BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false)])]).unwrap();
     let claim = storage::claim(&db, "w", Utc::now(), 1, &[], ME).await.unwrap().remove(0);
     db.execute_unprepared("CREATE TRIGGER refuse BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
-    let batch = || vec![Arc::new(BatchEntry::Outcome { update: JobUpdate::Complete { token: claim.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: Some(attempt(claim.job.id, Some(200), None)), ticket: Some(ticket(claim.job.id, TicketStatus::Completed, None)) })];
-    let err = writer.write(batch()).await.unwrap_err().to_string();
+    let batch = BatchEntry::Outcome { update: JobUpdate::Complete { token: claim.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: Some(attempt(claim.job.id, Some(200), None)), ticket: Some(ticket(claim.job.id, TicketStatus::Completed, None)) };
+    let err = writer.write(&[&batch]).unwrap_err().to_string();
     assert!(err.contains("disk full (test)"), "{err}");
     let job = storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.attempts), ("pending", 0), "nothing of the batch was written");
     assert!(storage::list_attempts(&db, claim.job.id).await.unwrap().is_empty());
     db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
-    let written = writer.write(batch()).await.unwrap();
+    let written = writer.write(&[&batch]).unwrap();
     assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{written:?}");
     assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
 }

@@ -221,8 +221,11 @@ impl Committer {
         self.last_write = Some(std::time::Instant::now());
         // The stage where outcomes become hash-chained tickets (jobs and outcomes with them).
         let span = tracing::debug_span!("ticket", entries = batch.len());
+        let started = std::time::Instant::now();
+        let logged = move |entries: usize| tracing::debug!(entries, ms = started.elapsed().as_secs_f64() * 1000.0, "batch written");
         if let Some(writer) = self.writer.as_mut() {
             let res = span.in_scope(|| writer.write(&rows_of(&batch)));
+            logged(batch.len());
             return self.written_batch(batch, res, ctx);
         }
         self.writing = true;
@@ -230,6 +233,7 @@ impl Committer {
         // The batch goes into the write and comes back with its result, to be answered.
         ctx.spawn(async move {
             let res = storage::write_batch(&db, &rows_of(&batch)).instrument(span).await;
+            logged(batch.len());
             (batch, res)
         }.into_actor(self).map(move |(batch, res), act, ctx| {
             act.writing = false;

@@ -210,6 +210,12 @@ fn padded(ids: &[i64]) -> impl Iterator<Item = i64> + '_ {
 /// so polling cost grew with the square of the backlog (58 ms per poll at 5,000 pending). A
 /// `min` in id order stops at the first match whichever index it picks (0.8 ms).
 fn is_head() -> Expr {
+    Expr::col((Entity, Column::Id)).eq(oldest_pending_of_key())
+}
+
+/// The id of the oldest pending job of the outer `deliveries` row's connector and record key
+/// (NULL when none is pending): a min lookup in the key's range of the index.
+fn oldest_pending_of_key() -> Expr {
     let p = Alias::new("p");
     let oldest = Query::select()
         .expr(Func::min(Expr::col((p.clone(), Column::Id))))
@@ -218,7 +224,7 @@ fn is_head() -> Expr {
         .and_where(Expr::col((p.clone(), Column::Status)).eq(PENDING))
         .and_where(Expr::col((p, Column::RecordKey)).equals((Entity, Column::RecordKey)))
         .to_owned();
-    Expr::col((Entity, Column::Id)).eq(Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement())))
+    Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement()))
 }
 
 /// Of jobs `ids`, those whose record key has a pending job (a later one, or the job itself
@@ -234,26 +240,10 @@ pub(crate) async fn keys_waiting_in<C: ConnectionTrait>(c: &C, ids: &[i64]) -> R
     Ok(waiting)
 }
 
-/// The queries of [`keys_waiting_in`]: each gives rows of (id). The key's oldest pending job
-/// is found as [`is_head`] finds it (a min lookup in the key's index range).
+/// The queries of [`keys_waiting_in`]: each gives rows of (id).
 pub(crate) fn keys_waiting_statements(backend: DbBackend, ids: &[i64]) -> Vec<Statement> {
     ids.chunks(CHUNK)
-        .map(|chunk| {
-            let p = Alias::new("p");
-            let oldest = Query::select()
-                .expr(Func::min(Expr::col((p.clone(), Column::Id))))
-                .from_as(Entity, p.clone())
-                .and_where(Expr::col((p.clone(), Column::ConnectorId)).equals((Entity, Column::ConnectorId)))
-                .and_where(Expr::col((p.clone(), Column::Status)).eq(PENDING))
-                .and_where(Expr::col((p, Column::RecordKey)).equals((Entity, Column::RecordKey)))
-                .to_owned();
-            Entity::find()
-                .select_only()
-                .column(Column::Id)
-                .filter(Column::Id.is_in(padded(chunk)))
-                .filter(Expr::SubQuery(None, Box::new(oldest.into_sub_query_statement())).is_not_null())
-                .build(backend)
-        })
+        .map(|chunk| Entity::find().select_only().column(Column::Id).filter(Column::Id.is_in(padded(chunk))).filter(oldest_pending_of_key().is_not_null()).build(backend))
         .collect()
 }
 

@@ -2,7 +2,8 @@
 //! record key (so one key's changes arrive in order, through retries too), has up to
 //! `concurrency` requests of different keys in flight, and lets a key's next job go only
 //! once the outcome of the one before is committed. The attempts themselves run on the
-//! worker pool (see [`super::attempt`]), so a hot connector uses every core.
+//! lane's own worker while a few are in flight, and on the whole worker pool beyond (see
+//! [`super::attempt`]), so a hot connector uses every core.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

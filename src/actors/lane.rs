@@ -61,6 +61,11 @@ pub struct Lane {
     /// in flight was claimed, and any job stored since wakes the lane, so a freed slot has
     /// nothing to read (it was a claim per event, a round trip to the database each).
     starved: bool,
+    /// Keys in flight of which a claim passed over a job: a job stored after the key's
+    /// outcome was committed, whose wake came before the lane heard of the outcome (the
+    /// outcome's `key_waits`, read at its commit, could not know of it). The key's settle
+    /// reads the queue then.
+    passed_over: HashSet<String>,
     pacing: Option<SpawnHandle>,
     /// A look at the queue scheduled for when other instances' jobs, left to them, become
     /// anyone's (see `storage::SHARE_WAIT`).
@@ -86,7 +91,7 @@ impl Drop for Attempts {
 
 impl Lane {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, pacing: None, share_recheck: None, woken: false }
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, passed_over: HashSet::new(), pacing: None, share_recheck: None, woken: false }
     }
 
     fn capacity(&self) -> usize {
@@ -183,6 +188,9 @@ impl Lane {
                                 act.start(claim, probe, ctx);
                                 probe_sent = probe;
                             } else {
+                                if act.in_flight_keys.contains(&claim.job.record_key) {
+                                    act.passed_over.insert(claim.job.record_key.clone());
+                                }
                                 skipped.push(claim.job.id);
                             }
                         }
@@ -279,12 +287,14 @@ impl Lane {
             act.attempts.0.remove(&id);
             let (recorded, key_waits) = done.map_or((false, true), |d| (d.recorded, d.key_waits));
             act.sending.remove(&id);
+            let passed_over = act.passed_over.remove(&key);
             if recorded {
                 act.in_flight_ids.remove(&id);
                 act.in_flight_keys.remove(&key);
-                // The queue is read for the key's next job, or for jobs that wait for a slot;
-                // anything else stored meanwhile woke the lane (see `Lane::starved`).
-                if key_waits || act.starved {
+                // The queue is read for the key's next job, for a job passed over while the
+                // key was in flight, or for jobs that wait for a slot; anything else stored
+                // meanwhile woke the lane (see `Lane::starved`, `Lane::passed_over`).
+                if key_waits || passed_over || act.starved {
                     act.claim(ctx);
                 }
             } else {

@@ -132,7 +132,13 @@ impl Committer {
 
     /// Prunes, once for the whole cluster: the instance that takes the lease `prune` (for
     /// the pruning interval) does it; the others skip this round.
-    fn prune(&mut self, ctx: &mut Context<Self>) {
+    ///
+    /// It runs on the System's arbiter, not this actor's: its transaction goes through the
+    /// pool, statement by statement, and on SQLite's writer this thread blocks in its own
+    /// writes: a transaction that needed this thread to go on would hold SQLite's write lock
+    /// while the write waited for it, up to the busy timeout. (Measured: a restart whose first
+    /// batch met the start-up prune wrote nothing for seconds.)
+    fn prune(&self) {
         let Some(r) = self.retention else { return };
         let db = self.db.clone();
         let before = chrono::Utc::now() - r.keep;
@@ -147,11 +153,13 @@ impl Committer {
                 }
             }
         };
-        ctx.spawn(prune.into_actor(self).map(|res, _, _| match res {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "tickets past retention pruned; the chain keeps its anchor"),
-            Err(e) => tracing::error!(error = %e, "cannot prune old tickets; will try again"),
-        }));
+        System::current().arbiter().spawn(async move {
+            match prune.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "tickets past retention pruned; the chain keeps its anchor"),
+                Err(e) => tracing::error!(error = %e, "cannot prune old tickets; will try again"),
+            }
+        });
     }
 
     fn push(&mut self, entry: Entry, ctx: &mut Context<Self>) {
@@ -343,8 +351,8 @@ impl Actor for Committer {
         // answer, so what can queue is bounded by them).
         ctx.set_mailbox_capacity(MAILBOX);
         if let Some(r) = self.retention {
-            self.prune(ctx);
-            ctx.run_interval(r.every, |act, ctx| act.prune(ctx));
+            self.prune();
+            ctx.run_interval(r.every, |act, _| act.prune());
         }
     }
 

@@ -300,11 +300,13 @@ impl Committer {
     /// Writes each entry of a failed batch in a transaction of its own.
     fn write_each(&mut self, batch: Vec<Entry>, ctx: &mut Context<Self>) {
         if let Some(writer) = self.writer.as_mut() {
-            let results = batch.into_iter().map(|entry| {
-                let res = writer.write(&[&entry.rows]);
-                (entry, res)
-            });
-            let results: Vec<_> = results.collect();
+            let results = batch
+                .into_iter()
+                .map(|entry| {
+                    let res = writer.write(&[&entry.rows]);
+                    (entry, res)
+                })
+                .collect();
             return self.written_each(results, ctx);
         }
         self.writing = true;

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// 1 while a connector's circuit is open (its target looks down), else 0.
     pub circuit_open: IntGaugeVec,
+    /// Reads of the delivery queue by a connector's lane (its claims).
+    pub queue_reads: IntCounterVec,
     queue_depth: IntGaugeVec,
     parked_jobs: IntGaugeVec,
     pull_lag: GaugeVec,
@@ -93,6 +95,7 @@ impl Metrics {
             fail: counter(&r, "sync_fail_total", "Delivery attempts that failed (sync.fail).", &["connector"]),
             parked: counter(&r, "sync_parked_total", "Jobs parked after their retries or a permanent failure.", &["connector"]),
             restarts: counter(&r, "sync_restarts_total", "Restarts of a connector's supervised children.", &["connector"]),
+            queue_reads: counter(&r, "sync_queue_reads_total", "Reads of the delivery queue by the connector's lane (new jobs heading their record keys are handed to it without one).", &["connector"]),
             webhook_rejections: counter(&r, "sync_webhook_rejections_total", "Inbound webhooks refused, by reason.", &["connector", "reason"]),
             alerts: counter(&r, "sync_alerts_total", "Alerts raised, by kind.", &["connector", "kind"]),
             queue_depth: gauge(&r, "sync_queue_depth", "Jobs accepted and not yet delivered or parked."),
@@ -113,7 +116,7 @@ impl Metrics {
     /// alert rule sees them before anything happens (Prometheus advises against missing
     /// series).
     pub fn register_connector(&self, id: &str) {
-        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts] {
+        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts, &self.queue_reads] {
             c.with_label_values(&[id]);
         }
         self.latency.with_label_values(&[id]);
@@ -125,7 +128,7 @@ impl Metrics {
 
     /// Connector `id` was deleted: its series go.
     pub fn forget_connector(&self, id: &str) {
-        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts, &self.webhook_rejections, &self.alerts] {
+        for c in [&self.accepted, &self.filtered, &self.ok, &self.fail, &self.parked, &self.restarts, &self.queue_reads, &self.webhook_rejections, &self.alerts] {
             remove_series(c, id);
         }
         remove_series(&self.latency, id);

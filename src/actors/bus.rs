@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::shared::{ConnectorShared, Counters};
 use super::committer::{Committer, StoreJobs};
 use crate::metrics::Metrics;
-use crate::storage::NewDelivery;
+use crate::storage::{Delivery, NewDelivery};
 
 /// Connectors by topic, written by the Registry, read by publishers (no message to the
 /// Registry per event).
@@ -67,7 +67,8 @@ impl Bus {
         let mut routed = self.route(topic, payload, event_id)?;
         if !routed.jobs.is_empty() {
             let span = tracing::debug_span!("commit", event = %routed.accepted.event_id);
-            self.store(std::mem::take(&mut routed.jobs)).instrument(span).await?;
+            let heads = self.store(std::mem::take(&mut routed.jobs)).instrument(span).await?;
+            wake(&routed.wake, heads);
         }
         Ok(self.stored(routed))
     }
@@ -80,22 +81,26 @@ impl Bus {
         let mut routed: Vec<Result<Routed, PublishError>> = events.into_iter().map(|(topic, payload, id)| self.route(&topic, payload, Some(id))).collect();
         let jobs: Vec<NewDelivery> = routed.iter_mut().filter_map(|r| r.as_mut().ok()).flat_map(|r| std::mem::take(&mut r.jobs)).collect();
         if !jobs.is_empty() {
-            self.store(jobs).instrument(tracing::debug_span!("commit")).await?;
+            let heads = self.store(jobs).instrument(tracing::debug_span!("commit")).await?;
+            let mut connectors: Vec<Arc<ConnectorShared>> = Vec::new();
+            for shared in routed.iter().filter_map(|r| r.as_ref().ok()).flat_map(|r| &r.wake) {
+                if !connectors.iter().any(|c| Arc::ptr_eq(c, shared)) {
+                    connectors.push(shared.clone());
+                }
+            }
+            wake(&connectors, heads);
         }
         Ok(routed.into_iter().map(|r| r.map(|r| self.stored(r))).collect())
     }
 
-    /// Stores jobs durably (a group commit of the Committer).
-    async fn store(&self, jobs: Vec<NewDelivery>) -> Result<(), PublishError> {
+    /// Stores jobs durably (a group commit of the Committer); the stored jobs that head their
+    /// record keys, when the writer knows them.
+    async fn store(&self, jobs: Vec<NewDelivery>) -> Result<Option<Vec<Delivery>>, PublishError> {
         self.writer.send(StoreJobs(jobs)).await.map_err(|e| PublishError::Unavailable(e.to_string()))?.map_err(PublishError::Unavailable)
     }
 
-    /// After an event's jobs are stored: its connectors' lanes are woken (straight, not via
-    /// the Registry or the supervisors) and it is counted.
+    /// After an event's jobs are stored (and its connectors' lanes woken): it is counted.
     fn stored(&self, routed: Routed) -> Accepted {
-        for shared in &routed.wake {
-            shared.jobs_stored();
-        }
         for id in &routed.accepted.connectors {
             self.metrics.accepted.with_label_values(&[id.as_str()]).inc();
         }
@@ -156,11 +161,28 @@ impl Bus {
     }
 }
 
+/// Jobs were stored for `connectors`: their lanes are woken (straight, not via the Registry
+/// or the supervisors), each given its jobs that head their record keys when the writer
+/// knows them (`heads`); a connector with none of those is not woken (its new jobs wait
+/// behind their keys' heads, whose settles read the queue for them; a job already stored
+/// needs nothing).
+fn wake(connectors: &[Arc<ConnectorShared>], heads: Option<Vec<Delivery>>) {
+    let Some(mut heads) = heads else {
+        connectors.iter().for_each(|shared| shared.jobs_stored(None));
+        return;
+    };
+    for shared in connectors {
+        let (mine, rest): (Vec<Delivery>, Vec<Delivery>) = heads.into_iter().partition(|j| j.connector_id == shared.id());
+        heads = rest;
+        shared.jobs_stored(Some(mine));
+    }
+}
+
 /// An event matched to its connectors, its jobs not stored yet.
 struct Routed {
     accepted: Accepted,
     jobs: Vec<NewDelivery>,
-    /// The connectors whose lanes to wake once the jobs are stored.
+    /// The connectors whose lanes to wake once the jobs are stored (those with a job).
     wake: Vec<Arc<ConnectorShared>>,
 }
 

@@ -17,7 +17,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::storage::{self, BatchEntry, Db, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, StorageError};
+use crate::storage::{self, BatchEntry, Db, Delivery, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, StorageError};
 
 /// Who waits for an entry's commit: answered with what became of it (its ticket's id).
 type Reply = oneshot::Sender<Result<EntryWritten, String>>;
@@ -291,7 +291,7 @@ impl Committer {
             match written {
                 EntryWritten::Written(Some(_)) | EntryWritten::Settled { ticket: Some(_), .. } => self.written += 1,
                 EntryWritten::Stale => tracing::info!("an outcome came for a job settled meanwhile (another attempt of it); neither its state nor a ticket was written"),
-                EntryWritten::Written(None) | EntryWritten::Settled { ticket: None, .. } => {}
+                EntryWritten::Written(None) | EntryWritten::Settled { ticket: None, .. } | EntryWritten::Queued(_) => {}
             }
             entry.answer(Ok(written));
         }
@@ -403,20 +403,26 @@ impl Handler<RecordOutcome> for Committer {
     }
 }
 
-/// Store these accepted jobs durably; answers once they are committed.
+/// Store these accepted jobs durably; answers once they are committed, with the stored jobs
+/// that head their record keys when the writer knows them (see `EntryWritten::Queued`).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<Option<Vec<Delivery>>, String>")]
 pub struct StoreJobs(pub Vec<NewDelivery>);
 
 impl Handler<StoreJobs> for Committer {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<Option<Vec<Delivery>>, String>>;
     fn handle(&mut self, msg: StoreJobs, ctx: &mut Context<Self>) -> Self::Result {
         if msg.0.is_empty() {
-            return Box::pin(async { Ok(()) });
+            return Box::pin(async { Ok(Some(Vec::new())) });
         }
         let (tx, rx) = oneshot::channel();
         self.push(Entry { rows: BatchEntry::Jobs(msg.0), reply: Some(tx) }, ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into())).map(|_| ()) })
+        Box::pin(async move {
+            match rx.await.unwrap_or_else(|_| Err("the writer stopped before storing the event".into()))? {
+                EntryWritten::Queued(heads) => Ok(heads),
+                _ => Ok(None),
+            }
+        })
     }
 }
 

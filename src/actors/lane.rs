@@ -15,8 +15,8 @@ use tracing::Instrument;
 use super::attempt::{self, Crew};
 use super::child::ChildCtx;
 use super::messages::Wake;
-use crate::delivery::breaker::Gate;
-use crate::storage::{self, Claim, Claimant};
+use crate::delivery::breaker::{Circuit, Gate};
+use crate::storage::{self, Claim, ClaimToken, Claimant, Delivery};
 
 /// How long a key waits after its outcome could not be stored, before its job is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -72,6 +72,10 @@ pub struct Lane {
     share_recheck: Option<SpawnHandle>,
     /// Woken (jobs stored) since the last claim that scheduled a `share_recheck`.
     woken: bool,
+    /// The highest job id a claim of this lane has read. A new job given at its commit (see
+    /// [`Lane::take`]) with an id up to this may have been read by a claim already, and
+    /// started, even settled: it is not started from the inbox (a second request for it).
+    read_up_to: i64,
 }
 
 /// The attempts a lane has running on the workers. Dropped with the lane (a stop, a panic,
@@ -91,7 +95,7 @@ impl Drop for Attempts {
 
 impl Lane {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, passed_over: HashSet::new(), pacing: None, share_recheck: None, woken: false }
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, passed_over: HashSet::new(), pacing: None, share_recheck: None, woken: false, read_up_to: 0 }
     }
 
     fn capacity(&self) -> usize {
@@ -168,6 +172,7 @@ impl Lane {
                 act.claim(ctx);
             }));
         }
+        self.cx.rt.metrics.queue_reads.with_label_values(&[id.as_str()]).inc();
         let span = tracing::debug_span!("claim", connector = %id);
         let claimed = async move { storage::claim(&db, &id, Utc::now(), limit, &in_flight, Claimant { instance: &instance, lease, share }).await };
         ctx.spawn(claimed.instrument(span).into_actor(self).map(
@@ -176,6 +181,7 @@ impl Lane {
                 match res {
                     Ok(claims) => {
                         let full = claims.len() as u64 >= limit;
+                        act.read_up_to = claims.iter().map(|c| c.job.id).fold(act.read_up_to, i64::max);
                         act.last_claim = Some((asked, full));
                         act.starved = full;
                         let mut probe_sent = false;
@@ -213,6 +219,38 @@ impl Lane {
                 }
             },
         ));
+    }
+
+    /// Starts new jobs given at their commit, each the head of its record key then, without
+    /// reading the queue (see `storage::EntryWritten::Queued`): at a light load that read was
+    /// one per event, a round trip to a pooled connection's thread. Whatever stands in the way
+    /// reads the queue instead, which knows better: a claim running (it may return these jobs
+    /// too), a backlog (older jobs of other keys go first, in id order), the connector paused,
+    /// an outcome held, a circuit not closed, a job a claim may have read already. A job
+    /// whose key is in flight waits for that key's settle; one that finds no slot, for a slot.
+    fn take(&mut self, mut heads: Vec<Delivery>, ctx: &mut Context<Self>) {
+        let direct = !self.claiming
+            && !self.starved
+            && self.holds == 0
+            && !self.cx.shared.is_paused()
+            && !self.cx.rt.shared_queue()
+            && self.cx.shared.breaker.circuit(std::time::Instant::now()) == Circuit::Closed
+            && heads.iter().all(|j| j.id > self.read_up_to);
+        if !direct {
+            return self.claim(ctx);
+        }
+        let _span = tracing::debug_span!("claim", connector = %self.cx.id(), given = heads.len()).entered();
+        heads.sort_by_key(|j| j.id);
+        for job in heads {
+            self.read_up_to = self.read_up_to.max(job.id);
+            if self.in_flight_keys.contains(&job.record_key) {
+                self.passed_over.insert(job.record_key);
+            } else if self.capacity() == 0 {
+                self.starved = true;
+            } else {
+                self.start(Claim { token: ClaimToken::of(&job), job, lease_deadline: None }, false, ctx);
+            }
+        }
     }
 
     /// Gives back the claims of jobs `ids` this lane did not start (a shared queue; nothing to
@@ -324,6 +362,7 @@ impl Actor for Lane {
         ctx.run_later(IDLE_POLL.mul_f64(fastrand::f64()), |_, ctx| {
             ctx.run_interval(IDLE_POLL, |act, ctx| act.claim(ctx));
         });
+        // What the inbox holds is in the queue, read now.
         self.cx.shared.wake_taken();
         if !self.cx.rt.shared_queue() {
             self.claim(ctx);
@@ -347,9 +386,14 @@ impl Actor for Lane {
 impl Handler<Wake> for Lane {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        self.cx.shared.wake_taken();
+        let inbox = self.cx.shared.wake_taken();
         self.woken = true;
-        self.claim(ctx);
+        if inbox.read {
+            self.claim(ctx);
+        } else if !inbox.heads.is_empty() {
+            self.take(inbox.heads, ctx);
+        }
+        // Neither: an earlier wake took what this one was sent for.
     }
 }
 

@@ -119,7 +119,7 @@ impl Registry {
             spec,
             compiled: Arc::new(compiled),
             paused: Arc::new(AtomicBool::new(false)),
-            wake_sent: AtomicBool::new(false),
+            inbox: Default::default(),
             counters,
             limiter: Arc::new(crate::delivery::rate::RateLimiter::new(spec_rate)),
             breaker: Arc::new(crate::delivery::breaker::Breaker::new(spec_breaker)),
@@ -392,7 +392,7 @@ impl Handler<WakeConnectors> for Registry {
     fn handle(&mut self, msg: WakeConnectors, _: &mut Context<Self>) {
         for id in msg.0 {
             if let Some(e) = self.connectors.get(&id) {
-                e.shared.jobs_stored();
+                e.shared.jobs_stored(None);
             }
         }
     }
@@ -454,7 +454,7 @@ impl Handler<WakeAll> for Registry {
     type Result = ();
     fn handle(&mut self, _: WakeAll, _: &mut Context<Self>) {
         for e in self.connectors.values() {
-            e.shared.jobs_stored();
+            e.shared.jobs_stored(None);
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::mapping::CompiledConnector;
 use crate::settings::SupervisionSettings;
 use crate::spec::ConnectorSpec;
-use crate::storage::Db;
+use crate::storage::{Db, Delivery};
 
 use super::alerter::Alerter;
 use super::lane::Lane;
@@ -117,10 +117,8 @@ pub struct ConnectorShared {
     pub compiled: Arc<CompiledConnector>,
     /// Paused by governance or by the operator: children do no outside I/O while set.
     pub paused: Arc<AtomicBool>,
-    /// A `Wake` for new jobs is on its way to the lane, which clears this before it reads
-    /// the queue: publishers that find it set send none, so a burst of events costs one
-    /// message instead of one per event (see [`ConnectorShared::jobs_stored`]).
-    pub wake_sent: AtomicBool,
+    /// What the lane's next `Wake` brings (see [`ConnectorShared::jobs_stored`]).
+    pub inbox: std::sync::Mutex<Inbox>,
     pub counters: Arc<Counters>,
     /// The connector's request rate: every request it makes waits here first.
     pub limiter: Arc<crate::delivery::rate::RateLimiter>,
@@ -134,6 +132,25 @@ pub struct ConnectorShared {
     /// wakes the lane and the lane arms the timer directly, not through the supervisor.
     pub live: std::sync::Mutex<Live>,
 }
+
+/// What a lane is told when woken: new jobs to start, or that it must read the queue.
+#[derive(Default)]
+pub struct Inbox {
+    /// A `Wake` for new jobs is on its way to the lane, which takes the inbox (clearing this)
+    /// before it reads the queue or starts the jobs: publishers that find it set send none,
+    /// so a burst of events costs one message instead of one per event.
+    sent: bool,
+    /// New jobs that headed their record keys when they were stored, as stored: the lane
+    /// starts them without reading the queue (see `storage::EntryWritten::Queued`).
+    pub heads: Vec<Delivery>,
+    /// The queue changed in a way not told here (jobs stored by the pool's writer, a webhook,
+    /// a retry due, sending resumed, more new jobs than the inbox keeps): the lane reads it.
+    pub read: bool,
+}
+
+/// Most new jobs an inbox keeps for its lane: beyond, it tells the lane to read the queue
+/// instead (a lane that is not running, failed say, must not make its inbox grow).
+const INBOX_JOBS: usize = 1024;
 
 /// A connector's children that others talk to directly.
 #[derive(Default)]
@@ -168,20 +185,47 @@ impl ConnectorShared {
     }
 
     /// New jobs of this connector are committed: wake its lane, unless a wake is already on
-    /// its way. That one is enough: the lane clears the flag BEFORE it reads the queue, so it
-    /// reads every job committed before this call. (No lane running: the one that starts
+    /// its way, and give it `heads`, those of them that head their keys (`None`: not known,
+    /// the lane reads the queue; empty: nothing for the lane to do now). One wake is enough:
+    /// the lane takes the inbox BEFORE it reads the queue or starts its jobs, so whatever
+    /// was committed before this call reaches it. (No lane running: the one that starts
     /// reads the queue first thing.)
-    pub fn jobs_stored(&self) {
-        if !self.wake_sent.swap(true, Ordering::AcqRel) {
-            self.wake_lane();
+    pub fn jobs_stored(&self, heads: Option<Vec<Delivery>>) {
+        let send = {
+            let mut inbox = self.inbox();
+            match heads {
+                Some(heads) if heads.is_empty() => return,
+                Some(heads) if !inbox.read && inbox.heads.len() + heads.len() <= INBOX_JOBS => inbox.heads.extend(heads),
+                _ => {
+                    inbox.heads.clear();
+                    inbox.read = true;
+                }
+            }
+            !std::mem::replace(&mut inbox.sent, true)
+        };
+        if send {
+            self.send_wake();
         }
     }
 
-    /// Wake the lane: new jobs, a retry due, sending resumed.
+    /// Wake the lane to read the queue: a retry due, sending resumed, jobs stored elsewhere.
     pub fn wake_lane(&self) {
+        {
+            let mut inbox = self.inbox();
+            inbox.heads.clear();
+            inbox.read = true;
+        }
+        self.send_wake();
+    }
+
+    fn send_wake(&self) {
         if let Some(lane) = &self.live().lane {
             lane.do_send(Wake);
         }
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A job was rescheduled for `at`: the retry timer wakes the lane then.
@@ -198,9 +242,10 @@ impl ConnectorShared {
         }
     }
 
-    /// The lane is about to read the queue (see [`ConnectorShared::jobs_stored`]).
-    pub fn wake_taken(&self) {
-        self.wake_sent.store(false, Ordering::Release);
+    /// The lane takes what it was told, before it reads the queue or starts the jobs (see
+    /// [`ConnectorShared::jobs_stored`]).
+    pub fn wake_taken(&self) -> Inbox {
+        std::mem::take(&mut *self.inbox())
     }
 }
 

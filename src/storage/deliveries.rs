@@ -43,7 +43,7 @@ pub struct NewDelivery {
 }
 
 /// A stored job. `id` is the acceptance order.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub id: i64,
@@ -100,6 +100,29 @@ impl TryFrom<Model> for Delivery {
 }
 
 impl Delivery {
+    /// Job `job`, just stored as `id` at `t` by the statements of [`insert_statements`]: the
+    /// row as a read would give it (pending, no attempt, no claim, due at `t`).
+    pub(crate) fn stored(job: &NewDelivery, id: i64, t: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            connector_id: job.connector_id.clone(),
+            event_id: job.event_id.clone(),
+            topic: job.topic.clone(),
+            record_key: job.record_key.clone(),
+            payload: job.payload.clone(),
+            status: PENDING.to_owned(),
+            attempts: 0,
+            next_attempt_at: t,
+            last_error: None,
+            created_at: t,
+            origin: job.origin,
+            deleted: job.deleted,
+            conflict: None,
+            claims: 0,
+            replayed_by: None,
+        }
+    }
+
     /// Parked for a conflict (both sides changed), not a failure. Rows parked before
     /// conflicts kept their records are known by their reason.
     pub fn is_conflict(&self) -> bool {
@@ -137,7 +160,7 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
 /// connection for at most [`CHUNK`] jobs (one statement, atomic by itself).
 pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
     let mut inserted = 0;
-    for stmt in insert_statements(txn.get_database_backend(), jobs) {
+    for stmt in insert_statements(txn.get_database_backend(), jobs, now()) {
         inserted += txn.execute_raw(stmt).await?.rows_affected();
     }
     Ok(inserted)
@@ -145,9 +168,9 @@ pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery])
 
 /// The `INSERT`s that store `jobs` (one per [`CHUNK`]; a job whose event id the connector
 /// already has is skipped). Built once for both writers: the pool's and SQLite's own
-/// (`sqlite_writer`), so both write exactly the same rows.
-pub(crate) fn insert_statements(backend: DbBackend, jobs: &[NewDelivery]) -> Vec<Statement> {
-    let t = now();
+/// (`sqlite_writer`), so both write exactly the same rows. `t`: the time they are stored
+/// at (their creation, and when they are due).
+pub(crate) fn insert_statements(backend: DbBackend, jobs: &[NewDelivery], t: DateTime<Utc>) -> Vec<Statement> {
     jobs.chunks(CHUNK)
         .map(|chunk| {
             let rows = chunk.iter().map(|j| ActiveModel {
@@ -245,6 +268,14 @@ pub(crate) fn keys_waiting_statements(backend: DbBackend, ids: &[i64]) -> Vec<St
     ids.chunks(CHUNK)
         .map(|chunk| Entity::find().select_only().column(Column::Id).filter(Column::Id.is_in(padded(chunk))).filter(oldest_pending_of_key().is_not_null()).build(backend))
         .collect()
+}
+
+/// Of jobs `ids`, those that are the head of their record key (the oldest pending job of
+/// it): the queries give rows of (id). A new job that is its key's head when it is stored
+/// can go to its lane at once (see `EntryWritten::Queued`); one that is not waits behind the
+/// head, whose settle reads the queue for it.
+pub(crate) fn heads_statements(backend: DbBackend, ids: &[i64]) -> Vec<Statement> {
+    ids.chunks(CHUNK).map(|chunk| Entity::find().select_only().column(Column::Id).filter(Column::Id.is_in(padded(chunk))).filter(is_head()).build(backend)).collect()
 }
 
 /// The pending jobs of `connector_id` that may be attempted at `now`, ordered by id, at most

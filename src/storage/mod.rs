@@ -150,9 +150,17 @@ pub enum BatchEntry {
 }
 
 /// What became of one entry of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryWritten {
-    /// Written (new jobs, a ticket alone); the id of its ticket, if it had one.
+    /// New jobs stored. With SQLite's own writer, those of them that are the head of their
+    /// record key (the oldest pending job of it) once stored, as a read would give them: the
+    /// lane can start them at once, without reading the queue (at a light load that read was
+    /// one per event, a round trip to a pooled connection's thread). A stored job that is
+    /// not its key's head waits behind the head, whose settle reads the queue for it
+    /// (`Settled::key_waits`); a job already stored (its event id seen) is not there.
+    /// `None` (the pool's writer): not known; the lane reads the queue.
+    Queued(Option<Vec<Delivery>>),
+    /// A ticket alone written; the id of its ticket.
     Written(Option<i64>),
     /// An outcome written: its job settled (done, rescheduled or parked), with the id of its
     /// ticket if it had one. `key_waits`: the job's record key has a pending job after the
@@ -184,7 +192,7 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
             [BatchEntry::Jobs(jobs)] => deliveries::enqueue(db, jobs).await?,
             _ => deliveries::enqueue(db, &jobs).await?,
         };
-        return Ok(vec![EntryWritten::Written(None); entries.len()]);
+        return Ok(vec![EntryWritten::Queued(None); entries.len()]);
     }
     let txn = begin_write(db).await?;
     let claimed = claimed(entries);
@@ -199,7 +207,7 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
     let waiting = deliveries::keys_waiting_in(&txn, &plan.settled).await?;
     let ids = tickets::append_in(&txn, &plan.tickets).await?;
     txn.commit().await?;
-    Ok(plan.written(entries, ids, &waiting))
+    Ok(plan.written(entries, ids, &waiting, None))
 }
 
 /// A batch of new jobs alone: their jobs in one list (empty for a single entry, which is
@@ -271,9 +279,10 @@ impl Plan {
         plan
     }
 
-    /// What became of each entry, given the tickets' new ids (in entry order) and the settled
-    /// jobs whose keys have a pending job (`waiting`).
-    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>) -> Vec<EntryWritten> {
+    /// What became of each entry, given the tickets' new ids (in entry order), the settled
+    /// jobs whose keys have a pending job (`waiting`) and, when the writer knows them, the
+    /// new jobs stored and which of them head their keys (`queued`).
+    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>, mut queued: Option<Queued>) -> Vec<EntryWritten> {
         let mut ids = ticket_ids.into_iter();
         entries
             .iter()
@@ -284,7 +293,30 @@ impl Plan {
                     EntryWritten::Settled { ticket: ticket.as_ref().and_then(|_| ids.next()), key_waits: waiting.contains(&update.token().job) }
                 }
                 BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
-                BatchEntry::Jobs(_) => EntryWritten::Written(None),
+                BatchEntry::Jobs(jobs) => EntryWritten::Queued(queued.as_mut().map(|q| q.heads(jobs))),
+            })
+            .collect()
+    }
+}
+
+/// The new jobs a batch stored, as SQLite's writer learns them (its inserts return the rows
+/// they add): their ids by connector and event id, which of them head their record keys
+/// once stored, and when they were stored.
+pub(crate) struct Queued {
+    pub(crate) ids: std::collections::HashMap<(String, String), i64>,
+    pub(crate) heads: std::collections::HashSet<i64>,
+    pub(crate) at: DateTime<Utc>,
+}
+
+impl Queued {
+    /// Of an entry's `jobs`, those stored by this batch that head their keys. A job stored
+    /// by the batch is given to the first entry that has it (an event id twice in a batch is
+    /// stored once).
+    fn heads(&mut self, jobs: &[NewDelivery]) -> Vec<Delivery> {
+        jobs.iter()
+            .filter_map(|j| {
+                let id = self.ids.remove(&(j.connector_id.clone(), j.event_id.clone()))?;
+                self.heads.contains(&id).then(|| Delivery::stored(j, id, self.at))
             })
             .collect()
     }

@@ -18,7 +18,7 @@ use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sea_orm::{DbBackend, Statement, Value};
 
-use super::{BatchEntry, EntryWritten, Plan, StorageError, attempts, claimed, deliveries, jobs_only, links, tickets};
+use super::{BatchEntry, EntryWritten, Plan, Queued, StorageError, attempts, claimed, deliveries, links, tickets};
 
 const BACKEND: DbBackend = DbBackend::Sqlite;
 
@@ -72,29 +72,16 @@ fn open_connection(path: &str) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// [`super::write_batch`], run on this thread's connection.
+/// [`super::write_batch`], run on this thread's connection, always as one transaction (the
+/// pool's writer sends a lone `INSERT` without `BEGIN` and `COMMIT` to save round trips to
+/// its connection's thread; here there are none to save). Unlike the pool's writer, it
+/// learns the new jobs' ids (its inserts return them) and which of them head their keys, for
+/// their lanes (see `EntryWritten::Queued`).
 fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWritten>, StorageError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(jobs) = jobs_only(entries) {
-        let jobs = match entries {
-            [BatchEntry::Jobs(jobs)] => jobs,
-            _ => &jobs,
-        };
-        let statements = deliveries::insert_statements(BACKEND, jobs);
-        // One statement is atomic by itself (see `deliveries::enqueue`).
-        if let [one] = statements.as_slice() {
-            execute(conn, one)?;
-        } else {
-            let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for s in &statements {
-                execute(&txn, s)?;
-            }
-            txn.commit()?;
-        }
-        return Ok(vec![EntryWritten::Written(None); entries.len()]);
-    }
+    let at = super::now();
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut pending = std::collections::HashMap::new();
     for s in deliveries::pending_claims_statements(BACKEND, &claimed(entries)) {
@@ -103,13 +90,18 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
         }
     }
     let plan = Plan::of(entries, &pending);
-    let mut statements = deliveries::insert_statements(BACKEND, &plan.jobs);
-    statements.extend(deliveries::update_statements(BACKEND, &plan.updates));
+    let mut ids = Vec::new();
+    for s in deliveries::insert_statements(BACKEND, &plan.jobs, at) {
+        ids.extend(insert(&txn, s)?);
+    }
+    let mut statements = deliveries::update_statements(BACKEND, &plan.updates);
     statements.extend(plan.links.iter().flat_map(|l| links::save_statements(BACKEND, l)));
     statements.extend(attempts::insert_statements(BACKEND, &plan.attempts));
     for s in &statements {
         execute(&txn, s)?;
     }
+    // After the updates: a job this batch settles no longer holds its key.
+    let queued = queued(&txn, ids, at)?;
     let mut waiting = std::collections::HashSet::new();
     for s in deliveries::keys_waiting_statements(BACKEND, &plan.settled) {
         waiting.extend(query(&txn, &s, |r| r.get::<_, i64>(0))?);
@@ -126,7 +118,24 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
         chain.check(written)?
     };
     txn.commit()?;
-    Ok(plan.written(entries, ids, &waiting))
+    Ok(plan.written(entries, ids, &waiting, Some(queued)))
+}
+
+/// Runs a job `INSERT` of `deliveries::insert_statements`; the rows it added, as (id,
+/// connector, event id): a job whose event id its connector has already is not among them.
+fn insert(conn: &Connection, mut statement: Statement) -> Result<Vec<(i64, String, String)>, StorageError> {
+    statement.sql.push_str(" RETURNING id, connector_id, event_id");
+    query(conn, &statement, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+}
+
+/// The new jobs `stored` (by `insert`) and which of them head their keys now.
+fn queued(conn: &Connection, stored: Vec<(i64, String, String)>, at: chrono::DateTime<chrono::Utc>) -> Result<Queued, StorageError> {
+    let mut heads = std::collections::HashSet::new();
+    let ids: Vec<i64> = stored.iter().map(|(id, ..)| *id).collect();
+    for s in deliveries::heads_statements(BACKEND, &ids) {
+        heads.extend(query(conn, &s, |r| r.get::<_, i64>(0))?);
+    }
+    Ok(Queued { ids: stored.into_iter().map(|(id, connector, event)| ((connector, event), id)).collect(), heads, at })
 }
 
 /// Runs `statement`; the rows it changed.

@@ -596,6 +596,31 @@ async fn every_registered_connector_has_its_series_from_the_start_until_deleted(
     assert!(s.samples.iter().all(|x| x.labels.get("connector") != Some("quiet")), "a deleted connector's series are gone");
 }
 
+/// Issue 12: a new job that heads its record key is handed to its lane as it is committed;
+/// the lane does not read the queue for it (that read was one per event at a light load).
+/// Events of keys of their own, one at a time: each is delivered, and the queue is read only
+/// at the lane's start (and, rarely, at its idle poll). With the lane reading the queue at
+/// every wake, as before, the reads were one per event (tried).
+#[actix_web::test]
+async fn new_jobs_reach_their_lane_without_a_read_of_the_queue() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-handed");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("handed", "handed.t", &fake, ""))).await.0, 201);
+    let gis = [("connector", "handed")];
+    let reads = || async { value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &gis).unwrap_or_default() };
+    // The lane's first read, at its start.
+    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (reads().await >= 1.0).then_some(()) }).await;
+    let before = reads().await;
+    for n in 1..=20 {
+        app.publish("handed.t", json!({"permitId": format!("H-{n}"), "status": "issued"})).await;
+        fake.wait_for(n).await;
+    }
+    app.wait_tickets("connector=handed&status=completed", 20).await;
+    let during = reads().await - before;
+    assert!(during <= 2.0, "{during} reads of the queue for 20 new jobs, each the head of its key");
+}
+
 /// Issue 11, items 8 and 9: a mistyped topic was dropped without a word, and a topic with
 /// spaces made the CLI say it could not reach the service.
 #[actix_web::test]

@@ -83,8 +83,9 @@ pub struct Lane {
 /// The jobs a lane's claims started lately, so that a new job given to the lane at its commit
 /// ([`Lane::take`]) is not started a second time when a claim read it first: a claim may read
 /// a job between its commit and its hand-over, start it, even settle it, before the hand-over
-/// reaches the lane. Bounded: the oldest are forgotten, and a job given at or below the
-/// highest id forgotten reads the queue instead (which knows whether it is still pending).
+/// reaches the lane. Bounded: the oldest are forgotten (and all of them when the lane has
+/// nothing in flight at its idle poll), and a job given at or below the highest id forgotten
+/// reads the queue instead (which knows whether it is still pending).
 /// (A watermark alone, the highest id any claim read, sent every job a claim had overtaken to
 /// the queue: each such read overtook the next hand-overs, and at 2,000 events/s one event in
 /// six was read, measured.)
@@ -121,6 +122,15 @@ impl Started {
     /// `id`'s hand-over came: whether a claim started it (each job is handed over once).
     fn handed_over(&mut self, id: i64) -> bool {
         self.ids.remove(&id)
+    }
+
+    /// Forgets everything (its memory too: a lane that was busy once and is idle now must
+    /// cost what an idle lane costs). Hand-overs up to the highest id remembered read the
+    /// queue from now on.
+    fn forget_all(&mut self) {
+        self.forgotten_up_to = self.order.iter().copied().fold(self.forgotten_up_to, i64::max);
+        self.ids = HashSet::new();
+        self.order = std::collections::VecDeque::new();
     }
 }
 
@@ -417,7 +427,12 @@ impl Actor for Lane {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Spread over the interval, so that connectors started together do not poll together.
         ctx.run_later(IDLE_POLL.mul_f64(fastrand::f64()), |_, ctx| {
-            ctx.run_interval(IDLE_POLL, |act, ctx| act.claim(ctx));
+            ctx.run_interval(IDLE_POLL, |act, ctx| {
+                if act.in_flight_ids.is_empty() {
+                    act.claim_started.forget_all();
+                }
+                act.claim(ctx);
+            });
         });
         // What the inbox holds is in the queue, read now.
         self.cx.shared.wake_taken();
@@ -497,5 +512,8 @@ mod tests {
         started.insert(101 + Started::KEPT as i64);
         assert!(!started.knows(101) && started.knows(102), "100 was taken out at its hand-over; 101 is forgotten");
         assert!(started.ids.len() <= Started::KEPT && started.order.len() <= Started::KEPT, "bounded");
+        started.forget_all();
+        let last = 101 + Started::KEPT as i64;
+        assert!(!started.knows(last) && started.knows(last + 1) && started.order.capacity() == 0, "all forgotten, memory too");
     }
 }

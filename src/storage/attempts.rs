@@ -1,6 +1,8 @@
 //! Delivery attempts (`delivery_attempts` table): every attempt of a job, written with the
 //! job's outcome, listed with a parked job or a ticket.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use entities::delivery_attempts::{ActiveModel, Column, Entity, Model};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Statement};
@@ -36,7 +38,7 @@ impl From<Model> for Attempt {
 }
 
 /// Inserts `attempts` on `c` (inside the writer's batch transaction).
-pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[NewAttempt]) -> Result<(), StorageError> {
+pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[impl Borrow<NewAttempt>]) -> Result<(), StorageError> {
     for stmt in insert_statements(c.get_database_backend(), attempts) {
         c.execute_raw(stmt).await?;
     }
@@ -44,12 +46,12 @@ pub(crate) async fn insert_in<C: ConnectionTrait>(c: &C, attempts: &[NewAttempt]
 }
 
 /// The `INSERT`s of [`insert_in`] (for both writers, see `deliveries::insert_statements`).
-pub(crate) fn insert_statements(backend: DbBackend, attempts: &[NewAttempt]) -> Vec<Statement> {
+pub(crate) fn insert_statements(backend: DbBackend, attempts: &[impl Borrow<NewAttempt>]) -> Vec<Statement> {
     let t = now();
     attempts
         .chunks(200)
         .map(|chunk| {
-            let rows = chunk.iter().map(|a| ActiveModel {
+            let rows = chunk.iter().map(Borrow::borrow).map(|a: &NewAttempt| ActiveModel {
                 delivery_id: Set(a.delivery_id),
                 connector_id: Set(a.connector_id.clone()),
                 attempt: Set(a.attempt),

@@ -5,6 +5,8 @@
 //! still `pending` with a later `next_attempt_at`; failed for good: `parked` (kept, listable,
 //! replayable). Rows are never deleted here, so the queue is also the delivery history.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use entities::deliveries::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, QueryStatementBuilder};
@@ -158,7 +160,7 @@ pub async fn enqueue(db: &Db, jobs: &[NewDelivery]) -> Result<u64, StorageError>
 
 /// [`enqueue`] inside the caller's write transaction (the caller commits), or on a plain
 /// connection for at most [`CHUNK`] jobs (one statement, atomic by itself).
-pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery]) -> Result<u64, StorageError> {
+pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[impl Borrow<NewDelivery>]) -> Result<u64, StorageError> {
     let mut inserted = 0;
     for stmt in insert_statements(txn.get_database_backend(), jobs, now()) {
         inserted += txn.execute_raw(stmt).await?.rows_affected();
@@ -170,10 +172,10 @@ pub(crate) async fn insert_in<C: ConnectionTrait>(txn: &C, jobs: &[NewDelivery])
 /// already has is skipped). Built once for both writers: the pool's and SQLite's own
 /// (`sqlite_writer`), so both write exactly the same rows. `t`: the time they are stored
 /// at (their creation, and when they are due).
-pub(crate) fn insert_statements(backend: DbBackend, jobs: &[NewDelivery], t: DateTime<Utc>) -> Vec<Statement> {
+pub(crate) fn insert_statements(backend: DbBackend, jobs: &[impl Borrow<NewDelivery>], t: DateTime<Utc>) -> Vec<Statement> {
     jobs.chunks(CHUNK)
         .map(|chunk| {
-            let rows = chunk.iter().map(|j| ActiveModel {
+            let rows = chunk.iter().map(Borrow::borrow).map(|j: &NewDelivery| ActiveModel {
                 connector_id: Set(j.connector_id.clone()),
                 event_id: Set(j.event_id.clone()),
                 topic: Set(j.topic.clone()),
@@ -268,14 +270,6 @@ pub(crate) fn keys_waiting_statements(backend: DbBackend, ids: &[i64]) -> Vec<St
     ids.chunks(CHUNK)
         .map(|chunk| Entity::find().select_only().column(Column::Id).filter(Column::Id.is_in(padded(chunk))).filter(oldest_pending_of_key().is_not_null()).build(backend))
         .collect()
-}
-
-/// Of jobs `ids`, those that are the head of their record key (the oldest pending job of
-/// it): the queries give rows of (id). A new job that is its key's head when it is stored
-/// can go to its lane at once (see `EntryWritten::Queued`); one that is not waits behind the
-/// head, whose settle reads the queue for it.
-pub(crate) fn heads_statements(backend: DbBackend, ids: &[i64]) -> Vec<Statement> {
-    ids.chunks(CHUNK).map(|chunk| Entity::find().select_only().column(Column::Id).filter(Column::Id.is_in(padded(chunk))).filter(is_head()).build(backend)).collect()
 }
 
 /// The pending jobs of `connector_id` that may be attempted at `now`, ordered by id, at most
@@ -676,7 +670,7 @@ fn update_statement(backend: DbBackend, update: &JobUpdate) -> Statement {
 
 /// Applies many updates on `c`: completions with the same attempt count in one statement
 /// each (they are most of a busy batch), the rest one by one.
-pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUpdate]) -> Result<(), StorageError> {
+pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[impl Borrow<JobUpdate>]) -> Result<(), StorageError> {
     for stmt in update_statements(c.get_database_backend(), updates) {
         c.execute_raw(stmt).await?;
     }
@@ -684,12 +678,12 @@ pub(crate) async fn apply_updates_in<C: ConnectionTrait>(c: &C, updates: &[JobUp
 }
 
 /// The statements of [`apply_updates_in`].
-pub(crate) fn update_statements(backend: DbBackend, updates: &[JobUpdate]) -> Vec<Statement> {
+pub(crate) fn update_statements(backend: DbBackend, updates: &[impl Borrow<JobUpdate>]) -> Vec<Statement> {
     // By (attempts and claims when claimed, attempts now): the first two are the claim's fence.
     let mut completed: std::collections::BTreeMap<(i32, i32, i32), Vec<i64>> = std::collections::BTreeMap::new();
     let mut statements = Vec::new();
     for u in updates {
-        match u {
+        match u.borrow() {
             JobUpdate::Complete { token, attempts } => completed.entry((token.attempts, token.claims, *attempts)).or_default().push(token.job),
             other => statements.push(update_statement(backend, other)),
         }

@@ -230,21 +230,22 @@ fn claimed(entries: &[&BatchEntry]) -> Vec<i64> {
 /// What a batch writes, once its outcomes' claims are checked: shared by both writers (the
 /// pool's above and SQLite's own, [`sqlite_writer`]), which differ only in how they run the
 /// statements.
-struct Plan {
+struct Plan<'a> {
     /// Per entry: written (an outcome whose claim holds, or anything else) or stale.
     live: Vec<bool>,
     /// The jobs the live outcomes settle.
     settled: Vec<i64>,
-    jobs: Vec<NewDelivery>,
-    updates: Vec<JobUpdate>,
-    links: Vec<LinkUpdate>,
-    attempts: Vec<NewAttempt>,
-    tickets: Vec<NewTicket>,
+    /// What to write, borrowed from the entries (a job's payload is not copied to be written).
+    jobs: Vec<&'a NewDelivery>,
+    updates: Vec<&'a JobUpdate>,
+    links: Vec<&'a LinkUpdate>,
+    attempts: Vec<&'a NewAttempt>,
+    tickets: Vec<&'a NewTicket>,
 }
 
-impl Plan {
+impl<'a> Plan<'a> {
     /// `pending`: the attempts and claim counts of the claimed jobs still pending.
-    fn of(entries: &[&BatchEntry], pending: &std::collections::HashMap<i64, (i32, i32)>) -> Self {
+    fn of(entries: &[&'a BatchEntry], pending: &std::collections::HashMap<i64, (i32, i32)>) -> Self {
         // Which outcomes hold their claim: the job still pending with the token's attempts and
         // claim count (no other claim since, on any instance), and settled once in the batch
         // (two outcomes of one job in one batch: the first).
@@ -262,17 +263,17 @@ impl Plan {
         let mut plan = Plan { live: Vec::new(), settled: Vec::new(), jobs: Vec::new(), updates: Vec::new(), links: Vec::new(), attempts: Vec::new(), tickets: Vec::new() };
         for (e, live) in entries.iter().zip(&live) {
             match e {
-                BatchEntry::Jobs(new) => plan.jobs.extend(new.iter().cloned()),
+                BatchEntry::Jobs(new) => plan.jobs.extend(new.iter()),
                 BatchEntry::Outcome { update, jobs: new, link, attempt, ticket } if *live => {
-                    plan.jobs.extend(new.iter().cloned());
+                    plan.jobs.extend(new.iter());
                     plan.settled.push(update.token().job);
-                    plan.updates.push(update.clone());
-                    plan.links.extend(link.clone());
-                    plan.attempts.extend(attempt.clone());
-                    plan.tickets.extend(ticket.clone());
+                    plan.updates.push(update);
+                    plan.links.extend(link.iter());
+                    plan.attempts.extend(attempt.iter());
+                    plan.tickets.extend(ticket.iter());
                 }
                 BatchEntry::Outcome { .. } => {}
-                BatchEntry::Ticket(t) => plan.tickets.push(t.clone()),
+                BatchEntry::Ticket(t) => plan.tickets.push(t),
             }
         }
         plan.live = live;
@@ -282,7 +283,7 @@ impl Plan {
     /// What became of each entry, given the tickets' new ids (in entry order), the settled
     /// jobs whose keys have a pending job (`waiting`) and, when the writer knows them, the
     /// new jobs stored and which of them head their keys (`queued`).
-    fn written(self, entries: &[&BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>, mut queued: Option<Queued>) -> Vec<EntryWritten> {
+    fn written(self, entries: &[&'a BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>, mut queued: Option<Queued<'a>>) -> Vec<EntryWritten> {
         let mut ids = ticket_ids.into_iter();
         entries
             .iter()
@@ -299,23 +300,23 @@ impl Plan {
     }
 }
 
-/// The new jobs a batch stored, as SQLite's writer learns them (its inserts return the rows
-/// they add): their ids by connector and event id, which of them head their record keys
+/// The new jobs a batch stored, as SQLite's writer learns them (each insert gives back the
+/// row it adds): their ids by connector and event id, which of them head their record keys
 /// once stored, and when they were stored.
-pub(crate) struct Queued {
-    pub(crate) ids: std::collections::HashMap<(String, String), i64>,
+pub(crate) struct Queued<'a> {
+    pub(crate) ids: std::collections::HashMap<(&'a str, &'a str), i64>,
     pub(crate) heads: std::collections::HashSet<i64>,
     pub(crate) at: DateTime<Utc>,
 }
 
-impl Queued {
+impl<'a> Queued<'a> {
     /// Of an entry's `jobs`, those stored by this batch that head their keys. A job stored
     /// by the batch is given to the first entry that has it (an event id twice in a batch is
     /// stored once).
-    fn heads(&mut self, jobs: &[NewDelivery]) -> Vec<Delivery> {
+    fn heads(&mut self, jobs: &'a [NewDelivery]) -> Vec<Delivery> {
         jobs.iter()
             .filter_map(|j| {
-                let id = self.ids.remove(&(j.connector_id.clone(), j.event_id.clone()))?;
+                let id = self.ids.remove(&(j.connector_id.as_str(), j.event_id.as_str()))?;
                 self.heads.contains(&id).then(|| Delivery::stored(j, id, self.at))
             })
             .collect()

@@ -1,6 +1,8 @@
 //! Sync tickets (`sync_tickets` table): the append-only, hash-chained audit trail of every
 //! change that crossed, with filtered listing for the API and retention pruning.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use entities::sync_tickets::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
@@ -198,7 +200,7 @@ pub async fn append_tickets(db: &Db, tickets: &[NewTicket]) -> Result<Vec<i64>, 
 
 /// [`append_tickets`] inside the caller's write transaction (so a job's outcome and its
 /// ticket commit together). The caller commits.
-pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[NewTicket]) -> Result<Vec<i64>, StorageError> {
+pub(crate) async fn append_in(txn: &DatabaseTransaction, tickets: &[impl Borrow<NewTicket>]) -> Result<Vec<i64>, StorageError> {
     if tickets.is_empty() {
         return Ok(Vec::new());
     }
@@ -246,11 +248,11 @@ pub(crate) struct Chain {
 
 impl Chain {
     /// `tickets` chained after `head` (its id and hash; `None`: the first tickets ever).
-    pub(crate) fn after(head: Option<(i64, String)>, tickets: &[NewTicket]) -> Self {
+    pub(crate) fn after(head: Option<(i64, String)>, tickets: &[impl Borrow<NewTicket>]) -> Self {
         let (last_id, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
         let t = now();
         let mut rows = Vec::with_capacity(tickets.len());
-        for n in tickets {
+        for n in tickets.iter().map(Borrow::borrow) {
             let mut row = Model {
                 id: 0,
                 connector_id: n.connector_id.clone(),
@@ -273,6 +275,11 @@ impl Chain {
             rows.push(row);
         }
         Self { last_id, rows }
+    }
+
+    /// The rows to insert, in chain order.
+    pub(crate) fn rows(&self) -> &[Model] {
+        &self.rows
     }
 
     /// The `INSERT`s, one per [`CHUNK`], each giving back the new rows' (id, hash).

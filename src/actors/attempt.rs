@@ -169,6 +169,10 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
 async fn send_authorized(client: &awc::Client, shared: &ConnectorShared, req: &crate::mapping::RenderedRequest, key: &str, egress: &crate::delivery::Egress) -> sender::Attempt {
     let started = std::time::Instant::now();
     let send_once = || async {
+        if !shared.auth.applies() {
+            return sender::send(client, req, key, egress).await;
+        }
+        // The credentials go on a copy: a retry after a 401 starts from the request as rendered.
         let mut authorized = req.clone();
         match shared.auth.apply(&mut authorized, client, egress).await {
             Err(outcome) => sender::Attempt { outcome, latency: started.elapsed(), status: None, body: None, pause: None },

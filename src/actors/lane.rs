@@ -377,7 +377,10 @@ impl Lane {
             let attempt = async move {
                 let _ = tx.send(attempt::guarded(crew, claim).await);
             };
-            actix::spawn(futures_util::future::Abortable::new(attempt, registration).instrument(span));
+            // Boxed: the attempt's future is large (the HTTP client's, the two-way engine's), and
+            // a task moves its future in when spawned and writes over it when it ends; a box
+            // moves as a pointer (those copies were a tenth of a worker's time at saturation).
+            actix::spawn(futures_util::future::Abortable::new(Box::pin(attempt), registration).instrument(span));
         };
         match self.cx.rt.workers.pool() {
             // A worker whose thread dies before it runs the attempt drops it: the answer

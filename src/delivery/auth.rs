@@ -45,6 +45,12 @@ impl Authenticator {
     }
 
     /// Does a 401 answer mean the token should be fetched anew (OAuth2)?
+    /// Whether [`Self::apply`] adds anything (a connector with `auth:`); without, a request
+    /// is sent as rendered, not copied first.
+    pub fn applies(&self) -> bool {
+        self.spec.is_some()
+    }
+
     pub fn refreshes(&self) -> bool {
         matches!(self.spec, Some(AuthSpec::Oauth2 { .. }))
     }

@@ -6,10 +6,11 @@
 //! updates, the chain's head, `COMMIT`) is a round trip to the pooled connection's thread:
 //! two thread switches each, about 14 for a batch of outcomes. Measured at 2,000 events/s,
 //! those switches were most of what SQLite's threads cost (a quarter of the service's CPU in
-//! the kernel's `finish_task_switch` alone) and SQLite's own work a twentieth. The statements
-//! are the very ones the pool's writer runs ([`super::write_batch`]: the same builders, the
-//! same [`Plan`]); only who runs them differs. PostgreSQL, and a SQLite database in memory
-//! (which a second connection would not see), are written through the pool.
+//! the kernel's `finish_task_switch` alone) and SQLite's own work a twentieth. It writes what
+//! the pool's writer writes ([`super::write_batch`]: the same [`Plan`], the same ticket
+//! chain, the same rows to the byte), the hot statements by hand (see [`write`]), the rare
+//! ones with the pool's builders. PostgreSQL, and a SQLite database in memory (which a second
+//! connection would not see), are written through the pool.
 
 use std::time::Duration;
 

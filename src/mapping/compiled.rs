@@ -367,7 +367,8 @@ impl Compiled {
     }
 
     fn render_request(&self, req: &RequestTemplates, payload: &Value, default_body: Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
-        // One render context for the URL and every header (made at the first that needs it).
+        // One render context for the URL, every header and the body's templates (made at the
+        // first that needs it).
         let mut ctx = None;
         let url = self.render_str_in(&req.url, payload, secrets, &mut ctx)?;
         let mut headers = Vec::with_capacity(req.headers.len());
@@ -375,7 +376,7 @@ impl Compiled {
             headers.push((name.clone(), self.render_str_in(tname, payload, secrets, &mut ctx)?));
         }
         let body = match &req.body {
-            Some(shape) => Some(self.render_value(shape, payload, secrets)?.unwrap_or(Value::Null)),
+            Some(shape) => Some(self.render_value(shape, payload, secrets, &mut ctx)?.unwrap_or(Value::Null)),
             None if default_body.is_null() => None,
             None => Some(default_body),
         };
@@ -433,22 +434,24 @@ impl Compiled {
     /// when x is absent from the event the field is left out (`None`): a PATCH then leaves
     /// that field alone instead of failing the whole change (the seed's permit event has no
     /// `endDate`). Any other template with a missing field fails the render.
-    fn render_value(&self, shape: &Value, payload: &Value, secrets: &Secrets) -> Result<Option<Value>, MappingError> {
+    /// `ctx`: the request's render context, shared with its URL and headers (see
+    /// [`Self::render_str_in`]).
+    fn render_value(&self, shape: &Value, payload: &Value, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<Option<Value>, MappingError> {
         Ok(Some(match shape {
             Value::String(name) => match single_placeholder(&self.source_of(name)) {
                 Some(path) => {
                     let path = path.strip_prefix("event.").unwrap_or(&path);
                     return Ok(crate::mapping::fields::get_path(payload, path).cloned());
                 }
-                None => Value::String(self.render_str(name, payload, secrets)?),
+                None => Value::String(self.render_str_in(name, payload, secrets, ctx)?),
             },
             Value::Array(items) => Value::Array(
-                items.iter().map(|v| Ok(self.render_value(v, payload, secrets)?.unwrap_or(Value::Null))).collect::<Result<_, MappingError>>()?,
+                items.iter().map(|v| Ok(self.render_value(v, payload, secrets, ctx)?.unwrap_or(Value::Null))).collect::<Result<_, MappingError>>()?,
             ),
             Value::Object(map) => {
                 let mut out = serde_json::Map::with_capacity(map.len());
                 for (k, v) in map {
-                    if let Some(rendered) = self.render_value(v, payload, secrets)? {
+                    if let Some(rendered) = self.render_value(v, payload, secrets, ctx)? {
                         out.insert(k.clone(), rendered);
                     }
                 }

@@ -105,15 +105,8 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
     insert_attempts(&txn, &plan.attempts, &stamp)?;
     // After the updates: a job this batch settles no longer holds its key.
     let queued = queued(&txn, stored, at)?;
-    let mut waiting = std::collections::HashSet::new();
-    let mut waits = txn.prepare_cached(sql::KEY_WAITS)?;
-    for &id in &plan.settled {
-        if waits.query_row([id], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false) {
-            waiting.insert(id);
-        }
-    }
+    let waiting = keys_waiting(&txn, &plan.settled)?;
     let ids = append_tickets(&txn, &plan.tickets)?;
-    drop(waits);
     txn.commit()?;
     Ok(plan.written(entries, ids, &waiting, Some(queued)))
 }
@@ -152,6 +145,22 @@ fn pending_claims(conn: &Connection, ids: &[i64]) -> Result<std::collections::Ha
         }
     }
     Ok(found)
+}
+
+/// Of the settled jobs `ids`, those whose record key has a pending job (after the batch's
+/// updates): their lanes read the queue for it (see `EntryWritten::Settled`).
+fn keys_waiting(conn: &Connection, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let mut waiting = std::collections::HashSet::new();
+    if ids.is_empty() {
+        return Ok(waiting);
+    }
+    let mut waits = conn.prepare_cached(sql::KEY_WAITS)?;
+    for &id in ids {
+        if waits.query_row([id], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false) {
+            waiting.insert(id);
+        }
+    }
+    Ok(waiting)
 }
 
 /// Stores `jobs`, stamped `stamp`; the ones stored, with their ids (a job whose event id its

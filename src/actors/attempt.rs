@@ -73,7 +73,8 @@ const REDECIDE_ROUNDS: u32 = 3;
 /// One gate-render-send round of an attempt.
 struct Sent {
     cleared: two_way::Cleared,
-    masked: Option<crate::mapping::RenderedRequest>,
+    /// The URL as logs and tickets may show it (secrets masked).
+    masked_url: Option<String>,
     line: String,
     sent_meta: Option<(Option<u16>, u64)>,
     answer: Option<actix_web::web::Bytes>,
@@ -108,11 +109,16 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
         shared.compiled.render_write(cleared.to, write, payload, extras, secrets)
     };
     let names = ConnectorSpec::secrets_of(shared.spec.write_request(cleared.to, write));
-    // What logs and tickets may show: the request with every secret masked.
-    let masked = render(&masked_secrets(&names)).ok().flatten();
     let prepared = rt.egress.secrets(&names).map_err(|e| e.to_string()).and_then(|secrets| {
         render(&secrets).map_err(|e| e.to_string())?.map(|r| (r, secrets)).ok_or_else(|| "connector has no request for this job".to_string())
     });
+    // What logs and tickets may show: the URL with every secret masked. A request that uses
+    // no secret is shown as it is sent (rendered once, not twice).
+    let masked_url = if names.is_empty() {
+        prepared.as_ref().ok().map(|(req, _)| req.url.clone())
+    } else {
+        render(&masked_secrets(&names)).ok().flatten().map(|r| r.url)
+    };
     let mut line = String::new();
     let mut sent_meta = None;
     let mut answer = None;
@@ -129,7 +135,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
             // stored, the next attempt knows it may have landed.
             if shared.spec.two_way()
                 && cleared.link.is_some()
-                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked.as_ref().map_or("", |m| m.url.as_str()))).await
+                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked_url.as_deref().unwrap_or(""))).await
             {
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }
@@ -139,7 +145,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
             // must not send what another instance may be sending.
             if claim.lease_lapsed() {
                 lease_lapsed = true;
-                return Ok(Sent { cleared, masked, line, sent_meta, answer, outcome: Outcome::Retryable { error: "lease lapsed".into(), retry_after: None }, detail: json!({}), request_secrets: secrets, lease_lapsed });
+                return Ok(Sent { cleared, masked_url, line, sent_meta, answer, outcome: Outcome::Retryable { error: "lease lapsed".into(), retry_after: None }, detail: json!({}), request_secrets: secrets, lease_lapsed });
             }
             let sent = send_authorized(client, shared, &req, &key, &rt.egress).instrument(tracing::debug_span!("send")).await;
             // The API says its budget is spent: every request of the connector waits.
@@ -148,7 +154,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
                 shared.limiter.pause_for(pause);
             }
             rt.metrics.latency.with_label_values(&[shared.id()]).observe(sent.latency.as_secs_f64());
-            let shown_url = masked.as_ref().map_or("", |m| m.url.as_str());
+            let shown_url = masked_url.as_deref().unwrap_or("");
             // The seed's console line, `[connector] PATCH https://… 200 OK`; logged once the
             // outcome is recorded, so the span carries the ticket id too.
             line = match sent.status {
@@ -161,7 +167,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
             (sent.outcome, detail, secrets)
         }
     };
-    Ok(Sent { cleared, masked, line, sent_meta, answer, outcome, detail, request_secrets, lease_lapsed })
+    Ok(Sent { cleared, masked_url, line, sent_meta, answer, outcome, detail, request_secrets, lease_lapsed })
 }
 
 /// Sends `req` with the connector's credentials (`auth`). An OAuth2 token the target
@@ -260,7 +266,7 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     let client = client(&crew.shared);
     let attempts = claim.job.attempts + 1;
     let mut rounds = 0;
-    let Sent { mut cleared, masked, line, sent_meta, answer, outcome, mut detail, request_secrets, .. } = loop {
+    let Sent { mut cleared, masked_url, line, sent_meta, answer, outcome, mut detail, request_secrets, .. } = loop {
         match send_once(&crew, &client, &claim, attempts, rounds).await {
             Err(settled) => {
                 // Settled without a request (a two-way skip, say): a probe learned nothing,
@@ -336,7 +342,7 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     observe(rt, shared, &job, attempts, &settlement);
     // The other side's id: the URL written to (secrets masked), and the record's own id on
     // the side it came from (its link's when linked, else the record key).
-    let target = masked.map(|r| r.url);
+    let target = masked_url;
     let own = |ext: bool| cleared.link.as_ref().map_or_else(|| job.record_key.clone(), |l| if ext { l.external_id.clone() } else { l.hms_id.clone() });
     let (hms_id, external_id, direction) = if inbound { (target, Some(own(true)), Direction::Inbound) } else { (Some(own(false)), target, Direction::Outbound) };
     // Who put a parked job back answers for what it did next (the console's "who did it").

@@ -133,6 +133,8 @@ impl Bus {
             tracing::debug!(topic, did_you_mean = ?accepted.did_you_mean, "no connector subscribes to this topic; the event is not stored");
             return Ok(Routed { accepted, jobs: Vec::new(), wake: Vec::new() });
         }
+        // Every connector's job shares the one payload.
+        let payload = std::sync::Arc::new(payload);
         let mut jobs = Vec::with_capacity(routes.len());
         for shared in &routes {
             if !shared.compiled.matches(topic, &payload) {
@@ -149,7 +151,7 @@ impl Bus {
                 event_id: event_id.clone(),
                 topic: topic.to_string(),
                 record_key,
-                payload: payload.clone(),
+                payload: std::sync::Arc::clone(&payload),
                 origin: crate::sync::Origin::Event,
                 deleted: shared.compiled.is_delete(topic, &payload),
             });

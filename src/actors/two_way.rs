@@ -176,8 +176,8 @@ fn in_hms_fields(shared: &ConnectorShared, side: Side, record: Value) -> Value {
 
 /// What the gate lets through.
 pub struct Cleared {
-    /// The record to write (HMS fields).
-    pub payload: Value,
+    /// The record to write (HMS fields): the job's payload, shared, unless a read replaced it.
+    pub payload: std::sync::Arc<Value>,
     /// The side it is written to.
     pub to: Side,
     /// The link to save once the write succeeded (see [`after_write`]).
@@ -211,7 +211,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         let link = storage::get_link(&rt.db, shared.id(), &job.record_key).await.ok().flatten();
         let link_ctx = json!({ "link": link_json(&job.record_key, link.as_ref().map(|l| l.external_id.as_str())) });
         match read(client, &rt.egress, shared, source, &job.payload, &link_ctx, true).await.map(|r| r.current) {
-            Ok(Current::Present(current)) => cleared.payload = current,
+            Ok(Current::Present(current)) => cleared.payload = current.into(),
             Ok(_) => return Err(settle(shared, job, to, TicketStatus::Skipped, Some("the chosen side has no such record".into()), attempts, None)),
             Err(e) => cleared.blocked = Some(e),
         }
@@ -308,7 +308,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             });
             let (to, link) = (write_to, synced);
             cleared.to = to;
-            cleared.payload = record;
+            cleared.payload = record.into();
             cleared.link = Some(link_of(link));
             cleared.then_back = then_back;
             cleared.why = Some(why);
@@ -333,7 +333,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
                 let read = if side == source { &source_read } else { &target_read };
                 match &read.current {
                     Current::Present(r) => r.clone(),
-                    _ if side == source => cleared.payload.clone(),
+                    _ if side == source => (*cleared.payload).clone(),
                     _ => Value::Null,
                 }
             };
@@ -486,7 +486,7 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
         event_id,
         topic: job.topic.clone(),
         record_key: job.record_key.clone(),
-        payload: merged,
+        payload: merged.into(),
         origin: Origin::Merged(back),
         deleted: false,
     }]
@@ -517,7 +517,7 @@ pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&s
         (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
     });
     let deleted = shared.compiled.is_delete(INBOUND_TOPIC, record);
-    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload, origin: Origin::Inbound, deleted }
+    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload: payload.into(), origin: Origin::Inbound, deleted }
 }
 
 /// An external record's id (its `idField`), as text.

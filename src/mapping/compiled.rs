@@ -11,6 +11,7 @@ use minijinja::{Environment, UndefinedBehavior, Value as JValue};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::context::RecordContext;
 use crate::spec::templates::{replace_secret_refs, url_to_template};
 use crate::spec::{ConnectorSpec, RequestSpec};
 
@@ -33,7 +34,9 @@ pub struct RenderedRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
-    pub body: Option<Value>,
+    /// Shared with the record when the body is the record as it is (no body template, no
+    /// mapping): the common outbound case sends the job's payload without copying it.
+    pub body: Option<Arc<Value>>,
     /// How `body` goes on the wire (a string for xml and text).
     #[serde(skip_serializing_if = "Encoding::is_json")]
     pub encoding: Encoding,
@@ -43,7 +46,7 @@ impl RenderedRequest {
     /// The body as sent, with its `Content-Type`: JSON, a form (fields nested the Stripe
     /// way), or the rendered document. `None` without a body.
     pub fn wire_body(&self) -> Option<(String, &'static str)> {
-        let body = self.body.as_ref()?;
+        let body = self.body.as_deref()?;
         let text = match self.encoding {
             Encoding::Json => body.to_string(),
             Encoding::Form => crate::mapping::form::encode(body),
@@ -284,7 +287,7 @@ impl Compiled {
     /// system's fields for it. `extras` (an object, or null) stand beside the record's
     /// fields: two-way writes see the side's record as read (`current`), its `etag` and the
     /// record's `link` (`hmsId`, `externalId`). `None`: the connector has no such request.
-    pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Value, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+    pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Arc<Value>, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         use crate::spec::model::Side;
         let (update, create, delete) = match to {
             Side::Legacy => (&self.request, &self.create, &self.delete),
@@ -297,9 +300,9 @@ impl Compiled {
         };
         let Some(req) = req else { return Ok(None) };
         let default_body = match (op, to) {
-            (Write::Delete, _) => Value::Null,
-            (_, Side::Legacy) if !self.mapping.is_empty() => crate::mapping::fields::map_out(payload, &self.mapping),
-            _ => payload.clone(),
+            (Write::Delete, _) => None,
+            (_, Side::Legacy) if !self.mapping.is_empty() => Some(Arc::new(crate::mapping::fields::map_out(payload, &self.mapping))),
+            _ => Some(Arc::clone(payload)),
         };
         self.render_request(req, &with_extras(payload, extras), default_body, secrets).map(Some)
     }
@@ -310,7 +313,7 @@ impl Compiled {
             crate::spec::model::Side::Legacy => &self.lookup,
             crate::spec::model::Side::Hms => &self.hms_lookup,
         };
-        req.as_ref().map(|r| self.render_request(r, &with_extras(record, extras), Value::Null, secrets)).transpose()
+        req.as_ref().map(|r| self.render_request(r, &with_extras(&Arc::new(record.clone()), extras), None, secrets)).transpose()
     }
 
     /// The first resolver rule whose condition holds for these records (`hms` and `legacy`,
@@ -342,7 +345,7 @@ impl Compiled {
 
     /// Renders the outbound request (`map.to`) for an HMS event (the dry run's request).
     pub fn render(&self, payload: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        self.render_write(crate::spec::model::Side::Legacy, Write::Update, payload, &Value::Null, secrets)
+        self.render_write(crate::spec::model::Side::Legacy, Write::Update, &Arc::new(payload.clone()), &Value::Null, secrets)
     }
 
     /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
@@ -352,7 +355,7 @@ impl Compiled {
             crate::spec::model::Side::Hms => &self.fetch_hms,
             crate::spec::model::Side::Legacy => &self.fetch_legacy,
         };
-        req.as_ref().map(|r| self.render_request(r, &with_extras(record, extras), Value::Null, secrets)).transpose()
+        req.as_ref().map(|r| self.render_request(r, &with_extras(&Arc::new(record.clone()), extras), None, secrets)).transpose()
     }
 
     /// Renders the change-feed request for the current cursor (`{{ cursor }}`).
@@ -363,10 +366,10 @@ impl Compiled {
         let cursor = if cursor.is_null() { Value::String(String::new()) } else { cursor.clone() };
         let page = if page.is_null() { Value::String(String::new()) } else { page.clone() };
         let ctx = serde_json::json!({ "cursor": cursor, "page": page });
-        self.render_request(req, &ctx, Value::Null, secrets)
+        self.render_request(req, &Arc::new(ctx), None, secrets)
     }
 
-    fn render_request(&self, req: &RequestTemplates, payload: &Value, default_body: Value, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
+    fn render_request(&self, req: &RequestTemplates, payload: &Arc<Value>, default_body: Option<Arc<Value>>, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
         // One render context for the URL, every header and the body's templates (made at the
         // first that needs it).
         let mut ctx = None;
@@ -376,37 +379,28 @@ impl Compiled {
             headers.push((name.clone(), self.render_str_in(tname, payload, secrets, &mut ctx)?));
         }
         let body = match &req.body {
-            Some(shape) => Some(self.render_value(shape, payload, secrets, &mut ctx)?.unwrap_or(Value::Null)),
-            None if default_body.is_null() => None,
-            None => Some(default_body),
+            Some(shape) => Some(Arc::new(self.render_value(shape, payload, secrets, &mut ctx)?.unwrap_or(Value::Null))),
+            None => default_body.filter(|b| !b.is_null()),
         };
         let body = if req.method == "GET" || req.method == "DELETE" { None } else { body };
         Ok(RenderedRequest { method: req.method.clone(), url, headers, body, encoding: req.encoding })
     }
 
     fn render_str(&self, name: &str, payload: &Value, secrets: &Secrets) -> Result<String, MappingError> {
-        self.render_str_in(name, payload, secrets, &mut None)
+        self.render_str_in(name, &Arc::new(payload.clone()), secrets, &mut None)
     }
 
-    /// [`Self::render_str`] with the render context `ctx`, made here if it is not yet (a
-    /// payload's fields, `event` and the secrets, as minijinja values: making it costs more
-    /// than most renders). A template without template syntax is its own text, and needs
+    /// [`Self::render_str`] with the render context `ctx`, made here if it is not yet (the
+    /// payload's fields, `event` and the secrets, converted as a template looks them up: see
+    /// [`RecordContext`]). A template without template syntax is its own text, and needs
     /// neither the context nor a render: most URLs and headers (`Content-Type`, a fixed
     /// endpoint) are such literals, and they cost a third of a delivery's CPU when rendered.
-    fn render_str_in(&self, name: &str, payload: &Value, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<String, MappingError> {
+    fn render_str_in(&self, name: &str, payload: &Arc<Value>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<String, MappingError> {
         let tmpl = self.env.get_template(name).map_err(|e| render_err(name, e))?;
         if let Some(text) = literal(tmpl.source()) {
             return Ok(text.to_owned());
         }
-        let ctx = ctx.get_or_insert_with(|| {
-            let mut ctx: BTreeMap<String, JValue> = match payload {
-                Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), JValue::from_serialize(v))).collect(),
-                _ => BTreeMap::new(),
-            };
-            ctx.insert("__secrets".into(), JValue::from_serialize(secrets));
-            ctx.insert("event".into(), JValue::from_serialize(payload));
-            JValue::from(ctx)
-        });
+        let ctx = ctx.get_or_insert_with(|| RecordContext::value(Arc::clone(payload), JValue::from_serialize(secrets)));
         tmpl.render(ctx.clone()).map_err(|e| {
             if e.kind() != minijinja::ErrorKind::UndefinedError {
                 return render_err(name, e);
@@ -436,7 +430,7 @@ impl Compiled {
     /// `endDate`). Any other template with a missing field fails the render.
     /// `ctx`: the request's render context, shared with its URL and headers (see
     /// [`Self::render_str_in`]).
-    fn render_value(&self, shape: &Value, payload: &Value, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<Option<Value>, MappingError> {
+    fn render_value(&self, shape: &Value, payload: &Arc<Value>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<Option<Value>, MappingError> {
         Ok(Some(match shape {
             Value::String(name) => match single_placeholder(&self.source_of(name)) {
                 Some(path) => {
@@ -478,15 +472,15 @@ fn literal(source: &str) -> Option<&str> {
 }
 
 /// The render context of a payload with `extras` added (they win over same-named fields);
-/// the payload itself, not a copy, when there are none (every plain outbound event).
-fn with_extras<'a>(payload: &'a Value, extras: &Value) -> std::borrow::Cow<'a, Value> {
-    match (payload, extras) {
+/// the payload itself, shared, not a copy, when there are none (every plain outbound event).
+fn with_extras(payload: &Arc<Value>, extras: &Value) -> Arc<Value> {
+    match (&**payload, extras) {
         (Value::Object(p), Value::Object(x)) if !x.is_empty() => {
             let mut m = p.clone();
             m.extend(x.iter().map(|(k, v)| (k.clone(), v.clone())));
-            std::borrow::Cow::Owned(Value::Object(m))
+            Arc::new(Value::Object(m))
         }
-        _ => std::borrow::Cow::Borrowed(payload),
+        _ => Arc::clone(payload),
     }
 }
 

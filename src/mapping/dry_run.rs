@@ -85,7 +85,7 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
     out.missing_secrets.dedup();
     let key = out.record_key.clone().unwrap_or_else(|| event_id.to_string());
     let extras = serde_json::json!({ "current": null, "etag": "", "link": { "hmsId": key, "externalId": if write == Write::Create { serde_json::Value::Null } else { serde_json::Value::String(key.clone()) } } });
-    match compiled.render_write(Side::Legacy, write, event, &extras, &masked_secrets(&names)) {
+    match compiled.render_write(Side::Legacy, write, &std::sync::Arc::new(event.clone()), &extras, &masked_secrets(&names)) {
         Ok(Some(mut req)) => {
             req.headers.push(("Idempotency-Key".into(), format!("{}:{event_id}", spec.id)));
             if let Some((wire, content_type)) = req.wire_body() {
@@ -94,7 +94,7 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
                 }
                 // A form or a document is shown as it goes on the wire.
                 if !req.encoding.is_json() {
-                    req.body = Some(serde_json::Value::String(wire));
+                    req.body = Some(serde_json::Value::String(wire).into());
                 }
             }
             out.verdict = "send";
@@ -112,7 +112,7 @@ pub fn format_request(req: &RenderedRequest) -> String {
     for (name, value) in &req.headers {
         text.push_str(&format!("{name}: {value}\n"));
     }
-    match &req.body {
+    match req.body.as_deref() {
         Some(serde_json::Value::String(wire)) if !req.encoding.is_json() => {
             text.push('\n');
             text.push_str(wire);
@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(req.url, "https://services.arcgis.com/item/roadwork/RW-481");
         assert!(req.headers.contains(&("Authorization".into(), "Bearer ${ARC_TOKEN:****}".into())), "{:?}", req.headers);
         assert!(req.headers.contains(&("Idempotency-Key".into(), "ddot.gis.outbound.v1:e1".into())));
-        assert_eq!(req.body, Some(json!({"start_date": "2024-05-10", "status": "APPROVED"})), "endDate is absent: left out");
+        assert_eq!(req.body.as_deref(), Some(&json!({"start_date": "2024-05-10", "status": "APPROVED"})), "endDate is absent: left out");
     }
 
     #[test]

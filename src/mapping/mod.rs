@@ -2,6 +2,7 @@
 //! to events. Pure: no I/O; secrets are passed in, never looked up here.
 
 pub mod compiled;
+mod context;
 pub mod dry_run;
 pub mod fields;
 pub mod form;

@@ -37,7 +37,8 @@ pub struct NewDelivery {
     pub topic: String,
     /// Jobs with the same key are delivered strictly in acceptance order.
     pub record_key: String,
-    pub payload: serde_json::Value,
+    /// Shared, not copied, from the published event to the stored job handed to its lane.
+    pub payload: std::sync::Arc<serde_json::Value>,
     /// Where it comes from (which side it writes).
     pub origin: Origin,
     /// The change deletes the record.
@@ -53,7 +54,7 @@ pub struct Delivery {
     pub event_id: String,
     pub topic: String,
     pub record_key: String,
-    pub payload: serde_json::Value,
+    pub payload: std::sync::Arc<serde_json::Value>,
     /// `pending` | `done` | `parked` | `discarded`.
     pub status: String,
     pub attempts: i32,
@@ -86,7 +87,7 @@ impl TryFrom<Model> for Delivery {
             event_id: m.event_id,
             topic: m.topic,
             record_key: m.record_key,
-            payload,
+            payload: payload.into(),
             status: m.status,
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at,

@@ -20,7 +20,7 @@ fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
         event_id: event.to_owned(),
         topic: "permit.updated".to_owned(),
         record_key: key.to_owned(),
-        payload: json!({"permitId": key, "event": event}),
+        payload: json!({"permitId": key, "event": event}).into(),
         origin: hms_sync::sync::Origin::Event,
         deleted: false,
     }
@@ -64,7 +64,7 @@ pub async fn enqueue_dedupes(db: &Db) {
     assert_eq!(heads.len(), 7, "one head per key");
     let events: Vec<&str> = heads.iter().map(|d| d.event_id.as_str()).collect();
     assert_eq!(events, ["e0", "e1", "e2", "e3", "e4", "e5", "e6"]);
-    assert_eq!(heads[0].payload, json!({"permitId": "k0", "event": "e0"}));
+    assert_eq!(*heads[0].payload, json!({"permitId": "k0", "event": "e0"}));
 }
 
 pub async fn heads_and_retries(db: &Db) {
@@ -170,7 +170,7 @@ pub async fn heads_and_retries(db: &Db) {
     let edited = serde_json::json!({"fixed": true});
     let replayed = storage::replay_parked(db, e4.id, Some(&edited), "alice").await.unwrap().expect("replayed");
     assert_eq!((replayed.status.as_str(), replayed.attempts), ("pending", 0));
-    assert_eq!(replayed.payload, edited, "the operator's edited payload is what will be sent");
+    assert_eq!(*replayed.payload, edited, "the operator's edited payload is what will be sent");
     assert!(storage::replay_parked(db, e4.id, None, "alice").await.unwrap().is_none(), "no longer parked");
     assert!(storage::discard_parked(db, e4.id).await.unwrap().is_none(), "only parked jobs are discarded");
     assert_eq!(

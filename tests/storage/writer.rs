@@ -17,7 +17,7 @@ use super::queue::ME;
 const WRITE_TIMES: [&str; 4] = ["created_at", "updated_at", "at", "next_attempt_at"];
 
 fn job(event: &str, key: &str, origin: Origin, deleted: bool) -> NewDelivery {
-    NewDelivery { connector_id: "w".into(), event_id: event.into(), topic: "permit.updated".into(), record_key: key.into(), payload: json!({"permitId": key, "event": event, "n": [1, 2.5, null]}), origin, deleted }
+    NewDelivery { connector_id: "w".into(), event_id: event.into(), topic: "permit.updated".into(), record_key: key.into(), payload: json!({"permitId": key, "event": event, "n": [1, 2.5, null]}).into(), origin, deleted }
 }
 
 fn ticket(job: i64, status: TicketStatus, detail: Option<serde_json::Value>) -> NewTicket {

@@ -204,12 +204,17 @@ const AFTER_PANIC: Duration = Duration::from_secs(1);
 /// crash loop into `failed`, the other keys keep going). The first panic retries the job
 /// once after [`AFTER_PANIC`]; a second parks it with the panic's message as the reason (a
 /// poison job).
+///
+/// The attempt borrows the crew and the claim, which stay here for a panic's settle (no copy
+/// of the job per attempt), and its large future is boxed: this one stays small, and moving
+/// it into its task, onto another worker, copies a pointer rather than the whole state of an
+/// HTTP exchange (those copies were a few percent of a worker at saturation).
 pub async fn guarded(crew: Crew, claim: Claim) -> Done {
     use futures_util::FutureExt;
-    let (crew_again, claim_again) = (crew.clone(), claim.clone());
-    match std::panic::AssertUnwindSafe(run(crew, claim)).catch_unwind().await {
+    let caught = std::panic::AssertUnwindSafe(Box::pin(run(&crew, &claim))).catch_unwind().await;
+    match caught {
         Ok(done) => done,
-        Err(panic) => poisoned(crew_again, claim_again, crate::actors::panics::message(&*panic).unwrap_or_else(|| "a panic".into())).await,
+        Err(panic) => poisoned(crew, claim, crate::actors::panics::message(&*panic).unwrap_or_else(|| "a panic".into())).await,
     }
 }
 
@@ -255,7 +260,7 @@ async fn poisoned(crew: Crew, Claim { job, token, .. }: Claim, message: String) 
 
 /// One attempt of one job, the walk: gate and send (with a few rounds when a conditional
 /// write is refused as stale), classify, settle, observe, commit.
-async fn run(crew: Crew, claim: Claim) -> Done {
+async fn run(crew: &Crew, claim: &Claim) -> Done {
     // Test hook (only with `server.fault_injection`): an event carrying
     // `"__hms_sync_panic": "why"` makes its attempt panic, as a bug in a render would.
     if crew.rt.fault_injection
@@ -267,14 +272,14 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     let attempts = claim.job.attempts + 1;
     let mut rounds = 0;
     let Sent { mut cleared, masked_url, line, sent_meta, answer, outcome, mut detail, request_secrets, .. } = loop {
-        match send_once(&crew, &client, &claim, attempts, rounds).await {
+        match send_once(crew, &client, claim, attempts, rounds).await {
             Err(settled) => {
                 // Settled without a request (a two-way skip, say): a probe learned nothing,
                 // the next job may probe.
                 if crew.probe {
                     crew.shared.breaker.release_probe();
                 }
-                return commit(&crew, &claim.job, settled.outcome, String::new()).await;
+                return commit(crew, &claim.job, settled.outcome, String::new()).await;
             }
             Ok(sent) if sent.lease_lapsed => {
                 if crew.probe {
@@ -293,7 +298,7 @@ async fn run(crew: Crew, claim: Claim) -> Done {
             Ok(sent) => break sent,
         }
     };
-    let Claim { job, token, .. } = claim;
+    let (job, token) = (&claim.job, claim.token);
     let (rt, shared) = (&crew.rt, &crew.shared);
     let _settle = tracing::debug_span!("settle").entered();
     let policy = crate::delivery::RetryPolicy::of(&shared.spec);
@@ -334,12 +339,12 @@ async fn run(crew: Crew, claim: Claim) -> Done {
     let mut publish_failed = false;
     if settlement == Settlement::Done
         && inbound
-        && let Err(error) = publish_inbound(rt, shared, &job, &cleared.payload).await
+        && let Err(error) = publish_inbound(rt, shared, job, &cleared.payload).await
     {
         settlement = settle(&policy, &Outcome::Retryable { error, retry_after: None }, attempts, fastrand::f64(), None, Utc::now(), str::to_string);
         publish_failed = true;
     }
-    observe(rt, shared, &job, attempts, &settlement);
+    observe(rt, shared, job, attempts, &settlement);
     // The other side's id: the URL written to (secrets masked), and the record's own id on
     // the side it came from (its link's when linked, else the record key).
     let target = masked_url;
@@ -372,12 +377,12 @@ async fn run(crew: Crew, claim: Claim) -> Done {
         }
     };
     let (link, jobs) = if matches!(update, JobUpdate::Complete { .. }) {
-        let jobs = two_way::after_write(shared, &job, &mut cleared, answer.as_deref());
+        let jobs = two_way::after_write(shared, job, &mut cleared, answer.as_deref());
         (cleared.link, jobs)
     } else {
         (None, Vec::new())
     };
-    commit(&crew, &job, RecordOutcome { update, jobs, link, attempt: attempt_row, ticket }, line).await
+    commit(crew, job, RecordOutcome { update, jobs, link, attempt: attempt_row, ticket }, line).await
 }
 
 /// Publishes a delivered inbound change on the connector's `map.publish` topic, if it has one.

@@ -340,87 +340,89 @@ fn to_active(m: Model) -> ActiveModel {
 /// `prev_hash` (the exact recipe is on [`append_tickets`]). A verifier walks the table in id
 /// order checking `row.hash == ticket_row_hash(row)` and `row.prev_hash == previous.hash`.
 pub fn ticket_row_hash(row: &Model) -> String {
-    fn s(out: &mut String, v: &str) {
-        out.push_str(&serde_json::Value::from(v).to_string());
-    }
-    fn opt(out: &mut String, v: &Option<String>) {
+    fn opt(out: &mut Vec<u8>, v: &Option<String>) {
         match v {
-            Some(v) => s(out, v),
-            None => out.push_str("null"),
+            Some(v) => push_json(out, v.as_str()),
+            None => out.extend_from_slice(b"null"),
         }
     }
-    let mut c = String::with_capacity(256);
-    c.push_str("{\"attempts\":");
-    c.push_str(&row.attempts.to_string());
-    c.push_str(",\"connector_id\":");
-    s(&mut c, &row.connector_id);
-    c.push_str(",\"created_at\":");
-    s(
-        &mut c,
-        &micros(row.created_at).to_rfc3339_opts(SecondsFormat::Micros, true),
-    );
-    c.push_str(",\"delivery_id\":");
-    c.push_str(&row.delivery_id.map_or("null".to_owned(), |d| d.to_string()));
-    c.push_str(",\"detail\":");
-    c.push_str(row.detail.as_deref().unwrap_or("null"));
-    c.push_str(",\"direction\":");
-    s(&mut c, &row.direction);
-    c.push_str(",\"event_id\":");
+    let mut c = Vec::with_capacity(256);
+    c.extend_from_slice(b"{\"attempts\":");
+    c.extend_from_slice(row.attempts.to_string().as_bytes());
+    c.extend_from_slice(b",\"connector_id\":");
+    push_json(&mut c, row.connector_id.as_str());
+    c.extend_from_slice(b",\"created_at\":");
+    push_json(&mut c, micros(row.created_at).to_rfc3339_opts(SecondsFormat::Micros, true).as_str());
+    c.extend_from_slice(b",\"delivery_id\":");
+    c.extend_from_slice(row.delivery_id.map_or("null".to_owned(), |d| d.to_string()).as_bytes());
+    c.extend_from_slice(b",\"detail\":");
+    c.extend_from_slice(row.detail.as_deref().unwrap_or("null").as_bytes());
+    c.extend_from_slice(b",\"direction\":");
+    push_json(&mut c, row.direction.as_str());
+    c.extend_from_slice(b",\"event_id\":");
     opt(&mut c, &row.event_id);
-    c.push_str(",\"external_id\":");
+    c.extend_from_slice(b",\"external_id\":");
     opt(&mut c, &row.external_id);
-    c.push_str(",\"hms_id\":");
+    c.extend_from_slice(b",\"hms_id\":");
     opt(&mut c, &row.hms_id);
-    c.push_str(",\"last_error\":");
+    c.extend_from_slice(b",\"last_error\":");
     opt(&mut c, &row.last_error);
-    c.push_str(",\"reason\":");
+    c.extend_from_slice(b",\"reason\":");
     opt(&mut c, &row.reason);
-    c.push_str(",\"status\":");
-    s(&mut c, &row.status);
-    c.push('}');
+    c.extend_from_slice(b",\"status\":");
+    push_json(&mut c, row.status.as_str());
+    c.push(b'}');
 
     let mut h = Sha256::new();
     h.update(row.prev_hash.as_bytes());
-    h.update(c.as_bytes());
+    h.update(&c);
     hex::encode(h.finalize())
+}
+
+/// Appends `v` as serde_json writes it (a string escaped, a scalar as is), straight into
+/// `out`: the same bytes as `Value::from(v).to_string()`, without the two copies.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Serializing a string or a scalar into memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Canonical JSON: object keys sorted by byte order (recursively), no whitespace, scalars
 /// as `serde_json` writes them. Independent of serde_json's `preserve_order` feature,
 /// which another crate in the build could switch on.
 fn canonical_json(v: &serde_json::Value) -> String {
-    fn write(v: &serde_json::Value, out: &mut String) {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
         match v {
             serde_json::Value::Array(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(item, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
             serde_json::Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();
-                out.push('{');
+                out.push(b'{');
                 for (i, k) in keys.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&serde_json::Value::from(k.as_str()).to_string());
-                    out.push(':');
+                    push_json(out, k.as_str());
+                    out.push(b':');
                     write(&map[k], out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
-            scalar => out.push_str(&scalar.to_string()),
+            scalar => push_json(out, scalar),
         }
     }
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(128);
     write(v, &mut out);
-    out
+    // serde_json writes UTF-8, and so does every byte pushed above.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Tickets matching `f`, ordered by id ascending (keyset pagination with `after_id`).
@@ -572,4 +574,31 @@ async fn verify_in(db: &DatabaseTransaction) -> Result<ChainReport, StorageError
 pub async fn ticket_count(db: &Db) -> Result<u64, StorageError> {
     use sea_orm::PaginatorTrait;
     Ok(Entity::find().count(db).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The hash recipe's bytes are what `Value::to_string` wrote before: chains stored by
+    /// earlier versions still verify. Strings with quotes, escapes, control characters and
+    /// non-ASCII text, numbers of every kind, nested objects with unsorted keys.
+    #[test]
+    fn json_is_written_as_serde_json_writes_values() {
+        let texts = ["", "plain", "quote \" and \\ backslash", "line\nbreak\ttab\r", "\u{0}\u{1f}\u{7f}", "é ü 漢字 🚲", "</script>"];
+        for t in texts {
+            let mut out = Vec::new();
+            push_json(&mut out, t);
+            assert_eq!(String::from_utf8(out).unwrap(), Value::from(t).to_string(), "{t:?}");
+        }
+        for v in [json!(null), json!(true), json!(0), json!(-7), json!(18446744073709551615u64), json!(1.5), json!(1e300), json!(-0.0)] {
+            let mut out = Vec::new();
+            push_json(&mut out, &v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string(), "{v}");
+        }
+        let detail = json!({ "z": [1, { "b": "x\"y", "a": null }], "a": { "d": 2.5, "c": "🚲" }, "m": "\n" });
+        assert_eq!(canonical_json(&detail), r#"{"a":{"c":"🚲","d":2.5},"m":"\n","z":[1,{"a":null,"b":"x\"y"}]}"#);
+    }
 }

@@ -44,13 +44,13 @@ impl Authenticator {
         Self { spec, token: tokio::sync::Mutex::new(None), token_requests: AtomicU64::new(0) }
     }
 
-    /// Does a 401 answer mean the token should be fetched anew (OAuth2)?
     /// Whether [`Self::apply`] adds anything (a connector with `auth:`); without, a request
     /// is sent as rendered, not copied first.
     pub fn applies(&self) -> bool {
         self.spec.is_some()
     }
 
+    /// Does a 401 answer mean the token should be fetched anew (OAuth2)?
     pub fn refreshes(&self) -> bool {
         matches!(self.spec, Some(AuthSpec::Oauth2 { .. }))
     }

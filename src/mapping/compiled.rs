@@ -313,7 +313,7 @@ impl Compiled {
             crate::spec::model::Side::Legacy => &self.lookup,
             crate::spec::model::Side::Hms => &self.hms_lookup,
         };
-        req.as_ref().map(|r| self.render_request(r, &with_extras(&Arc::new(record.clone()), extras), None, secrets)).transpose()
+        req.as_ref().map(|r| self.render_request(r, &record_with_extras(record, extras), None, secrets)).transpose()
     }
 
     /// The first resolver rule whose condition holds for these records (`hms` and `legacy`,
@@ -355,7 +355,7 @@ impl Compiled {
             crate::spec::model::Side::Hms => &self.fetch_hms,
             crate::spec::model::Side::Legacy => &self.fetch_legacy,
         };
-        req.as_ref().map(|r| self.render_request(r, &with_extras(&Arc::new(record.clone()), extras), None, secrets)).transpose()
+        req.as_ref().map(|r| self.render_request(r, &record_with_extras(record, extras), None, secrets)).transpose()
     }
 
     /// Renders the change-feed request for the current cursor (`{{ cursor }}`).
@@ -474,13 +474,23 @@ fn literal(source: &str) -> Option<&str> {
 /// The render context of a payload with `extras` added (they win over same-named fields);
 /// the payload itself, shared, not a copy, when there are none (every plain outbound event).
 fn with_extras(payload: &Arc<Value>, extras: &Value) -> Arc<Value> {
-    match (&**payload, extras) {
+    merged(payload, extras).map_or_else(|| Arc::clone(payload), Arc::new)
+}
+
+/// [`with_extras`] for a record not shared yet (a two-way read's): copied once, merged or not.
+fn record_with_extras(record: &Value, extras: &Value) -> Arc<Value> {
+    Arc::new(merged(record, extras).unwrap_or_else(|| record.clone()))
+}
+
+/// `payload`'s fields with `extras` added, when there are extras to add.
+fn merged(payload: &Value, extras: &Value) -> Option<Value> {
+    match (payload, extras) {
         (Value::Object(p), Value::Object(x)) if !x.is_empty() => {
             let mut m = p.clone();
             m.extend(x.iter().map(|(k, v)| (k.clone(), v.clone())));
-            Arc::new(Value::Object(m))
+            Some(Value::Object(m))
         }
-        _ => Arc::clone(payload),
+        _ => None,
     }
 }
 

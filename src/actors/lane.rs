@@ -28,6 +28,13 @@ const RECORD_RETRY: Duration = Duration::from_secs(2);
 /// them over every core.
 const LOCAL_ATTEMPTS: usize = 4;
 
+/// How many jobs per slot of a connector's concurrency may wait in memory for a slot (see
+/// `Lane::ready`), and at most how many in all: with the default concurrency of 16, 256 jobs,
+/// about half a MiB for events of a few hundred bytes; never more than 1,024. Beyond, the
+/// lane reads the queue in id order, as with any backlog.
+const READY_PER_SLOT: usize = 16;
+const READY_MAX: usize = 1024;
+
 /// A safety net: look at the queue this often even if nobody woke us. Every path that
 /// stores a job wakes the lane (the Bus, the Puller, the webhook intake, an operator's
 /// replay), and a lane that starts reads the queue first, so this only covers what no
@@ -56,10 +63,11 @@ pub struct Lane {
     /// When the last claim went, and whether it came back full (a backlog: the next claim
     /// is not paced); a paced claim scheduled (see [`Lane::paced`]).
     last_claim: Option<(std::time::Instant, bool)>,
-    /// The last claim came back full (more may be due), or one was not made because every
-    /// slot was taken: a slot that frees reads the queue again. Otherwise every due job not
-    /// in flight was claimed, and any job stored since wakes the lane, so a freed slot has
-    /// nothing to read (it was a claim per event, a round trip to the database each).
+    /// The last claim came back full (more may be due), one was not made because every
+    /// slot was taken, or a job found neither a slot nor room in `ready`: a slot that frees,
+    /// once `ready` is empty, reads the queue again. Otherwise every due job not in flight
+    /// was claimed or is in `ready`, and any job stored since wakes the lane, so a freed slot
+    /// has nothing to read (it was a claim per event, a round trip to the database each).
     starved: bool,
     /// Keys in flight of which a claim passed over a job: a job stored after the key's
     /// outcome was committed, whose wake came before the lane heard of the outcome (the
@@ -78,6 +86,16 @@ pub struct Lane {
     /// New jobs given while a claim was running: taken once it is back (the claim may have
     /// started some of them).
     given_meanwhile: Vec<Delivery>,
+    /// Jobs known to be due heads of their keys that found no free slot (given at their
+    /// commit, or read by a claim beyond the free slots), in id order: a freed slot starts
+    /// the next of them instead of reading the queue. Under a steady saturating load a lane
+    /// always has such jobs, and reading them back from the database (a round trip to a
+    /// pooled connection, each row's payload parsed again) was a quarter of a lane worker's
+    /// time. Valid only between claims: a claim reads the queue whole, so it starts from an
+    /// empty list (see [`Lane::claim`]); bounded (see [`Lane::ready_room`]), beyond which the
+    /// lane is `starved` and reads the queue. Not used on a shared queue, where a claim is a
+    /// lease and jobs left waiting here would be leased for nothing.
+    ready: std::collections::VecDeque<Claim>,
 }
 
 /// The jobs a lane's claims started lately, so that a new job given to the lane at its commit
@@ -151,11 +169,45 @@ impl Drop for Attempts {
 
 impl Lane {
     pub fn new(cx: ChildCtx) -> Self {
-        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, passed_over: HashSet::new(), pacing: None, share_recheck: None, woken: false, claim_started: Started::default(), given_meanwhile: Vec::new() }
+        Self { cx, in_flight_keys: HashSet::new(), in_flight_ids: HashSet::new(), sending: HashSet::new(), holds: 0, claiming: false, again: false, after_cool_down: None, attempts: Attempts::default(), last_claim: None, starved: false, passed_over: HashSet::new(), pacing: None, share_recheck: None, woken: false, claim_started: Started::default(), given_meanwhile: Vec::new(), ready: std::collections::VecDeque::new() }
     }
 
     fn capacity(&self) -> usize {
         self.cx.shared.spec.concurrency_limit().saturating_sub(self.sending.len())
+    }
+
+    /// Whether one more job may wait in [`Lane::ready`]: at most [`READY_PER_SLOT`] per slot
+    /// of the connector's concurrency (and [`READY_MAX`]), and never on a shared queue.
+    fn ready_room(&self) -> bool {
+        !self.cx.rt.shared_queue() && self.ready.len() < (READY_PER_SLOT * self.cx.shared.spec.concurrency_limit()).min(READY_MAX)
+    }
+
+    /// A slot is free: starts the jobs that wait in [`Lane::ready`], as many as there are free
+    /// slots. While the lane may not start jobs (paused, an outcome held, a circuit not
+    /// closed) they are dropped from the list instead, and the lane is `starved`: they are
+    /// still in the queue, which the lane reads when it may go on.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        if self.ready.is_empty() {
+            return;
+        }
+        if self.holds > 0 || self.cx.shared.is_paused() || self.cx.shared.breaker.circuit(std::time::Instant::now()) != Circuit::Closed {
+            self.ready.clear();
+            self.starved = true;
+            return;
+        }
+        while self.capacity() > 0
+            && let Some(claim) = self.ready.pop_front()
+        {
+            if self.in_flight_ids.contains(&claim.job.id) {
+                continue;
+            }
+            if self.in_flight_keys.contains(&claim.job.record_key) {
+                // Not possible for a head, but a key in flight always waits for its settle.
+                self.passed_over.insert(claim.job.record_key.clone());
+                continue;
+            }
+            self.start(claim, false, ctx);
+        }
     }
 
     /// With other instances on the queue, whether this claim waits: at most one claim per
@@ -212,10 +264,19 @@ impl Lane {
             }
         };
         self.claiming = true;
+        // The claim reads the queue whole: what waited for a slot is read again with the rest.
+        self.ready.clear();
         let asked = std::time::Instant::now();
         let db = self.cx.rt.db.clone();
         let id = self.cx.id().to_string();
-        let limit = if probe { 1 } else { self.capacity() as u64 };
+        // On SQLite a claim reads as many jobs as the connector may have in flight, not only
+        // as many as there are free slots: the rest wait in `ready` for a slot, so that each
+        // job is read once, not once per claim that passes over it.
+        let limit = match probe {
+            true => 1,
+            false if self.cx.rt.shared_queue() => self.capacity() as u64,
+            false => self.cx.shared.spec.concurrency_limit().max(self.capacity()) as u64,
+        };
         let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
         let (instance, lease, share) = (self.cx.rt.instance.clone(), self.cx.rt.lease, self.cx.rt.share());
         // Keys of other instances' shares were left to them: after a wake (new jobs), look
@@ -245,13 +306,21 @@ impl Lane {
                         // just committed, its lane not told yet, offers its next job).
                         let mut skipped = Vec::new();
                         for claim in claims {
-                            if act.capacity() > 0 && !act.in_flight_ids.contains(&claim.job.id) && !act.in_flight_keys.contains(&claim.job.record_key) {
+                            let free = !act.in_flight_ids.contains(&claim.job.id) && !act.in_flight_keys.contains(&claim.job.record_key);
+                            if free && act.capacity() > 0 {
                                 act.claim_started.insert(claim.job.id);
                                 act.start(claim, probe, ctx);
                                 probe_sent = probe;
+                            } else if free && !probe && act.ready_room() {
+                                // Its hand-over, if it comes later, must not start it again.
+                                act.claim_started.insert(claim.job.id);
+                                act.ready.push_back(claim);
                             } else {
                                 if act.in_flight_keys.contains(&claim.job.record_key) {
                                     act.passed_over.insert(claim.job.record_key.clone());
+                                }
+                                if free {
+                                    act.starved = true;
                                 }
                                 skipped.push(claim.job.id);
                             }
@@ -310,12 +379,15 @@ impl Lane {
             if self.claim_started.handed_over(job.id) || self.in_flight_ids.contains(&job.id) {
                 continue;
             }
-            if self.in_flight_keys.contains(&job.record_key) {
-                self.passed_over.insert(job.record_key);
-            } else if self.capacity() == 0 {
-                self.starved = true;
+            let claim = Claim { token: ClaimToken::of(&job), job, lease_deadline: None };
+            if self.in_flight_keys.contains(&claim.job.record_key) {
+                self.passed_over.insert(claim.job.record_key);
+            } else if self.capacity() > 0 {
+                self.start(claim, false, ctx);
+            } else if self.ready_room() {
+                self.ready.push_back(claim);
             } else {
-                self.start(Claim { token: ClaimToken::of(&job), job, lease_deadline: None }, false, ctx);
+                self.starved = true;
             }
         }
     }
@@ -399,10 +471,12 @@ impl Lane {
             if recorded {
                 act.in_flight_ids.remove(&id);
                 act.in_flight_keys.remove(&key);
+                act.fill(ctx);
                 // The queue is read for the key's next job, for a job passed over while the
-                // key was in flight, or for jobs that wait for a slot; anything else stored
-                // meanwhile woke the lane (see `Lane::starved`, `Lane::passed_over`).
-                if key_waits || passed_over || act.starved {
+                // key was in flight, or for jobs that wait for a slot and are not in `ready`;
+                // anything else stored meanwhile woke the lane (see `Lane::starved`,
+                // `Lane::passed_over`).
+                if key_waits || passed_over || (act.starved && act.ready.is_empty()) {
                     act.claim(ctx);
                 }
             } else {
@@ -433,6 +507,8 @@ impl Actor for Lane {
             ctx.run_interval(IDLE_POLL, |act, ctx| {
                 if act.in_flight_ids.is_empty() {
                     act.claim_started.forget_all();
+                    // An idle lane costs what an idle lane costs, whatever burst it had.
+                    act.ready = std::collections::VecDeque::new();
                 }
                 act.claim(ctx);
             });
@@ -481,8 +557,11 @@ pub struct RequestOver(pub i64);
 impl Handler<RequestOver> for Lane {
     type Result = ();
     fn handle(&mut self, msg: RequestOver, ctx: &mut Context<Self>) {
-        if self.sending.remove(&msg.0) && self.starved {
-            self.claim(ctx);
+        if self.sending.remove(&msg.0) {
+            self.fill(ctx);
+            if self.starved && self.ready.is_empty() {
+                self.claim(ctx);
+            }
         }
     }
 }

@@ -621,6 +621,39 @@ async fn new_jobs_reach_their_lane_without_a_read_of_the_queue() {
     assert!(during <= 2.0, "{during} reads of the queue for 20 new jobs, each the head of its key");
 }
 
+/// Issue 12: new jobs that find every slot taken wait in their lane for a slot; the lane does
+/// not read them back from the queue one freed slot at a time (at saturation those reads,
+/// each row's payload parsed again, were a quarter of a lane worker's time). One slot, its
+/// request held by the target while ten more events arrive: all eleven are delivered in
+/// order of arrival, with no read of the queue but the lane's first. Before, each freed
+/// slot read the queue: twelve reads (tried).
+#[actix_web::test]
+async fn jobs_waiting_for_a_slot_are_not_read_back_from_the_queue() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-ready");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let yaml = outbound_yaml("ready", "ready.t", &fake, "concurrency: 1\ntimeoutMs: 30000\n");
+    assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
+    let labels = [("connector", "ready")];
+    let reads = || async { value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &labels).unwrap_or_default() };
+    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (reads().await >= 1.0).then_some(()) }).await;
+    let before = reads().await;
+    // The first request is held until the other ten are stored (and handed to the lane).
+    fake.script([Reply::Stall(Duration::from_secs(2))]);
+    app.publish("ready.t", json!({"permitId": "R-0", "status": "issued"})).await;
+    fake.wait_for(1).await;
+    for n in 1..=10 {
+        app.publish("ready.t", json!({"permitId": format!("R-{n}"), "status": "issued"})).await;
+    }
+    let received = fake.wait_for(11).await;
+    app.wait_tickets("connector=ready&status=completed", 11).await;
+    let paths: Vec<String> = received.iter().map(|r| r.path.clone()).collect();
+    let expected: Vec<String> = (0..=10).map(|n| format!("/roadwork/R-{n}")).collect();
+    assert_eq!(paths, expected, "one slot: sent one at a time, in order of arrival");
+    let during = reads().await - before;
+    assert!(during <= 1.0, "{during} reads of the queue for 10 jobs that waited for the one slot");
+}
+
 /// Issue 11, items 8 and 9: a mistyped topic was dropped without a word, and a topic with
 /// spaces made the CLI say it could not reach the service.
 #[actix_web::test]

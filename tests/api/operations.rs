@@ -654,6 +654,35 @@ async fn jobs_waiting_for_a_slot_are_not_read_back_from_the_queue() {
     assert!(during <= 1.0, "{during} reads of the queue for 10 jobs that waited for the one slot");
 }
 
+/// Issue 12: jobs waiting in the lane for a slot do not start while the connector is paused
+/// (a freed slot drops them for the queue's read), and after the resume each is sent once, in
+/// order of arrival: the queue's read and the lane's list never both start a job.
+#[actix_web::test]
+async fn jobs_waiting_for_a_slot_wait_out_a_pause_and_go_once() {
+    let fake = FakeSystem::start().await;
+    let dir = temp_dir("ops-ready-pause");
+    let app = TestApp::spawn(test_settings(&dir)).await;
+    let yaml = outbound_yaml("held", "held.t", &fake, "concurrency: 1\ntimeoutMs: 30000\n");
+    assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
+    fake.script([Reply::Stall(Duration::from_secs(1))]);
+    app.publish("held.t", json!({"permitId": "H-0", "status": "issued"})).await;
+    fake.wait_for(1).await;
+    for n in 1..=5 {
+        app.publish("held.t", json!({"permitId": format!("H-{n}"), "status": "issued"})).await;
+    }
+    assert_eq!(app.call("PUT", "/connectors/held/pause", None).await.0, 202);
+    app.wait_state("held", "paused").await;
+    // The held request ends; its slot frees while the connector is paused.
+    app.wait_tickets("connector=held&status=completed", 1).await;
+    app.publish("held.t", json!({"permitId": "H-6", "status": "issued"})).await;
+    assert_eq!(fake.received().len(), 1, "nothing more is sent while paused");
+    assert_eq!(app.call("PUT", "/connectors/held/resume", None).await.0, 202);
+    app.wait_tickets("connector=held&status=completed", 7).await;
+    let paths: Vec<String> = fake.received().iter().map(|r| r.path.clone()).collect();
+    let expected: Vec<String> = (0..=6).map(|n| format!("/roadwork/H-{n}")).collect();
+    assert_eq!(paths, expected, "each job once, in order of arrival");
+}
+
 /// Issue 11, items 8 and 9: a mistyped topic was dropped without a word, and a topic with
 /// spaces made the CLI say it could not reach the service.
 #[actix_web::test]

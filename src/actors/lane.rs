@@ -1,7 +1,8 @@
 //! Lane: delivers one connector's jobs (the child `pusher`). It claims the head job of each
 //! record key (so one key's changes arrive in order, through retries too), has up to
 //! `concurrency` requests of different keys in flight, and lets a key's next job go only
-//! once the outcome of the one before is committed. The attempts themselves run on the
+//! once the outcome of the one before is committed; jobs that find every slot taken wait in
+//! the lane for one (`Lane::ready`) rather than in the queue alone. The attempts themselves run on the
 //! lane's own worker while a few are in flight, and on the whole worker pool beyond (see
 //! [`super::attempt`]), so a hot connector uses every core.
 
@@ -275,7 +276,7 @@ impl Lane {
         let limit = match probe {
             true => 1,
             false if self.cx.rt.shared_queue() => self.capacity() as u64,
-            false => self.cx.shared.spec.concurrency_limit().max(self.capacity()) as u64,
+            false => self.cx.shared.spec.concurrency_limit() as u64,
         };
         let in_flight: Vec<i64> = self.in_flight_ids.iter().copied().collect();
         let (instance, lease, share) = (self.cx.rt.instance.clone(), self.cx.rt.lease, self.cx.rt.share());

@@ -500,7 +500,7 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
 /// same change arriving twice a no-op.)
 pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&str>, version: Option<&Value>, origin: &str, change_id: Option<&str>) -> NewDelivery {
     let table = shared.spec.mapping_pairs();
-    let payload = if table.is_empty() { record.clone() } else { fields::map_in(record, &table) };
+    let payload = std::sync::Arc::new(if table.is_empty() { record.clone() } else { fields::map_in(record, &table) });
     let external_id = external_id_of(record, id_field);
     // Without a version from the feed, the record's own version field (in HMS names) tells
     // changes apart: A -> B -> A is three changes, not a replay of the first.
@@ -517,7 +517,7 @@ pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&s
         (None, None) => format!("{origin}:{external_id}:#{}", content_hash(record)),
     });
     let deleted = shared.compiled.is_delete(INBOUND_TOPIC, record);
-    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload: payload.into(), origin: Origin::Inbound, deleted }
+    NewDelivery { connector_id: shared.id().to_string(), event_id, topic: INBOUND_TOPIC.into(), record_key, payload, origin: Origin::Inbound, deleted }
 }
 
 /// An external record's id (its `idField`), as text.

@@ -199,7 +199,7 @@ pub fn run(doc: &str) -> Verdict {
         }
         let _ = compiled.render_fetch(side, &event, &extras, &secrets);
     }
-    let _ = compiled.record_key(&event, "fallback");
+    let _ = compiled.record_key(&shared, "fallback");
     for topic in spec.topics() {
         let _ = compiled.matches(&topic, &event);
         let _ = compiled.is_delete(&topic, &event);

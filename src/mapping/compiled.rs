@@ -127,7 +127,7 @@ impl CompiledConnector {
         self.get().is_delete(topic, payload)
     }
 
-    pub fn record_key(&self, payload: &Value, fallback: &str) -> Result<String, MappingError> {
+    pub fn record_key(&self, payload: &Arc<Value>, fallback: &str) -> Result<String, MappingError> {
         if let Some(spec) = &self.spec {
             let Some(key) = spec.key.as_deref() else { return Ok(fallback.to_string()) };
             match simple_path(key).and_then(|path| field(payload, path)) {
@@ -336,9 +336,11 @@ impl Compiled {
     }
 
     /// The record key used for ordering; `fallback` (the event id) when the spec has none.
-    pub fn record_key(&self, payload: &Value, fallback: &str) -> Result<String, MappingError> {
+    /// The payload is shared: the render context reads it where it is (the Bus holds each
+    /// event in an `Arc` already).
+    pub fn record_key(&self, payload: &Arc<Value>, fallback: &str) -> Result<String, MappingError> {
         match &self.key {
-            Some(name) => self.render_str(name, payload, &Secrets::new()),
+            Some(name) => self.render_str_in(name, payload, &Secrets::new(), &mut None),
             None => Ok(fallback.to_string()),
         }
     }
@@ -386,11 +388,7 @@ impl Compiled {
         Ok(RenderedRequest { method: req.method.clone(), url, headers, body, encoding: req.encoding })
     }
 
-    fn render_str(&self, name: &str, payload: &Value, secrets: &Secrets) -> Result<String, MappingError> {
-        self.render_str_in(name, &Arc::new(payload.clone()), secrets, &mut None)
-    }
-
-    /// [`Self::render_str`] with the render context `ctx`, made here if it is not yet (the
+    /// Renders template `name` with the render context `ctx`, made here if it is not yet (the
     /// payload's fields, `event` and the secrets, converted as a template looks them up: see
     /// [`RecordContext`]). A template without template syntax is its own text, and needs
     /// neither the context nor a render: most URLs and headers (`Content-Type`, a fixed
@@ -544,7 +542,7 @@ mod lazy_tests {
 
     #[test]
     fn the_accept_path_answers_as_the_templates_do_without_compiling() {
-        let payload = serde_json::json!({ "n": 42, "s": "RW-1", "f": 1.5, "o": { "id": "x" }, "b": true, "z": null });
+        let payload = Arc::new(serde_json::json!({ "n": 42, "s": "RW-1", "f": 1.5, "o": { "id": "x" }, "b": true, "z": null }));
         for key in ["{{ n }}", "{{ s }}", "{{ f }}", "{{ o.id }}", "{{ b }}", "{{ z }}", "{{ missing }}", "{{ s | upper }}", "k-{{ n }}"] {
             let lazy = CompiledConnector::lazy(spec(key, "")).unwrap();
             let eager = CompiledConnector::compile(&spec(key, "")).unwrap();

@@ -68,7 +68,9 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
         out.reason = Some(format!("the filter `{}` is false for this event", spec.filter().unwrap_or_default()));
         return out;
     }
-    out.record_key = compiled.record_key(event, event_id).ok();
+    // The event as the runtime holds it, shared by the key's render and the request's.
+    let event_shared = std::sync::Arc::new(event.clone());
+    out.record_key = compiled.record_key(&event_shared, event_id).ok();
     // The write a first change of this record makes: a delete when the change deletes, a
     // create when the connector has one (no link yet), else the update.
     use crate::spec::model::{Side, Write};
@@ -85,7 +87,7 @@ pub fn dry_run(spec: &ConnectorSpec, topic: Option<&str>, event: &Value, event_i
     out.missing_secrets.dedup();
     let key = out.record_key.clone().unwrap_or_else(|| event_id.to_string());
     let extras = serde_json::json!({ "current": null, "etag": "", "link": { "hmsId": key, "externalId": if write == Write::Create { serde_json::Value::Null } else { serde_json::Value::String(key.clone()) } } });
-    match compiled.render_write(Side::Legacy, write, &std::sync::Arc::new(event.clone()), &extras, &masked_secrets(&names)) {
+    match compiled.render_write(Side::Legacy, write, &event_shared, &extras, &masked_secrets(&names)) {
         Ok(Some(mut req)) => {
             req.headers.push(("Idempotency-Key".into(), format!("{}:{event_id}", spec.id)));
             if let Some((wire, content_type)) = req.wire_body() {

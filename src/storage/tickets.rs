@@ -340,35 +340,30 @@ fn to_active(m: Model) -> ActiveModel {
 /// `prev_hash` (the exact recipe is on [`append_tickets`]). A verifier walks the table in id
 /// order checking `row.hash == ticket_row_hash(row)` and `row.prev_hash == previous.hash`.
 pub fn ticket_row_hash(row: &Model) -> String {
-    fn opt(out: &mut Vec<u8>, v: &Option<String>) {
-        match v {
-            Some(v) => push_json(out, v.as_str()),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
+    // Numbers, strings and absent values (`null`) are written by `push_json`.
     let mut c = Vec::with_capacity(256);
     c.extend_from_slice(b"{\"attempts\":");
-    c.extend_from_slice(row.attempts.to_string().as_bytes());
+    push_json(&mut c, &row.attempts);
     c.extend_from_slice(b",\"connector_id\":");
     push_json(&mut c, row.connector_id.as_str());
     c.extend_from_slice(b",\"created_at\":");
     push_json(&mut c, micros(row.created_at).to_rfc3339_opts(SecondsFormat::Micros, true).as_str());
     c.extend_from_slice(b",\"delivery_id\":");
-    c.extend_from_slice(row.delivery_id.map_or("null".to_owned(), |d| d.to_string()).as_bytes());
+    push_json(&mut c, &row.delivery_id);
     c.extend_from_slice(b",\"detail\":");
     c.extend_from_slice(row.detail.as_deref().unwrap_or("null").as_bytes());
     c.extend_from_slice(b",\"direction\":");
     push_json(&mut c, row.direction.as_str());
     c.extend_from_slice(b",\"event_id\":");
-    opt(&mut c, &row.event_id);
+    push_json(&mut c, &row.event_id);
     c.extend_from_slice(b",\"external_id\":");
-    opt(&mut c, &row.external_id);
+    push_json(&mut c, &row.external_id);
     c.extend_from_slice(b",\"hms_id\":");
-    opt(&mut c, &row.hms_id);
+    push_json(&mut c, &row.hms_id);
     c.extend_from_slice(b",\"last_error\":");
-    opt(&mut c, &row.last_error);
+    push_json(&mut c, &row.last_error);
     c.extend_from_slice(b",\"reason\":");
-    opt(&mut c, &row.reason);
+    push_json(&mut c, &row.reason);
     c.extend_from_slice(b",\"status\":");
     push_json(&mut c, row.status.as_str());
     c.push(b'}');
@@ -379,8 +374,9 @@ pub fn ticket_row_hash(row: &Model) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends `v` as serde_json writes it (a string escaped, a scalar as is), straight into
-/// `out`: the same bytes as `Value::from(v).to_string()`, without the two copies.
+/// Appends `v` as serde_json writes it (a string escaped, a scalar as is, `None` as
+/// `null`), straight into `out`: the same bytes as `Value::from(v).to_string()`, without the
+/// two copies.
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     // Serializing a string or a scalar into memory cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);
@@ -597,6 +593,16 @@ mod tests {
             let mut out = Vec::new();
             push_json(&mut out, &v);
             assert_eq!(String::from_utf8(out).unwrap(), v.to_string(), "{v}");
+        }
+        for v in [None, Some("a \"b\"".to_string())] {
+            let mut out = Vec::new();
+            push_json(&mut out, &v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.map_or(Value::Null, Value::from).to_string());
+        }
+        for v in [None, Some(-3i64)] {
+            let mut out = Vec::new();
+            push_json(&mut out, &v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.map_or(Value::Null, Value::from).to_string());
         }
         let detail = json!({ "z": [1, { "b": "x\"y", "a": null }], "a": { "d": 2.5, "c": "🚲" }, "m": "\n" });
         assert_eq!(canonical_json(&detail), r#"{"a":{"c":"🚲","d":2.5},"m":"\n","z":[1,{"a":null,"b":"x\"y"}]}"#);

@@ -247,6 +247,14 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!((code, allow.as_deref()), (405, Some("GET, POST")));
     let (code, _, allow) = app.call_raw("GET", "/reload").await;
     assert_eq!((code, allow.as_deref()), (405, Some("POST")));
+    // The webhook routes sit in scopes of their literal prefixes: the same answers there.
+    let (code, _, allow) = app.call_raw("GET", "/webhooks/x").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("POST")));
+    for path in ["/webhooks/a/b", "/webhook", "/webhooksx/a"] {
+        let (code, body) = app.call("POST", path, Some("{}")).await;
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("no route for"), "{path}: {body}");
+    }
 }
 
 /// Issue 11, item 16: connector files were read only at start. A reload applies the folder:

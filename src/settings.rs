@@ -93,7 +93,7 @@ impl Default for ClusterSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
     /// Worker threads every connector's children and delivery attempts run on; 0: one per
-    /// core.
+    /// core, less one on a SQLite file (see `actors::pool::default_threads`).
     pub workers: usize,
     /// Give each connector a thread of its own instead (the design before the pool: a
     /// connector whose code blocks its thread cannot slow another, at the cost of a thread
@@ -112,7 +112,8 @@ pub struct ServerSettings {
     pub admin_token: Option<String>,
     /// Largest request body accepted (events, webhooks, connector documents).
     pub max_body_bytes: usize,
-    /// actix-web worker threads; 0 means one per core.
+    /// actix-web worker threads; 0: one per core, less one on a SQLite file (see
+    /// `actors::pool::default_threads`).
     pub workers: usize,
     /// Routes `POST /connectors/{id}/faults`, which crashes connector children on demand.
     /// For tests and drills only; off by default.

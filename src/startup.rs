@@ -142,8 +142,11 @@ impl Application {
             keep: chrono::Duration::days(i64::from(settings.tickets.retention_days)),
             every: Duration::from_secs(settings.tickets.prune_every_secs.max(1)),
         };
+        let writer = storage::SqliteWriter::open(&settings.database_url())?;
+        // With SQLite's writer, the Committer has a thread of its own (see `default_threads`).
+        let committer_thread = writer.is_some();
         let tickets = Committer::new(db.clone(), settings.tickets.batch_size, Duration::from_millis(settings.tickets.flush_ms))
-            .with_writer(storage::SqliteWriter::open(&settings.database_url())?)
+            .with_writer(writer)
             .with_retention(retention, &instance_id)
             .start();
         let metrics = Arc::new(Metrics::new());
@@ -165,7 +168,7 @@ impl Application {
             metrics: metrics.clone(),
             alerts,
             bus: bus_slot.clone(),
-            workers: crate::actors::pool::Workers::new(settings.runtime),
+            workers: crate::actors::pool::Workers::new(settings.runtime, committer_thread),
             instance: instance_id.clone().into(),
             lease,
             share: share.clone(),
@@ -199,17 +202,18 @@ impl Application {
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), tokens,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
-        let server = Self::server(listener, state.clone(), &settings)?;
+        let http_workers = if settings.server.workers > 0 { settings.server.workers } else { crate::actors::pool::default_threads(committer_thread) };
+        let server = Self::server(listener, state.clone(), &settings, http_workers)?;
         tracing::info!(port, "hms-sync listening");
         Ok(Self { port, server, state, tickets, heartbeat, cluster: cluster_actors, nats, _lock: lock })
     }
 
-    fn server(listener: TcpListener, state: AppState, settings: &Settings) -> Result<actix_web::dev::Server, StartupError> {
+    fn server(listener: TcpListener, state: AppState, settings: &Settings, workers: usize) -> Result<actix_web::dev::Server, StartupError> {
         let limit = settings.server.max_body_bytes;
         let routes_state = state.clone();
         let console = crate::console::Console::new().map_err(|e| StartupError::Settings(format!("the console's templates: {e}")))?;
         console.warm(state.db.clone());
-        let mut http = HttpServer::new(move || {
+        let http = HttpServer::new(move || {
             let st = routes_state.clone();
             App::new()
                 .app_data(web::Data::new(st.clone()))
@@ -224,10 +228,8 @@ impl Application {
         // Signals are handled by the caller (`hms-sync up`), so an embedding program or a
         // test decides itself what stops the service.
         .disable_signals()
-        .shutdown_timeout(10);
-        if settings.server.workers > 0 {
-            http = http.workers(settings.server.workers);
-        }
+        .shutdown_timeout(10)
+        .workers(workers);
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         Ok(http.listen(listener).map_err(|source| StartupError::Bind { addr, source })?.run())
     }

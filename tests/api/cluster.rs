@@ -281,11 +281,14 @@ async fn two_instances_share_the_jobs_and_keep_each_keys_order() {
         }
         assert!(log.requests > EVENTS as usize, "some requests failed and were retried");
     }
+    // The target's answer comes before the outcome's commit: wait for the last tickets.
+    let ticketed = "SELECT count(DISTINCT delivery_id) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'";
+    poll_until("every outcome committed", Duration::from_secs(60), || async { (count(&url, ticketed).await >= EVENTS as i64).then_some(()) }).await;
     let delivered = |s: serde_json::Value| s["counters"]["delivered"].as_u64().unwrap_or(0);
     let (on_a, on_b) = (delivered(a.call("GET", "/connectors/shared/status", None).await.1), delivered(b.call("GET", "/connectors/shared/status", None).await.1));
     assert_eq!(on_a + on_b, EVENTS, "a delivered {on_a}, b {on_b}");
     assert!(on_a > 0 && on_b > 0, "both instances deliver: a {on_a}, b {on_b}");
-    let tickets = count(&url, "SELECT count(DISTINCT delivery_id) FROM sync_tickets WHERE connector_id = 'shared' AND status = 'completed'").await;
+    let tickets = count(&url, ticketed).await;
     let all = count(&url, "SELECT count(*) FROM sync_tickets WHERE connector_id = 'shared'").await;
     assert_eq!((tickets, all), (EVENTS as i64, EVENTS as i64), "exactly one ticket per completed job");
     let (_, chain) = a.call("GET", "/tickets/verify", None).await;
@@ -352,6 +355,8 @@ async fn a_killed_instances_claimed_jobs_are_delivered_by_another() {
         assert!(keys.len() >= 2 && keys.iter().all(|k| k == &keys[0]), "job {seq}: sent again with the same Idempotency-Key: {keys:?}");
     }
     drop(log);
+    // The target logs a request before it answers: b counts it once the answer is back.
+    poll_until("b counts its deliveries", WAIT, || async { (b.call("GET", "/connectors/shared/status", None).await.1["counters"]["delivered"].as_u64() >= Some(3)).then_some(()) }).await;
     let (_, status) = b.call("GET", "/connectors/shared/status", None).await;
     assert_eq!(status["counters"]["delivered"], 3, "{status}");
     drop(b);
@@ -659,6 +664,8 @@ async fn a_dead_instances_scheduled_retry_is_sent_on_time_by_another() {
     // Due 5 s after the first attempt; the other instance's own rescan could be 30 s away.
     poll_until("the retry sent by the other instance", Duration::from_secs(12), || async { (fake.received().len() >= 2).then_some(()) }).await;
     eprintln!("the retry went {} ms after the kill (due about 5 s after the first attempt)", killed.elapsed().as_millis());
+    // The target logs a request before it answers: the instance counts it once the answer is back.
+    poll_until("the retry counted", WAIT, || async { (other.call("GET", "/connectors/gis/status", None).await.1["counters"]["delivered"].as_u64() >= Some(1)).then_some(()) }).await;
     assert_eq!(other.call("GET", "/connectors/gis/status", None).await.1["counters"]["delivered"], 1);
     drop(instances);
     drop_pg(&admin, &name).await;

@@ -1,7 +1,7 @@
 //! The worker pool: a fixed set of arbiters (threads), sized to the cores by default
-//! ([`default_threads`]), that every connector's children and every delivery attempt run on. A connector is not a
-//! thread: an idle one costs its actors' state, and a hot one spreads its attempts over
-//! every worker.
+//! ([`default_threads`]), that every connector's children and every delivery attempt run
+//! on. A connector is not a thread: an idle one costs its actors' state, and a hot one
+//! spreads its attempts over every worker.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -111,9 +111,9 @@ impl Workers {
 /// the busiest thread at saturation: the one writer), and at least one. Then the busy threads
 /// of the hot path are one more than the cores rather than twice as many plus one. Measured
 /// on two cores (2026-12-02), one HTTP worker and one pool worker against two of each: less
-/// CPU per event in 9 of 10 rounds under `wrk` (by 8–15%) and 4–6% more events/s in each of
-/// three pairs of `hms-sync bench`. On PostgreSQL the Committer runs on the main thread and
-/// the writing is the server's: one per core.
+/// CPU per event in 24 of 31 rounds under `wrk` and in all 6 pairs of `hms-sync bench`, more
+/// events/s while the machine was quiet (README, Performance). On PostgreSQL the Committer
+/// runs on the main thread and the writing is the server's: one per core.
 pub fn default_threads(committer_thread: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     if committer_thread { cores.saturating_sub(1).max(1) } else { cores }

@@ -415,6 +415,11 @@ async fn a_cluster_takes_jetstream_events_once_and_takes_over() {
         }
     }
     poll_until("the first events delivered", Duration::from_secs(60), || async { (sink.delivered_count() >= (FIRST + FIRST / 2) as usize).then_some(()) }).await;
+    // ...and settled: the sink logs a request before it answers, and a stop drops an attempt
+    // whose outcome is not committed yet (its job is sent again: at least once), which would
+    // show here as a duplicate.
+    let done = "SELECT count(*) FROM deliveries WHERE connector_id = 'shared' AND status = 'done'";
+    poll_until("the first events settled", Duration::from_secs(60), || async { (count(&url, done).await >= (FIRST + FIRST / 2) as i64).then_some(()) }).await;
     // The taker stops; the other takes over (its lease given back) and goes on.
     let (stays, stopped_settings) = if a_takes { (b, a.stop().await) } else { (a, b.stop().await) };
     drop(stopped_settings);
@@ -658,6 +663,10 @@ async fn a_dead_instances_scheduled_retry_is_sent_on_time_by_another() {
         }
     })
     .await;
+    // The counter comes before the commit: kill once the retry is stored, so that it is the
+    // stored retry the other instance sends, not the first attempt's claim left behind.
+    let rescheduled = "SELECT count(*) FROM deliveries WHERE connector_id = 'gis' AND status = 'pending' AND attempts = 1";
+    poll_until("the retry stored", WAIT, || async { (count(&url, rescheduled).await == 1).then_some(()) }).await;
     instances[tried].kill9();
     let killed = std::time::Instant::now();
     let other = &instances[1 - tried];

@@ -202,7 +202,7 @@ impl Application {
         let state = AppState { db, bus, registry, governance, tickets: tickets.clone(), metrics, cluster, fault_injection: settings.server.fault_injection, connectors_dir: settings.connectors.dir.clone(), tokens,
             demo: settings.demo.enabled.then(|| web::Data::new(crate::demo::DemoSink::default())),
         };
-        let http_workers = if settings.server.workers > 0 { settings.server.workers } else { crate::actors::pool::default_threads(committer_thread) };
+        let http_workers = crate::actors::pool::threads(settings.server.workers, committer_thread);
         let server = Self::server(listener, state.clone(), &settings, http_workers)?;
         tracing::info!(port, "hms-sync listening");
         Ok(Self { port, server, state, tickets, heartbeat, cluster: cluster_actors, nats, _lock: lock })

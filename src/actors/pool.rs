@@ -96,7 +96,7 @@ impl Workers {
     /// The pool of `settings` (`workers: 0`: [`default_threads`], given whether the
     /// Committer has a thread of its own).
     pub fn new(settings: crate::settings::RuntimeSettings, committer_thread: bool) -> Self {
-        let size = if settings.workers == 0 { default_threads(committer_thread) } else { settings.workers };
+        let size = threads(settings.workers, committer_thread);
         Self { pool: (!settings.dedicated_threads).then(|| std::sync::Arc::new(WorkerPool::new(size))) }
     }
 
@@ -104,6 +104,12 @@ impl Workers {
     pub fn pool(&self) -> Option<&WorkerPool> {
         self.pool.as_deref()
     }
+}
+
+/// A thread count as set (`runtime.workers`, `server.workers`): the count, or with 0 the
+/// [`default_threads`].
+pub fn threads(setting: usize, committer_thread: bool) -> usize {
+    if setting > 0 { setting } else { default_threads(committer_thread) }
 }
 
 /// The threads of the pool, and of the HTTP server, when the settings leave them at 0: one
@@ -114,7 +120,7 @@ impl Workers {
 /// CPU per event in 24 of 31 rounds under `wrk` and in all 6 pairs of `hms-sync bench`, more
 /// events/s while the machine was quiet (README, Performance). On PostgreSQL the Committer
 /// runs on the main thread and the writing is the server's: one per core.
-pub fn default_threads(committer_thread: bool) -> usize {
+fn default_threads(committer_thread: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     if committer_thread { cores.saturating_sub(1).max(1) } else { cores }
 }

@@ -13,6 +13,7 @@
 
 mod attempts;
 mod audit;
+mod checkpointer;
 mod connectors;
 mod cursors;
 mod deliveries;
@@ -394,14 +395,6 @@ pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageE
     Ok(db.begin_with_options(opts).await?)
 }
 
-/// SQLite checkpoints its WAL inside the commit that grows it past this many pages (1 MB of
-/// 4 KiB pages; SQLite's default is 1,000): that commit copies the pages into the database
-/// file and syncs both, and every event waiting on it waits with it. Smaller, more frequent
-/// checkpoints stall less each: at 2,000 events/s the publish→delivered p99 fell from 20–21
-/// ms to 10–12 ms, at 500/s from 19 to 9, with the saturated rate and the CPU unchanged
-/// beyond noise (100 pages: no better). They also sync more often, which shortens what a
-/// power cut could take back (`synchronous = NORMAL` syncs at checkpoints only).
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 250;
 
 /// A pooled connection idle this long is pinged before it is handed out (see [`connect`]).
 const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
@@ -411,8 +404,9 @@ const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 /// - `sqlite:PATH` / `sqlite://PATH` (relative) / `sqlite:///abs/path`: the parent
 ///   directory and the file are created if missing; WAL journal (readers never block the
 ///   writer), `synchronous = NORMAL` (durable at checkpoints, safe against corruption in WAL
-///   mode, and far fewer fsyncs), a checkpoint every 250 pages of WAL
-///   ([`WAL_AUTOCHECKPOINT_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of twice
+///   mode, and far fewer fsyncs), checkpoints on a thread of their own beside the writer,
+///   the pool's connections checkpointing only past the writer's backstop
+///   ([`checkpointer::WRITER_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of twice
 ///   the cores, 4 to 8 ([`sqlite_pool_size`]; sea-orm's SQLite default is 1, which
 ///   serializes every reader behind the writer).
 ///   `sqlite::memory:` gets a pool of 1: each in-memory connection would otherwise share one
@@ -460,7 +454,7 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
-                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+                .pragma("wal_autocheckpoint", checkpointer::WRITER_PAGES.to_string())
         });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // All 16 opened up front, by the pool's own task on the runtime that connects (the
@@ -576,15 +570,15 @@ pub fn backend_name(db: &Db) -> &'static str {
 mod tests {
     use super::*;
 
-    /// SQLite connections checkpoint at the smaller threshold (set in the pool's connect
-    /// options, so on every connection it opens).
+    /// The pool's SQLite connections checkpoint only past the writer's backstop (set in the
+    /// pool's connect options, so on every connection it opens): the checkpointer copies.
     #[tokio::test]
-    async fn sqlite_connections_checkpoint_small() {
+    async fn sqlite_connections_checkpoint_at_the_backstop() {
         use sea_orm::ConnectionTrait;
         let dir = tempfile::tempdir().unwrap();
         let db = connect(&format!("sqlite://{}", dir.path().join("hms.db").display())).await.unwrap();
         let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA wal_autocheckpoint")).await.unwrap().unwrap();
-        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), i64::from(WAL_AUTOCHECKPOINT_PAGES));
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), i64::from(checkpointer::WRITER_PAGES));
     }
 
     /// A SQLite file's pool is twice the cores, 4 to 8 (each used connection keeps memory:

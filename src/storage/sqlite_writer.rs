@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use sea_orm::{DbBackend, Statement, Value};
 
 use super::attempts::NewAttempt;
+use super::checkpointer::{self, Checkpointer};
 use super::deliveries::{JobUpdate, NewDelivery};
 use super::tickets::NewTicket;
 use super::{BatchEntry, EntryWritten, Plan, Queued, StorageError, claimed, deliveries, links, tickets};
@@ -34,6 +35,8 @@ const CACHED_STATEMENTS: usize = 64;
 /// SQLite works: it belongs on a thread of its own (the Committer's), not an async worker.
 pub struct SqliteWriter {
     conn: Connection,
+    /// Copies the WAL into the database file beside this thread (see [`Checkpointer`]).
+    checkpointer: Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteWriter {
@@ -48,30 +51,38 @@ impl SqliteWriter {
     pub fn open(url: &str) -> Result<Option<Self>, StorageError> {
         let Some(path) = url.starts_with("sqlite:").then(|| super::sqlite_file(url)).flatten() else { return Ok(None) };
         let conn = open_connection(&path).map_err(|e| StorageError::Writer(format!("cannot open {path}: {e}")))?;
-        Ok(Some(Self { conn }))
+        let checkpointer = Checkpointer::start(&path).map_err(|e| StorageError::Writer(format!("cannot start the checkpointer of {path}: {e}")))?;
+        Ok(Some(Self { conn, checkpointer }))
+    }
+
+    /// The checkpoints run so far, by the checkpointer's thread and by the writer itself.
+    pub fn checkpoints(&self) -> &checkpointer::Counts {
+        self.checkpointer.counts()
     }
 
     /// Writes one batch in one transaction, as [`super::write_batch`] does. A panic on the way
     /// (a bug) fails the batch, whose transaction the unwinding rolls back; the connection
     /// stays usable.
     pub fn write(&mut self, entries: &[&BatchEntry]) -> Result<Vec<EntryWritten>, StorageError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut self.conn, entries))).unwrap_or_else(|panic| {
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut self.conn, entries))).unwrap_or_else(|panic| {
             let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
             Err(StorageError::Writer(format!("panicked writing a batch: {message}")))
-        })
+        });
+        self.checkpointer.after_commit(&self.conn);
+        written
     }
 }
 
 /// A connection set up as the pool's are (see [`super::connect`]): the file's WAL journal,
-/// `synchronous = NORMAL`, the same busy timeout, foreign keys, and the same checkpoint size
-/// (a per-connection setting, and this connection makes most of the commits).
+/// `synchronous = NORMAL`, the same busy timeout and foreign keys. Instead of SQLite's
+/// autocheckpoint, its WAL hook tells the [`Checkpointer`] the log's size after each commit.
 fn open_connection(path: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.wal_hook(Some(checkpointer::wal_hook));
     conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
     Ok(conn)
 }

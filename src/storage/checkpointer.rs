@@ -62,6 +62,11 @@ pub(super) fn wal_hook(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 #[derive(Debug)]
 pub struct Checkpointer {
     nudge: SyncSender<()>,
+    /// The WAL's frames at the last nudge: the next comes [`NUDGE_PAGES`] later, so that
+    /// the thread copies about as often as the writer's own checkpoint did (nudged after
+    /// every commit instead, it ran back to back under a steady load and copied the hot
+    /// pages more often: a fifth more bytes written per event, a tenth more CPU).
+    nudged_at: u32,
     counts: Arc<Counts>,
 }
 
@@ -86,14 +91,23 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .stack_size(STACK)
             .spawn(move || run(&conn, &nudged, &seen))?;
-        Ok(Self { nudge, counts })
+        Ok(Self { nudge, nudged_at: 0, counts })
     }
 
-    /// After a commit on `conn` (the writer's): nudges the thread, or past the backstop
-    /// checkpoints here. A checkpoint that finds the thread's still running is refused at
-    /// once (`SQLITE_BUSY`) and tried again after the next commit.
-    pub(super) fn after_commit(&self, conn: &Connection) {
+    /// After a commit on `conn` (the writer's): nudges the thread each [`NUDGE_PAGES`]
+    /// frames, or past the backstop checkpoints here. A checkpoint that finds the thread's
+    /// still running is refused at once (`SQLITE_BUSY`) and tried again after the next
+    /// commit.
+    pub(super) fn after_commit(&mut self, conn: &Connection) {
         let frames = WAL_FRAMES.with(|f| f.replace(0));
+        if frames == 0 {
+            // No commit (a failed write): nothing new in the log.
+            return;
+        }
+        if frames < self.nudged_at {
+            // The log started over.
+            self.nudged_at = 0;
+        }
         if frames >= WRITER_PAGES {
             match checkpoint(conn) {
                 Ok(true) => {}
@@ -102,7 +116,8 @@ impl Checkpointer {
                 }
                 Err(e) => tracing::warn!(error = %e, frames, "the writer's WAL checkpoint failed"),
             }
-        } else if frames >= NUDGE_PAGES {
+        } else if frames >= self.nudged_at + NUDGE_PAGES {
+            self.nudged_at = frames;
             // Full: a nudge is waiting already. Disconnected: the thread is gone, and the
             // backstop above still bounds the WAL.
             match self.nudge.try_send(()) {
@@ -166,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = writer(&dir);
         let (nudge, _never_read) = sync_channel(1);
-        let checkpointer = Checkpointer { nudge, counts: Arc::default() };
+        let mut checkpointer = Checkpointer { nudge, nudged_at: 0, counts: Arc::default() };
         let mut most = 0;
         for _ in 0..3 * WRITER_PAGES {
             most = most.max(commit(&conn));
@@ -185,7 +200,7 @@ mod tests {
     fn the_thread_checkpoints_when_nudged_and_the_log_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = writer(&dir);
-        let checkpointer = Checkpointer::start(&path).unwrap();
+        let mut checkpointer = Checkpointer::start(&path).unwrap();
         let mut frames = 0;
         for _ in 0..2 * NUDGE_PAGES {
             frames = commit(&conn);

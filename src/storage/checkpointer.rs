@@ -4,8 +4,8 @@
 //!
 //! The protocol, between the writer's connection and this thread's:
 //! - after each commit the writer learns how many frames the WAL holds (SQLite's WAL hook);
-//! - from [`NUDGE_PAGES`] on, it nudges this thread, which runs a passive checkpoint (one
-//!   that never blocks the writer, nor waits for it);
+//! - every [`NUDGE_PAGES`] frames, it nudges this thread, which runs a passive checkpoint
+//!   (one that never blocks the writer, nor waits for it);
 //! - from [`WRITER_PAGES`] on, the writer checkpoints itself, as SQLite's autocheckpoint did,
 //!   instead of nudging.
 //!
@@ -16,7 +16,7 @@
 //! the WAL grow to it). The writer's own checkpoint runs with no writer beside it, copies
 //! what is left, which is little once this thread has copied the rest, and the next commit
 //! starts the log over. At a moderate load the writer idles between commits, this thread
-//! catches up, and the writer never checkpoints at all.
+//! catches up within a nudge or two, and the writer never checkpoints at all.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -41,7 +41,7 @@ pub(super) const NUDGE_PAGES: u32 = 250;
 /// pooled write (a webhook, a pull, an operator's replay) is not the one that copies.
 pub(super) const WRITER_PAGES: u32 = 1_000;
 
-/// The thread's stack: a passive checkpoint needs little (SQLite's own limit is far below).
+/// The thread's stack: SQLite's checkpoint needs a few KiB of it (the default is 2 MiB).
 const STACK: usize = 256 * 1024;
 
 thread_local! {
@@ -112,7 +112,8 @@ impl Checkpointer {
             match checkpoint(conn) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.counts.writer.fetch_add(1, Ordering::Relaxed);
+                    let n = self.counts.writer.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::debug!(frames, times = n, "the writer checkpointed the WAL itself (past the backstop)");
                 }
                 Err(e) => tracing::warn!(error = %e, frames, "the writer's WAL checkpoint failed"),
             }
@@ -126,7 +127,9 @@ impl Checkpointer {
         }
     }
 
-    /// The checkpoints run so far.
+    /// The checkpoints run so far (read by the tests; the log shows them at `debug` and
+    /// `trace`).
+    #[cfg(test)]
     pub fn counts(&self) -> &Counts {
         &self.counts
     }

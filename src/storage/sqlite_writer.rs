@@ -55,11 +55,6 @@ impl SqliteWriter {
         Ok(Some(Self { conn, checkpointer }))
     }
 
-    /// The checkpoints run so far, by the checkpointer's thread and by the writer itself.
-    pub fn checkpoints(&self) -> &checkpointer::Counts {
-        self.checkpointer.counts()
-    }
-
     /// Writes one batch in one transaction, as [`super::write_batch`] does. A panic on the way
     /// (a bug) fails the batch, whose transaction the unwinding rolls back; the connection
     /// stays usable.

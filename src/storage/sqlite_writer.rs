@@ -12,8 +12,6 @@
 //! ones with the pool's builders. PostgreSQL, and a SQLite database in memory (which a second
 //! connection would not see), are written through the pool.
 
-use std::time::Duration;
-
 use chrono::SecondsFormat;
 use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -73,7 +71,7 @@ impl SqliteWriter {
 /// autocheckpoint, its WAL hook tells the [`Checkpointer`] the log's size after each commit.
 fn open_connection(path: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

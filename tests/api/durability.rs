@@ -41,7 +41,7 @@ async fn nothing_accepted_is_lost_across_a_restart() {
     assert_eq!(app.call("PUT", "/connectors/d/resume", None).await.0, 202);
     let tickets = app.wait_tickets("connector=d&status=completed", 30).await;
     assert_eq!(tickets.len(), 30);
-    poll_until("the queue to drain", WAIT, || async { (app.status("d").await["queue_depth"] == 0).then_some(()) }).await;
+    app.wait_queue_empty("d").await;
     let got = fake.received();
     let counts = delivered_counts(&got);
     assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (0..30).collect::<Vec<_>>(), "every event delivered");
@@ -86,7 +86,7 @@ async fn when_outcomes_cannot_be_stored_the_pusher_holds_back_and_loses_nothing(
     db.execute_unprepared("DROP TRIGGER refuse_tickets").await.unwrap();
     fake.answer_normally();
     app.wait_tickets("connector=d&status=completed", 10).await;
-    poll_until("the queue to drain", WAIT, || async { (app.status("d").await["queue_depth"] == 0).then_some(()) }).await;
+    app.wait_queue_empty("d").await;
     let counts = delivered_counts(&fake.received());
     assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (0..10).collect::<Vec<_>>(), "every event delivered");
     assert_eq!(app.tickets("connector=d").await.len(), 10, "one ticket per job");

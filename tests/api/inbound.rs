@@ -94,10 +94,6 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn wait_queue_empty(app: &TestApp, id: &str) {
-    poll_until(&format!("the queue of {id} to drain"), WAIT, || async { (app.status(id).await["queue_depth"] == 0).then_some(()) }).await;
-}
-
 // ---------------------------------------------------------------------------------------
 // 1 Standard Webhooks
 
@@ -143,7 +139,7 @@ async fn a_standard_webhook_is_verified_mapped_and_applied_to_hms() {
     let got = hms.wait_until("PATCH /appointments/A-2", |r| r.iter().any(|x| x.path == "/appointments/A-2")).await;
     assert_eq!(at(&got, "PATCH", "/appointments/A-2")[0].body, json!({"id": "A-2", "newDate": "2024-06-02"}));
     app.wait_tickets("connector=appt&status=completed&direction=inbound", 2).await;
-    wait_queue_empty(&app, "appt").await;
+    app.wait_queue_empty("appt").await;
     assert_eq!(hms.received().len(), 2, "{:#?}", hms.received());
 }
 
@@ -233,7 +229,7 @@ async fn forged_stale_unsigned_malformed_and_oversized_webhooks_are_refused_and_
     assert_eq!(code, 200, "{answer}");
     let tickets = app.wait_tickets("connector=refuse", 1).await;
     assert_eq!(tickets.len(), 1, "{tickets:?}");
-    wait_queue_empty(&app, "refuse").await;
+    app.wait_queue_empty("refuse").await;
     let got = hms.received();
     assert_eq!(got.len(), 1, "only the genuine webhook reached HMS: {got:#?}");
     assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("PATCH", "/appointments/R-1"));
@@ -276,7 +272,7 @@ async fn a_replayed_webhook_id_is_applied_once() {
     assert_eq!(code, 200, "{m}");
     assert_eq!(m["duplicate"], false, "{m}");
     let got = hms.wait_until("the marker", |r| r.iter().any(|x| x.body["newDate"] == "2099-12-31")).await;
-    wait_queue_empty(&app, "replay").await;
+    app.wait_queue_empty("replay").await;
     let patches = at(&got, "PATCH", "/appointments/D-1");
     assert_eq!(patches.len(), 2, "the change once, then the marker: {got:#?}");
     assert_eq!(patches[0].body, json!({"id": "D-1", "newDate": "2024-06-01"}));
@@ -302,7 +298,7 @@ async fn concurrent_replays_are_applied_once_and_answered_as_duplicates() {
     let marker = r#"{"apptId": "D-2", "scheduledDate": "2099-12-31"}"#;
     assert_eq!(post_standard(&app, path, secret, "msg_dup_marker_2", now(), marker).await.0, 200);
     let got = hms.wait_until("the marker", |r| r.iter().any(|x| x.path == "/appointments/D-2" && x.body["newDate"] == "2099-12-31")).await;
-    wait_queue_empty(&app, "conc").await;
+    app.wait_queue_empty("conc").await;
     let patches = at(&got, "PATCH", "/appointments/D-2");
     assert_eq!(patches.len(), 2, "the change once, then the marker: {got:#?}");
     assert_eq!(patches[0].body, json!({"id": "D-2", "newDate": "2024-08-08"}));
@@ -383,8 +379,8 @@ retry: { max: 3, backoffMs: 10 }
 
     app.wait_tickets("connector=gh&status=completed", 1).await;
     app.wait_tickets("connector=tok&status=completed", 1).await;
-    wait_queue_empty(&app, "gh").await;
-    wait_queue_empty(&app, "tok").await;
+    app.wait_queue_empty("gh").await;
+    app.wait_queue_empty("tok").await;
     let got = hms.received();
     let mut seen: Vec<(String, String)> = got.iter().map(|r| (r.method.clone(), r.path.clone())).collect();
     seen.sort();
@@ -456,8 +452,8 @@ retry: {{ max: 3, backoffMs: 10 }}
     let t = app.wait_tickets("connector=appt-in&status=completed&direction=inbound", 1).await;
     assert_eq!(t.len(), 1, "{t:?}");
     app.wait_tickets("connector=appt-out&status=completed&direction=outbound", 1).await;
-    wait_queue_empty(&app, "appt-in").await;
-    wait_queue_empty(&app, "appt-out").await;
+    app.wait_queue_empty("appt-in").await;
+    app.wait_queue_empty("appt-out").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -504,7 +500,7 @@ retry: {{ max: 3, backoffMs: 10 }}
     assert_eq!(put[0].header("idempotency-key"), Some("shifts-out:hms-change-72"));
     let t = app.wait_tickets("connector=shifts-out&status=completed", 1).await;
     assert_eq!(t[0]["direction"], "outbound", "{}", t[0]);
-    wait_queue_empty(&app, "shifts-out").await;
+    app.wait_queue_empty("shifts-out").await;
     assert_eq!(target.received().len(), 1, "the refused push published nothing: {:#?}", target.received());
 }
 
@@ -691,7 +687,7 @@ fn once_each(pairs: &[(&str, i64)]) -> BTreeMap<(String, i64), usize> {
 async fn wait_applied(app: &TestApp, id: &str, n: usize) {
     let t = app.wait_tickets(&format!("connector={id}&status=completed&direction=inbound&limit=500"), n).await;
     assert_eq!(t.len(), n, "exactly {n} inbound tickets: {t:#?}");
-    wait_queue_empty(app, id).await;
+    app.wait_queue_empty(id).await;
 }
 
 /// The saved cursor, read from the database file.

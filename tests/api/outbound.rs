@@ -77,7 +77,7 @@ async fn retries_until_success_with_one_idempotency_key_and_a_completed_ticket()
         assert_eq!(r.header("idempotency-key"), Some(key.as_str()), "same key on every attempt: {r:?}");
         assert_eq!(r.body, json!({"status": "APPROVED"}));
     }
-    poll_until("the queue to drain", WAIT, || async { (app.status("gis").await["queue_depth"] == 0).then_some(()) }).await;
+    app.wait_queue_empty("gis").await;
 }
 
 // 2

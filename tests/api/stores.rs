@@ -334,7 +334,7 @@ async fn a_couchdb_style_store_syncs_both_ways_with_revisions_and_deletes() {
     // The sync pulled shift 2 too (our own write, skipped as an echo after a read of it):
     // its job must be over before the ranger's next edit waits for "the next read" of it,
     // or that read is this job's and the edit lands with no stale write to refuse.
-    poll_until("the pulled jobs settled", WAIT, || async { (app.status("couch-shifts").await["queue_depth"] == 0).then_some(()) }).await;
+    app.wait_queue_empty("couch-shifts").await;
 
     // A ranger edits shift 2 between the service's read and its write: the store refuses
     // the stale revision (409), the service reads again and decides again. The ranger's
@@ -365,14 +365,11 @@ async fn a_couchdb_style_store_syncs_both_ways_with_revisions_and_deletes() {
     let tickets = app.wait_tickets("connector=couch-shifts&status=completed", 6).await;
     // Counted with every job settled, before and after one more sync: a count read while a
     // job is still pending could pass however many tickets came later.
-    let settled = || async {
-        poll_until("the connector's jobs settled", WAIT, || async { (app.status("couch-shifts").await["queue_depth"] == 0).then_some(()) }).await;
-    };
-    settled().await;
+    app.wait_queue_empty("couch-shifts").await;
     let quiet = app.tickets("connector=couch-shifts").await.len();
     sync().await;
     poll_until("no echo loop", WAIT, || async { (hms.echoes().0 == hms.echoes().1).then_some(()) }).await;
-    settled().await;
+    app.wait_queue_empty("couch-shifts").await;
     assert!(app.tickets("connector=couch-shifts").await.len() <= quiet + 2, "only the feed's tombstone echoes may follow: {tickets:#?}");
     assert!(app.parked("couch-shifts").await.is_empty(), "nothing parked");
 }

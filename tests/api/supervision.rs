@@ -143,7 +143,7 @@ async fn pending_work_survives_a_restart_of_the_service() {
     app.call("PUT", "/connectors/gis/resume", None).await;
     let got = fake.wait_for(1).await;
     assert_eq!(got[0].path, "/gis/RW-5");
-    poll_until("queue drained", WAIT, || async { (app.status("gis").await["queue_depth"] == 0).then_some(()) }).await;
+    app.wait_queue_empty("gis").await;
 }
 
 /// Connector threads counted by the thread-start hook.

@@ -179,6 +179,11 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the connector has no pending job (its status's `queue_depth` is 0).
+    pub async fn wait_queue_empty(&self, id: &str) {
+        poll_until(&format!("the queue of {id} to drain"), WAIT, || async { (self.status(id).await["queue_depth"] == 0).then_some(()) }).await;
+    }
+
     /// The tickets matching `query` (e.g. `connector=a&status=completed`), first page.
     pub async fn tickets(&self, query: &str) -> Vec<Value> {
         let (code, body) = self.call("GET", &format!("/tickets?{query}"), None).await;

@@ -29,8 +29,11 @@ pub struct Done {
     /// The outcome is committed (else the job is still pending, as it was).
     pub recorded: bool,
     /// The job's record key may have a pending job now (see `EntryWritten::Settled`): the
-    /// lane reads the queue for it.
+    /// lane reads the queue for it, unless it is given as `next`.
     pub key_waits: bool,
+    /// That job, due, as SQLite's writer read it in the settle's commit: the lane starts it
+    /// without reading the queue.
+    pub next: Option<Delivery>,
 }
 
 /// What one attempt works with: the connector's shared state, and the lane to tell when
@@ -287,7 +290,7 @@ async fn run(crew: &Crew, claim: &Claim) -> Done {
                 }
                 tracing::warn!(job = claim.job.id, "the claim's lease ran out before the request could go; not sent, left to the next claim");
                 crew.lane.do_send(RequestOver(claim.job.id));
-                return Done { recorded: true, key_waits: true };
+                return Done { recorded: true, key_waits: true, next: None };
             }
             // A conditional write refused: the target changed between our read and our
             // write. Read it again and decide again, a few times, instead of parking.
@@ -469,11 +472,11 @@ async fn commit(crew: &Crew, job: &Delivery, outcome: RecordOutcome, line: Strin
     match committed {
         // Another attempt of this job settled it first (a lane replaced or restarted while
         // this one was on the wire): nothing of this one was written; the key is free.
-        Ok(Ok(EntryWritten::Stale)) => Done { recorded: true, key_waits: true },
+        Ok(Ok(EntryWritten::Stale)) => Done { recorded: true, key_waits: true, next: None },
         Ok(Ok(written)) => {
-            let (ticket, key_waits) = match written {
-                EntryWritten::Settled { ticket, key_waits } => (ticket, key_waits),
-                _ => (None, true),
+            let (ticket, key_waits, next) = match written {
+                EntryWritten::Settled { ticket, key_waits, next } => (ticket, key_waits, next),
+                _ => (None, true, None),
             };
             if let Some(id) = ticket {
                 tracing::Span::current().record("ticket", format!("SYNC-{id}"));
@@ -484,15 +487,15 @@ async fn commit(crew: &Crew, job: &Delivery, outcome: RecordOutcome, line: Strin
             if let Some(at) = retry_at {
                 crew.shared.retry_at(at);
             }
-            Done { recorded: true, key_waits }
+            Done { recorded: true, key_waits, next }
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot record the outcome; the job stays pending and will be sent again");
-            Done { recorded: false, key_waits: true }
+            Done { recorded: false, key_waits: true, next: None }
         }
         Err(e) => {
             tracing::error!(error = %e, "the committer is unavailable; the job stays pending and will be sent again");
-            Done { recorded: false, key_waits: true }
+            Done { recorded: false, key_waits: true, next: None }
         }
     }
 }

@@ -466,18 +466,23 @@ impl Lane {
         }
         ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
             act.attempts.0.remove(&id);
-            let (recorded, key_waits) = done.map_or((false, true), |d| (d.recorded, d.key_waits));
+            let (recorded, key_waits, next) = done.map_or((false, true, None), |d| (d.recorded, d.key_waits, d.next));
             act.sending.remove(&id);
             let passed_over = act.passed_over.remove(&key);
             if recorded {
                 act.in_flight_ids.remove(&id);
                 act.in_flight_keys.remove(&key);
                 act.fill(ctx);
-                // The queue is read for the key's next job, for a job passed over while the
-                // key was in flight, or for jobs that wait for a slot and are not in `ready`;
-                // anything else stored meanwhile woke the lane (see `Lane::starved`,
-                // `Lane::passed_over`).
-                if key_waits || passed_over || (act.starved && act.ready.is_empty()) {
+                // The queue is read for the key's next job (unless the settle gave it: then it
+                // starts as a new head does, see `Lane::take`), for a job passed over while
+                // the key was in flight, or for jobs that wait for a slot and are not in
+                // `ready`; anything else stored meanwhile woke the lane (see
+                // `Lane::starved`, `Lane::passed_over`).
+                if passed_over || (act.starved && act.ready.is_empty()) {
+                    act.claim(ctx);
+                } else if let Some(next) = next {
+                    act.take(vec![next], ctx);
+                } else if key_waits {
                     act.claim(ctx);
                 }
             } else {

@@ -168,7 +168,11 @@ pub enum EntryWritten {
     /// commit (a later change of the record, or the job itself, rescheduled), which its lane
     /// must claim next; without one, the lane has nothing to read for the key (at a steady
     /// load that was a claim per event, each a round trip to the database, for nothing).
-    Settled { ticket: Option<i64>, key_waits: bool },
+    /// `next`: with SQLite's own writer, that pending job, the key's head now, when it is
+    /// due, as a read would give it: the lane starts it without reading the queue (in a burst
+    /// of changes to one record that read was one per event). `None` (the pool's writer, or
+    /// a job not due): the lane reads the queue when `key_waits`.
+    Settled { ticket: Option<i64>, key_waits: bool, next: Option<Delivery> },
     /// An outcome whose claim no longer holds (the job was settled meanwhile, by another
     /// attempt): nothing of it was written, neither its state nor its ticket.
     Stale,
@@ -205,10 +209,10 @@ pub async fn write_batch(db: &Db, entries: &[&BatchEntry]) -> Result<Vec<EntryWr
         links::save_link(&txn, l).await?;
     }
     attempts::insert_in(&txn, &plan.attempts).await?;
-    let waiting = deliveries::keys_waiting_in(&txn, &plan.settled).await?;
+    let mut waiting = deliveries::keys_waiting_in(&txn, &plan.settled).await?.into_iter().map(|id| (id, None)).collect();
     let ids = tickets::append_in(&txn, &plan.tickets).await?;
     txn.commit().await?;
-    Ok(plan.written(entries, ids, &waiting, None))
+    Ok(plan.written(entries, ids, &mut waiting, None))
 }
 
 /// A batch of new jobs alone: their jobs in one list (empty for a single entry, which is
@@ -282,9 +286,10 @@ impl<'a> Plan<'a> {
     }
 
     /// What became of each entry, given the tickets' new ids (in entry order), the settled
-    /// jobs whose keys have a pending job (`waiting`) and, when the writer knows them, the
-    /// new jobs stored and which of them head their keys (`queued`).
-    fn written(self, entries: &[&'a BatchEntry], ticket_ids: Vec<i64>, waiting: &std::collections::HashSet<i64>, mut queued: Option<Queued<'a>>) -> Vec<EntryWritten> {
+    /// jobs whose keys have a pending job (`waiting`), with that job when the writer knows
+    /// it, and, when the writer knows them, the new jobs stored and which of them head their
+    /// keys (`queued`).
+    fn written(self, entries: &[&'a BatchEntry], ticket_ids: Vec<i64>, waiting: &mut std::collections::HashMap<i64, Option<Delivery>>, mut queued: Option<Queued<'a>>) -> Vec<EntryWritten> {
         let mut ids = ticket_ids.into_iter();
         entries
             .iter()
@@ -292,7 +297,8 @@ impl<'a> Plan<'a> {
             .map(|(e, live)| match e {
                 BatchEntry::Outcome { .. } if !live => EntryWritten::Stale,
                 BatchEntry::Outcome { update, ticket, .. } => {
-                    EntryWritten::Settled { ticket: ticket.as_ref().and_then(|_| ids.next()), key_waits: waiting.contains(&update.token().job) }
+                    let next = waiting.remove(&update.token().job);
+                    EntryWritten::Settled { ticket: ticket.as_ref().and_then(|_| ids.next()), key_waits: next.is_some(), next: next.flatten() }
                 }
                 BatchEntry::Ticket(_) => EntryWritten::Written(ids.next()),
                 BatchEntry::Jobs(jobs) => EntryWritten::Queued(queued.as_mut().map(|q| q.heads(jobs))),
@@ -311,6 +317,11 @@ pub(crate) struct Queued<'a> {
 }
 
 impl<'a> Queued<'a> {
+    /// Whether job `id` was stored by this batch.
+    pub(crate) fn stored(&self, id: i64) -> bool {
+        self.ids.values().any(|&stored| stored == id)
+    }
+
     /// Of an entry's `jobs`, those stored by this batch that head their keys. A job stored
     /// by the batch is given to the first entry that has it (an event id twice in a batch is
     /// stored once).

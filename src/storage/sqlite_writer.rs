@@ -19,7 +19,7 @@ use sea_orm::{DbBackend, Statement, Value};
 
 use super::attempts::NewAttempt;
 use super::checkpointer::{self, Checkpointer};
-use super::deliveries::{JobUpdate, NewDelivery};
+use super::deliveries::{Delivery, JobUpdate, NewDelivery};
 use super::tickets::NewTicket;
 use super::{BatchEntry, EntryWritten, Plan, Queued, StorageError, claimed, deliveries, links, tickets};
 
@@ -109,10 +109,10 @@ fn write(conn: &mut Connection, entries: &[&BatchEntry]) -> Result<Vec<EntryWrit
     insert_attempts(&txn, &plan.attempts, &stamp)?;
     // After the updates: a job this batch settles no longer holds its key.
     let queued = queued(&txn, stored, at)?;
-    let waiting = keys_waiting(&txn, &plan.settled)?;
+    let mut waiting = keys_waiting(&txn, &plan.settled, &queued, at)?;
     let ids = append_tickets(&txn, &plan.tickets)?;
     txn.commit()?;
-    Ok(plan.written(entries, ids, &waiting, Some(queued)))
+    Ok(plan.written(entries, ids, &mut waiting, Some(queued)))
 }
 
 /// The hand-written statements of [`write`]. Each names its columns; the values it does not
@@ -133,9 +133,12 @@ mod sql {
     /// Job `?1` is the oldest pending job of its record key (the claim's head test).
     pub const IS_HEAD: &str = "SELECT 1 FROM deliveries AS d WHERE d.id = ?1 \
          AND d.id = (SELECT min(p.id) FROM deliveries AS p WHERE p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key)";
-    /// Job `?1`'s record key has a pending job.
-    pub const KEY_WAITS: &str = "SELECT EXISTS (SELECT 1 FROM deliveries AS p WHERE p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key) \
-         FROM deliveries AS d WHERE d.id = ?1";
+    /// The oldest pending job of job `?1`'s record key, whole (the columns of
+    /// [`super::KeyHead`], in its order): the key's head once `?1` is settled.
+    pub const KEY_HEAD: &str = "SELECT p.id, p.connector_id, p.event_id, p.topic, p.record_key, p.payload, p.status, p.attempts, p.next_attempt_at, p.last_error, \
+         p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by \
+         FROM deliveries AS d JOIN deliveries AS p ON p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key \
+         WHERE d.id = ?1 ORDER BY p.id LIMIT 1";
     pub const TICKETS_HEAD: &str = "SELECT id, hash FROM sync_tickets WHERE id = (SELECT max(id) FROM sync_tickets)";
     pub const INSERT_TICKET: &str = "INSERT INTO sync_tickets (connector_id, event_id, delivery_id, hms_id, external_id, direction, status, reason, attempts, last_error, detail, created_at, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
@@ -158,19 +161,65 @@ fn pending_claims(conn: &Connection, ids: &[i64]) -> Result<std::collections::Ha
 }
 
 /// Of the settled jobs `ids`, those whose record key has a pending job (after the batch's
-/// updates): their lanes read the queue for it (see `EntryWritten::Settled`).
-fn keys_waiting(conn: &Connection, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StorageError> {
-    let mut waiting = std::collections::HashSet::new();
+/// updates), each with that key's next job when it is due at `at` (see
+/// `EntryWritten::Settled`): its lane starts it as it is, without reading the queue. A key's
+/// next job that is not due (the settled job itself, rescheduled, or a later one waiting
+/// out a retry) is left to the queue's read and the retry timer. So is one this batch
+/// stored (`queued`): it heads its key now, so it goes to its lane as a new job with its
+/// commit (`EntryWritten::Queued`), and given twice it could start twice (the second hand
+/// coming after its first attempt settled). A job stored before this batch was not handed
+/// over (the settled job, older, headed the key), nor claimed (the key was in flight).
+fn keys_waiting(conn: &Connection, ids: &[i64], queued: &Queued<'_>, at: chrono::DateTime<chrono::Utc>) -> Result<std::collections::HashMap<i64, Option<Delivery>>, StorageError> {
+    let mut waiting = std::collections::HashMap::new();
     if ids.is_empty() {
         return Ok(waiting);
     }
-    let mut waits = conn.prepare_cached(sql::KEY_WAITS)?;
+    let mut head = conn.prepare_cached(sql::KEY_HEAD)?;
     for &id in ids {
-        if waits.query_row([id], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false) {
-            waiting.insert(id);
+        if let Some(row) = head.query_row([id], KeyHead::read).optional()? {
+            let next = row.0.next_attempt_at <= at && !queued.stored(row.0.id);
+            waiting.insert(id, if next { Some(Delivery::try_from(row.0)?) } else { None });
         }
     }
     Ok(waiting)
+}
+
+/// A job's row as [`sql::KEY_HEAD`] reads it, in the pool's model (so that it becomes a
+/// [`Delivery`] as a read through the pool makes it).
+struct KeyHead(entities::deliveries::Model);
+
+impl KeyHead {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let time = |i: usize| -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
+            let text: String = r.get(i)?;
+            chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+        };
+        let lease_until = match r.get::<_, Option<String>>(16)? {
+            Some(_) => Some(time(16)?),
+            None => None,
+        };
+        Ok(Self(entities::deliveries::Model {
+            id: r.get(0)?,
+            connector_id: r.get(1)?,
+            event_id: r.get(2)?,
+            topic: r.get(3)?,
+            record_key: r.get(4)?,
+            payload: r.get(5)?,
+            status: r.get(6)?,
+            attempts: r.get(7)?,
+            next_attempt_at: time(8)?,
+            last_error: r.get(9)?,
+            created_at: time(10)?,
+            updated_at: time(11)?,
+            origin: r.get(12)?,
+            deleted: r.get(13)?,
+            conflict: r.get(14)?,
+            lease_owner: r.get(15)?,
+            lease_until,
+            claims: r.get(17)?,
+            replayed_by: r.get(18)?,
+        }))
+    }
 }
 
 /// Stores `jobs`, stamped `stamp`; the ones stored, with their ids (a job whose event id its

@@ -206,13 +206,13 @@ pub async fn settles_are_fenced_by_the_claim_token(db: &Db) {
     let done = |c: &storage::Claim| BatchEntry::Outcome { update: JobUpdate::Complete { token: c.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket(c)) };
     let (first, second) = (done(&claims[0]), done(&claims[0]));
     let written = storage::write_batch(db, &[&first, &second]).await.unwrap();
-    assert!(matches!(written[0], EntryWritten::Settled { ticket: Some(_), key_waits: false }), "{written:?}");
+    assert!(matches!(written[0], EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None }), "{written:?}");
     assert_eq!(written[1], EntryWritten::Stale, "the same job settled twice in one batch: the second is stale");
     let again = storage::write_batch(db, &[&done(&claims[0])]).await.unwrap();
     assert_eq!(again, [EntryWritten::Stale], "a later batch: stale too");
     // The other job moved on (rescheduled: its attempts changed) before this outcome came.
     let moved = BatchEntry::Outcome { update: JobUpdate::Reschedule { token: claims[1].token, attempts: 1, at: Utc::now(), error: "503".into() }, jobs: Vec::new(), link: None, attempt: None, ticket: None };
-    assert_eq!(storage::write_batch(db, &[&moved]).await.unwrap(), [EntryWritten::Settled { ticket: None, key_waits: true }], "rescheduled: the job waits in its key");
+    assert_eq!(storage::write_batch(db, &[&moved]).await.unwrap(), [EntryWritten::Settled { ticket: None, key_waits: true, next: None }], "rescheduled: the job waits in its key");
     assert_eq!(storage::write_batch(db, &[&done(&claims[1])]).await.unwrap(), [EntryWritten::Stale], "claimed at 0 attempts, the job has 1 now");
     let tickets = storage::list_tickets(db, &storage::TicketFilter { connector_id: Some("fence".into()), ..Default::default() }).await.unwrap();
     assert_eq!(tickets.len(), 1, "one ticket in all: {tickets:?}");
@@ -249,7 +249,7 @@ pub async fn claims_are_shared_between_instances(db: &Db) {
     // only that one.
     let first = all[0];
     let done = settled(first);
-    assert_eq!(storage::write_batch(db, &[&done]).await.unwrap(), [storage::EntryWritten::Settled { ticket: None, key_waits: true }], "the key has three more jobs");
+    assert_eq!(storage::write_batch(db, &[&done]).await.unwrap(), [storage::EntryWritten::Settled { ticket: None, key_waits: true, next: None }], "the key has three more jobs");
     let next = storage::claim(db, "shared", Utc::now(), 10, &[], B).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].job.record_key, first.job.record_key);
@@ -353,7 +353,7 @@ pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
     assert_eq!(retaken.len(), 2, "both jobs free again");
     let fresh = retaken.iter().find(|c| c.job.id == first.job.id).unwrap();
     let outcome = settled(fresh);
-    assert_eq!(storage::write_batch(db, &[&outcome]).await.unwrap(), [storage::EntryWritten::Settled { ticket: None, key_waits: false }]);
+    assert_eq!(storage::write_batch(db, &[&outcome]).await.unwrap(), [storage::EntryWritten::Settled { ticket: None, key_waits: false, next: None }]);
     let job = storage::get_delivery(db, first.job.id).await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.claims), ("done", 3));
     assert_eq!(storage::renew_job_leases(db, "slow", &[first.job.id], slow.lease).await.unwrap(), Vec::<i64>::new(), "a settled job is neither renewed nor lost");

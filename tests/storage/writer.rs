@@ -57,8 +57,13 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
         let rows: Vec<&BatchEntry> = batch.iter().collect();
         let by_pool = storage::write_batch(pool, &rows).await.unwrap();
         let by_writer = writer.write(&rows).unwrap();
-        // The new jobs that head their keys: known to SQLite's writer only.
-        let unknown = |w: &EntryWritten| if let EntryWritten::Queued(_) = w { EntryWritten::Queued(None) } else { w.clone() };
+        // The new jobs that head their keys, and a settled key's next job: known to SQLite's
+        // writer only.
+        let unknown = |w: &EntryWritten| match w {
+            EntryWritten::Queued(_) => EntryWritten::Queued(None),
+            EntryWritten::Settled { ticket, key_waits, .. } => EntryWritten::Settled { ticket: *ticket, key_waits: *key_waits, next: None },
+            other => other.clone(),
+        };
         assert_eq!(by_pool, by_writer.iter().map(unknown).collect::<Vec<_>>(), "the same answers");
         by_writer
     }
@@ -142,20 +147,26 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
         matches!(
             written[..],
             [
-                EntryWritten::Settled { ticket: Some(_), key_waits: true },
+                EntryWritten::Settled { ticket: Some(_), key_waits: true, next: Some(_) },
                 EntryWritten::Stale,
-                EntryWritten::Settled { ticket: None, key_waits: true },
-                EntryWritten::Settled { ticket: Some(_), key_waits: false },
+                EntryWritten::Settled { ticket: None, key_waits: true, next: None },
+                EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None },
                 EntryWritten::Written(Some(_)),
-                EntryWritten::Settled { ticket: Some(_), key_waits: false },
+                EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None },
             ]
         ),
         "{written:?}"
     );
+    // k1's next job, handed with the settle: e6, stored before this batch, due, and the row
+    // as a claim reads it (the merge's new job, stored by this batch, goes to its lane as a
+    // new job instead). k2's is the job itself, rescheduled: not due, so not handed.
+    let EntryWritten::Settled { next: Some(next), .. } = &written[0] else { unreachable!() };
+    assert_eq!(next.event_id, "e6");
+    assert!(storage::due_heads(&other, "w", Utc::now(), 50).await.unwrap().contains(next), "handed as read: {next:?}");
     // Later: a stale outcome (settled already), a link renamed (HMS numbered the record
     // anew), a completion with a claim's fence of one attempt more.
     let later = both(&pool, &mut writer, vec![outcome(JobUpdate::Complete { token: t1, attempts: 1 }), BatchEntry::Outcome { update: JobUpdate::Complete { token: t5, attempts: 3 }, jobs: Vec::new(), link: Some(link("h1b", Some("h1"), 5)), attempt: None, ticket: Some(ticket(t5.job, TicketStatus::Completed, None)) }]).await;
-    assert!(matches!(later[..], [EntryWritten::Stale, EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{later:?}");
+    assert!(matches!(later[..], [EntryWritten::Stale, EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None }]), "{later:?}");
     // New jobs in a batch with other entries (one transaction): k3's job was parked (its
     // key is free), k2's waits for its retry.
     let mixed = both(&pool, &mut writer, vec![BatchEntry::Ticket(NewTicket { delivery_id: None, ..ticket(0, TicketStatus::Skipped, None) }), BatchEntry::Jobs(vec![job("n1", "k3", Origin::Event, false), job("n2", "k2", Origin::Event, false)])]).await;
@@ -216,7 +227,7 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     assert!(storage::list_attempts(&db, claim.job.id).await.unwrap().is_empty());
     db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
     let written = writer.write(&[&batch]).unwrap();
-    assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: false }]), "{written:?}");
+    assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None }]), "{written:?}");
     assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
 }
 

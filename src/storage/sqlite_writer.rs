@@ -176,9 +176,19 @@ fn keys_waiting(conn: &Connection, ids: &[i64], queued: &Queued<'_>, at: chrono:
     }
     let mut head = conn.prepare_cached(sql::KEY_HEAD)?;
     for &id in ids {
-        if let Some(row) = head.query_row([id], KeyHead::read).optional()? {
-            let next = row.0.next_attempt_at <= at && !queued.stored(row.0.id);
-            waiting.insert(id, if next { Some(Delivery::try_from(row.0)?) } else { None });
+        match head.query_row([id], KeyHead::read).optional() {
+            Ok(Some(KeyHead(row))) => {
+                let due = row.next_attempt_at <= at && !queued.stored(row.id);
+                // A payload that does not read as JSON is left to the queue's read too, which
+                // reports it: the batch is not failed for it.
+                waiting.insert(id, due.then(|| Delivery::try_from(row).ok()).flatten());
+            }
+            Ok(None) => {}
+            // Likewise a time not as the writers write it.
+            Err(rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..)) => {
+                waiting.insert(id, None);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(waiting)

@@ -231,6 +231,29 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
 }
 
+/// The key's next job handed with a settle is read in the settle's commit; one that does not
+/// read (its payload not JSON, its due time not a time) is left to the lane's read of the
+/// queue, which reports it: the settle is written all the same, `key_waits` without `next`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_job_that_does_not_read_does_not_fail_the_settle() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}/w.db", dir.path().display());
+    let db = storage::connect(&url).await.unwrap();
+    let mut writer = SqliteWriter::open(&url).unwrap().unwrap();
+    for (column, bad) in [("payload", "{not json"), ("next_attempt_at", "soon")] {
+        let key = format!("k-{column}");
+        writer.write(&[&BatchEntry::Jobs(vec![job(&format!("{column}-1"), &key, Origin::Event, false), job(&format!("{column}-2"), &key, Origin::Event, false)])]).unwrap();
+        let claim = storage::claim(&db, "w", Utc::now(), 1, &[], ME).await.unwrap().remove(0);
+        db.execute_unprepared(&format!("UPDATE deliveries SET {column} = '{bad}' WHERE event_id = '{column}-2'")).await.unwrap();
+        let settle = BatchEntry::Outcome { update: JobUpdate::Complete { token: claim.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket(claim.job.id, TicketStatus::Completed, None)) };
+        let written = writer.write(&[&settle]).unwrap();
+        assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: true, next: None }]), "{column}: {written:?}");
+        assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done", "{column}");
+        db.execute_unprepared(&format!("DELETE FROM deliveries WHERE event_id = '{column}-2'")).await.unwrap();
+    }
+}
+
 /// Only a SQLite file has a writer of its own: a database in memory is another connection's
 /// alone, and PostgreSQL takes its writes through the pool.
 #[test]

@@ -95,7 +95,7 @@ impl Metrics {
             fail: counter(&r, "sync_fail_total", "Delivery attempts that failed (sync.fail).", &["connector"]),
             parked: counter(&r, "sync_parked_total", "Jobs parked after their retries or a permanent failure.", &["connector"]),
             restarts: counter(&r, "sync_restarts_total", "Restarts of a connector's supervised children.", &["connector"]),
-            queue_reads: counter(&r, "sync_queue_reads_total", "Reads of the delivery queue by the connector's lane (new jobs heading their record keys are handed to it without one).", &["connector"]),
+            queue_reads: counter(&r, "sync_queue_reads_total", "Reads of the delivery queue by the connector's lane (new jobs heading their record keys, and a key's next job with the settle of the one before, are handed to it without one).", &["connector"]),
             webhook_rejections: counter(&r, "sync_webhook_rejections_total", "Inbound webhooks refused, by reason.", &["connector", "reason"]),
             alerts: counter(&r, "sync_alerts_total", "Alerts raised, by kind.", &["connector", "kind"]),
             queue_depth: gauge(&r, "sync_queue_depth", "Jobs accepted and not yet delivered or parked."),

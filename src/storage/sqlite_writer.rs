@@ -134,7 +134,7 @@ mod sql {
     pub const IS_HEAD: &str = "SELECT 1 FROM deliveries AS d WHERE d.id = ?1 \
          AND d.id = (SELECT min(p.id) FROM deliveries AS p WHERE p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key)";
     /// The oldest pending job of job `?1`'s record key, whole (the columns of
-    /// [`super::KeyHead`], in its order): the key's head once `?1` is settled.
+    /// [`super::job_row`], in its order): the key's head once `?1` is settled.
     pub const KEY_HEAD: &str = "SELECT p.id, p.connector_id, p.event_id, p.topic, p.record_key, p.payload, p.status, p.attempts, p.next_attempt_at, p.last_error, \
          p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by \
          FROM deliveries AS d JOIN deliveries AS p ON p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key \
@@ -176,8 +176,8 @@ fn keys_waiting(conn: &Connection, ids: &[i64], queued: &Queued<'_>, at: chrono:
     }
     let mut head = conn.prepare_cached(sql::KEY_HEAD)?;
     for &id in ids {
-        match head.query_row([id], KeyHead::read).optional() {
-            Ok(Some(KeyHead(row))) => {
+        match head.query_row([id], job_row).optional() {
+            Ok(Some(row)) => {
                 let due = row.next_attempt_at <= at && !queued.stored(row.id);
                 // A payload that does not read as JSON is left to the queue's read too, which
                 // reports it: the batch is not failed for it.
@@ -195,41 +195,30 @@ fn keys_waiting(conn: &Connection, ids: &[i64], queued: &Queued<'_>, at: chrono:
 }
 
 /// A job's row as [`sql::KEY_HEAD`] reads it, in the pool's model (so that it becomes a
-/// [`Delivery`] as a read through the pool makes it).
-struct KeyHead(entities::deliveries::Model);
-
-impl KeyHead {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let time = |i: usize| -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
-            let text: String = r.get(i)?;
-            chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
-        };
-        let lease_until = match r.get::<_, Option<String>>(16)? {
-            Some(_) => Some(time(16)?),
-            None => None,
-        };
-        Ok(Self(entities::deliveries::Model {
-            id: r.get(0)?,
-            connector_id: r.get(1)?,
-            event_id: r.get(2)?,
-            topic: r.get(3)?,
-            record_key: r.get(4)?,
-            payload: r.get(5)?,
-            status: r.get(6)?,
-            attempts: r.get(7)?,
-            next_attempt_at: time(8)?,
-            last_error: r.get(9)?,
-            created_at: time(10)?,
-            updated_at: time(11)?,
-            origin: r.get(12)?,
-            deleted: r.get(13)?,
-            conflict: r.get(14)?,
-            lease_owner: r.get(15)?,
-            lease_until,
-            claims: r.get(17)?,
-            replayed_by: r.get(18)?,
-        }))
-    }
+/// [`Delivery`] as a read through the pool makes it). Times are read by rusqlite's `chrono`
+/// conversion, which takes the RFC 3339 text both writers store.
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<entities::deliveries::Model> {
+    Ok(entities::deliveries::Model {
+        id: r.get(0)?,
+        connector_id: r.get(1)?,
+        event_id: r.get(2)?,
+        topic: r.get(3)?,
+        record_key: r.get(4)?,
+        payload: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        origin: r.get(12)?,
+        deleted: r.get(13)?,
+        conflict: r.get(14)?,
+        lease_owner: r.get(15)?,
+        lease_until: r.get(16)?,
+        claims: r.get(17)?,
+        replayed_by: r.get(18)?,
+    })
 }
 
 /// Stores `jobs`, stamped `stamp`; the ones stored, with their ids (a job whose event id its

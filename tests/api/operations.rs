@@ -129,6 +129,17 @@ async fn metrics_text(base: &str) -> String {
     body
 }
 
+/// Reads of the delivery queue by `connector`'s lane so far (`sync_queue_reads_total`).
+async fn queue_reads(app: &TestApp, connector: &str) -> f64 {
+    value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &[("connector", connector)]).unwrap_or_default()
+}
+
+/// Waits for the lane's first read of the queue, at its start; the reads so far.
+async fn after_first_queue_read(app: &TestApp, connector: &str) -> f64 {
+    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (queue_reads(app, connector).await >= 1.0).then_some(()) }).await;
+    queue_reads(app, connector).await
+}
+
 #[actix_web::test]
 async fn metrics_count_deliveries_failures_parked_jobs_queues_and_restarts() {
     let fake = FakeSystem::start().await;
@@ -607,17 +618,13 @@ async fn new_jobs_reach_their_lane_without_a_read_of_the_queue() {
     let dir = temp_dir("ops-handed");
     let app = TestApp::spawn(test_settings(&dir)).await;
     assert_eq!(app.call("POST", "/connectors", Some(&outbound_yaml("handed", "handed.t", &fake, ""))).await.0, 201);
-    let gis = [("connector", "handed")];
-    let reads = || async { value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &gis).unwrap_or_default() };
-    // The lane's first read, at its start.
-    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (reads().await >= 1.0).then_some(()) }).await;
-    let before = reads().await;
+    let before = after_first_queue_read(&app, "handed").await;
     for n in 1..=20 {
         app.publish("handed.t", json!({"permitId": format!("H-{n}"), "status": "issued"})).await;
         fake.wait_for(n).await;
     }
     app.wait_tickets("connector=handed&status=completed", 20).await;
-    let during = reads().await - before;
+    let during = queue_reads(&app, "handed").await - before;
     assert!(during <= 2.0, "{during} reads of the queue for 20 new jobs, each the head of its key");
 }
 
@@ -634,10 +641,7 @@ async fn jobs_waiting_for_a_slot_are_not_read_back_from_the_queue() {
     let app = TestApp::spawn(test_settings(&dir)).await;
     let yaml = outbound_yaml("ready", "ready.t", &fake, "concurrency: 1\ntimeoutMs: 30000\n");
     assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
-    let labels = [("connector", "ready")];
-    let reads = || async { value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &labels).unwrap_or_default() };
-    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (reads().await >= 1.0).then_some(()) }).await;
-    let before = reads().await;
+    let before = after_first_queue_read(&app, "ready").await;
     // The first request is held until the other ten are stored (and handed to the lane).
     fake.script([Reply::Stall(Duration::from_secs(2))]);
     app.publish("ready.t", json!({"permitId": "R-0", "status": "issued"})).await;
@@ -650,7 +654,7 @@ async fn jobs_waiting_for_a_slot_are_not_read_back_from_the_queue() {
     let paths: Vec<String> = received.iter().map(|r| r.path.clone()).collect();
     let expected: Vec<String> = (0..=10).map(|n| format!("/roadwork/R-{n}")).collect();
     assert_eq!(paths, expected, "one slot: sent one at a time, in order of arrival");
-    let during = reads().await - before;
+    let during = queue_reads(&app, "ready").await - before;
     assert!(during <= 1.0, "{during} reads of the queue for 10 jobs that waited for the one slot");
 }
 
@@ -669,10 +673,7 @@ async fn a_burst_on_one_key_is_handed_on_by_each_settle() {
     let app = TestApp::spawn(test_settings(&dir)).await;
     let yaml = outbound_yaml("burst", "burst.t", &fake, "timeoutMs: 30000\n");
     assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
-    let labels = [("connector", "burst")];
-    let reads = || async { value(&scrape(&metrics_text(&app.base).await), "sync_queue_reads_total", &labels).unwrap_or_default() };
-    poll_until("the lane's first read of the queue", Duration::from_secs(10), || async { (reads().await >= 1.0).then_some(()) }).await;
-    let before = reads().await;
+    let before = after_first_queue_read(&app, "burst").await;
     // The first request is held until the other ten are stored behind it.
     fake.script([Reply::Stall(Duration::from_secs(2))]);
     app.publish("burst.t", json!({"permitId": "B-1", "status": "s0"})).await;
@@ -686,7 +687,7 @@ async fn a_burst_on_one_key_is_handed_on_by_each_settle() {
     let expected: Vec<String> = (0..=10).map(|n| format!("s{n}")).collect();
     assert_eq!(statuses, expected, "one key: sent one at a time, in order of arrival");
     assert!(received.iter().all(|r| r.path == "/roadwork/B-1"));
-    let during = reads().await - before;
+    let during = queue_reads(&app, "burst").await - before;
     assert!(during <= 1.0, "{during} reads of the queue for 10 jobs of one key, each handed on by the settle before it");
 }
 

@@ -206,16 +206,23 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
     assert!(due_b.contains(&"e6".to_owned()) && !due_b.contains(&"e2".to_owned()), "{due_b:?}");
 }
 
+/// A SQLite file in a folder of its own (kept while the test holds it), its pool and its
+/// writer.
+async fn one_database() -> (tempfile::TempDir, Db, SqliteWriter) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}/w.db", dir.path().display());
+    let db = storage::connect(&url).await.unwrap();
+    let writer = SqliteWriter::open(&url).unwrap().unwrap();
+    (dir, db, writer)
+}
+
 /// A batch the database refuses (here a trigger, as a full disk would) fails whole: its
 /// outcome is not written without its ticket. The writer goes on: the same batch is written
 /// once the database takes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     use sea_orm::ConnectionTrait;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}/w.db", dir.path().display());
-    let db = storage::connect(&url).await.unwrap();
-    let mut writer = SqliteWriter::open(&url).unwrap().unwrap();
+    let (_dir, db, mut writer) = one_database().await;
     writer.write(&[&BatchEntry::Jobs(vec![job("e1", "k1", Origin::Event, false)])]).unwrap();
     let claim = storage::claim(&db, "w", Utc::now(), 1, &[], ME).await.unwrap().remove(0);
     db.execute_unprepared("CREATE TRIGGER refuse BEFORE INSERT ON sync_tickets BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END").await.unwrap();
@@ -237,10 +244,7 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_next_job_that_does_not_read_does_not_fail_the_settle() {
     use sea_orm::ConnectionTrait;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}/w.db", dir.path().display());
-    let db = storage::connect(&url).await.unwrap();
-    let mut writer = SqliteWriter::open(&url).unwrap().unwrap();
+    let (_dir, db, mut writer) = one_database().await;
     for (column, bad) in [("payload", "{not json"), ("next_attempt_at", "soon")] {
         let key = format!("k-{column}");
         writer.write(&[&BatchEntry::Jobs(vec![job(&format!("{column}-1"), &key, Origin::Event, false), job(&format!("{column}-2"), &key, Origin::Event, false)])]).unwrap();

@@ -214,10 +214,17 @@ const AFTER_PANIC: Duration = Duration::from_secs(1);
 /// HTTP exchange (those copies were a few percent of a worker at saturation).
 pub async fn guarded(crew: Crew, claim: Claim) -> Done {
     use futures_util::FutureExt;
-    let caught = std::panic::AssertUnwindSafe(Box::pin(run(&crew, &claim))).catch_unwind().await;
+    // Boxed in a statement of its own: a temporary of the awaiting statement keeps its slot
+    // in this future until that statement ends, after the await, though moved into its box.
+    // This future is copied whole into the attempt's task at every start: 2 KB now, against
+    // 8.9 KB with the box made in the awaiting statement and 12.3 KB with the panic's settle
+    // below inline too (measured in a release build).
+    let attempt = Box::pin(run(&crew, &claim));
+    let caught = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
     match caught {
         Ok(done) => done,
-        Err(panic) => poisoned(crew, claim, crate::actors::panics::message(&*panic).unwrap_or_else(|| "a panic".into())).await,
+        // Boxed, though rare: inline, its state (a commit's) would be part of this future.
+        Err(panic) => Box::pin(poisoned(crew, claim, crate::actors::panics::message(&*panic).unwrap_or_else(|| "a panic".into()))).await,
     }
 }
 

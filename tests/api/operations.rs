@@ -140,6 +140,27 @@ async fn after_first_queue_read(app: &TestApp, connector: &str) -> f64 {
     queue_reads(app, connector).await
 }
 
+/// Publishes `events` on `connector`'s topic (`{connector}.t`) once its lane has read the
+/// queue at its start, the target holding the first request until the others are stored (and
+/// handed to the lane); waits until every one is delivered and ticketed. What the target
+/// received, in order, and the lane's reads of the queue meanwhile.
+async fn held_first_of(app: &TestApp, fake: &FakeSystem, connector: &str, events: Vec<Value>) -> (Vec<Received>, f64) {
+    let (topic, n) = (format!("{connector}.t"), events.len());
+    let before = after_first_queue_read(app, connector).await;
+    fake.script([Reply::Stall(Duration::from_secs(2))]);
+    let mut events = events.into_iter();
+    if let Some(first) = events.next() {
+        app.publish(&topic, first).await;
+        fake.wait_for(1).await;
+    }
+    for event in events {
+        app.publish(&topic, event).await;
+    }
+    let received = fake.wait_for(n).await;
+    app.wait_tickets(&format!("connector={connector}&status=completed"), n).await;
+    (received, queue_reads(app, connector).await - before)
+}
+
 #[actix_web::test]
 async fn metrics_count_deliveries_failures_parked_jobs_queues_and_restarts() {
     let fake = FakeSystem::start().await;
@@ -641,20 +662,11 @@ async fn jobs_waiting_for_a_slot_are_not_read_back_from_the_queue() {
     let app = TestApp::spawn(test_settings(&dir)).await;
     let yaml = outbound_yaml("ready", "ready.t", &fake, "concurrency: 1\ntimeoutMs: 30000\n");
     assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
-    let before = after_first_queue_read(&app, "ready").await;
-    // The first request is held until the other ten are stored (and handed to the lane).
-    fake.script([Reply::Stall(Duration::from_secs(2))]);
-    app.publish("ready.t", json!({"permitId": "R-0", "status": "issued"})).await;
-    fake.wait_for(1).await;
-    for n in 1..=10 {
-        app.publish("ready.t", json!({"permitId": format!("R-{n}"), "status": "issued"})).await;
-    }
-    let received = fake.wait_for(11).await;
-    app.wait_tickets("connector=ready&status=completed", 11).await;
+    let events = (0..=10).map(|n| json!({"permitId": format!("R-{n}"), "status": "issued"})).collect();
+    let (received, during) = held_first_of(&app, &fake, "ready", events).await;
     let paths: Vec<String> = received.iter().map(|r| r.path.clone()).collect();
     let expected: Vec<String> = (0..=10).map(|n| format!("/roadwork/R-{n}")).collect();
     assert_eq!(paths, expected, "one slot: sent one at a time, in order of arrival");
-    let during = queue_reads(&app, "ready").await - before;
     assert!(during <= 1.0, "{during} reads of the queue for 10 jobs that waited for the one slot");
 }
 
@@ -673,21 +685,12 @@ async fn a_burst_on_one_key_is_handed_on_by_each_settle() {
     let app = TestApp::spawn(test_settings(&dir)).await;
     let yaml = outbound_yaml("burst", "burst.t", &fake, "timeoutMs: 30000\n");
     assert_eq!(app.call("POST", "/connectors", Some(&yaml)).await.0, 201);
-    let before = after_first_queue_read(&app, "burst").await;
-    // The first request is held until the other ten are stored behind it.
-    fake.script([Reply::Stall(Duration::from_secs(2))]);
-    app.publish("burst.t", json!({"permitId": "B-1", "status": "s0"})).await;
-    fake.wait_for(1).await;
-    for n in 1..=10 {
-        app.publish("burst.t", json!({"permitId": "B-1", "status": format!("s{n}")})).await;
-    }
-    let received = fake.wait_for(11).await;
-    app.wait_tickets("connector=burst&status=completed", 11).await;
+    let events = (0..=10).map(|n| json!({"permitId": "B-1", "status": format!("s{n}")})).collect();
+    let (received, during) = held_first_of(&app, &fake, "burst", events).await;
     let statuses: Vec<String> = received.iter().map(|r| r.body["status"].as_str().unwrap_or_default().to_string()).collect();
     let expected: Vec<String> = (0..=10).map(|n| format!("s{n}")).collect();
     assert_eq!(statuses, expected, "one key: sent one at a time, in order of arrival");
     assert!(received.iter().all(|r| r.path == "/roadwork/B-1"));
-    let during = queue_reads(&app, "burst").await - before;
     assert!(during <= 1.0, "{during} reads of the queue for 10 jobs of one key, each handed on by the settle before it");
 }
 

@@ -420,7 +420,7 @@ const POOL_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 ///   writer), `synchronous = NORMAL` (durable at checkpoints, safe against corruption in WAL
 ///   mode, and far fewer fsyncs), checkpoints on a thread of their own beside the writer,
 ///   the pool's connections checkpointing only past the writer's backstop
-///   ([`checkpointer::WRITER_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of twice
+///   ([`checkpointer::HARD_PAGES`]), `busy_timeout` 5 s, foreign keys on, a pool of twice
 ///   the cores, 4 to 8 ([`sqlite_pool_size`]; sea-orm's SQLite default is 1, which
 ///   serializes every reader behind the writer).
 ///   `sqlite::memory:` gets a pool of 1: each in-memory connection would otherwise share one
@@ -468,7 +468,7 @@ pub async fn connect(url: &str) -> Result<Db, StorageError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
-                .pragma("wal_autocheckpoint", checkpointer::WRITER_PAGES.to_string())
+                .pragma("wal_autocheckpoint", checkpointer::HARD_PAGES.to_string())
         });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // All 16 opened up front, by the pool's own task on the runtime that connects (the
@@ -592,7 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = connect(&format!("sqlite://{}", dir.path().join("hms.db").display())).await.unwrap();
         let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA wal_autocheckpoint")).await.unwrap().unwrap();
-        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), i64::from(checkpointer::WRITER_PAGES));
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), i64::from(checkpointer::HARD_PAGES));
     }
 
     /// A SQLite file's pool is twice the cores, 4 to 8 (each used connection keeps memory:

@@ -20,8 +20,9 @@
 //! on the machine of 2026-12-02, whatever they flush), not the copy. So the writer waits for
 //! the pass nudged at [`WRITER_PAGES`], after which the log often starts over with no writer
 //! checkpoint at all (a fifth fewer of them), and the thread syncs the database file after
-//! each pass, so that the writer's sync has less left to flush (README, Performance: "The
-//! writer's share of the checkpoints").
+//! each pass that left part of the log (one that copied it all has synced it already), so
+//! that the writer's sync has less left to flush (README, Performance: "The writer's share
+//! of the checkpoints").
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -106,10 +107,16 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The frames of the log's current generation (`generation`) the thread has copied.
-    fn copied_in(&self, generation: u32) -> u32 {
+    /// The frames of the log's current generation the thread has copied.
+    fn copied(&self) -> u32 {
+        let generation = self.generation.load(Ordering::Acquire);
         let copied = self.copied.load(Ordering::Acquire);
         if (copied >> 32) as u32 == generation { copied as u32 } else { 0 }
+    }
+
+    /// The thread copied `frames` of the log of `generation` (read before its pass began).
+    fn note_copied(&self, generation: u32, frames: u32) {
+        self.copied.store(u64::from(generation) << 32 | u64::from(frames), Ordering::Release);
     }
 }
 
@@ -146,7 +153,7 @@ impl Checkpointer {
         }
         self.last_frames = frames;
         if frames >= WRITER_PAGES {
-            let left = frames.saturating_sub(self.counts.copied_in(self.counts.generation.load(Ordering::Acquire)));
+            let left = frames.saturating_sub(self.counts.copied());
             if left <= WRITER_TAIL || frames >= HARD_PAGES {
                 match checkpoint(conn) {
                     Ok(None) => {}
@@ -181,36 +188,46 @@ impl Checkpointer {
     }
 }
 
-/// The thread: a passive checkpoint per nudge, until the writer is dropped, each followed by
-/// a sync of the database file (a pass syncs it itself only when it copied the whole log,
-/// which under a steady load it rarely does: what it copied was left for the writer's own
-/// checkpoint to sync). What each one copied is told to the writer, with the log's
-/// generation read before it started.
+/// The thread: a passive checkpoint per nudge, until the writer is dropped, each that copied
+/// part of the log followed by a sync of the database file (a pass syncs it itself only when
+/// it copied the whole log, which under a steady load it rarely does: what it copied was
+/// left for the writer's own checkpoint to sync). What each one copied is told to the
+/// writer, with the log's generation read before it started.
 fn run(conn: &Connection, file: &std::fs::File, nudged: &Receiver<()>, counts: &Counts) {
     while nudged.recv().is_ok() {
         let started = Instant::now();
         let generation = counts.generation.load(Ordering::Acquire);
         match checkpoint(conn) {
-            Ok(copied) => {
+            Ok(pass) => {
                 counts.background.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = file.sync_data() {
-                    tracing::warn!(error = %e, "cannot sync the database file after a WAL checkpoint");
+                if let Some(Pass { log, copied }) = pass {
+                    if copied < log
+                        && let Err(e) = file.sync_data()
+                    {
+                        tracing::warn!(error = %e, "cannot sync the database file after a WAL checkpoint");
+                    }
+                    counts.note_copied(generation, copied);
                 }
-                if let Some(frames) = copied {
-                    counts.copied.store(u64::from(generation) << 32 | u64::from(frames), Ordering::Release);
-                }
-                tracing::trace!(busy = copied.is_none(), ms = started.elapsed().as_secs_f64() * 1000.0, "WAL checkpoint");
+                tracing::trace!(busy = pass.is_none(), ms = started.elapsed().as_secs_f64() * 1000.0, "WAL checkpoint");
             }
             Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
         }
     }
 }
 
-/// A passive checkpoint on `conn`: the frames of the log copied so far (all of them once it
-/// is done), or `None` when another connection's checkpoint was running (nothing done).
-fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<u32>> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(2)?)))
-        .map(|(busy, copied)| (busy == 0).then(|| u32::try_from(copied).unwrap_or(0)))
+/// What a passive checkpoint found: the log's frames, and how many of them are copied.
+#[derive(Clone, Copy)]
+struct Pass {
+    log: u32,
+    copied: u32,
+}
+
+/// A passive checkpoint on `conn`, or `None` when another connection's checkpoint was
+/// running (nothing done).
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<Pass>> {
+    let frames = |n: i64| u32::try_from(n).unwrap_or(0);
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+        .map(|(busy, log, copied)| (busy == 0).then(|| Pass { log: frames(log), copied: frames(copied) }))
 }
 
 #[cfg(test)]
@@ -236,6 +253,13 @@ mod tests {
         WAL_FRAMES.with(Cell::get)
     }
 
+    /// One commit, then the checkpointer's turn: the WAL's frames after it.
+    fn commit_told(conn: &Connection, checkpointer: &mut Checkpointer) -> u32 {
+        let frames = commit(conn);
+        checkpointer.after_commit(conn);
+        frames
+    }
+
     /// A checkpointer whose thread never runs (nudged, never reading), and the channel's
     /// reading end, kept so that the nudges are not refused as disconnected.
     fn unread() -> (Checkpointer, Receiver<()>) {
@@ -253,8 +277,7 @@ mod tests {
         let (mut checkpointer, _never_read) = unread();
         let mut most = 0;
         for _ in 0..2 * HARD_PAGES + 10 {
-            most = most.max(commit(&conn));
-            checkpointer.after_commit(&conn);
+            most = most.max(commit_told(&conn, &mut checkpointer));
         }
         assert!(checkpointer.counts().writer.load(Ordering::Relaxed) >= 2, "the writer checkpointed itself");
         // A commit adds a few frames at most; past the backstop the next one starts over.
@@ -274,24 +297,20 @@ mod tests {
         let (mut checkpointer, _never_read) = unread();
         let mut frames = 0;
         while frames < WRITER_PAGES + 2 * WRITER_TAIL {
-            frames = commit(&conn);
-            checkpointer.after_commit(&conn);
+            frames = commit_told(&conn, &mut checkpointer);
         }
         let counts = checkpointer.counts.clone();
         assert_eq!(counts.writer.load(Ordering::Relaxed), 0, "nothing copied by the thread: the writer waits");
         let generation = counts.generation.load(Ordering::Relaxed);
         // Told of a copy of an older generation: still waits.
-        counts.copied.store(u64::from(generation.wrapping_sub(1)) << 32 | u64::from(frames), Ordering::Relaxed);
-        frames = commit(&conn);
-        checkpointer.after_commit(&conn);
+        counts.note_copied(generation.wrapping_sub(1), frames);
+        frames = commit_told(&conn, &mut checkpointer);
         assert_eq!(counts.writer.load(Ordering::Relaxed), 0, "an older generation's copy does not count");
         // The thread copied all but the last commits of this generation.
-        counts.copied.store(u64::from(generation) << 32 | u64::from(frames - WRITER_TAIL / 2), Ordering::Relaxed);
-        frames = commit(&conn);
-        checkpointer.after_commit(&conn);
+        counts.note_copied(generation, frames - WRITER_TAIL / 2);
+        frames = commit_told(&conn, &mut checkpointer);
         assert_eq!(counts.writer.load(Ordering::Relaxed), 1, "the writer copied the tail");
-        let after = commit(&conn);
-        checkpointer.after_commit(&conn);
+        let after = commit_told(&conn, &mut checkpointer);
         assert!(after < frames && after < 10, "the log started over: {after} frames after the next commit");
         assert_eq!(counts.generation.load(Ordering::Relaxed), generation + 1, "the writer saw the start over");
     }
@@ -305,8 +324,7 @@ mod tests {
         let mut checkpointer = Checkpointer::start(&path).unwrap();
         let mut frames = 0;
         for _ in 0..2 * NUDGE_PAGES {
-            frames = commit(&conn);
-            checkpointer.after_commit(&conn);
+            frames = commit_told(&conn, &mut checkpointer);
             if frames >= NUDGE_PAGES {
                 break;
             }

@@ -18,7 +18,8 @@
 //!   stream. A database outage: the batch is kept (its ack deadline pushed back) and stored
 //!   again with back-off; nothing is acked meanwhile.
 //! - **A NATS outage**: HTTP intake goes on; the intake reconnects with back-off, and
-//!   `/readyz` and `GET /cluster` say NATS is down.
+//!   `/readyz` and `GET /cluster` say NATS is down from the moment the client sees the
+//!   connection drop, whatever request was in flight.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,8 +135,21 @@ async fn take_forever(intake: Intake) {
 /// while this instance holds the lease. Returns only with the reason it stopped.
 async fn session(intake: &Intake, backoff: &mut Duration) -> Result<std::convert::Infallible, String> {
     let cfg = &intake.cfg;
+    // A request in flight when the connection drops is answered only after a reconnect (a
+    // `fetch` has no deadline of its own), so a take ends at the drop instead: `/readyz`
+    // says NATS is down as soon as the client sees it go.
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let on_drop = dropped.clone();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(3))
+        .event_callback(move |event| {
+            let on_drop = on_drop.clone();
+            async move {
+                if matches!(event, async_nats::Event::Disconnected) {
+                    on_drop.notify_one();
+                }
+            }
+        })
         .connect(intake.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", intake.url))?;
@@ -195,7 +209,10 @@ async fn session(intake: &Intake, backoff: &mut Duration) -> Result<std::convert
                 continue;
             }
         }
-        let batch = take(&consumer, cfg.batch.max(1)).await?;
+        let batch = tokio::select! {
+            batch = take(&consumer, cfg.batch.max(1)) => batch?,
+            () = dropped.notified() => return Err(format!("lost the connection to NATS at {}", intake.url)),
+        };
         if !batch.is_empty() {
             store_and_ack(intake, batch).await?;
         }

@@ -45,6 +45,10 @@ pub struct Model {
     /// Who put the parked job back (a token's name), carried into its ticket.
     #[sea_orm(nullable)]
     pub replayed_by: Option<String>,
+    /// What the two-way write in flight was writing (JSON: `to`, the side, and `content`,
+    /// its content hash), stored with the `in flight: …` note before the request went.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub in_flight: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261201_000001_job_leases;
 mod m20261201_000002_failed_attempts_index;
 mod m20261202_000001_console;
 mod m20261203_000001_pending_key_index;
+mod m20261204_000001_in_flight;
 
 /// The oldest migration a binary must know to run on the schema these migrations make: a
 /// binary that stops at an earlier one is refused (it would use what a contract migration
@@ -30,7 +31,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration), Box::new(m20261201_000001_job_leases::Migration), Box::new(m20261201_000002_failed_attempts_index::Migration), Box::new(m20261202_000001_console::Migration), Box::new(m20261203_000001_pending_key_index::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration), Box::new(m20261201_000001_job_leases::Migration), Box::new(m20261201_000002_failed_attempts_index::Migration), Box::new(m20261202_000001_console::Migration), Box::new(m20261203_000001_pending_key_index::Migration), Box::new(m20261204_000001_in_flight::Migration)]
     }
 }
 

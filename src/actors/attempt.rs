@@ -138,7 +138,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
             // stored, the next attempt knows it may have landed.
             if shared.spec.two_way()
                 && cleared.link.is_some()
-                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked_url.as_deref().unwrap_or(""))).await
+                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked_url.as_deref().unwrap_or("")), two_way::written(shared, &cleared).as_ref()).await
             {
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }

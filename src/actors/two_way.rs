@@ -44,6 +44,14 @@ pub struct Read {
 /// the write is sent, so a restart before its outcome is stored leaves the trace.
 pub const IN_FLIGHT: &str = "in flight: ";
 
+/// What a two-way write is writing, for its in-flight note: the side and the content, when
+/// it updates a record and that record is all it writes. (A create is found again by its
+/// natural key, a delete by the record's absence; a merge's first half is decided again,
+/// which writes its second half.)
+pub fn written(shared: &ConnectorShared, cleared: &Cleared) -> Option<engine::Written> {
+    (cleared.write == Write::Update && cleared.then_back.is_none()).then(|| engine::Written { to: cleared.to, content: with_rules(shared, |rules| rules.content(&cleared.payload)) })
+}
+
 /// Can the connector read `side`'s current record (`resolve.fetch`)?
 pub fn can_read(shared: &ConnectorShared, side: Side) -> bool {
     let r = shared.spec.resolve.as_ref();
@@ -255,18 +263,6 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let source_now = if kind.is_change() { &source_read.current } else { &Current::Unknown };
     let rule = rule_hit(shared, source, &cleared.payload, &source_read, &target_read);
     let synced = link.as_ref().map(|l| &l.synced);
-    let verdict = with_rules(shared, |rules| {
-        if job.deleted && kind.is_change() {
-            engine::decide_delete(rules, synced, source, &cleared.payload, source_now, &target_read.current)
-        } else if job.deleted {
-            // An operator chose the delete: it is carried out.
-            let mut tomb = synced.cloned().unwrap_or_default();
-            tomb.base = Some(Value::Null);
-            Verdict::Delete { to, link: tomb, why: "chosen by an operator".into() }
-        } else {
-            engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
-        }
-    });
     // A record found by the lookup is linked under the id the other side gave it, unless
     // another record is linked to it already (two records, one counterpart: a person must
     // look; retried, then parked with this reason).
@@ -279,6 +275,28 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         return Ok(cleared);
     }
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: hms_id.clone(), external_id: external_id.clone(), synced, replaces: None };
+    // Sent before a restart lost its outcome: did that write land? (Its side may be the
+    // change's own source: a lost conflict's write-back.) Then it is settled as written.
+    if kind == Kind::Resent
+        && !job.deleted
+        && let Some(written) = &job.in_flight
+        && let Some((link, why)) = with_rules(shared, |rules| engine::landed(rules, synced, written, source, &source_read.current, &target_read.current))
+    {
+        tracing::info!(reason = %why, "change already written");
+        return Err(settle(shared, job, written.to, TicketStatus::Completed, Some(why), attempts, Some(link_of(link))));
+    }
+    let verdict = with_rules(shared, |rules| {
+        if job.deleted && kind.is_change() {
+            engine::decide_delete(rules, synced, source, &cleared.payload, source_now, &target_read.current)
+        } else if job.deleted {
+            // An operator chose the delete: it is carried out.
+            let mut tomb = synced.cloned().unwrap_or_default();
+            tomb.base = Some(Value::Null);
+            Verdict::Delete { to, link: tomb, why: "chosen by an operator".into() }
+        } else {
+            engine::decide(rules, synced, source, &cleared.payload, kind, source_now, &target_read.current, rule)
+        }
+    });
     match verdict {
         Verdict::Delete { to: delete_on, link: synced, why } => {
             if shared.spec.write_request(delete_on, Write::Delete).is_none() {

@@ -17,6 +17,7 @@ use sea_orm::{
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_text};
 use crate::sync::Origin;
+use crate::sync::engine::Written;
 
 const PENDING: &str = "pending";
 const DONE: &str = "done";
@@ -73,6 +74,10 @@ pub struct Delivery {
     /// Who put the parked job back (a token's name), written into its ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replayed_by: Option<String>,
+    /// What its two-way write in flight was writing, noted with [`note_in_flight`] (read
+    /// only while `last_error` is that note: an attempt after a restart).
+    #[serde(skip)]
+    pub in_flight: Option<Written>,
 }
 
 impl TryFrom<Model> for Delivery {
@@ -98,6 +103,8 @@ impl TryFrom<Model> for Delivery {
             conflict,
             claims: m.claims,
             replayed_by: m.replayed_by,
+            // A hint: one that does not read is no hint (the job is decided again).
+            in_flight: m.in_flight.as_deref().and_then(|t| serde_json::from_str(t).ok()),
         })
     }
 }
@@ -123,6 +130,7 @@ impl Delivery {
             conflict: None,
             claims: 0,
             replayed_by: None,
+            in_flight: None,
         }
     }
 
@@ -745,10 +753,12 @@ pub(crate) fn pending_claims_statements(backend: DbBackend, ids: &[i64]) -> Vec<
         .collect()
 }
 
-/// Notes on pending job `id` that its write is about to be sent (`last_error`), so a
-/// restart before its outcome is stored leaves a trace the next attempt can read.
-pub async fn note_in_flight(db: &Db, id: i64, note: &str) -> Result<(), StorageError> {
-    update_pending(db, id, None, vec![(Column::LastError, Expr::value(note))]).await
+/// Notes on pending job `id` that its write is about to be sent (`last_error`), and what it
+/// writes where when that is a record (`in_flight`), so a restart before its outcome is
+/// stored leaves a trace the next attempt can read.
+pub async fn note_in_flight(db: &Db, id: i64, note: &str, written: Option<&Written>) -> Result<(), StorageError> {
+    let written = written.map(|w| serde_json::to_string(w).unwrap_or_default());
+    update_pending(db, id, None, vec![(Column::LastError, Expr::value(note)), (Column::InFlight, Expr::value(written))]).await
 }
 
 /// Marks job `id` delivered after `attempts` attempts.

@@ -136,7 +136,7 @@ mod sql {
     /// The oldest pending job of job `?1`'s record key, whole (the columns of
     /// [`super::job_row`], in its order): the key's head once `?1` is settled.
     pub const KEY_HEAD: &str = "SELECT p.id, p.connector_id, p.event_id, p.topic, p.record_key, p.payload, p.status, p.attempts, p.next_attempt_at, p.last_error, \
-         p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by \
+         p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by, p.in_flight \
          FROM deliveries AS d JOIN deliveries AS p ON p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key \
          WHERE d.id = ?1 ORDER BY p.id LIMIT 1";
     pub const TICKETS_HEAD: &str = "SELECT id, hash FROM sync_tickets WHERE id = (SELECT max(id) FROM sync_tickets)";
@@ -218,6 +218,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<entities::deliveries::Mode
         lease_until: r.get(16)?,
         claims: r.get(17)?,
         replayed_by: r.get(18)?,
+        in_flight: r.get(19)?,
     })
 }
 

@@ -13,6 +13,7 @@
 
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::inbound::{content_hash, scalar_text};
@@ -55,6 +56,17 @@ pub enum Kind {
     /// The second half of a merge: the merged record, already written to one side, goes to
     /// the other. Not an echo although we wrote it; still checked against the target.
     Merged,
+}
+
+/// What a two-way write in flight was writing: the side and the content (hashed as
+/// [`Rules::content`]). Stored with the job before the request goes, so that the attempt
+/// after a restart that lost the write's outcome can tell whether it landed, whichever side
+/// it went to: a change applied to its target, or the winner of a conflict written back to
+/// the change's own source, a content the job itself does not carry (see [`landed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub to: Side,
+    pub content: String,
 }
 
 /// What the link of one record keeps between syncs (the `record_links` row, without ids).
@@ -386,6 +398,32 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
         }
     }
     None
+}
+
+/// A job sent before a restart lost its outcome, whose write (`written`) its side holds
+/// now: that write landed, and the job is done: the link to save, and why (`None`: it did
+/// not land, or it cannot be told; the job is decided again). The record is linked as the
+/// write would have linked it. Both
+/// sides held its content when it was decided (it was the change, or the other side's
+/// record that won), so both are linked to that content: a change made on either side
+/// since then is a change against the link, and comes with its own job.
+///
+/// Without this a lost conflict's write-back looked, after the restart, like an edit on
+/// that side: the newer change of the other side then lost to our own write, and was
+/// overwritten with it.
+pub fn landed(rules: &Rules, link: Option<&Synced>, written: &Written, source: Side, source_now: &Current, target_now: &Current) -> Option<(Synced, String)> {
+    let now = if written.to == source { source_now } else { target_now };
+    let Current::Present(held) = now else { return None };
+    if rules.content(held) != written.content {
+        return None;
+    }
+    let mut l = link.cloned().unwrap_or_default();
+    l.base = Some(rules.project(held));
+    l.hms_hash = Some(written.content.clone());
+    l.external_hash = Some(written.content.clone());
+    l.remember_write(written.to, written.content.clone(), rules.version(held));
+    l.saw(written.to, rules.version(held), true);
+    Some((l, format!("our write to {} landed before a restart (it holds what was sent)", side_name(written.to))))
 }
 
 /// Decides a change of one record from `source` (the other side is the target).

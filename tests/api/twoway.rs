@@ -780,6 +780,57 @@ async fn two_way_work_survives_kill_9() {
     }
 }
 
+// 12b: a lost conflict's write-back whose answer a kill -9 took away. A pulled Lotus
+// record lost to HMS's newer edit, which was written back to Lotus (re-stamped there later
+// than HMS's next edit); the process died before that outcome was stored. After the restart
+// the write is recognised as ours (its content noted before the request went): HMS's next
+// edit reaches Lotus, and our own write-back never beats it. (The CI run of stop 34: HMS's
+// latest edit was overwritten in HMS with the older one.)
+#[actix_web::test]
+async fn a_write_back_whose_answer_a_kill_9_lost_is_known_as_ours() {
+    let token_var = "TWOWAY_WRITEBACK_HMS_TOKEN";
+    let token = format!("token-for-{token_var}");
+    let clock = LogicalClock::default();
+    let lotus = FakeLotus::start(clock.clone()).await;
+    let hms = FakeHms::start(clock.clone()).await;
+    lotus.seed(doc_of(&shift(1, "08:00", "16:00", "Ana", 1)));
+    hms.seed(shift(1, "07:00", "16:00", "Ana", 5));
+    // Lotus stamps our write-back 21; HMS's next edit is stamped 10 by its own clock.
+    clock.advance_to(20);
+    let behaviour = Behaviour { restamp: true, precision: 1, revisions: true };
+    lotus.behave(behaviour);
+    hms.behave(behaviour);
+    lotus.hold_next_answer();
+    let dir = temp_dir("tw-writeback-kill9");
+    std::fs::write(dir.join("connectors").join("notes-calendar.yaml"), calendar_yaml_with(&lotus, &hms, token_var, "policy: last-writer-wins", true)).unwrap();
+    let env = [(token_var, token.as_str())];
+    let mut service = Service::up(&dir, &env, std::process::Stdio::null()).await;
+    // The start's pull finds Lotus's 08:00, which loses to HMS's 07:00: written to Lotus.
+    poll_until("the write-back to reach Lotus", Duration::from_secs(30), || async { (lotus.writes() == 1).then_some(()) }).await;
+    assert_eq!(lotus_content(&lotus.doc(1).unwrap()), json!({"startAt": "07:00", "endAt": "16:00", "assignee": "Ana"}));
+    service.kill9();
+    lotus.release_answers();
+    let edited = hms.edit_at(1, json!({ "startAt": "09:00" }), 10);
+    let service = Service::up(&dir, &env, std::process::Stdio::null()).await;
+    hms.echo_to(&format!("{}/webhook/hms", service.base), &token);
+    assert_eq!(hms.push(&edited).await, 200);
+    let tickets = poll_until("every job to be ticketed", Duration::from_secs(30), || async {
+        let (_, body) = service.call("GET", &format!("/tickets?connector={CONNECTOR}&limit=50"), None).await;
+        let (_, status) = service.call("GET", &format!("/connectors/{CONNECTOR}/status"), None).await;
+        let all = body["tickets"].as_array().cloned().unwrap_or_default();
+        let pushed = all.iter().any(|t| t["direction"] == "outbound" && t["eventId"].as_str().is_some_and(|e| !e.starts_with("pull:")));
+        (status["queue_depth"] == 0 && pushed).then_some(all)
+    })
+    .await;
+    let landed = tickets.iter().find(|t| t["eventId"].as_str().is_some_and(|e| e.starts_with("pull:1:1:")));
+    let landed = landed.unwrap_or_else(|| panic!("the pulled change's ticket: {tickets:#?}"));
+    assert_eq!((landed["status"].as_str(), landed["direction"].as_str()), (Some("completed"), Some("outbound")), "{landed}");
+    assert!(reason(landed).contains("landed before a restart"), "{landed}");
+    assert_eq!(lotus_content(&lotus.doc(1).unwrap()), json!({"startAt": "09:00", "endAt": "16:00", "assignee": "Ana"}), "HMS's latest edit reached Lotus: {tickets:#?}");
+    assert_eq!(hms.writes(), 0, "nothing written back to HMS: {:?}", hms.write_log());
+    assert_eq!(hms_content(&hms.shift(1).unwrap()), json!({"startAt": "09:00", "endAt": "16:00", "assignee": "Ana"}));
+}
+
 // 8: an HMS change that leaves the mapped fields as last synced (here: only `notes`
 // changed) is no change of the synced record, whatever its newer stamp: it must not undo a
 // ranger's edit of a mapped field.

@@ -343,3 +343,40 @@ fn a_create_that_landed_before_a_crash_completes_and_links() {
         v => panic!("expected AlreadyThere, got {v:?}"),
     }
 }
+
+#[test]
+fn a_lost_conflict_s_write_back_that_landed_before_a_restart_is_linked_and_the_newer_edit_wins() {
+    // The CI run of stop 34: a pulled Lotus record (08:00 at 6, never linked) lost to HMS's
+    // 07:00 (at 30), which was written back to Lotus (re-stamped 51); the process was killed
+    // before that outcome was stored. HMS moved on to 09:00 (at 42) meanwhile.
+    let hms_then = shift("07:00", "Ana", 30);
+    let lotus_now = shift("07:00", "Ana", 51);
+    let hms_now = shift("09:00", "Ana", 42);
+    let written = rules_for(Policy::LastWriterWins, |r| Written { to: Side::Legacy, content: r.content(&hms_then) });
+    let (link, why) = rules_for(Policy::LastWriterWins, |r| landed(r, None, &written, Side::Legacy, &Current::Present(lotus_now.clone()), &Current::Present(hms_now.clone())))
+        .expect("Lotus holds what was written: the write landed");
+    assert!(why.contains("landed before a restart"), "{why}");
+    let both = rules_for(Policy::LastWriterWins, |r| r.content(&hms_then));
+    assert_eq!((link.hms_hash.as_deref(), link.external_hash.as_deref()), (Some(both.as_str()), Some(both.as_str())));
+    assert_eq!(link.external_version, Some(json!(51)));
+    assert!(link.version_is_ours(Side::Legacy), "Lotus's stamp is on our write, not a ranger's edit");
+    // HMS's 09:00 then finds Lotus as last synced: applied, although Lotus's stamp (51) is
+    // newer than HMS's (42). Decided without that link, it lost to our own write.
+    let v = run(Policy::LastWriterWins, Some(&link), Side::Hms, &hms_now, Current::Present(hms_now.clone()), Current::Present(lotus_now.clone()));
+    assert_eq!(applied(&v), (Side::Legacy, hms_now.clone()));
+    let unlinked = run(Policy::LastWriterWins, None, Side::Hms, &hms_now, Current::Present(hms_now.clone()), Current::Present(lotus_now.clone()));
+    assert_eq!(applied(&unlinked).0, Side::Hms, "the failure this guards against: {unlinked:?}");
+}
+
+#[test]
+fn a_write_that_did_not_land_is_decided_again() {
+    let written = rules_for(Policy::LastWriterWins, |r| Written { to: Side::Legacy, content: r.content(&shift("07:00", "Ana", 30)) });
+    for lotus in [Current::Present(shift("08:00", "Ana", 6)), Current::Absent, Current::Unknown] {
+        let got = rules_for(Policy::LastWriterWins, |r| landed(r, None, &written, Side::Legacy, &lotus, &Current::Present(shift("09:00", "Ana", 42))));
+        assert_eq!(got, None, "Lotus {lotus:?}");
+    }
+    // The side is the one written, not the one that happens to hold the content.
+    let to_hms = rules_for(Policy::LastWriterWins, |r| Written { to: Side::Hms, content: r.content(&shift("07:00", "Ana", 30)) });
+    let got = rules_for(Policy::LastWriterWins, |r| landed(r, None, &to_hms, Side::Legacy, &Current::Present(shift("07:00", "Ana", 51)), &Current::Present(shift("09:00", "Ana", 42))));
+    assert_eq!(got, None);
+}

@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
+
+/// The longest a held answer waits for its release (see [`FakeStore::hold_next_answer`]).
+const HOLD_BOUND: Duration = Duration::from_secs(30);
 
 /// The clock both systems stamp their modification times from: strictly increasing.
 #[derive(Clone, Default)]
@@ -195,6 +198,10 @@ struct StoreState {
     log: Vec<(String, Value)>,
     /// The next writes answer 503 (and change nothing).
     fail_writes: u32,
+    /// The next write is applied and its answer held back until `answers_released` (or
+    /// [`HOLD_BOUND`]): the writer never learns its outcome, as when it is killed mid-request.
+    hold_answers: u32,
+    answers_released: bool,
     failed_writes: u64,
     /// How the store behaves (see [`Behaviour`]).
     behaviour: Behaviour,
@@ -411,6 +418,18 @@ async fn write<D: Dialect>(req: HttpRequest, spec: web::Path<String>, body: web:
     if let Some((hook, times)) = echo {
         spawn_echo(st.state.clone(), hook, record.clone(), times, true);
     }
+    let hold = {
+        let mut s = st.state.lock().unwrap();
+        let hold = s.hold_answers > 0;
+        s.hold_answers = s.hold_answers.saturating_sub(1);
+        hold
+    };
+    if hold {
+        let waited = Instant::now();
+        while !st.state.lock().unwrap().answers_released && waited.elapsed() < HOLD_BOUND {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     HttpResponse::Ok().insert_header(("ETag", etag(rev))).json(record)
 }
 
@@ -576,6 +595,18 @@ impl<D: Dialect> FakeStore<D> {
     pub fn fail_next_write(&self) {
         let mut s = self.state();
         s.fail_writes = s.fail_writes.max(1);
+    }
+
+    /// The next write is applied, its answer held back until [`release_answers`](Self::release_answers).
+    pub fn hold_next_answer(&self) {
+        let mut s = self.state();
+        s.hold_answers = 1;
+        s.answers_released = false;
+    }
+
+    /// Answers the writes held back.
+    pub fn release_answers(&self) {
+        self.state().answers_released = true;
     }
 
     pub fn failed_writes(&self) -> u64 {

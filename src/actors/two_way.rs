@@ -275,8 +275,9 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         return Ok(cleared);
     }
     let link_of = |synced| LinkUpdate { connector_id: shared.id().to_string(), hms_id: hms_id.clone(), external_id: external_id.clone(), synced, replaces: None };
-    // Sent before a restart lost its outcome: did that write land? (Its side may be the
-    // change's own source: a lost conflict's write-back.) Then it is settled as written.
+    // Sent before, its outcome not stored (a restart, a refused commit): did that write land?
+    // (Its side may be the change's own source: a lost conflict's write-back.) Then it is
+    // settled as written.
     if kind == Kind::Resent
         && !job.deleted
         && let Some(written) = &job.in_flight

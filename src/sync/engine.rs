@@ -400,13 +400,13 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
     None
 }
 
-/// A job sent before a restart lost its outcome, whose write (`written`) its side holds
-/// now: that write landed, and the job is done: the link to save, and why (`None`: it did
-/// not land, or it cannot be told; the job is decided again). The record is linked as the
-/// write would have linked it. Both
-/// sides held its content when it was decided (it was the change, or the other side's
-/// record that won), so both are linked to that content: a change made on either side
-/// since then is a change against the link, and comes with its own job.
+/// A job sent before whose outcome was not stored (a restart, a refused commit), and whose
+/// write (`written`) its side holds now: that write landed, and the job is done: the link
+/// to save, and why (`None`: it did not land, or it cannot be told; the job is decided
+/// again). The record is linked as the write would have linked it. Both sides held its
+/// content when it was decided (it was the change, or the other side's record that won),
+/// so both are linked to that content: a change made on either side since then is a
+/// change against the link, and comes with its own job.
 ///
 /// Without this a lost conflict's write-back looked, after the restart, like an edit on
 /// that side: the newer change of the other side then lost to our own write, and was
@@ -423,7 +423,14 @@ pub fn landed(rules: &Rules, link: Option<&Synced>, written: &Written, source: S
     l.external_hash = Some(written.content.clone());
     l.remember_write(written.to, written.content.clone(), rules.version(held));
     l.saw(written.to, rules.version(held), true);
-    Some((l, format!("our write to {} landed before a restart (it holds what was sent)", side_name(written.to))))
+    // The other side's stamp too, when it still holds that content (its own edit's stamp).
+    let (o, o_now) = if written.to == source { (other(source), target_now) } else { (source, source_now) };
+    if let Current::Present(r) = o_now
+        && rules.content(r) == written.content
+    {
+        l.saw_version(o, rules.version(r));
+    }
+    Some((l, format!("{} already holds what we wrote to it (a write whose outcome was not stored: a restart, or a failed commit)", side_name(written.to))))
 }
 
 /// Decides a change of one record from `source` (the other side is the target).

@@ -355,7 +355,7 @@ fn a_lost_conflict_s_write_back_that_landed_before_a_restart_is_linked_and_the_n
     let written = rules_for(Policy::LastWriterWins, |r| Written { to: Side::Legacy, content: r.content(&hms_then) });
     let (link, why) = rules_for(Policy::LastWriterWins, |r| landed(r, None, &written, Side::Legacy, &Current::Present(lotus_now.clone()), &Current::Present(hms_now.clone())))
         .expect("Lotus holds what was written: the write landed");
-    assert!(why.contains("landed before a restart"), "{why}");
+    assert!(why.contains("already holds what we wrote"), "{why}");
     let both = rules_for(Policy::LastWriterWins, |r| r.content(&hms_then));
     assert_eq!((link.hms_hash.as_deref(), link.external_hash.as_deref()), (Some(both.as_str()), Some(both.as_str())));
     assert_eq!(link.external_version, Some(json!(51)));

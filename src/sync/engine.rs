@@ -318,12 +318,7 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
                 && rules.content(t) == c
             {
                 let target = other(source);
-                let mut l = link.cloned().unwrap_or_default();
-                l.base = Some(rules.project(record));
-                *l.hash_mut(source) = Some(c.to_string());
-                *l.hash_mut(target) = Some(c.to_string());
-                l.remember_write(target, c.to_string(), rules.version(t));
-                l.saw(target, rules.version(t), true);
+                let l = linked_to_our_write(rules, link, target, record, c, rules.version(t));
                 return Some(Verdict::Skip { reason: format!("superseded: {} no longer holds this content (it reached {} before a restart: linked)", side_name(source), side_name(target)), link: Some(l) });
             }
             return Some(skip(format!("superseded: {} no longer holds this content", side_name(source))));
@@ -400,6 +395,18 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
     None
 }
 
+/// The link once our write of content `c` (the record `base`) landed on side `to`, stamped
+/// `stamp` there, both sides holding that content: its echo and the stamp are known as ours.
+fn linked_to_our_write(rules: &Rules, link: Option<&Synced>, to: Side, base: &Value, c: &str, stamp: Option<&Value>) -> Synced {
+    let mut l = link.cloned().unwrap_or_default();
+    l.base = Some(rules.project(base));
+    l.hms_hash = Some(c.to_string());
+    l.external_hash = Some(c.to_string());
+    l.remember_write(to, c.to_string(), stamp);
+    l.saw(to, stamp, true);
+    l
+}
+
 /// A job sent before whose outcome was not stored (a restart, a refused commit), and whose
 /// write (`written`) its side holds now: that write landed, and the job is done: the link
 /// to save, and why (`None`: it did not land, or it cannot be told; the job is decided
@@ -417,12 +424,7 @@ pub fn landed(rules: &Rules, link: Option<&Synced>, written: &Written, source: S
     if rules.content(held) != written.content {
         return None;
     }
-    let mut l = link.cloned().unwrap_or_default();
-    l.base = Some(rules.project(held));
-    l.hms_hash = Some(written.content.clone());
-    l.external_hash = Some(written.content.clone());
-    l.remember_write(written.to, written.content.clone(), rules.version(held));
-    l.saw(written.to, rules.version(held), true);
+    let mut l = linked_to_our_write(rules, link, written.to, held, &written.content, rules.version(held));
     // The other side's stamp too, when it still holds that content (its own edit's stamp).
     let (o, o_now) = if written.to == source { (other(source), target_now) } else { (source, source_now) };
     if let Current::Present(r) = o_now

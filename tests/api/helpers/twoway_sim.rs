@@ -200,7 +200,7 @@ struct StoreState {
     fail_writes: u32,
     /// The next write is applied and its answer held back until `answers_released` (or
     /// [`HOLD_BOUND`]): the writer never learns its outcome, as when it is killed mid-request.
-    hold_answers: u32,
+    hold_next: bool,
     answers_released: bool,
     failed_writes: u64,
     /// How the store behaves (see [`Behaviour`]).
@@ -379,7 +379,7 @@ async fn write<D: Dialect>(req: HttpRequest, spec: web::Path<String>, body: web:
     let Ok(mut changes) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::BadRequest().json(json!({"error": "not JSON"}));
     };
-    let (record, echo, rev) = {
+    let (record, echo, rev, hold) = {
         let mut s = st.state.lock().unwrap();
         if let Some(refused) = busy::<D>(&mut s) {
             return refused;
@@ -413,17 +413,11 @@ async fn write<D: Dialect>(req: HttpRequest, spec: web::Path<String>, body: web:
         if echo.is_some() {
             s.echo_started += 1;
         }
-        (record, echo, rev + 1)
+        (record, echo, rev + 1, std::mem::take(&mut s.hold_next))
     };
     if let Some((hook, times)) = echo {
         spawn_echo(st.state.clone(), hook, record.clone(), times, true);
     }
-    let hold = {
-        let mut s = st.state.lock().unwrap();
-        let hold = s.hold_answers > 0;
-        s.hold_answers = s.hold_answers.saturating_sub(1);
-        hold
-    };
     if hold {
         let waited = Instant::now();
         while !st.state.lock().unwrap().answers_released && waited.elapsed() < HOLD_BOUND {
@@ -600,7 +594,7 @@ impl<D: Dialect> FakeStore<D> {
     /// The next write is applied, its answer held back until [`release_answers`](Self::release_answers).
     pub fn hold_next_answer(&self) {
         let mut s = self.state();
-        s.hold_answers = 1;
+        s.hold_next = true;
         s.answers_released = false;
     }
 

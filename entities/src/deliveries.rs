@@ -17,7 +17,7 @@ pub struct Model {
     /// The event payload as JSON text.
     #[sea_orm(column_type = "Text")]
     pub payload: String,
-    /// `pending` | `done` | `parked`.
+    /// `pending` | `done` | `parked` | `discarded` (`storage::JobStatus`).
     pub status: String,
     pub attempts: i32,
     pub next_attempt_at: DateTimeUtc,
@@ -45,10 +45,13 @@ pub struct Model {
     /// Who put the parked job back (a token's name), carried into its ticket.
     #[sea_orm(nullable)]
     pub replayed_by: Option<String>,
-    /// What the two-way write in flight was writing (JSON: `to`, the side, and `content`,
-    /// its content hash), stored with the `in flight: …` note before the request went.
+    /// A two-way write on the wire (JSON: `to`, the side, and `content`, its content hash,
+    /// when it updates a record; `{}` otherwise), stored before the request goes and cleared
+    /// by the job's settle.
     #[sea_orm(column_type = "Text", nullable)]
     pub in_flight: Option<String>,
+    /// How many of the job's attempts panicked (a poison job is parked at its second).
+    pub panics: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

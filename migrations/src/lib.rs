@@ -17,6 +17,7 @@ mod m20261201_000002_failed_attempts_index;
 mod m20261202_000001_console;
 mod m20261203_000001_pending_key_index;
 mod m20261204_000001_in_flight;
+mod m20261205_000001_typed_job_state;
 
 /// The oldest migration a binary must know to run on the schema these migrations make: a
 /// binary that stops at an earlier one is refused (it would use what a contract migration
@@ -31,7 +32,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration), Box::new(m20261201_000001_job_leases::Migration), Box::new(m20261201_000002_failed_attempts_index::Migration), Box::new(m20261202_000001_console::Migration), Box::new(m20261203_000001_pending_key_index::Migration), Box::new(m20261204_000001_in_flight::Migration)]
+        vec![Box::new(m20261122_000001_initial::Migration), Box::new(m20261123_000001_due_index::Migration), Box::new(m20261123_000002_delivery_attempts::Migration), Box::new(m20261130_000001_link_state::Migration), Box::new(m20261130_000002_job_origin::Migration), Box::new(m20261130_000003_instances::Migration), Box::new(m20261130_000004_leases::Migration), Box::new(m20261201_000001_job_leases::Migration), Box::new(m20261201_000002_failed_attempts_index::Migration), Box::new(m20261202_000001_console::Migration), Box::new(m20261203_000001_pending_key_index::Migration), Box::new(m20261204_000001_in_flight::Migration), Box::new(m20261205_000001_typed_job_state::Migration)]
     }
 }
 
@@ -93,5 +94,49 @@ mod tests {
         let origins: Vec<String> = rows.iter().map(|r| r.try_get::<String>("", "origin").unwrap()).collect();
         assert_eq!(origins, ["event", "inbound", "resolved:hms", "resolved:legacy", "take:legacy", "merged:legacy"]);
         assert!(rows.iter().all(|r| !r.try_get::<bool>("", "deleted").unwrap()));
+    }
+
+    /// Jobs stored before a job's state had columns of its own keep what their `last_error`
+    /// prefixes meant: one panic, a conflict, a write in flight (and a stale note is dropped).
+    #[tokio::test]
+    async fn job_state_moves_from_error_prefixes() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let before = Migrator::migrations().iter().position(|m| m.name() == "m20261205_000001_typed_job_state").unwrap() as u32;
+        Migrator::up(&db, Some(before)).await.unwrap();
+        let rows = [
+            ("pending", "panicked: injected", None),
+            ("parked", "conflict: both sides changed this record since the last sync", None),
+            ("pending", "in flight: POST http://127.0.0.1/x", None),
+            ("pending", "in flight: PUT http://127.0.0.1/x/1", Some(r#"{"to":"legacy","content":"abc"}"#)),
+            ("pending", "HTTP 503", Some(r#"{"to":"legacy","content":"abc"}"#)),
+            ("parked", "HTTP 400: panicked: conflict: in flight: ", None),
+        ];
+        for (i, (status, error, in_flight)) in rows.iter().enumerate() {
+            let in_flight = in_flight.map_or("NULL".to_string(), |j| format!("'{j}'"));
+            db.execute_unprepared(&format!(
+                "INSERT INTO deliveries (connector_id, event_id, topic, record_key, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at, in_flight) \
+                 VALUES ('c', 'e{i}', 't', 'k', '{{}}', '{status}', 1, '2026-11-30T00:00:00Z', '{error}', '2026-11-30T00:00:00Z', '2026-11-30T00:00:00Z', {in_flight})"
+            ))
+            .await
+            .unwrap();
+        }
+        Migrator::up(&db, None).await.unwrap();
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT panics, conflict, in_flight FROM deliveries ORDER BY id")).await.unwrap();
+        let state: Vec<(i32, Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.try_get("", "panics").unwrap(), r.try_get("", "conflict").unwrap(), r.try_get("", "in_flight").unwrap()))
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            state,
+            [
+                (1, None, None),
+                (0, some("{}"), None),
+                (0, None, some("{}")),
+                (0, None, some(r#"{"to":"legacy","content":"abc"}"#)),
+                (0, None, None),
+                (0, None, None),
+            ]
+        );
     }
 }

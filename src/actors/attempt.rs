@@ -22,7 +22,7 @@ use crate::delivery::breaker::{Change, Circuit};
 use crate::delivery::{sender, settle, Outcome, Settlement};
 use crate::mapping::compiled::masked_secrets;
 use crate::spec::model::{ConnectorSpec, Side};
-use crate::storage::{self, Claim, Delivery, Direction, EntryWritten, JobUpdate, NewAttempt, NewTicket, TicketStatus};
+use crate::storage::{self, Claim, Delivery, Direction, EntryWritten, InFlight, JobUpdate, NewAttempt, NewTicket, TicketStatus};
 
 /// What an attempt came to, for the lane's bookkeeping.
 pub struct Done {
@@ -138,7 +138,7 @@ async fn send_once(crew: &Crew, client: &awc::Client, claim: &Claim, attempts: i
             // stored, the next attempt knows it may have landed.
             if shared.spec.two_way()
                 && cleared.link.is_some()
-                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("{}{} {}", two_way::IN_FLIGHT, req.method, masked_url.as_deref().unwrap_or("")), two_way::written(shared, &cleared).as_ref()).await
+                && let Err(e) = storage::note_in_flight(&rt.db, job.id, &format!("in flight: {} {}", req.method, masked_url.as_deref().unwrap_or("")), &InFlight { written: two_way::written(shared, &cleared) }).await
             {
                 tracing::warn!(error = %e, "cannot note the write in flight");
             }
@@ -197,9 +197,6 @@ async fn send_authorized(client: &awc::Client, shared: &ConnectorShared, req: &c
     sent
 }
 
-/// What a job's `last_error` starts with after its attempt panicked.
-const PANICKED: &str = "panicked: ";
-
 /// How long a job whose attempt panicked waits before its second (and last) try.
 const AFTER_PANIC: Duration = Duration::from_secs(1);
 
@@ -235,12 +232,11 @@ async fn poisoned(crew: Crew, Claim { job, token, .. }: Claim, message: String) 
         shared.breaker.release_probe();
     }
     let attempts = job.attempts + 1;
-    let error = format!("{PANICKED}{message}");
+    let error = format!("panicked: {message}");
     Counters::inc(&shared.counters.failed_attempts);
     rt.metrics.fail.with_label_values(&[shared.id()]).inc();
     shared.counters.note_delivery_error(&error);
-    let again = job.last_error.as_deref().is_some_and(|e| e.starts_with(PANICKED));
-    let (update, ticket) = if again {
+    let (update, ticket) = if job.panics > 0 {
         let reason = format!("poison job: its attempt panicked twice ({message}); parked so that the connector's other jobs go on");
         tracing::error!(job = job.id, reason = %reason, "delivery parked");
         Counters::inc(&shared.counters.parked);
@@ -263,7 +259,7 @@ async fn poisoned(crew: Crew, Claim { job, token, .. }: Claim, message: String) 
     } else {
         tracing::error!(job = job.id, error = %error, retry_in_ms = AFTER_PANIC.as_millis() as u64, "delivery panicked; one more try");
         let at = Utc::now() + chrono::Duration::from_std(AFTER_PANIC).unwrap_or_default();
-        (JobUpdate::Reschedule { token, attempts, at, error }, None)
+        (JobUpdate::Panicked { token, attempts, at, error }, None)
     };
     commit(&crew, &job, RecordOutcome { update, jobs: Vec::new(), link: None, attempt: None, ticket }, String::new()).await
 }
@@ -470,10 +466,7 @@ fn publish_id(connector: &str, event_id: &str) -> String {
 async fn commit(crew: &Crew, job: &Delivery, outcome: RecordOutcome, line: String) -> Done {
     // The request is over: its slot may carry another key's job while this one commits.
     crew.lane.do_send(RequestOver(job.id));
-    let retry_at = match &outcome.update {
-        JobUpdate::Reschedule { at, .. } => Some(*at),
-        _ => None,
-    };
+    let retry_at = outcome.update.retry_at();
     // The key stays in flight until the outcome is durable, so its next job cannot overtake.
     let committed = crew.rt.tickets.send(outcome).instrument(tracing::debug_span!("commit")).await;
     match committed {

@@ -40,10 +40,6 @@ pub struct Read {
     pub found_id: Option<String>,
 }
 
-/// What a two-way job's `last_error` says while its write is on the wire: stored before
-/// the write is sent, so a restart before its outcome is stored leaves the trace.
-pub const IN_FLIGHT: &str = "in flight: ";
-
 /// What a two-way write is writing, for its in-flight note: the side and the content, when
 /// it updates a record and that record is all it writes. (A create is found again by its
 /// natural key, a delete by the record's absence; a merge's first half is decided again,
@@ -233,8 +229,8 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     let kind = match job.origin {
         Origin::Merged(_) => Kind::Merged,
         Origin::Resolved(_) | Origin::Take(_) => Kind::Forced,
-        // A job sent before whose outcome was not stored says so (see `IN_FLIGHT`).
-        Origin::Event | Origin::Inbound if job.last_error.as_deref().is_some_and(|e| e.starts_with(IN_FLIGHT)) => Kind::Resent,
+        // A job sent before whose outcome was not stored says so (see `storage::InFlight`).
+        Origin::Event | Origin::Inbound if job.in_flight.is_some() => Kind::Resent,
         Origin::Event | Origin::Inbound => Kind::Change,
     };
     let link = match find_link(rt, shared, job, to).await {
@@ -280,7 +276,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
     // settled as written.
     if kind == Kind::Resent
         && !job.deleted
-        && let Some(written) = &job.in_flight
+        && let Some(written) = job.in_flight.as_ref().and_then(|f| f.written.as_ref())
         && let Some((link, why)) = with_rules(shared, |rules| engine::landed(rules, synced, written, source, &source_read.current, &target_read.current))
     {
         tracing::info!(reason = %why, "change already written");

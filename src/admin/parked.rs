@@ -9,7 +9,7 @@ use super::AppState;
 use super::auth::{Principal, audit};
 use super::error::ApiError;
 use crate::actors::registry::{GetShared, WakeConnectors};
-use crate::storage::{self, Delivery, NewTicket};
+use crate::storage::{self, Delivery, JobStatus, NewTicket};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +36,8 @@ pub async fn list(state: web::Data<AppState>, q: Result<web::Query<ParkedQuery>,
 
 async fn parked_job(state: &AppState, id: i64) -> Result<Delivery, ApiError> {
     match storage::get_delivery(&state.db, id).await? {
-        Some(job) if job.status == "parked" => Ok(job),
-        Some(job) => Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is {}, not parked", job.status))),
+        Some(job) if job.status == JobStatus::Parked => Ok(job),
+        Some(job) => Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, format!("job {id} is {}, not parked", job.status.as_str()))),
         None => Err(ApiError::not_found(format!("parked job {id} does not exist"))),
     }
 }

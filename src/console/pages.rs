@@ -258,7 +258,7 @@ pub async fn job(console: web::Data<Console>, state: web::Data<AppState>, user: 
     console.page(
         "job.html",
         json!({
-            "user": user, "nav": "parked", "job": job_row(&job, now), "full_error": job.last_error, "parked": job.status == "parked",
+            "user": user, "nav": "parked", "job": job_row(&job, now), "full_error": job.last_error, "parked": job.status == crate::storage::JobStatus::Parked,
             "payload": pretty(&job.payload), "deleted": job.deleted,
             "attempts": attempts.iter().map(|a| json!({ "attempt": a.attempt, "status": a.status, "latency_ms": a.latency_ms, "error": a.error, "at": time(a.at), "ago": ago(a.at, now) })).collect::<Vec<_>>(),
             "conflict": conflict, "fetch": can_fetch,

@@ -120,28 +120,35 @@ pub struct Fetched {
 pub async fn fetch_optional_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Option<Fetched>, Outcome> {
     match fetch(client, req, egress).await {
         Ok(v) => Ok(Some(v)),
-        Err(Outcome::Permanent { error }) if error.starts_with("HTTP 404") || error.starts_with("HTTP 410") => Ok(None),
-        Err(e) => Err(e),
+        Err(Unfetched { status: Some(404 | 410), .. }) => Ok(None),
+        Err(e) => Err(e.outcome),
     }
 }
 
 /// GETs (or sends) `req` and parses the answer as JSON: used by the Puller.
 pub async fn fetch_json(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<serde_json::Value, Outcome> {
-    fetch(client, req, egress).await.map(|f| f.record)
+    fetch(client, req, egress).await.map(|f| f.record).map_err(|e| e.outcome)
 }
 
-async fn fetch(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Fetched, Outcome> {
-    let request = build(client, req, "", egress).map_err(|error| Outcome::Permanent { error })?;
+/// A read that brought no record: the answer's status when there was one, and the outcome.
+struct Unfetched {
+    status: Option<u16>,
+    outcome: Outcome,
+}
+
+async fn fetch(client: &awc::Client, req: &RenderedRequest, egress: &Egress) -> Result<Fetched, Unfetched> {
+    let failed = |outcome| Unfetched { status: None, outcome };
+    let request = build(client, req, "", egress).map_err(|error| failed(Outcome::Permanent { error }))?;
     let mut resp = send_with_body(request, req)
         .await
-        .map_err(|e| Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None })?;
+        .map_err(|e| failed(Outcome::Retryable { error: format!("request failed: {e}"), retry_after: None }))?;
     let status = resp.status().as_u16();
     let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None })?;
+    let body = resp.body().limit(16 * 1024 * 1024).await.map_err(|e| failed(Outcome::Retryable { error: format!("reading the answer: {e}"), retry_after: None }))?;
     if !(200..300).contains(&status) {
         let excerpt = excerpt(&body);
-        return Err(Outcome::from_status(status, None, excerpt.trim()));
+        return Err(Unfetched { status: Some(status), outcome: Outcome::from_status(status, None, excerpt.trim()) });
     }
-    let record = serde_json::from_slice(&body).map_err(|e| Outcome::Permanent { error: format!("the answer is not JSON: {e}") })?;
+    let record = serde_json::from_slice(&body).map_err(|e| failed(Outcome::Permanent { error: format!("the answer is not JSON: {e}") }))?;
     Ok(Fetched { record, etag })
 }

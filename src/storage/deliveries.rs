@@ -19,10 +19,48 @@ use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_
 use crate::sync::Origin;
 use crate::sync::engine::Written;
 
-const PENDING: &str = "pending";
-const DONE: &str = "done";
-const PARKED: &str = "parked";
-const DISCARDED: &str = "discarded";
+const PENDING: &str = JobStatus::Pending.as_str();
+const DONE: &str = JobStatus::Done.as_str();
+const PARKED: &str = JobStatus::Parked.as_str();
+const DISCARDED: &str = JobStatus::Discarded.as_str();
+
+/// Where a job is in its life (its `status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting for its first attempt or its next (a retry), or on the wire.
+    Pending,
+    /// Delivered (or found already there).
+    Done,
+    /// Failed for good, or a conflict for a person: kept, listable, replayable.
+    Parked,
+    /// A parked job an operator closed: kept as history.
+    Discarded,
+}
+
+impl JobStatus {
+    pub const NAMES: [&'static str; 4] = ["pending", "done", "parked", "discarded"];
+
+    pub const fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Done, Self::Parked, Self::Discarded].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A two-way write on the wire, noted on its job before the request goes (see
+/// [`note_in_flight`]) and cleared by the job's settle: a job that still has it after a
+/// restart may have been written already (the two-way engine's `Kind::Resent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InFlight {
+    /// What it writes where, when it updates a record and that record is all it writes (a
+    /// create is found again by its natural key, a delete by the record's absence). Stored
+    /// flat (`{"to": …, "content": …}`, or `{}`), as the column held it before.
+    #[serde(flatten)]
+    pub written: Option<Written>,
+}
 
 /// Rows per `INSERT`: large enough to amortize round trips, small enough to stay in
 /// PostgreSQL's fast range (NOTES.md: batches of 100–500) and far below bind-parameter limits.
@@ -56,8 +94,7 @@ pub struct Delivery {
     pub topic: String,
     pub record_key: String,
     pub payload: std::sync::Arc<serde_json::Value>,
-    /// `pending` | `done` | `parked` | `discarded`.
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -74,10 +111,12 @@ pub struct Delivery {
     /// Who put the parked job back (a token's name), written into its ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replayed_by: Option<String>,
-    /// What its two-way write in flight was writing, noted with [`note_in_flight`] (read
-    /// only while `last_error` is that note: an attempt after a restart).
+    /// Its two-way write is on the wire, or was when the process stopped (see [`InFlight`]).
     #[serde(skip)]
-    pub in_flight: Option<Written>,
+    pub in_flight: Option<InFlight>,
+    /// How many of its attempts panicked: a poison job is parked at its second.
+    #[serde(skip)]
+    pub panics: i32,
 }
 
 impl TryFrom<Model> for Delivery {
@@ -86,6 +125,10 @@ impl TryFrom<Model> for Delivery {
         let payload = from_json_text(&m.payload, &format!("payload of delivery {}", m.id))?;
         let origin = Origin::parse(&m.origin).ok_or_else(|| StorageError::Corrupt(format!("origin `{}` of delivery {}", m.origin, m.id)))?;
         let conflict = m.conflict.as_deref().map(|c| from_json_text(c, &format!("conflict of delivery {}", m.id))).transpose()?;
+        let status = JobStatus::parse(&m.status).ok_or_else(|| StorageError::Corrupt(format!("status `{}` of delivery {}", m.status, m.id)))?;
+        // A note that does not read as one still says the write was on the wire (the job is
+        // decided again, as a write that may have landed).
+        let in_flight = m.in_flight.as_deref().map(|t| serde_json::from_str(t).unwrap_or_default());
         Ok(Self {
             id: m.id,
             connector_id: m.connector_id,
@@ -93,7 +136,7 @@ impl TryFrom<Model> for Delivery {
             topic: m.topic,
             record_key: m.record_key,
             payload: payload.into(),
-            status: m.status,
+            status,
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
@@ -103,8 +146,8 @@ impl TryFrom<Model> for Delivery {
             conflict,
             claims: m.claims,
             replayed_by: m.replayed_by,
-            // A hint: one that does not read is no hint (the job is decided again).
-            in_flight: m.in_flight.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+            in_flight,
+            panics: m.panics,
         })
     }
 }
@@ -120,7 +163,7 @@ impl Delivery {
             topic: job.topic.clone(),
             record_key: job.record_key.clone(),
             payload: job.payload.clone(),
-            status: PENDING.to_owned(),
+            status: JobStatus::Pending,
             attempts: 0,
             next_attempt_at: t,
             last_error: None,
@@ -131,13 +174,14 @@ impl Delivery {
             claims: 0,
             replayed_by: None,
             in_flight: None,
+            panics: 0,
         }
     }
 
-    /// Parked for a conflict (both sides changed), not a failure. Rows parked before
-    /// conflicts kept their records are known by their reason.
+    /// Parked for a conflict (both sides changed), not a failure: it keeps the records to
+    /// decide between (`{}` for a conflict parked before they were kept).
     pub fn is_conflict(&self) -> bool {
-        self.conflict.is_some() || self.last_error.as_deref().unwrap_or("").starts_with(crate::sync::engine::CONFLICT)
+        self.conflict.is_some()
     }
 }
 
@@ -595,8 +639,13 @@ fn update_pending_statement(backend: DbBackend, id: i64, fence: Option<ClaimToke
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(PENDING))
         .apply_if(fence, |q, t| q.filter(Column::Attempts.eq(t.attempts)).filter(Column::Claims.eq(t.claims)));
+    // A settle by the claim's token: the claim's lease ends, and the attempt's write is no
+    // longer in flight (its outcome is what this update stores).
     if fence.is_some() {
-        q = q.col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None)).col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None));
+        q = q
+            .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(Column::InFlight, Expr::value(Option::<String>::None));
     }
     for (c, e) in set {
         q = q.col_expr(c, e);
@@ -611,6 +660,9 @@ pub enum JobUpdate {
     Complete { token: ClaimToken, attempts: i32 },
     /// Failed; try again at `at`. It stays the head of its key, so later jobs wait for it.
     Reschedule { token: ClaimToken, attempts: i32, at: DateTime<Utc>, error: String },
+    /// Its attempt panicked: counted (see `Delivery::panics`), and tried again at `at` as a
+    /// reschedule is.
+    Panicked { token: ClaimToken, attempts: i32, at: DateTime<Utc>, error: String },
     /// Failed for good: kept for a human, no longer blocking its key.
     Park { token: ClaimToken, attempts: i32, error: String },
     /// Both sides changed and a person decides: parked with the records to decide between.
@@ -620,7 +672,15 @@ pub enum JobUpdate {
 impl JobUpdate {
     pub fn token(&self) -> ClaimToken {
         match self {
-            JobUpdate::Complete { token, .. } | JobUpdate::Reschedule { token, .. } | JobUpdate::Park { token, .. } | JobUpdate::Conflict { token, .. } => *token,
+            JobUpdate::Complete { token, .. } | JobUpdate::Reschedule { token, .. } | JobUpdate::Panicked { token, .. } | JobUpdate::Park { token, .. } | JobUpdate::Conflict { token, .. } => *token,
+        }
+    }
+
+    /// When the job is due again, if it stays pending.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            JobUpdate::Reschedule { at, .. } | JobUpdate::Panicked { at, .. } => Some(*at),
+            JobUpdate::Complete { .. } | JobUpdate::Park { .. } | JobUpdate::Conflict { .. } => None,
         }
     }
 }
@@ -649,6 +709,17 @@ fn update_statement(backend: DbBackend, update: &JobUpdate) -> Statement {
                 ],
             )
         }
+        JobUpdate::Panicked { token, attempts, at, error } => update_pending_statement(
+            backend,
+            token.job,
+            Some(*token),
+            vec![
+                (Column::Attempts, Expr::value(*attempts)),
+                (Column::NextAttemptAt, Expr::value(micros(*at))),
+                (Column::LastError, Expr::value(error.as_str())),
+                (Column::Panics, Expr::col(Column::Panics).add(1)),
+            ],
+        ),
         JobUpdate::Park { token, attempts, error } => {
             update_pending_statement(
                 backend,
@@ -706,6 +777,7 @@ pub(crate) fn update_statements(backend: DbBackend, updates: &[impl Borrow<JobUp
                     .col_expr(Column::UpdatedAt, Expr::value(now()))
                     .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
                     .col_expr(Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+                    .col_expr(Column::InFlight, Expr::value(Option::<String>::None))
                     .filter(Column::Id.is_in(padded(chunk)))
                     .filter(Column::Status.eq(PENDING))
                     .filter(Column::Attempts.eq(claimed))
@@ -753,12 +825,13 @@ pub(crate) fn pending_claims_statements(backend: DbBackend, ids: &[i64]) -> Vec<
         .collect()
 }
 
-/// Notes on pending job `id` that its write is about to be sent (`last_error`), and what it
-/// writes where when that is a record (`in_flight`), so a restart before its outcome is
-/// stored leaves a trace the next attempt can read.
-pub async fn note_in_flight(db: &Db, id: i64, note: &str, written: Option<&Written>) -> Result<(), StorageError> {
-    let written = written.map(|w| serde_json::to_string(w).unwrap_or_default());
-    update_pending(db, id, None, vec![(Column::LastError, Expr::value(note)), (Column::InFlight, Expr::value(written))]).await
+/// Notes on pending job `id` that its write is about to be sent (`in_flight`, with what it
+/// writes where when that is a record), so a restart before its outcome is stored leaves a
+/// trace the next attempt can read; `note` (`in flight: PUT …`) is its `last_error`
+/// meanwhile, for the people who look at the job.
+pub async fn note_in_flight(db: &Db, id: i64, note: &str, in_flight: &InFlight) -> Result<(), StorageError> {
+    let in_flight = serde_json::to_string(in_flight).unwrap_or_else(|_| "{}".into());
+    update_pending(db, id, None, vec![(Column::LastError, Expr::value(note)), (Column::InFlight, Expr::value(in_flight))]).await
 }
 
 /// Marks job `id` delivered after `attempts` attempts.

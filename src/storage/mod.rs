@@ -34,7 +34,7 @@ pub use attempts::{Attempt, NewAttempt, failures_since, list_attempts};
 pub use connectors::{StoredConnector, delete_connector, list_connectors, save_connector};
 pub use cursors::{load_cursor, save_cursor};
 pub use deliveries::{
-    Claim, ClaimToken, Claimant, CurrentShare, Delivery, SHARE_WAIT, Share, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
+    Claim, ClaimToken, Claimant, CurrentShare, Delivery, InFlight, JobStatus, SHARE_WAIT, Share, JobUpdate, NewDelivery, apply_update, claim, complete, discard_parked, due_heads, due_heads_except, enqueue, get_delivery, lapsed_lease_connectors,
     in_flight_by_instance, ParkedFilter, list_parked, newer_delivered, next_due_at, note_in_flight, park, pending_count, queue_stats, release_claims, release_job_leases, renew_job_leases, replay_parked, reschedule,
 };
 pub use instances::{Instance, beat, db_now, list_instances, register_instance, remove_instance};

@@ -127,7 +127,7 @@ mod sql {
     /// (measured at saturation: the job insert from 22% of the writer's thread to 17%).
     pub const INSERT_JOB: &str = "INSERT OR IGNORE INTO deliveries (connector_id, event_id, topic, record_key, payload, status, attempts, next_attempt_at, last_error, created_at, updated_at, origin, deleted) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, NULL, ?6, ?6, ?7, ?8) RETURNING id";
-    pub const COMPLETE: &str = "UPDATE deliveries SET status = 'done', attempts = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL \
+    pub const COMPLETE: &str = "UPDATE deliveries SET status = 'done', attempts = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL, in_flight = NULL \
          WHERE id = ?3 AND status = 'pending' AND attempts = ?4 AND claims = ?5";
     pub const INSERT_ATTEMPT: &str = "INSERT INTO delivery_attempts (delivery_id, connector_id, attempt, status, latency_ms, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     /// Job `?1` is the oldest pending job of its record key (the claim's head test).
@@ -136,7 +136,7 @@ mod sql {
     /// The oldest pending job of job `?1`'s record key, whole (the columns of
     /// [`super::job_row`], in its order): the key's head once `?1` is settled.
     pub const KEY_HEAD: &str = "SELECT p.id, p.connector_id, p.event_id, p.topic, p.record_key, p.payload, p.status, p.attempts, p.next_attempt_at, p.last_error, \
-         p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by, p.in_flight \
+         p.created_at, p.updated_at, p.origin, p.deleted, p.conflict, p.lease_owner, p.lease_until, p.claims, p.replayed_by, p.in_flight, p.panics \
          FROM deliveries AS d JOIN deliveries AS p ON p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key \
          WHERE d.id = ?1 ORDER BY p.id LIMIT 1";
     pub const TICKETS_HEAD: &str = "SELECT id, hash FROM sync_tickets WHERE id = (SELECT max(id) FROM sync_tickets)";
@@ -219,6 +219,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<entities::deliveries::Mode
         claims: r.get(17)?,
         replayed_by: r.get(18)?,
         in_flight: r.get(19)?,
+        panics: r.get(20)?,
     })
 }
 

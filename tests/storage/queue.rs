@@ -128,7 +128,7 @@ pub async fn heads_and_retries(db: &Db) {
             .unwrap()
             .unwrap()
             .status,
-        "done"
+        storage::JobStatus::Done
     );
     // A late report about a finished job changes nothing.
     storage::reschedule(db, e2.id, 9, later, "late")
@@ -140,7 +140,7 @@ pub async fn heads_and_retries(db: &Db) {
             .unwrap()
             .unwrap()
             .status,
-        "done"
+        storage::JobStatus::Done
     );
 
     // Only heads count for "next due": e3 is older but stuck behind e1.

@@ -235,7 +235,7 @@ async fn a_refused_batch_leaves_nothing_and_the_writer_goes_on() {
     db.execute_unprepared("DROP TRIGGER refuse").await.unwrap();
     let written = writer.write(&[&batch]).unwrap();
     assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: false, next: None }]), "{written:?}");
-    assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done");
+    assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, storage::JobStatus::Done);
 }
 
 /// The key's next job handed with a settle is read in the settle's commit; one that does not
@@ -253,7 +253,7 @@ async fn a_next_job_that_does_not_read_does_not_fail_the_settle() {
         let settle = BatchEntry::Outcome { update: JobUpdate::Complete { token: claim.token, attempts: 1 }, jobs: Vec::new(), link: None, attempt: None, ticket: Some(ticket(claim.job.id, TicketStatus::Completed, None)) };
         let written = writer.write(&[&settle]).unwrap();
         assert!(matches!(written[..], [EntryWritten::Settled { ticket: Some(_), key_waits: true, next: None }]), "{column}: {written:?}");
-        assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, "done", "{column}");
+        assert_eq!(storage::get_delivery(&db, claim.job.id).await.unwrap().unwrap().status, storage::JobStatus::Done, "{column}");
         db.execute_unprepared(&format!("DELETE FROM deliveries WHERE event_id = '{column}-2'")).await.unwrap();
     }
 }
@@ -277,4 +277,49 @@ fn rows(url: &str, table: &str) -> (Vec<String>, Vec<Vec<Value>>) {
     let n = columns.len();
     let rows = s.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>()).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     (columns, rows)
+}
+
+/// A job's state has columns of its own: a note of a write in flight (with what it writes,
+/// or without) reads back as noted and is cleared by the job's settle, whichever writer
+/// settles it (SQLite's own completion, the pool's batched one, the builder's statements);
+/// a panicked attempt is counted, the job tried again like a reschedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_clears_the_write_in_flight_and_a_panic_is_counted() {
+    use hms_sync::spec::model::Side;
+    use hms_sync::storage::{InFlight, JobStatus};
+    use hms_sync::sync::engine::Written;
+    let (_dir, db, mut writer) = one_database().await;
+    let jobs = (1..=4).map(|i| job(&format!("f{i}"), &format!("fk{i}"), Origin::Event, false)).collect();
+    writer.write(&[&BatchEntry::Jobs(jobs)]).unwrap();
+    let claims = storage::claim(&db, "w", Utc::now(), 4, &[], ME).await.unwrap();
+    assert_eq!(claims.len(), 4);
+    let update = InFlight { written: Some(Written { to: Side::Legacy, content: "abc".into() }) };
+    for (i, c) in claims.iter().enumerate() {
+        let noted = if i % 2 == 0 { update.clone() } else { InFlight::default() };
+        storage::note_in_flight(&db, c.job.id, "in flight: PUT http://127.0.0.1/x", &noted).await.unwrap();
+    }
+    let read = |i: usize| {
+        let (db, id) = (db.clone(), claims[i].job.id);
+        async move { storage::get_delivery(&db, id).await.unwrap().unwrap() }
+    };
+    assert_eq!(read(0).await.in_flight, Some(update), "noted with what it writes");
+    assert_eq!(read(1).await.in_flight, Some(InFlight::default()), "noted without (a create): in flight all the same");
+    assert_eq!(read(1).await.panics, 0);
+
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    writer
+        .write(&[&outcome(JobUpdate::Complete { token: claims[0].token, attempts: 1 }), &outcome(JobUpdate::Panicked { token: claims[1].token, attempts: 1, at: later, error: "panicked: boom".into() })])
+        .unwrap();
+    storage::write_batch(&db, &[&outcome(JobUpdate::Complete { token: claims[2].token, attempts: 1 })]).await.unwrap();
+    storage::apply_update(&db, &JobUpdate::Reschedule { token: claims[3].token, attempts: 1, at: later, error: "HTTP 503".into() }).await.unwrap();
+    let mut state = Vec::new();
+    for i in 0..4 {
+        let j = read(i).await;
+        state.push((j.status, j.in_flight, j.panics, j.next_attempt_at > Utc::now()));
+    }
+    assert_eq!(
+        state,
+        [(JobStatus::Done, None, 0, false), (JobStatus::Pending, None, 1, true), (JobStatus::Done, None, 0, false), (JobStatus::Pending, None, 0, true)],
+        "settled: nothing in flight; the panic counted and the job due again later"
+    );
 }

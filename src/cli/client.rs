@@ -173,6 +173,9 @@ pub fn restart(args: &ClientArgs, id: &str) -> ExitCode {
 /// (for the service's own file, applied as a reload). With none: the file is validated, and
 /// then either it is in the connectors folder `up` reads (nothing to do), or it is
 /// registered in the database `up` will use; the answer says which.
+///
+/// (A refusal is told by its details' field paths, `[{"path": "mappingFile", …}]`, not by
+/// its text.)
 pub fn deploy(args: &ClientArgs, file: &Path, config: Option<&Path>) -> ExitCode {
     let loaded = match crate::spec::load_file(file) {
         Ok(l) => l,
@@ -183,9 +186,9 @@ pub fn deploy(args: &ClientArgs, file: &Path, config: Option<&Path>) -> ExitCode
     };
     let id = loaded.spec.id.clone();
     let mut sent = call(args, "PUT", &format!("/connectors/{id}"), Some((loaded.source.clone(), "application/yaml")), &[]);
-    // Not the service's own file, and it names a mapping file the service cannot read:
-    // sent again with the table inlined.
-    if loaded.spec.mapping_file.is_some() && matches!(&sent, Ok((400, body)) if body.to_string().contains("mappingFile")) {
+    // Not the service's own file, and it names a mapping file the service cannot read (the
+    // refusal's details name the field): sent again with the table inlined.
+    if loaded.spec.mapping_file.is_some() && matches!(&sent, Ok((400, body)) if refuses_field(body, "mappingFile")) {
         let inline = crate::spec::mapping_file::inlined(&loaded.source, &loaded.spec.mapping);
         sent = call(args, "PUT", &format!("/connectors/{id}"), Some((inline, "application/json")), &[]);
     }
@@ -473,4 +476,10 @@ pub fn resolve(args: &ClientArgs, id: i64, side: Option<&str>, data: Option<&str
     finish(call(args, "POST", &format!("/parked/{id}/resolve"), Some((body, "application/json")), &[]), |r| {
         println!("job {id}: {}", r["resolution"].as_str().unwrap_or("resolved"))
     })
+}
+
+/// Whether a `400`'s body refuses the connector document for its field `path` (the spec
+/// errors in its `details`).
+fn refuses_field(body: &Value, path: &str) -> bool {
+    body.get("details").and_then(Value::as_array).is_some_and(|errors| errors.iter().any(|e| e.get("path").and_then(Value::as_str) == Some(path)))
 }

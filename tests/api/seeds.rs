@@ -150,6 +150,20 @@ async fn seed_000_mapping_file() {
     let (code, info) = service.call("GET", "/connectors/shifts", None).await;
     assert_eq!(code, 200, "{info}");
     assert_eq!(info["config"]["mapping"], json!({"id": "ShiftID", "startAt": "BeginTime", "updatedAt": "LastModified"}), "{info}");
+    // Deployed again, to the running service, with the table edited: the service cannot read
+    // a file from elsewhere and refuses `mappingFile` (its details name the field), so the
+    // client sends the document again with the table inlined.
+    std::fs::write(elsewhere.join("mapping.json"), "{\n  \"id\":        \"ShiftID\",\n  \"startAt\":   \"StartTime\"\n}\n").unwrap();
+    let out = run({
+        let mut c = bin();
+        c.args(["deploy", "elsewhere/shifts.yaml"]).current_dir(&dir).env("HMS_SYNC_URL", &service.base);
+        c
+    })
+    .await;
+    assert!(out.status.success() && text(&out).starts_with("shifts: "), "{}", text(&out));
+    let (code, info) = service.call("GET", "/connectors/shifts", None).await;
+    assert_eq!(code, 200, "{info}");
+    assert_eq!(info["config"]["mapping"], json!({"id": "ShiftID", "startAt": "StartTime", "updatedAt": "LastModified"}), "{info}");
 }
 
 /// Seed 000 §3.1's promise: "no code changes if the Lotus admin renames a column — just

@@ -25,6 +25,10 @@ pub struct Model {
     /// The HMS version last seen is the stamp HMS put on our own write.
     pub hms_version_ours: bool,
     pub external_version_ours: bool,
+    /// The side holds a change that lost a conflict, not overwritten yet (its hash is that
+    /// change's content, never synced).
+    pub hms_lost: bool,
+    pub external_lost: bool,
     pub updated_at: DateTimeUtc,
 }
 

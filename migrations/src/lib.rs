@@ -97,7 +97,8 @@ mod tests {
     }
 
     /// Jobs stored before a job's state had columns of its own keep what their `last_error`
-    /// prefixes meant: one panic, a conflict, a write in flight (and a stale note is dropped).
+    /// prefixes meant: one panic, a conflict, a write in flight (and a stale note is dropped);
+    /// a link's `lost:` hash becomes its side's mark and the plain hash.
     #[tokio::test]
     async fn job_state_moves_from_error_prefixes() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
@@ -120,7 +121,21 @@ mod tests {
             .await
             .unwrap();
         }
+        for (i, (hms, external)) in [("'lost:abc'", "'def'"), ("'abc'", "'lost:def'"), ("NULL", "NULL")].iter().enumerate() {
+            db.execute_unprepared(&format!(
+                "INSERT INTO record_links (connector_id, hms_id, external_id, hms_hash, external_hash, updated_at) VALUES ('c', 'h{i}', 'x{i}', {hms}, {external}, '2026-11-30T00:00:00Z')"
+            ))
+            .await
+            .unwrap();
+        }
         Migrator::up(&db, None).await.unwrap();
+        let links = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT hms_hash, hms_lost, external_hash, external_lost FROM record_links ORDER BY id")).await.unwrap();
+        let links: Vec<(Option<String>, bool, Option<String>, bool)> = links
+            .iter()
+            .map(|r| (r.try_get("", "hms_hash").unwrap(), r.try_get("", "hms_lost").unwrap(), r.try_get("", "external_hash").unwrap(), r.try_get("", "external_lost").unwrap()))
+            .collect();
+        let text = |s: &str| Some(s.to_string());
+        assert_eq!(links, [(text("abc"), true, text("def"), false), (text("abc"), false, text("def"), true), (None, false, None, false)], "a side's `lost:` mark in its own column");
         let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT panics, conflict, in_flight FROM deliveries ORDER BY id")).await.unwrap();
         let state: Vec<(i32, Option<String>, Option<String>)> = rows
             .iter()

@@ -35,6 +35,8 @@ impl From<Model> for Link {
             external_written: list(m.external_written),
             hms_version_ours: m.hms_version_ours,
             external_version_ours: m.external_version_ours,
+            hms_lost: m.hms_lost,
+            external_lost: m.external_lost,
         };
         Self { hms_id: m.hms_id, external_id: m.external_id, synced }
     }
@@ -92,6 +94,8 @@ pub(crate) fn save_statements(backend: DbBackend, u: &LinkUpdate) -> Vec<Stateme
         external_written: Set(written(&s.external_written)),
         hms_version_ours: Set(s.hms_version_ours),
         external_version_ours: Set(s.external_version_ours),
+        hms_lost: Set(s.hms_lost),
+        external_lost: Set(s.external_lost),
         updated_at: Set(now()),
         ..Default::default()
     };
@@ -110,6 +114,8 @@ pub(crate) fn save_statements(backend: DbBackend, u: &LinkUpdate) -> Vec<Stateme
                         Column::ExternalWritten,
                         Column::HmsVersionOurs,
                         Column::ExternalVersionOurs,
+                        Column::HmsLost,
+                        Column::ExternalLost,
                         Column::UpdatedAt,
                     ])
                     .to_owned(),

@@ -24,10 +24,6 @@ use crate::spec::model::{FieldRule, Policy, ResolveSpec, Side};
 /// How a conflict's reason (the parked job's last error) starts.
 pub const CONFLICT: &str = "conflict: ";
 
-/// Marks a side's hash in the link when that side holds a change that lost a conflict and
-/// was not overwritten yet (the side could not be read).
-const LOST: &str = "lost:";
-
 /// How many of our recent writes to a side are remembered, to recognise their late echoes.
 const WRITTEN_KEPT: usize = 8;
 
@@ -88,6 +84,12 @@ pub struct Synced {
     /// its own edits): an older change from that side was then overwritten by us.
     pub hms_version_ours: bool,
     pub external_version_ours: bool,
+    /// The side holds a change that lost a conflict and was not overwritten yet (the side
+    /// could not be read to write the winner back): its hash is that change's content, which
+    /// was never synced, and the other side's next notification goes there even when it
+    /// shows the content last synced (see [`Synced::lost`]).
+    pub hms_lost: bool,
+    pub external_lost: bool,
 }
 
 impl Kind {
@@ -98,17 +100,44 @@ impl Kind {
 }
 
 impl Synced {
+    /// The content hash `side` holds as last synced; none while it holds a change that lost
+    /// (that content was never synced: nothing compares equal to it).
     pub fn hash(&self, side: Side) -> Option<&str> {
+        if self.lost(side) {
+            return None;
+        }
         match side {
             Side::Hms => self.hms_hash.as_deref(),
             Side::Legacy => self.external_hash.as_deref(),
         }
     }
 
-    fn hash_mut(&mut self, side: Side) -> &mut Option<String> {
+    /// Does `side` hold a change that lost a conflict, not overwritten yet?
+    pub fn lost(&self, side: Side) -> bool {
         match side {
-            Side::Hms => &mut self.hms_hash,
-            Side::Legacy => &mut self.external_hash,
+            Side::Hms => self.hms_lost,
+            Side::Legacy => self.external_lost,
+        }
+    }
+
+    /// `side` holds content `hash` as synced (or nothing known): a lost change it held is
+    /// overwritten.
+    fn set_hash(&mut self, side: Side, hash: Option<String>) {
+        let (slot, lost) = match side {
+            Side::Hms => (&mut self.hms_hash, &mut self.hms_lost),
+            Side::Legacy => (&mut self.external_hash, &mut self.external_lost),
+        };
+        *slot = hash;
+        *lost = false;
+    }
+
+    /// `side` holds its change of content `hash`, which lost a conflict: the winner is
+    /// still to be written there.
+    fn mark_lost(&mut self, side: Side, hash: String) {
+        self.set_hash(side, Some(hash));
+        match side {
+            Side::Hms => self.hms_lost = true,
+            Side::Legacy => self.external_lost = true,
         }
     }
 
@@ -200,7 +229,7 @@ impl Synced {
         let stamp = answered.and_then(|a| rules.version(a));
         self.remember_write(side, sent_hash, stamp);
         self.remember_write(side, own.clone(), stamp);
-        *self.hash_mut(side) = Some(own);
+        self.set_hash(side, Some(own));
         self.saw(side, answered.and_then(|a| rules.version(a)), true);
     }
 }
@@ -329,8 +358,7 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
     if let Some(l) = link {
         // (Unless the other side holds a change that lost to this side's state, unread: then
         // this state, even unchanged, goes there.)
-        let other_lost = l.hash(other(source)).is_some_and(|h| h.starts_with(LOST));
-        if !other_lost && (l.hash(source) == Some(c) || base_hash == Some(c)) {
+        if !l.lost(other(source)) && (l.hash(source) == Some(c) || base_hash == Some(c)) {
             let mut seen = l.clone();
             seen.saw_version(source, v);
             let link = (seen != *l).then_some(seen);
@@ -400,8 +428,8 @@ fn already_seen(rules: &Rules, link: Option<&Synced>, source: Side, record: &Val
 fn linked_to_our_write(rules: &Rules, link: Option<&Synced>, to: Side, base: &Value, c: &str, stamp: Option<&Value>) -> Synced {
     let mut l = link.cloned().unwrap_or_default();
     l.base = Some(rules.project(base));
-    l.hms_hash = Some(c.to_string());
-    l.external_hash = Some(c.to_string());
+    l.set_hash(Side::Hms, Some(c.to_string()));
+    l.set_hash(Side::Legacy, Some(c.to_string()));
     l.remember_write(to, c.to_string(), stamp);
     l.saw(to, stamp, true);
     l
@@ -468,7 +496,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let after = |source_holds: &Value, base: &Value| {
         let mut l = link.cloned().unwrap_or_default();
         l.base = Some(rules.project(base));
-        *l.hash_mut(source) = Some(rules.content(source_holds));
+        l.set_hash(source, Some(rules.content(source_holds)));
         if let Current::Present(s) = source_now {
             l.saw_version(source, rules.version(s));
         } else if kind.is_change() {
@@ -481,7 +509,7 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     };
     if t_hash.as_deref() == Some(c.as_str()) {
         let mut l = after(record, record);
-        *l.hash_mut(target) = t_hash.clone();
+        l.set_hash(target, t_hash.clone());
         let known = link.is_some_and(|l| l.hash(target) == Some(c.as_str()) && base_hash.as_deref() == Some(c.as_str()));
         // Unlinked, it is a record found by its natural key (nothing to write), unless this
         // job was sent before: then it is our create that landed before a restart.
@@ -522,13 +550,13 @@ pub fn decide(rules: &Rules, link: Option<&Synced>, source: Side, record: &Value
     let take = |why: String| -> Verdict {
         if let Current::Present(_) = source_now {
             let mut l = after(current, current);
-            *l.hash_mut(target) = t_hash.clone();
+            l.set_hash(target, t_hash.clone());
             Verdict::Apply { to: source, record: current.clone(), link: l, why, then_back: None, write: Write::Update }
         } else {
             // The link remembers that the source holds a change that lost: the target's next
             // notification goes there even when it shows the content last synced.
             let mut l = link.cloned().unwrap_or_default();
-            *l.hash_mut(source) = Some(format!("{LOST}{c}"));
+            l.mark_lost(source, c.clone());
             Verdict::Skip { reason: format!("{why}; its own change brings it here"), link: Some(l) }
         }
     };
@@ -615,8 +643,8 @@ pub fn decide_delete(rules: &Rules, link: Option<&Synced>, source: Side, record:
     let tombstone = |l: Option<&Synced>| {
         let mut t = l.cloned().unwrap_or_default();
         t.base = Some(Value::Null);
-        t.hms_hash = None;
-        t.external_hash = None;
+        t.set_hash(Side::Hms, None);
+        t.set_hash(Side::Legacy, None);
         t
     };
     if link.is_some_and(|l| l.base == Some(Value::Null)) {
@@ -643,7 +671,7 @@ pub fn decide_delete(rules: &Rules, link: Option<&Synced>, source: Side, record:
     if *source_now == Current::Absent {
         let mut l = link.cloned().unwrap_or_default();
         l.base = Some(rules.project(current));
-        *l.hash_mut(target) = Some(t_hash);
+        l.set_hash(target, Some(t_hash));
         l.saw_version(target, rules.version(current));
         Verdict::Apply { to: source, record: current.clone(), link: l, why: format!("{why}; written back to {}", side_name(source)), then_back: None, write: Write::Create }
     } else {

@@ -101,6 +101,8 @@ async fn the_sqlite_writer_writes_what_the_pool_writes() {
         external_written: Vec::new(),
         hms_version_ours: true,
         external_version_ours: false,
+        hms_lost: false,
+        external_lost: n % 2 == 0,
     };
     let link = |hms: &str, replaces: Option<&str>, n: u8| LinkUpdate { connector_id: "w".into(), hms_id: hms.into(), external_id: format!("x-{hms}"), synced: synced(n), replaces: replaces.map(str::to_owned) };
     let written = both(

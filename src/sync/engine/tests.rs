@@ -115,6 +115,33 @@ fn both_changed_the_later_version_wins_and_a_loser_takes_the_winner() {
 }
 
 #[test]
+fn a_change_that_lost_unread_is_marked_and_the_winner_goes_there_even_as_last_synced() {
+    let lww = Policy::LastWriterWins;
+    let a = shift("08:00", "Ana", 10);
+    let link = rules_for(lww, |r| synced(r, &a));
+    let hms = shift("09:00", "Ana", 12);
+    let lotus = shift("08:00", "Bo", 13);
+    // HMS's change loses to the ranger's, and HMS could not be read: nothing is written back
+    // now, and the link marks HMS as holding a change that lost (its hash that change's).
+    let v = run(lww, Some(&link), Side::Hms, &hms, Current::Unknown, Current::Present(lotus.clone()));
+    let Verdict::Skip { link: Some(marked), .. } = &v else { panic!("{v:?}") };
+    assert!(marked.lost(Side::Hms) && !marked.lost(Side::Legacy), "{marked:?}");
+    assert_eq!(marked.hash(Side::Hms), None, "a change that lost was never synced");
+    assert_eq!(marked.hms_hash, Some(rules_for(lww, |r| r.content(&hms))));
+    // The ranger puts the record back as it was last synced: the content last synced, but
+    // HMS holds the change that lost, so it goes there.
+    let back = shift("08:00", "Ana", 14);
+    let v = run(lww, Some(marked), Side::Legacy, &back, Current::Present(back.clone()), Current::Present(hms.clone()));
+    let Verdict::Apply { to, record, link: mut after, .. } = v else { panic!("{v:?}") };
+    assert_eq!((to, &record), (Side::Hms, &back));
+    rules_for(lww, |r| after.observe_write(r, Side::Hms, &record, None));
+    assert!(!after.lost(Side::Hms) && after.hash(Side::Hms).is_some(), "written there: synced, no longer marked: {after:?}");
+    // Without the mark the same notification is an echo.
+    let v = run(lww, Some(&link), Side::Legacy, &back, Current::Present(back.clone()), Current::Present(hms));
+    assert!(skipped(&v).starts_with("echo"), "{v:?}");
+}
+
+#[test]
 fn equal_stamps_with_different_content_are_never_a_no_op() {
     let link = rules_for(Policy::LastWriterWins, |r| synced(r, &shift("08:00", "Ana", 10)));
     let hms = shift("09:00", "Ana", 20);

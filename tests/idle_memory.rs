@@ -6,7 +6,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/poll.rs"]
+mod poll;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -50,15 +53,13 @@ async fn live_with(n: usize) -> isize {
     let handle = app.server_handle();
     let run = actix_web::rt::spawn(app.run_until_stopped());
     // Every connector's children running: the service is idle now.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let running = || async {
         let all = registry.send(hms_sync::actors::registry::AllSummaries).await.unwrap();
         let running = all.iter().filter(|s| s.children.iter().all(|c| c.state == hms_sync::actors::status::ChildState::Running)).count();
-        if all.len() == n && running == n {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{running} of {n} connectors running after 30 s");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        if all.len() == n && running == n { Ok(()) } else { Err(running) }
+    };
+    if let Err(running) = poll::try_poll_until(Duration::from_secs(30), Duration::from_millis(50), running).await {
+        panic!("{running} of {n} connectors running after 30 s");
     }
     // Idle means settled: the least live heap over the next second. Read once, the count
     // could catch start-up work still in flight (seen once in CI under load: 18 MB for 501

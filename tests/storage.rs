@@ -17,6 +17,8 @@ mod state;
 mod tickets;
 #[path = "storage/writer.rs"]
 mod writer;
+#[path = "common/poll.rs"]
+mod poll;
 #[path = "common/pg.rs"]
 mod pg;
 

@@ -592,11 +592,9 @@ async fn a_frozen_instance_that_wakes_after_its_lease_cannot_settle() {
     // lease has run out, claims the job and sends it again; that request is answered after
     // 3 s, so the job is still b's, in flight, when a wakes.
     sink.stall_ms.store(3_000, std::sync::atomic::Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sink.log.lock().unwrap().requests < 2 {
-        assert!(std::time::Instant::now() < deadline, "b did not send the job; b's log:\n{}", std::fs::read_to_string(&b_log).unwrap_or_default());
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    try_poll_until(Duration::from_secs(20), Duration::from_millis(20), || async { (sink.log.lock().unwrap().requests >= 2).then_some(()).ok_or(()) })
+        .await
+        .unwrap_or_else(|()| panic!("b did not send the job; b's log:\n{}", std::fs::read_to_string(&b_log).unwrap_or_default()));
     signal("-CONT", a.child.id());
     // a hears its own 200 and tries to settle: its claim count is out of date, and its
     // outcome is refused as stale (its log says so), though the job is still pending.

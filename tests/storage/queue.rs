@@ -7,6 +7,8 @@ use hms_sync::storage::{self, Claimant, Db, NewDelivery, Share};
 use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::json;
 
+use super::poll::poll_until;
+
 /// The instance these tests claim as, when only one claims.
 pub const ME: Claimant<'static> = Claimant { instance: "me", lease: Duration::from_secs(10), share: Share::ALL };
 
@@ -334,11 +336,7 @@ pub async fn a_lapsed_lease_is_fenced_off(db: &Db) {
     let fast = Claimant { instance: "fast", lease: Duration::from_secs(30), share: Share::ALL };
     let first = storage::claim(db, "lapse", Utc::now(), 1, &[], slow).await.unwrap().remove(0);
     assert!(storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap().iter().all(|c| c.job.id != first.job.id), "held by its lease");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !storage::lapsed_lease_connectors(db).await.unwrap().contains(&"lapse".to_string()) {
-        assert!(std::time::Instant::now() < deadline, "the lease never lapsed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until("the lease lapsed", Duration::from_secs(10), || async { storage::lapsed_lease_connectors(db).await.unwrap().contains(&"lapse".to_string()).then_some(()) }).await;
     assert!(first.lease_lapsed(), "the local deadline ends no later than the lease");
     let taken = storage::claim(db, "lapse", Utc::now(), 5, &[], fast).await.unwrap();
     let again = taken.iter().find(|c| c.job.id == first.job.id).expect("the lapsed job is claimed by another");

@@ -5,6 +5,7 @@ pub mod app;
 pub mod browser;
 pub mod fake;
 pub mod keyed;
+#[path = "../../common/poll.rs"]
 pub mod poll;
 pub mod service;
 pub mod twoway_sim;

@@ -1,5 +1,7 @@
 //! Bounded waits: ask again until a condition holds, at most so long; never a bare sleep.
-//! Async for tests on the actix runtime, `_sync` twins for tests driving child processes.
+//! Async for tests on the actix (or tokio) runtime, `_sync` twins for tests driving child
+//! processes. Shared by the test crates (`#[path]`); a crate uses what it needs of it.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -697,29 +697,17 @@ fn update_statement(backend: DbBackend, update: &JobUpdate) -> Statement {
         JobUpdate::Complete { token, attempts } => {
             update_pending_statement(backend, token.job, Some(*token), vec![(Column::Status, Expr::value(DONE)), (Column::Attempts, Expr::value(*attempts))])
         }
-        JobUpdate::Reschedule { token, attempts, at, error } => {
-            update_pending_statement(
-                backend,
-                token.job,
-                Some(*token),
-                vec![
-                    (Column::Attempts, Expr::value(*attempts)),
-                    (Column::NextAttemptAt, Expr::value(micros(*at))),
-                    (Column::LastError, Expr::value(error.as_str())),
-                ],
-            )
-        }
-        JobUpdate::Panicked { token, attempts, at, error } => update_pending_statement(
-            backend,
-            token.job,
-            Some(*token),
-            vec![
+        JobUpdate::Reschedule { token, attempts, at, error } | JobUpdate::Panicked { token, attempts, at, error } => {
+            let mut set = vec![
                 (Column::Attempts, Expr::value(*attempts)),
                 (Column::NextAttemptAt, Expr::value(micros(*at))),
                 (Column::LastError, Expr::value(error.as_str())),
-                (Column::Panics, Expr::col(Column::Panics).add(1)),
-            ],
-        ),
+            ];
+            if matches!(update, JobUpdate::Panicked { .. }) {
+                set.push((Column::Panics, Expr::col(Column::Panics).add(1)));
+            }
+            update_pending_statement(backend, token.job, Some(*token), set)
+        }
         JobUpdate::Park { token, attempts, error } => {
             update_pending_statement(
                 backend,

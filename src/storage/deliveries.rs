@@ -913,6 +913,8 @@ pub async fn replay_parked(db: &Db, id: i64, payload: Option<&serde_json::Value>
         .col_expr(Column::Status, Expr::value(PENDING))
         .col_expr(Column::ReplayedBy, Expr::value(by))
         .col_expr(Column::Attempts, Expr::value(0))
+        // A fresh start: a poison job put back gets its two tries again.
+        .col_expr(Column::Panics, Expr::value(0))
         .col_expr(Column::NextAttemptAt, Expr::value(t))
         .col_expr(Column::UpdatedAt, Expr::value(t))
         .filter(Column::Id.eq(id))

@@ -324,4 +324,10 @@ async fn a_settle_clears_the_write_in_flight_and_a_panic_is_counted() {
         [(JobStatus::Done, None, 0, false), (JobStatus::Pending, None, 1, true), (JobStatus::Done, None, 0, false), (JobStatus::Pending, None, 0, true)],
         "settled: nothing in flight; the panic counted and the job due again later"
     );
+    // Parked at its second panic and put back by an operator: a fresh start, two tries again.
+    let second = storage::claim(&db, "w", later + chrono::Duration::seconds(1), 4, &[], ME).await.unwrap().into_iter().find(|c| c.job.id == claims[1].job.id).expect("due again");
+    assert_eq!(second.job.panics, 1);
+    storage::apply_update(&db, &JobUpdate::Park { token: second.token, attempts: 2, error: "poison job".into() }).await.unwrap();
+    let replayed = storage::replay_parked(&db, claims[1].job.id, None, "ops").await.unwrap().expect("parked");
+    assert_eq!((replayed.status, replayed.attempts, replayed.panics), (JobStatus::Pending, 0, 0));
 }

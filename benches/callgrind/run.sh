@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Instructions per delivered event, counted by valgrind's callgrind: a measure of the
+# service's own (user-space) work that a shared VM's noise does not move. On 127.0.0.1 only:
+#
+#   benches/callgrind/run.sh [--events N] [--conns C] BINARY [BINARY...]
+#
+# Each BINARY runs `up` under callgrind twice, with the connector of benches/wrk (to the nginx
+# sink of benches/wrk/nginx.conf), a fresh SQLite file each time: once for 200 events and once
+# for 200 + N (default 2,000), published over C connections (default 1: one event at a time)
+# and waited for until all are delivered. The difference of the two runs' instruction counts
+# over N is the work of one event (start-up and shutdown cancel out). With one connection each
+# event is its own commit and two runs of one binary agreed within 0.5% here (2026-12-03:
+# 439.9k and 441.5k instructions per event), where wrk's CPU per event spread by a third on
+# the same machine that day. With more (`--conns 32`) commits group as under load, but how
+# much depends on timing, and runs of one binary spread by 8% (371k to 402k).
+#
+# What it does not show: the kernel (a third of a delivery's CPU, see README), waiting, and
+# the cost of an instruction. valgrind counts each byte of a `rep stos`/`rep movs` (large
+# memset and memcpy) as an instruction, and hides the CPU's SHA extensions (the ticket chain's
+# hash runs in software under it), so those weigh more here than on the CPU. Compare builds
+# with it; measure CPU with benches/wrk. Needs valgrind, nginx, python3 and curl.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+events=2000 conns=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) events="$2"; shift 2 ;;
+    --conns) conns="$2"; shift 2 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "usage: $0 [--events N] [--conns C] BINARY [BINARY...]" >&2; exit 2; }
+for tool in valgrind nginx python3 curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install valgrind nginx-light python3 curl)" >&2; exit 1; }
+done
+work="$(mktemp -d /tmp/hms-sync-callgrind.XXXXXX)"
+service=""
+cleanup() {
+  [ -n "$service" ] && kill -9 "$service" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cp "$here/../wrk/nginx.conf" "$work/"
+nginx -p "$work" -c "$work/nginx.conf"
+port=17620
+delivered() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^sync_ok_total/ {s += $2} END {printf "%d", s}'; }
+
+# Instructions of one life of BINARY that delivers $2 events.
+count() {
+  local run="$work/run-$RANDOM"
+  mkdir -p "$run" && cp -r "$here/../wrk/connectors" "$run/"
+  valgrind --tool=callgrind --callgrind-out-file="$run/out" "$1" up --connectors "$run/connectors" --port "$port" --database "sqlite:$run/db.sqlite" >"$run/log" 2>&1 &
+  service=$!
+  for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+  python3 "$here/publish.py" "$port" "$2" "$conns"
+  for _ in $(seq 1 1500); do [ "$(delivered)" -ge "$2" ] && break; sleep 0.2; done
+  [ "$(delivered)" -ge "$2" ] || { echo "$1: only $(delivered) of $2 delivered" >&2; exit 1; }
+  kill -INT "$service"; wait "$service" 2>/dev/null || true; service=""
+  awk '/^summary:/ {print $2}' "$run/out"
+}
+
+printf '%-40s %16s\n' binary "instructions/event"
+for b in "$@"; do
+  small=$(count "$(realpath "$b")" 200)
+  large=$(count "$(realpath "$b")" $((200 + events)))
+  printf '%-40s %16.0f\n' "$(basename "$b")" "$(awk -v a="$small" -v z="$large" -v n="$events" 'BEGIN {print (z - a) / n}')"
+done

@@ -134,14 +134,13 @@ mod tests {
             .iter()
             .map(|r| (r.try_get("", "hms_hash").unwrap(), r.try_get("", "hms_lost").unwrap(), r.try_get("", "external_hash").unwrap(), r.try_get("", "external_lost").unwrap()))
             .collect();
-        let text = |s: &str| Some(s.to_string());
-        assert_eq!(links, [(text("abc"), true, text("def"), false), (text("abc"), false, text("def"), true), (None, false, None, false)], "a side's `lost:` mark in its own column");
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(links, [(some("abc"), true, some("def"), false), (some("abc"), false, some("def"), true), (None, false, None, false)], "a side's `lost:` mark in its own column");
         let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT panics, conflict, in_flight FROM deliveries ORDER BY id")).await.unwrap();
         let state: Vec<(i32, Option<String>, Option<String>)> = rows
             .iter()
             .map(|r| (r.try_get("", "panics").unwrap(), r.try_get("", "conflict").unwrap(), r.try_get("", "in_flight").unwrap()))
             .collect();
-        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             state,
             [

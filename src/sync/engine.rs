@@ -120,13 +120,18 @@ impl Synced {
         }
     }
 
+    /// `side`'s hash and lost mark, which change together.
+    fn hash_slots(&mut self, side: Side) -> (&mut Option<String>, &mut bool) {
+        match side {
+            Side::Hms => (&mut self.hms_hash, &mut self.hms_lost),
+            Side::Legacy => (&mut self.external_hash, &mut self.external_lost),
+        }
+    }
+
     /// `side` holds content `hash` as synced (or nothing known): a lost change it held is
     /// overwritten.
     fn set_hash(&mut self, side: Side, hash: Option<String>) {
-        let (slot, lost) = match side {
-            Side::Hms => (&mut self.hms_hash, &mut self.hms_lost),
-            Side::Legacy => (&mut self.external_hash, &mut self.external_lost),
-        };
+        let (slot, lost) = self.hash_slots(side);
         *slot = hash;
         *lost = false;
     }
@@ -134,11 +139,9 @@ impl Synced {
     /// `side` holds its change of content `hash`, which lost a conflict: the winner is
     /// still to be written there.
     fn mark_lost(&mut self, side: Side, hash: String) {
-        self.set_hash(side, Some(hash));
-        match side {
-            Side::Hms => self.hms_lost = true,
-            Side::Legacy => self.external_lost = true,
-        }
+        let (slot, lost) = self.hash_slots(side);
+        *slot = Some(hash);
+        *lost = true;
     }
 
     pub fn version(&self, side: Side) -> Option<&Value> {

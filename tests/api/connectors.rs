@@ -255,6 +255,19 @@ async fn the_openapi_document_matches_the_routes() {
         assert_eq!(code, 404, "{path}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with("no route for"), "{path}: {body}");
     }
+    // So does the events route, a scope of `/events` that reads its topic itself.
+    let (code, _, allow) = app.call_raw("GET", "/events/permit.updated").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("POST")));
+    for path in ["/events/a/b", "/events", "/events/", "/eventsx/a"] {
+        let (code, body) = app.call("POST", path, Some("{}")).await;
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("no route for"), "{path}: {body}");
+    }
+    // A topic's characters may come percent-encoded, as the router decoded them for `{topic}`.
+    let (code, body) = app.call("POST", "/events/no%2Esuch%2Dtopic", Some("{}")).await;
+    assert_eq!((code, body["topic"].as_str()), (202, Some("no.such-topic")), "{body}");
+    let (code, body) = app.call("POST", "/events/a%2Fb", Some("{}")).await;
+    assert_eq!(code, 400, "{body}");
 }
 
 /// Issue 11, item 16: connector files were read only at start. A reload applies the folder:

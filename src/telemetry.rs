@@ -96,11 +96,7 @@ fn write_stamp(at: chrono::DateTime<chrono::Utc>, out: &mut impl fmt::Write) -> 
         }
         out.write_str(&cached.1)
     })?;
-    let mut digits = *b"000000Z";
-    for (i, d) in [100_000, 10_000, 1_000, 100, 10, 1].into_iter().enumerate() {
-        digits[i] = b'0' + (micros / d % 10) as u8;
-    }
-    out.write_str(std::str::from_utf8(&digits).unwrap_or("000000Z"))
+    write!(out, "{micros:06}Z")
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! its description (and `GET /openapi.json` is generated from the same rows).
 
 use actix_web::http::Method;
-use actix_web::{Route, web};
+use actix_web::{Route, Scope, web};
 
 use super::auth::Role;
 use super::{audit, cluster, connectors, events, governance, health, metrics, openapi, parked, tickets};
@@ -41,6 +41,9 @@ pub struct Endpoint {
     /// Error statuses it can answer (each with the shared error shape).
     pub errors: &'static [u16],
     pub route: fn() -> Route,
+    /// Registered as this scope instead of `route` (a hot `{param}` route that matches its
+    /// literal prefix as text and reads the param itself, see `events::scope`).
+    pub scope: Option<fn() -> Scope>,
 }
 
 /// The given value, or the default when the row leaves it out.
@@ -55,7 +58,7 @@ macro_rules! or_default {
 
 /// One row of the table: `endpoint!(GET "/path" => handler, "summary", ok 200 "what", …)`.
 macro_rules! endpoint {
-    ($method:ident $path:literal => $handler:path, $summary:literal, ok $ok:literal $ok_text:literal $(, also $also:literal $also_text:literal)? $(, public $public:literal)? $(, role $role:ident)? $(, query $query:expr)? $(, body $body:expr)? $(, errors $errors:expr)?) => {
+    ($method:ident $path:literal => $handler:path, $summary:literal, ok $ok:literal $ok_text:literal $(, also $also:literal $also_text:literal)? $(, public $public:literal)? $(, role $role:ident)? $(, query $query:expr)? $(, body $body:expr)? $(, errors $errors:expr)? $(, scope $scope:path)?) => {
         Endpoint {
             method: Method::$method,
             path: $path,
@@ -68,6 +71,7 @@ macro_rules! endpoint {
             also: or_default!(None $(, Some(($also, $also_text)))?),
             errors: or_default!(&[] $(, $errors)?),
             route: || web::method(Method::$method).to($handler),
+            scope: or_default!(None $(, Some($scope))?),
         }
     };
 }
@@ -85,7 +89,7 @@ pub fn all(fault_injection: bool) -> Vec<Endpoint> {
         endpoint!(GET "/metrics" => metrics::metrics, "Prometheus metrics (text format 0.0.4), labelled by connector.", ok 200 "exposition text", public true, errors &[503]),
         endpoint!(GET "/openapi.json" => openapi::document, "This document.", ok 200 "OpenAPI 3 document", public true),
         endpoint!(POST "/events/{topic}" => events::route, "Publish an HMS event. Answers 202 only once a job per matching connector is stored. `Idempotency-Key` header: the event id.", ok 202 "`{event_id, topic, connectors, filtered}`", role Operator,
-            body Body::Json("Event"), errors &[400, 401, 413, 503]),
+            body Body::Json("Event"), errors &[400, 401, 413, 503], scope events::scope),
         endpoint!(POST "/webhooks/{name}" => webhooks::receive, "A webhook for the connector whose path this is (default /webhooks/ID): verified by its scheme (Standard Webhooks, GitHub, token), stored before the answer. A replayed webhook id changes nothing.", ok 200 "`{ok, duplicate, stored}`; for HMS pushes (trigger.webhook) `{ok, event_id, connectors}`",
             public true, body Body::Json("WebhookBody"), errors &[400, 401, 404, 413, 503]),
         endpoint!(POST "/webhook/{name}" => webhooks::receive, "The same for paths a connector names itself (the seeds' /webhook/hms, /webhook/appointment).", ok 200 "`{ok, duplicate, stored}`; for HMS pushes `{ok, event_id, connectors}`",
@@ -154,10 +158,13 @@ pub fn register(cfg: &mut web::ServiceConfig, fault_injection: bool) {
     let mut admin = web::scope("").wrap(actix_web::middleware::from_fn(super::auth::require_token));
     let all = all(fault_injection);
     for (i, e) in all.iter().enumerate() {
-        // The hot route, as a scope of its literal prefix that reads the topic itself: no
-        // regex per event (see `events::scope`).
-        if e.path == "/events/{topic}" {
-            admin = admin.service(events::scope());
+        // A route that is its own scope (the hot `POST /events/{topic}`: no regex per event).
+        if let Some(scope) = e.scope {
+            if e.public {
+                cfg.service(scope());
+            } else {
+                admin = admin.service(scope());
+            }
             continue;
         }
         if e.public {

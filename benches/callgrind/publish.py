@@ -2,12 +2,12 @@
 POST /events/bench.event over CONNS keep-alive connections at once, each waiting for its 202.
 
     python3 publish.py PORT N CONNS
+
+`event` and `post` are shared with benches/paced/pace.py.
 """
 import asyncio
 import json
 import sys
-
-port, n, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 
 
 def event(k):
@@ -19,26 +19,32 @@ def event(k):
     }).encode()
 
 
-async def publisher(keys):
+async def post(reader, writer, k):
+    """Sends event k on a keep-alive connection and reads its answer, which must be a 202."""
+    body = event(k)
+    writer.write(b"POST /events/bench.event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    status = await reader.readline()
+    if b" 202 " not in status:
+        sys.exit(f"event {k}: {status!r}")
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+
+
+async def publisher(port, keys):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     for k in keys:
-        body = event(k)
-        writer.write(b"POST /events/bench.event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        await writer.drain()
-        status = await reader.readline()
-        if b" 202 " not in status:
-            sys.exit(f"event {k}: {status!r}")
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
+        await post(reader, writer, k)
     writer.close()
 
 
-async def main():
-    await asyncio.gather(*(publisher(range(c, n, conns)) for c in range(conns)))
+async def main(port, n, conns):
+    await asyncio.gather(*(publisher(port, range(c, n, conns)) for c in range(conns)))
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))

@@ -134,7 +134,7 @@ impl Bus {
             return Ok(Routed { accepted, jobs: Vec::new(), wake: Vec::new() });
         }
         // Every connector's job shares the one payload.
-        let payload = std::sync::Arc::new(payload);
+        let payload = crate::mapping::Payload::shared(payload);
         let mut jobs = Vec::with_capacity(routes.len());
         for shared in &routes {
             if !shared.compiled.matches(topic, &payload) {
@@ -158,6 +158,12 @@ impl Bus {
             accepted.connectors.push(shared.id().to_string());
         }
         drop(route);
+        // The payload's JSON text, for the jobs' rows and for bodies that are the record as it
+        // is, is made here on the publisher's thread, not by the writer: its thread is the
+        // one every event's commit waits on.
+        if !jobs.is_empty() {
+            payload.text();
+        }
         let wake = routes.into_iter().filter(|s| accepted.connectors.iter().any(|c| c == s.id())).collect();
         Ok(Routed { accepted, jobs, wake })
     }

@@ -476,7 +476,7 @@ mod tests {
     use super::*;
 
     fn job(n: u32) -> NewDelivery {
-        NewDelivery { connector_id: "c".into(), event_id: format!("e{n}"), topic: "t".into(), record_key: format!("k{n}"), payload: serde_json::json!({}).into(), origin: crate::sync::Origin::Event, deleted: false }
+        NewDelivery { connector_id: "c".into(), event_id: format!("e{n}"), topic: "t".into(), record_key: format!("k{n}"), payload: crate::mapping::Payload::shared(serde_json::json!({})), origin: crate::sync::Origin::Event, deleted: false }
     }
 
     /// The commit gap: a lone entry after a quiet gap is written at once; a batch of

@@ -10,7 +10,7 @@ use super::alerter::JobParked;
 use super::committer::RecordOutcome;
 use crate::delivery::{Egress, Outcome, sender};
 use crate::mapping::compiled::Write;
-use crate::mapping::fields;
+use crate::mapping::{Payload, fields};
 use crate::spec::model::{ResolveSpec, Side};
 use crate::storage::{self, Delivery, Direction, JobUpdate, LinkUpdate, NewDelivery, NewTicket, TicketStatus};
 use crate::sync::Origin;
@@ -181,7 +181,7 @@ fn in_hms_fields(shared: &ConnectorShared, side: Side, record: Value) -> Value {
 /// What the gate lets through.
 pub struct Cleared {
     /// The record to write (HMS fields): the job's payload, shared, unless a read replaced it.
-    pub payload: std::sync::Arc<Value>,
+    pub payload: std::sync::Arc<Payload>,
     /// The side it is written to.
     pub to: Side,
     /// The link to save once the write succeeded (see [`after_write`]).
@@ -215,7 +215,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
         let link = storage::get_link(&rt.db, shared.id(), &job.record_key).await.ok().flatten();
         let link_ctx = json!({ "link": link_json(&job.record_key, link.as_ref().map(|l| l.external_id.as_str())) });
         match read(client, &rt.egress, shared, source, &job.payload, &link_ctx, true).await.map(|r| r.current) {
-            Ok(Current::Present(current)) => cleared.payload = current.into(),
+            Ok(Current::Present(current)) => cleared.payload = Payload::shared(current),
             Ok(_) => return Err(settle(shared, job, to, TicketStatus::Skipped, Some("the chosen side has no such record".into()), attempts, None)),
             Err(e) => cleared.blocked = Some(e),
         }
@@ -323,7 +323,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
             });
             let (to, link) = (write_to, synced);
             cleared.to = to;
-            cleared.payload = record.into();
+            cleared.payload = Payload::shared(record);
             cleared.link = Some(link_of(link));
             cleared.then_back = then_back;
             cleared.why = Some(why);
@@ -348,7 +348,7 @@ pub async fn gate(client: &awc::Client, rt: &Runtime, shared: &ConnectorShared, 
                 let read = if side == source { &source_read } else { &target_read };
                 match &read.current {
                     Current::Present(r) => r.clone(),
-                    _ if side == source => (*cleared.payload).clone(),
+                    _ if side == source => cleared.payload.value().clone(),
                     _ => Value::Null,
                 }
             };
@@ -501,7 +501,7 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
         event_id,
         topic: job.topic.clone(),
         record_key: job.record_key.clone(),
-        payload: merged.into(),
+        payload: Payload::shared(merged),
         origin: Origin::Merged(back),
         deleted: false,
     }]
@@ -515,7 +515,7 @@ pub fn after_write(shared: &ConnectorShared, job: &Delivery, cleared: &mut Clear
 /// same change arriving twice a no-op.)
 pub fn inbound_job(shared: &ConnectorShared, record: &Value, id_field: Option<&str>, version: Option<&Value>, origin: &str, change_id: Option<&str>) -> NewDelivery {
     let table = shared.spec.mapping_pairs();
-    let payload = std::sync::Arc::new(if table.is_empty() { record.clone() } else { fields::map_in(record, &table) });
+    let payload = Payload::shared(if table.is_empty() { record.clone() } else { fields::map_in(record, &table) });
     let external_id = external_id_of(record, id_field);
     // Without a version from the feed, the record's own version field (in HMS names) tells
     // changes apart: A -> B -> A is three changes, not a replay of the first.

@@ -212,7 +212,7 @@ pub async fn resolve(state: web::Data<AppState>, who: Principal, id: web::Path<i
         event_id: format!("resolved:{}:{n}", job.id),
         topic: job.topic.clone(),
         record_key: job.record_key.clone(),
-        payload: payload.into(),
+        payload: crate::mapping::Payload::shared(payload),
         origin,
         deleted,
     };
@@ -220,14 +220,14 @@ pub async fn resolve(state: web::Data<AppState>, who: Principal, id: web::Path<i
     let (jobs, reason) = match (choice.side.as_deref(), choice.record) {
         (Some(side @ ("hms" | "legacy")), None) if side_of(side) == source => {
             // The parked change itself, a delete included.
-            (vec![new_job(Origin::Resolved(job.origin.target()), (*job.payload).clone(), 1, job.deleted)], format!("conflict resolved: {side} wins"))
+            (vec![new_job(Origin::Resolved(job.origin.target()), job.payload.value().clone(), 1, job.deleted)], format!("conflict resolved: {side} wins"))
         }
         (Some(side @ ("hms" | "legacy")), None) => {
             let fetch = shared.spec.resolve.as_ref().and_then(|r| if side == "hms" { r.fetch_hms.as_ref() } else { r.fetch_legacy.as_ref() });
             if fetch.is_none() {
                 return Err(ApiError::bad_request(format!("to take {side}'s version its current record must be read: configure resolve.fetch.{side}, or pass the merged `record`")));
             }
-            (vec![new_job(Origin::Take(side_of(side)), (*job.payload).clone(), 1, false)], format!("conflict resolved: {side} wins"))
+            (vec![new_job(Origin::Take(side_of(side)), job.payload.value().clone(), 1, false)], format!("conflict resolved: {side} wins"))
         }
         (None, Some(record)) => (
             vec![new_job(Origin::Resolved(Side::Hms), record.clone(), 1, false), new_job(Origin::Resolved(Side::Legacy), record, 2, false)],

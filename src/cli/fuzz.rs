@@ -192,7 +192,7 @@ pub fn run(doc: &str) -> Verdict {
     let extras = json!({ "current": event, "etag": "\"1\"", "link": { "hmsId": "72", "externalId": "E-72" } });
     let _ = dry_run::dry_run(&spec, None, &event, "fuzz-event");
     let _ = crate::sync::explain::explain(&spec, &event, Some(&event));
-    let shared = std::sync::Arc::new(event.clone());
+    let shared = crate::mapping::Payload::shared(event.clone());
     for side in [Side::Legacy, Side::Hms] {
         for write in [Write::Update, Write::Create, Write::Delete] {
             let _ = compiled.render_write(side, write, &shared, &extras, &secrets);

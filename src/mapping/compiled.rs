@@ -11,6 +11,7 @@ use minijinja::{Environment, UndefinedBehavior, Value as JValue};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Payload;
 use super::context::RecordContext;
 use crate::spec::templates::{replace_secret_refs, url_to_template};
 use crate::spec::{ConnectorSpec, RequestSpec};
@@ -36,7 +37,7 @@ pub struct RenderedRequest {
     pub headers: Vec<(String, String)>,
     /// Shared with the record when the body is the record as it is (no body template, no
     /// mapping): the common outbound case sends the job's payload without copying it.
-    pub body: Option<Arc<Value>>,
+    pub body: Option<Arc<Payload>>,
     /// How `body` goes on the wire (a string for xml and text).
     #[serde(skip_serializing_if = "Encoding::is_json")]
     pub encoding: Encoding,
@@ -47,18 +48,15 @@ impl RenderedRequest {
     /// way), or the rendered document. `None` without a body.
     pub fn wire_body(&self) -> Option<(String, &'static str)> {
         let body = self.body.as_deref()?;
-        // `serde_json::to_string`, not `Value`'s `Display` (`to_string()`): the same text,
-        // written straight into a buffer instead of piece by piece through a formatter into a
-        // string grown from empty. For the same payload the `Display` path took 1.8 times as
-        // long (1.9% of the service's samples at saturation, against 1.1% for the job row's
-        // text). Serializing a `Value` cannot fail (its map keys are strings).
-        let json = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+        // JSON is the payload's own text ([`Payload::text`]): a body that is the job's record
+        // as it is shares the text the job's row was written with, instead of serializing
+        // the record again.
         let text = match self.encoding {
-            Encoding::Json => json(body),
+            Encoding::Json => body.text().to_owned(),
             Encoding::Form => crate::mapping::form::encode(body),
-            Encoding::Xml | Encoding::Text => match body {
+            Encoding::Xml | Encoding::Text => match body.value() {
                 Value::String(s) => s.clone(),
-                other => json(other),
+                _ => body.text().to_owned(),
             },
         };
         Some((text, self.encoding.content_type()))
@@ -133,7 +131,7 @@ impl CompiledConnector {
         self.get().is_delete(topic, payload)
     }
 
-    pub fn record_key(&self, payload: &Arc<Value>, fallback: &str) -> Result<String, MappingError> {
+    pub fn record_key(&self, payload: &Arc<Payload>, fallback: &str) -> Result<String, MappingError> {
         if let Some(spec) = &self.spec {
             let Some(key) = spec.key.as_deref() else { return Ok(fallback.to_string()) };
             match simple_path(key).and_then(|path| field(payload, path)) {
@@ -293,7 +291,7 @@ impl Compiled {
     /// system's fields for it. `extras` (an object, or null) stand beside the record's
     /// fields: two-way writes see the side's record as read (`current`), its `etag` and the
     /// record's `link` (`hmsId`, `externalId`). `None`: the connector has no such request.
-    pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Arc<Value>, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
+    pub fn render_write(&self, to: crate::spec::model::Side, op: Write, payload: &Arc<Payload>, extras: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
         use crate::spec::model::Side;
         let (update, create, delete) = match to {
             Side::Legacy => (&self.request, &self.create, &self.delete),
@@ -307,7 +305,7 @@ impl Compiled {
         let Some(req) = req else { return Ok(None) };
         let default_body = match (op, to) {
             (Write::Delete, _) => None,
-            (_, Side::Legacy) if !self.mapping.is_empty() => Some(Arc::new(crate::mapping::fields::map_out(payload, &self.mapping))),
+            (_, Side::Legacy) if !self.mapping.is_empty() => Some(Payload::shared(crate::mapping::fields::map_out(payload, &self.mapping))),
             _ => Some(Arc::clone(payload)),
         };
         self.render_request(req, &with_extras(payload, extras), default_body, secrets).map(Some)
@@ -344,7 +342,7 @@ impl Compiled {
     /// The record key used for ordering; `fallback` (the event id) when the spec has none.
     /// The payload is shared: the render context reads it where it is (the Bus holds each
     /// event in an `Arc` already).
-    pub fn record_key(&self, payload: &Arc<Value>, fallback: &str) -> Result<String, MappingError> {
+    pub fn record_key(&self, payload: &Arc<Payload>, fallback: &str) -> Result<String, MappingError> {
         match &self.key {
             Some(name) => self.render_str_in(name, payload, &Secrets::new(), &mut None),
             None => Ok(fallback.to_string()),
@@ -353,7 +351,7 @@ impl Compiled {
 
     /// Renders the outbound request (`map.to`) for an HMS event (the dry run's request).
     pub fn render(&self, payload: &Value, secrets: &Secrets) -> Result<Option<RenderedRequest>, MappingError> {
-        self.render_write(crate::spec::model::Side::Legacy, Write::Update, &Arc::new(payload.clone()), &Value::Null, secrets)
+        self.render_write(crate::spec::model::Side::Legacy, Write::Update, &Payload::shared(payload.clone()), &Value::Null, secrets)
     }
 
     /// Renders the request reading `side`'s current copy of `record` (in HMS fields), if the
@@ -374,10 +372,10 @@ impl Compiled {
         let cursor = if cursor.is_null() { Value::String(String::new()) } else { cursor.clone() };
         let page = if page.is_null() { Value::String(String::new()) } else { page.clone() };
         let ctx = serde_json::json!({ "cursor": cursor, "page": page });
-        self.render_request(req, &Arc::new(ctx), None, secrets)
+        self.render_request(req, &Payload::shared(ctx), None, secrets)
     }
 
-    fn render_request(&self, req: &RequestTemplates, payload: &Arc<Value>, default_body: Option<Arc<Value>>, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
+    fn render_request(&self, req: &RequestTemplates, payload: &Arc<Payload>, default_body: Option<Arc<Payload>>, secrets: &Secrets) -> Result<RenderedRequest, MappingError> {
         // One render context for the URL, every header and the body's templates (made at the
         // first that needs it).
         let mut ctx = None;
@@ -387,7 +385,7 @@ impl Compiled {
             headers.push((name.clone(), self.render_str_in(tname, payload, secrets, &mut ctx)?));
         }
         let body = match &req.body {
-            Some(shape) => Some(Arc::new(self.render_value(shape, payload, secrets, &mut ctx)?.unwrap_or(Value::Null))),
+            Some(shape) => Some(Payload::shared(self.render_value(shape, payload, secrets, &mut ctx)?.unwrap_or(Value::Null))),
             None => default_body.filter(|b| !b.is_null()),
         };
         let body = if req.method == "GET" || req.method == "DELETE" { None } else { body };
@@ -399,7 +397,7 @@ impl Compiled {
     /// [`RecordContext`]). A template without template syntax is its own text, and needs
     /// neither the context nor a render: most URLs and headers (`Content-Type`, a fixed
     /// endpoint) are such literals, and they cost a third of a delivery's CPU when rendered.
-    fn render_str_in(&self, name: &str, payload: &Arc<Value>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<String, MappingError> {
+    fn render_str_in(&self, name: &str, payload: &Arc<Payload>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<String, MappingError> {
         let tmpl = self.env.get_template(name).map_err(|e| render_err(name, e))?;
         if let Some(text) = literal(tmpl.source()) {
             return Ok(text.to_owned());
@@ -434,7 +432,7 @@ impl Compiled {
     /// `endDate`). Any other template with a missing field fails the render.
     /// `ctx`: the request's render context, shared with its URL and headers (see
     /// [`Self::render_str_in`]).
-    fn render_value(&self, shape: &Value, payload: &Arc<Value>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<Option<Value>, MappingError> {
+    fn render_value(&self, shape: &Value, payload: &Arc<Payload>, secrets: &Secrets, ctx: &mut Option<JValue>) -> Result<Option<Value>, MappingError> {
         Ok(Some(match shape {
             Value::String(name) => match single_placeholder(&self.source_of(name)) {
                 Some(path) => {
@@ -477,13 +475,13 @@ fn literal(source: &str) -> Option<&str> {
 
 /// The render context of a payload with `extras` added (they win over same-named fields);
 /// the payload itself, shared, not a copy, when there are none (every plain outbound event).
-fn with_extras(payload: &Arc<Value>, extras: &Value) -> Arc<Value> {
-    merged(payload, extras).map_or_else(|| Arc::clone(payload), Arc::new)
+fn with_extras(payload: &Arc<Payload>, extras: &Value) -> Arc<Payload> {
+    merged(payload, extras).map_or_else(|| Arc::clone(payload), Payload::shared)
 }
 
 /// [`with_extras`] for a record not shared yet (a two-way read's): copied once, merged or not.
-fn record_with_extras(record: &Value, extras: &Value) -> Arc<Value> {
-    Arc::new(merged(record, extras).unwrap_or_else(|| record.clone()))
+fn record_with_extras(record: &Value, extras: &Value) -> Arc<Payload> {
+    Payload::shared(merged(record, extras).unwrap_or_else(|| record.clone()))
 }
 
 /// `payload`'s fields with `extras` added, when there are extras to add.
@@ -548,7 +546,7 @@ mod lazy_tests {
 
     #[test]
     fn the_accept_path_answers_as_the_templates_do_without_compiling() {
-        let payload = Arc::new(serde_json::json!({ "n": 42, "s": "RW-1", "f": 1.5, "o": { "id": "x" }, "b": true, "z": null }));
+        let payload = Payload::shared(serde_json::json!({ "n": 42, "s": "RW-1", "f": 1.5, "o": { "id": "x" }, "b": true, "z": null }));
         for key in ["{{ n }}", "{{ s }}", "{{ f }}", "{{ o.id }}", "{{ b }}", "{{ z }}", "{{ missing }}", "{{ s | upper }}", "k-{{ n }}"] {
             let lazy = CompiledConnector::lazy(spec(key, "")).unwrap();
             let eager = CompiledConnector::compile(&spec(key, "")).unwrap();
@@ -562,6 +560,25 @@ mod lazy_tests {
         assert!(simple.compiled.get().is_none(), "nothing compiled for the accept path");
         let filtered = CompiledConnector::lazy(spec("{{ s }}", ", filter: 'object.n > 100'")).unwrap();
         assert!(!filtered.matches("t", &payload), "a filter is asked of the templates");
+    }
+
+    /// A body that is the record as it is is the job's payload itself, and goes on the wire
+    /// as the payload's text (the one its row was written with); a body the templates made is
+    /// the same JSON as serde_json writes it.
+    #[test]
+    fn a_record_as_it_is_goes_as_the_payloads_own_text() {
+        let payload = Payload::shared(serde_json::json!({ "n": 42, "s": "RW-1", "o": { "b": [1, 2.5, null], "a": "x\"y" } }));
+        let text = payload.text().as_ptr();
+        let as_is = Compiled::compile(&spec("{{ n }}", "")).unwrap();
+        let req = as_is.render_write(crate::spec::model::Side::Legacy, Write::Update, &payload, &Value::Null, &Secrets::new()).unwrap().unwrap();
+        let body = req.body.as_ref().unwrap();
+        assert!(Arc::ptr_eq(body, &payload) && body.text().as_ptr() == text, "shared, text and all");
+        assert_eq!(req.wire_body(), Some((serde_json::to_string(payload.value()).unwrap(), "application/json")));
+        let yaml = "id: k\ntype: outbound\ntrigger: { topic: t }\nkey: \"{{ n }}\"\nmap:\n  to:\n    url: \"http://127.0.0.1:9/x\"\n    body: { id: \"{{ s }}\", o: \"{{ o }}\" }\n";
+        let shaped = Compiled::compile(&crate::spec::parse("k.yaml", yaml).unwrap()).unwrap();
+        let req = shaped.render_write(crate::spec::model::Side::Legacy, Write::Update, &payload, &Value::Null, &Secrets::new()).unwrap().unwrap();
+        let expected = serde_json::json!({ "id": "RW-1", "o": { "b": [1, 2.5, null], "a": "x\"y" } });
+        assert_eq!(req.wire_body(), Some((serde_json::to_string(&expected).unwrap(), "application/json")));
     }
 }
 

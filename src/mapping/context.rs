@@ -13,19 +13,20 @@ use std::sync::Arc;
 
 use minijinja::Value as JValue;
 use minijinja::value::{Enumerator, Object, ObjectRepr};
-use serde_json::Value;
+
+use super::Payload;
 
 /// The context of a render: the record's fields at the top, `event` (the whole record) and
 /// `__secrets` (which win over fields of those names, as they did in the map).
 #[derive(Debug)]
 pub(crate) struct RecordContext {
-    record: Arc<Value>,
+    record: Arc<Payload>,
     secrets: JValue,
 }
 
 impl RecordContext {
     /// The context of `record` with `secrets` (already a minijinja value: they are few).
-    pub(crate) fn value(record: Arc<Value>, secrets: JValue) -> JValue {
+    pub(crate) fn value(record: Arc<Payload>, secrets: JValue) -> JValue {
         JValue::from_object(Self { record, secrets })
     }
 }
@@ -56,13 +57,13 @@ impl Object for RecordContext {
 
 /// `event`: the whole record, its fields converted as they are looked up when it is an
 /// object (anything else is converted at once, as it is small or rare).
-fn record_value(record: &Arc<Value>) -> JValue {
+fn record_value(record: &Arc<Payload>) -> JValue {
     if record.is_object() { JValue::from_object(Record(Arc::clone(record))) } else { JValue::from_serialize(&**record) }
 }
 
 /// A JSON object as a minijinja map, its keys in the object's order.
 #[derive(Debug)]
-struct Record(Arc<Value>);
+struct Record(Arc<Payload>);
 
 impl Object for Record {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -91,7 +92,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use minijinja::Environment;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -133,7 +134,7 @@ mod tests {
             env.add_template_owned(format!("t{i}"), t.to_string()).unwrap();
         }
         for record in &records {
-            let lazy = RecordContext::value(Arc::new(record.clone()), JValue::from_serialize(&secrets));
+            let lazy = RecordContext::value(Payload::shared(record.clone()), JValue::from_serialize(&secrets));
             let old = eager(record, &secrets);
             for (i, t) in templates.iter().enumerate() {
                 let tmpl = env.get_template(&format!("t{i}")).unwrap();

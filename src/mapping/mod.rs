@@ -6,6 +6,8 @@ mod context;
 pub mod dry_run;
 pub mod fields;
 pub mod form;
+pub mod payload;
 pub mod selector;
 
 pub use compiled::{Compiled, CompiledConnector, MappingError, RenderedRequest, Secrets};
+pub use payload::Payload;

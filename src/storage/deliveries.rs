@@ -16,6 +16,7 @@ use sea_orm::{
 };
 
 use super::{Db, StorageError, begin_write, from_json_text, micros, now, to_json_text};
+use crate::mapping::Payload;
 use crate::sync::Origin;
 use crate::sync::engine::Written;
 
@@ -76,8 +77,9 @@ pub struct NewDelivery {
     pub topic: String,
     /// Jobs with the same key are delivered strictly in acceptance order.
     pub record_key: String,
-    /// Shared, not copied, from the published event to the stored job handed to its lane.
-    pub payload: std::sync::Arc<serde_json::Value>,
+    /// Shared, not copied, from the published event to the stored job handed to its lane
+    /// (and its JSON text, written into the row, to the request's body: see [`Payload`]).
+    pub payload: std::sync::Arc<Payload>,
     /// Where it comes from (which side it writes).
     pub origin: Origin,
     /// The change deletes the record.
@@ -93,7 +95,7 @@ pub struct Delivery {
     pub event_id: String,
     pub topic: String,
     pub record_key: String,
-    pub payload: std::sync::Arc<serde_json::Value>,
+    pub payload: std::sync::Arc<Payload>,
     pub status: JobStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
@@ -135,7 +137,7 @@ impl TryFrom<Model> for Delivery {
             event_id: m.event_id,
             topic: m.topic,
             record_key: m.record_key,
-            payload: payload.into(),
+            payload: Payload::shared(payload),
             status,
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at,
@@ -233,7 +235,7 @@ pub(crate) fn insert_statements(backend: DbBackend, jobs: &[impl Borrow<NewDeliv
                 event_id: Set(j.event_id.clone()),
                 topic: Set(j.topic.clone()),
                 record_key: Set(j.record_key.clone()),
-                payload: Set(to_json_text(&j.payload)),
+                payload: Set(j.payload.text().to_owned()),
                 status: Set(PENDING.to_owned()),
                 attempts: Set(0),
                 next_attempt_at: Set(t),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use hms_sync::mapping::Payload;
 use hms_sync::storage::{self, Claimant, Db, NewDelivery, Share};
 use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::json;
@@ -22,7 +23,7 @@ fn job(connector: &str, event: &str, key: &str) -> NewDelivery {
         event_id: event.to_owned(),
         topic: "permit.updated".to_owned(),
         record_key: key.to_owned(),
-        payload: json!({"permitId": key, "event": event}).into(),
+        payload: Payload::shared(json!({"permitId": key, "event": event})),
         origin: hms_sync::sync::Origin::Event,
         deleted: false,
     }

@@ -3,6 +3,7 @@
 //! nothing behind.
 
 use chrono::{DateTime, TimeZone, Utc};
+use hms_sync::mapping::Payload;
 use hms_sync::storage::{self, BatchEntry, ClaimToken, Db, Direction, EntryWritten, JobUpdate, LinkUpdate, NewAttempt, NewDelivery, NewTicket, SqliteWriter, TicketStatus};
 use hms_sync::sync::Origin;
 use hms_sync::sync::engine::Synced;
@@ -17,7 +18,7 @@ use super::queue::ME;
 const WRITE_TIMES: [&str; 4] = ["created_at", "updated_at", "at", "next_attempt_at"];
 
 fn job(event: &str, key: &str, origin: Origin, deleted: bool) -> NewDelivery {
-    NewDelivery { connector_id: "w".into(), event_id: event.into(), topic: "permit.updated".into(), record_key: key.into(), payload: json!({"permitId": key, "event": event, "n": [1, 2.5, null]}).into(), origin, deleted }
+    NewDelivery { connector_id: "w".into(), event_id: event.into(), topic: "permit.updated".into(), record_key: key.into(), payload: Payload::shared(json!({"permitId": key, "event": event, "n": [1, 2.5, null]})), origin, deleted }
 }
 
 fn ticket(job: i64, status: TicketStatus, detail: Option<serde_json::Value>) -> NewTicket {

@@ -130,9 +130,11 @@ mod sql {
     pub const COMPLETE: &str = "UPDATE deliveries SET status = 'done', attempts = ?1, updated_at = ?2, lease_owner = NULL, lease_until = NULL, in_flight = NULL \
          WHERE id = ?3 AND status = 'pending' AND attempts = ?4 AND claims = ?5";
     pub const INSERT_ATTEMPT: &str = "INSERT INTO delivery_attempts (delivery_id, connector_id, attempt, status, latency_ms, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-    /// Job `?1` is the oldest pending job of its record key (the claim's head test).
-    pub const IS_HEAD: &str = "SELECT 1 FROM deliveries AS d WHERE d.id = ?1 \
-         AND d.id = (SELECT min(p.id) FROM deliveries AS p WHERE p.connector_id = d.connector_id AND p.status = 'pending' AND p.record_key = d.record_key)";
+    /// A pending job of connector `?1` and record key `?2` older than job `?3`: none, and the
+    /// pending job `?3` heads its key (the claim's head test). The new job's connector and key
+    /// are bound, not read from its row: one search of the pending jobs' key index, where
+    /// looking the job up by its id first and then taking the key's smallest id was two.
+    pub const OLDER_OF_KEY: &str = "SELECT 1 FROM deliveries WHERE connector_id = ?1 AND record_key = ?2 AND status = 'pending' AND id < ?3 LIMIT 1";
     /// The oldest pending job of job `?1`'s record key, whole (the columns of
     /// [`super::job_row`], in its order): the key's head once `?1` is settled.
     pub const KEY_HEAD: &str = "SELECT p.id, p.connector_id, p.event_id, p.topic, p.record_key, p.payload, p.status, p.attempts, p.next_attempt_at, p.last_error, \
@@ -315,9 +317,9 @@ fn append_tickets(conn: &Connection, new: &[&NewTicket]) -> Result<Vec<i64>, Sto
 fn queued<'a>(conn: &Connection, stored: Vec<(i64, &'a NewDelivery)>, at: chrono::DateTime<chrono::Utc>) -> Result<Queued<'a>, StorageError> {
     let mut heads = std::collections::HashSet::with_capacity(stored.len());
     if !stored.is_empty() {
-        let mut is_head = conn.prepare_cached(sql::IS_HEAD)?;
-        for (id, _) in &stored {
-            if is_head.exists([id])? {
+        let mut older = conn.prepare_cached(sql::OLDER_OF_KEY)?;
+        for (id, j) in &stored {
+            if !older.exists(rusqlite::params![j.connector_id, j.record_key, id])? {
                 heads.insert(*id);
             }
         }

@@ -14,7 +14,7 @@ use serde_json::Value;
 /// A record (an event's payload, a job's) with its compact JSON text, made at the first
 /// [`Payload::text`] and kept. Reads as its [`Value`] (`Deref`); compares, prints and
 /// serializes as it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Payload {
     value: Value,
     text: OnceLock<String>,

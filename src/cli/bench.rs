@@ -191,6 +191,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let result = actix_web::rt::System::new().block_on(async {
+        if args.idle_connectors.is_none() && args.console.is_none()
+            && let Some(url) = &args.database
+        {
+            fresh_database(url).await?;
+        }
         match (args.idle_connectors, &args.nats) {
             _ if args.console.is_some() => console_pages(&dir, args.console.unwrap_or(1000), args.tickets, args.database.clone()).await,
             (Some(n), _) => idle(&dir, n, args.database.clone(), Duration::from_secs(args.idle_secs)).await,
@@ -206,6 +211,28 @@ pub fn run(args: BenchArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Refuses a `--database` that holds an earlier run's tickets or queued jobs (every job done
+/// has its ticket). The runs' events are the same (`Idempotency-Key: bench-0`, `bench-1`, …,
+/// connector `bench`), so on such a database they would be taken for the earlier run's and
+/// not stored again: nothing would be delivered, the earlier tickets would be counted, and
+/// the run would wait out its 300 s to report a timeout (seen on PostgreSQL, a second run on
+/// one database).
+async fn fresh_database(url: &str) -> Result<(), String> {
+    let shown = storage::redact_url(url);
+    let db = storage::connect(url).await.map_err(|e| e.to_string())?;
+    let queued: i64 = storage::queue_stats(&db).await.map_err(|e| e.to_string())?.iter().map(|(_, _, n)| n).sum();
+    let tickets = storage::ticket_count(&db).await.map_err(|e| e.to_string())?;
+    db.close().await.map_err(|e| e.to_string())?;
+    if queued > 0 || tickets > 0 {
+        return Err(format!(
+            "the database {shown} holds {tickets} tickets and {queued} queued jobs already; bench needs an empty one \
+             (each run publishes the same events, bench-0, bench-1, …, which it would take for those already there): \
+             create one, e.g. `createdb -h 127.0.0.1 -U postgres hms_bench_2`, and pass its URL"
+        ));
+    }
+    Ok(())
 }
 
 /// `bench --fuzz N`: the cases run on a thread with an actix worker's stack size (2 MiB),

@@ -251,6 +251,25 @@ fn bench_runs_and_warns_in_a_debug_build() {
     assert!(!stderr.contains("published ["), "no progress line when stderr is not a terminal: {stderr}");
 }
 
+/// `bench --database` on a database an earlier run filled is refused at once, with what it
+/// holds and what to do (the runs' events are the same: a second run on it delivered
+/// nothing and waited 300 s for a timeout).
+#[test]
+fn bench_refuses_a_database_an_earlier_run_filled() {
+    let dir = temp_dir("cli-bench-reused");
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let mut first = bin();
+    first.args(["bench", "--events", "20", "--publishers", "2", "--database", &url]);
+    let out = run_bounded(first, None, Duration::from_secs(60));
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut second = bin();
+    second.args(["bench", "--events", "20", "--publishers", "2", "--database", &url]);
+    let out = run_bounded(second, None, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds 20 tickets and 0 queued jobs already") && err.contains("needs an empty one"), "{err}");
+}
+
 /// Issue 11, item 16: `up --watch` applies a saved file, and SIGHUP reloads once.
 #[actix_web::test]
 async fn up_watch_and_sighup_apply_the_connectors_folder() {

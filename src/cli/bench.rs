@@ -226,10 +226,10 @@ async fn fresh_database(url: &str) -> Result<(), String> {
     let tickets = storage::ticket_count(&db).await.map_err(|e| e.to_string())?;
     db.close().await.map_err(|e| e.to_string())?;
     if queued > 0 || tickets > 0 {
+        let make = if url.starts_with("postgres") { "create one (e.g. `createdb -h 127.0.0.1 -U postgres hms_bench_2`) and pass its URL" } else { "name a file that does not exist yet" };
         return Err(format!(
             "the database {shown} holds {tickets} tickets and {queued} queued jobs already; bench needs an empty one \
-             (each run publishes the same events, bench-0, bench-1, …, which it would take for those already there): \
-             create one, e.g. `createdb -h 127.0.0.1 -U postgres hms_bench_2`, and pass its URL"
+             (each run publishes the same events, bench-0, bench-1, …, which it would take for those already there): {make}"
         ));
     }
     Ok(())

@@ -267,7 +267,7 @@ fn bench_refuses_a_database_an_earlier_run_filled() {
     let out = run_bounded(second, None, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("holds 20 tickets and 0 queued jobs already") && err.contains("needs an empty one"), "{err}");
+    assert!(err.contains("holds 20 tickets and 0 queued jobs already") && err.contains("needs an empty one") && err.contains("a file that does not exist yet"), "{err}");
 }
 
 /// Issue 11, item 16: `up --watch` applies a saved file, and SIGHUP reloads once.

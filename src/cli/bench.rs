@@ -224,9 +224,10 @@ async fn fresh_database(url: &str) -> Result<(), String> {
     let db = storage::connect(url).await.map_err(|e| e.to_string())?;
     let queued: i64 = storage::queue_stats(&db).await.map_err(|e| e.to_string())?.iter().map(|(_, _, n)| n).sum();
     let tickets = storage::ticket_count(&db).await.map_err(|e| e.to_string())?;
+    let backend = storage::backend_name(&db);
     db.close().await.map_err(|e| e.to_string())?;
     if queued > 0 || tickets > 0 {
-        let make = if url.starts_with("postgres") { "create one (e.g. `createdb -h 127.0.0.1 -U postgres hms_bench_2`) and pass its URL" } else { "name a file that does not exist yet" };
+        let make = if backend == "postgres" { "create one (e.g. `createdb -h 127.0.0.1 -U postgres hms_bench_2`) and pass its URL" } else { "name a file that does not exist yet" };
         return Err(format!(
             "the database {shown} holds {tickets} tickets and {queued} queued jobs already; bench needs an empty one \
              (each run publishes the same events, bench-0, bench-1, …, which it would take for those already there): {make}"

@@ -49,12 +49,6 @@ impl Deref for Payload {
     }
 }
 
-impl From<Value> for Payload {
-    fn from(value: Value) -> Self {
-        Self::new(value)
-    }
-}
-
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
         self.value == other.value

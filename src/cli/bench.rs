@@ -150,11 +150,30 @@ fn cpu_secs() -> f64 {
 
 /// Resident memory now and at its peak, in KiB, from /proc/self/status.
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let status = Status::read();
+    (status.field("VmRSS:"), status.field("VmHWM:"))
+}
+
+/// The resident memory in its two parts, in KiB: anonymous (the heap, stacks) and mapped from
+/// files (the binary's code above all, shared with every process that runs it and given back
+/// by the kernel at need; see `build.rs`).
+fn rss_parts_kib() -> (u64, u64) {
+    let status = Status::read();
+    (status.field("RssAnon:"), status.field("RssFile:"))
+}
+
+/// This process's `/proc/self/status`.
+struct Status(String);
+
+impl Status {
+    fn read() -> Self {
+        Self(std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+    }
+
+    /// A field's value in KiB (0 if absent).
+    fn field(&self, name: &str) -> u64 {
+        self.0.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
 }
 
 fn settings_in(dir: &Path, database: Option<String>) -> Settings {
@@ -288,7 +307,8 @@ async fn idle(dir: &Path, n: usize, database: Option<String>, settle: Duration) 
     if settle > first {
         actix_web::rt::time::sleep(settle - first).await;
         let (idle_rss, _) = rss_kib();
-        println!("idle with {n} connector(s): RSS {:.1} MiB after {} s, {} threads", idle_rss as f64 / 1024.0, settle.as_secs(), threads());
+        let (anon, file) = rss_parts_kib();
+        println!("idle with {n} connector(s): RSS {:.1} MiB after {} s (anonymous {:.1}, files {:.1}: the code above all), {} threads", idle_rss as f64 / 1024.0, settle.as_secs(), anon as f64 / 1024.0, file as f64 / 1024.0, threads());
     }
     handle.stop(true).await;
     let _ = running.await;

@@ -154,14 +154,6 @@ fn rss_kib() -> (u64, u64) {
     (status.field("VmRSS:"), status.field("VmHWM:"))
 }
 
-/// The resident memory in its two parts, in KiB: anonymous (the heap, stacks) and mapped from
-/// files (the binary's code above all, shared with every process that runs it and given back
-/// by the kernel at need; see `build.rs`).
-fn rss_parts_kib() -> (u64, u64) {
-    let status = Status::read();
-    (status.field("RssAnon:"), status.field("RssFile:"))
-}
-
 /// This process's `/proc/self/status`.
 struct Status(String);
 
@@ -306,8 +298,11 @@ async fn idle(dir: &Path, n: usize, database: Option<String>, settle: Duration) 
     println!("idle with {n} connector(s): RSS {:.1} MiB after {} s ({:.1} MiB before start), {} threads, ready in {:.2} s", idle_rss as f64 / 1024.0, first.as_secs(), before as f64 / 1024.0, threads(), ready_in.as_secs_f64());
     if settle > first {
         actix_web::rt::time::sleep(settle - first).await;
-        let (idle_rss, _) = rss_kib();
-        let (anon, file) = rss_parts_kib();
+        // The resident memory and its two parts: anonymous (the heap, the stacks) and mapped
+        // from files (the binary's code above all, shared with every process that runs it and
+        // taken back by the kernel at need; see `build.rs`).
+        let status = Status::read();
+        let (idle_rss, anon, file) = (status.field("VmRSS:"), status.field("RssAnon:"), status.field("RssFile:"));
         println!("idle with {n} connector(s): RSS {:.1} MiB after {} s (anonymous {:.1}, files {:.1}: the code above all), {} threads", idle_rss as f64 / 1024.0, settle.as_secs(), anon as f64 / 1024.0, file as f64 / 1024.0, threads());
     }
     handle.stop(true).await;

@@ -4,7 +4,7 @@
 //!
 //! Why: the kernel maps a program's code 64 KiB at a time around each page that runs (fault-
 //! around), and in the order the compiler left them, the functions an idle service had run
-//! were spread over its 14 MB of code: 11.6-12.3 MiB of it was resident, three fifths of an
+//! were spread over its 14 MB of code: 11.6-12.2 MiB of it was resident, three fifths of an
 //! idle service's memory. Packed together they are about 5 MiB (README, Performance, "The
 //! code a service runs, together"). A symbol the file names that the binary does not have
 //! (a dependency upgraded, a function renamed) is passed over without a word, and that

@@ -15,7 +15,7 @@
 #
 # Why: the kernel maps a program's code 64 KiB at a time around each page it runs (fault-
 # around), so a few functions spread over 14 MB of code map most of it. Measured on
-# 2026-12-04 with one idle connector: 11.6-12.3 MiB of the code resident, 19.7-20.4 MiB in all;
+# 2026-12-04 with one idle connector: 11.6-12.2 MiB of the code resident, 19.3-20.4 MiB in all;
 # with the layout, see the README (Performance, "The code a service runs, together").
 #
 # Run it again after a dependency or the toolchain changes (Cargo.lock, rust-toolchain):

@@ -34,18 +34,8 @@ done
 for tool in valgrind nginx python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install valgrind nginx-light python3 curl)" >&2; exit 1; }
 done
-work="$(mktemp -d /tmp/hms-sync-callgrind.XXXXXX)"
-service=""
-cleanup() {
-  [ -n "$service" ] && kill -9 "$service" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cp "$here/../wrk/nginx.conf" "$work/"
-nginx -p "$work" -c "$work/nginx.conf"
-port=17620
-delivered() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^sync_ok_total/ {s += $2} END {printf "%d", s}'; }
+name=callgrind port=17620
+source "$here/../sink.sh"
 
 # Instructions of one life of BINARY that delivers $2 events.
 count() {
@@ -53,10 +43,9 @@ count() {
   mkdir -p "$run" && cp -r "$here/../wrk/connectors" "$run/"
   valgrind --tool=callgrind --callgrind-out-file="$run/out" "$1" up --connectors "$run/connectors" --port "$port" --database "sqlite:$run/db.sqlite" >"$run/log" 2>&1 &
   service=$!
-  for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+  wait_up
   python3 "$here/publish.py" "$port" "$2" "$conns"
-  for _ in $(seq 1 1500); do [ "$(delivered)" -ge "$2" ] && break; sleep 0.2; done
-  [ "$(delivered)" -ge "$2" ] || { echo "$1: only $(delivered) of $2 delivered" >&2; exit 1; }
+  wait_delivered "$2" "$1" || exit 1
   kill -INT "$service"; wait "$service" 2>/dev/null || true; service=""
   awk '/^summary:/ {print $2}' "$run/out"
 }

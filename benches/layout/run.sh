@@ -31,18 +31,8 @@ for tool in valgrind nginx python3 curl nm; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install valgrind nginx-light python3 curl binutils)" >&2; exit 1; }
 done
 [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release first, or name one" >&2; exit 1; }
-work="$(mktemp -d /tmp/hms-sync-layout.XXXXXX)"
-service=""
-cleanup() {
-  [ -n "$service" ] && kill -9 "$service" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cp "$here/../wrk/nginx.conf" "$work/"
-nginx -p "$work" -c "$work/nginx.conf"
-port=17630 events=200
-delivered() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^sync_ok_total/ {s += $2} END {printf "%d", s}'; }
+name=layout port=17630 events=200
+source "$here/../sink.sh"
 
 cp -r "$here/../wrk/connectors" "$work/"
 for i in $(seq 0 99); do
@@ -50,10 +40,9 @@ for i in $(seq 0 99); do
 done
 valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/out" "$bin" up --connectors "$work/connectors" --port "$port" --database "sqlite:$work/db.sqlite" >"$work/log" 2>&1 &
 service=$!
-for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+wait_up
 python3 "$here/../callgrind/publish.py" "$port" "$events" 4
-for _ in $(seq 1 1500); do [ "$(delivered)" -ge "$events" ] && break; sleep 0.2; done
-[ "$(delivered)" -ge "$events" ] || { echo "only $(delivered) of $events delivered" >&2; tail "$work/log" >&2; exit 1; }
+wait_delivered "$events" "$bin" || { tail "$work/log" >&2; exit 1; }
 curl -sf -o /dev/null "http://127.0.0.1:$port/connectors"
 curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"
 sleep 35

@@ -18,7 +18,9 @@
 # (instructions per event by file, from the two runs' profiles): the walk of one event as the
 # CPU took it, each instruction counted at the source line it came from (inlined code at its
 # own file, so a helper that the compiler folded into its caller still counts). Needs a build
-# with line tables (the release profile has them); see docs/architecture.md.
+# with line tables (the release profile has them) made from this checkout: they name the files
+# by their absolute paths, and those under this checkout's src/ are listed. See
+# docs/architecture.md.
 #
 # What it does not show: the kernel (a third of a delivery's CPU, see README), waiting, and
 # the cost of an instruction. valgrind counts each byte of a `rep stos`/`rep movs` (large
